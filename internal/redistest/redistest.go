@@ -1,0 +1,237 @@
+// Package redistest starts real redis-server processes for tests, each on a
+// free loopback port with its own data directory, and stops them when the
+// test ends.
+//
+// It needs redis-server on PATH (Debian: apt-get install redis-server); when
+// it is missing the test fails with a message that says so, unless the
+// environment variable REDISTEST_SKIP_MISSING=1 asks for a skip instead.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is one running redis-server process.
+type Server struct {
+	t    testing.TB
+	dir  string
+	port int
+	args []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	log    *lockedWriter
+}
+
+// Option adds redis-server configuration, as "name value" pairs passed on the
+// command line (for example AOF("everysec")).
+type Option func(*[]string)
+
+// AOF turns on the append-only file with the given appendfsync policy
+// ("always", "everysec" or "no"), so that a [Server.Restart] keeps the data.
+func AOF(fsync string) Option {
+	return func(a *[]string) { *a = append(*a, "--appendonly", "yes", "--appendfsync", fsync) }
+}
+
+// Arg passes one raw "--name value..." option to redis-server.
+func Arg(args ...string) Option {
+	return func(a *[]string) { *a = append(*a, args...) }
+}
+
+// Start starts a redis-server on a free loopback port and registers its stop
+// with t.Cleanup. It fails t if the server does not answer PING within 10 s.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("REDISTEST_SKIP_MISSING") == "1" {
+			t.Skip("redis-server not on PATH")
+		}
+		t.Fatalf("redis-server not on PATH (install it: apt-get install redis-server): %v", err)
+	}
+	s := &Server{t: t, dir: t.TempDir()}
+	for _, o := range opts {
+		o(&s.args)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s.port, err = freePort()
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		if lastErr = s.start(bin); lastErr == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func (s *Server) start(bin string) error {
+	args := append([]string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--dir", s.dir,
+		"--save", "",
+		"--daemonize", "no",
+		"--protected-mode", "no",
+		"--maxmemory-policy", "noeviction",
+	}, s.args...)
+	cmd := exec.Command(bin, args...)
+	logBuf := &lockedWriter{}
+	cmd.Stdout = logBuf
+	cmd.Stderr = logBuf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := rdb.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			err := fmt.Errorf("redis-server exited (%v): %s", waitErr, logBuf.String())
+			if strings.Contains(logBuf.String(), "Address already in use") {
+				err = fmt.Errorf("%w: %v", errAddrInUse, err)
+			}
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("redis-server did not answer PING within 10s: %v", err)
+		}
+	}
+	s.mu.Lock()
+	s.cmd, s.exited, s.log = cmd, exited, logBuf
+	s.mu.Unlock()
+	return nil
+}
+
+// Addr is "127.0.0.1:port".
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// URL is the REDIS_URL of database db on this server.
+func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr(), db) }
+
+// Client returns a go-redis client for database 0, closed at test cleanup.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Stop stops the server (SIGTERM, so an AOF is flushed) and waits for it to
+// exit. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts the server again on the same port and data directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	bin, _ := exec.LookPath("redis-server")
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = s.start(bin); err == nil {
+			return
+		}
+		if errors.Is(err, errAddrInUse) {
+			// The old socket can linger for a moment after exit; this is a
+			// bounded retry of a bind, not a wait for a state change.
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	s.t.Fatalf("restart redis-server: %v", err)
+}
+
+// Log returns what the server printed so far (for failure messages).
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return ""
+	}
+	return s.log.String()
+}
+
+var errAddrInUse = errors.New("address in use")
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

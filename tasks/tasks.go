@@ -1,0 +1,138 @@
+// Package tasks is the vocabulary shared by the receiver and the worker: the
+// asynq task types, their payloads, and the constructors that give every task
+// its queue, retry budget, timeout and deterministic id.
+//
+// The receiver builds tasks with [NewFollowTask]; the worker reads them back
+// with [ParseFollow]. Nothing else crosses the queue.
+package tasks
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// TypeFollow is the asynq task type of "send the followee a new-follower push".
+const TypeFollow = "follow:notify"
+
+// QueueFollow is the asynq queue that holds follow tasks. It is a plain asynq
+// queue, so asynqmon and the asynq CLI show it under this name.
+const QueueFollow = "follow"
+
+// Defaults for the asynq options set by [NewFollowTask].
+const (
+	// DefaultMaxRetry is the retry budget of a follow task. Failures that are
+	// not counted (FCM quota) do not use it up; the stale cutoff bounds the
+	// total time regardless.
+	DefaultMaxRetry = 25
+	// DefaultTimeout bounds one attempt of a follow task, FCM sends included.
+	DefaultTimeout = 60 * time.Second
+)
+
+// MaxUserIDBytes is the longest UserID Tencent Cloud Chat allows.
+const MaxUserIDBytes = 32
+
+// Follow is the payload of a [TypeFollow] task: From followed To in app AppID
+// at EventTime (milliseconds since the Unix epoch, as Tencent reports it).
+type Follow struct {
+	AppID     string `json:"app"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	EventTime int64  `json:"t"`
+}
+
+// ErrInvalidFollow is returned (wrapped) by [Follow.Validate], [NewFollowTask]
+// and [ParseFollow] for a payload that can never be delivered.
+var ErrInvalidFollow = errors.New("invalid follow")
+
+// Validate reports whether f can be turned into a push. It returns an error
+// wrapping [ErrInvalidFollow] naming the first bad field.
+func (f Follow) Validate() error {
+	switch {
+	case f.AppID == "":
+		return fmt.Errorf("%w: empty app", ErrInvalidFollow)
+	case !ValidUserID(f.From):
+		return fmt.Errorf("%w: bad from_account %q", ErrInvalidFollow, f.From)
+	case !ValidUserID(f.To):
+		return fmt.Errorf("%w: bad to_account %q", ErrInvalidFollow, f.To)
+	case f.From == f.To:
+		return fmt.Errorf("%w: self-follow", ErrInvalidFollow)
+	case f.EventTime <= 0:
+		return fmt.Errorf("%w: event time %d", ErrInvalidFollow, f.EventTime)
+	}
+	return nil
+}
+
+// ValidUserID reports whether id is a UserID this service accepts: non-empty
+// and at most [MaxUserIDBytes] bytes. (UTF-8 validity is checked on the whole
+// request body by the receiver.)
+func ValidUserID(id string) bool {
+	return id != "" && len(id) <= MaxUserIDBytes
+}
+
+// ID is the deterministic identity of this follow event: the same app,
+// follower, followee and event time always give the same ID, so a repeated
+// webhook maps onto the same task and the same delivery record. It is 32
+// lowercase hex characters.
+func (f Follow) ID() string {
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range []string{f.AppID, f.From, f.To} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(f.EventTime))
+	h.Write(n[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Time returns EventTime as a time.Time.
+func (f Follow) Time() time.Time { return time.UnixMilli(f.EventTime) }
+
+// TaskID returns the asynq task id of f's task: "follow:" followed by [Follow.ID].
+func (f Follow) TaskID() string { return "follow:" + f.ID() }
+
+// NewFollowTask returns the asynq task for f, with queue [QueueFollow], task
+// id [Follow.TaskID], retry budget [DefaultMaxRetry] and timeout
+// [DefaultTimeout]; opts are appended and so override these. It returns an
+// error wrapping [ErrInvalidFollow] when f does not validate.
+//
+// Enqueuing the same follow twice while the first task still exists fails
+// with asynq.ErrTaskIDConflict, which callers treat as success.
+func NewFollowTask(f Follow, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode follow payload: %w", err)
+	}
+	all := append([]asynq.Option{
+		asynq.Queue(QueueFollow),
+		asynq.TaskID(f.TaskID()),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.Timeout(DefaultTimeout),
+	}, opts...)
+	return asynq.NewTask(TypeFollow, payload, all...), nil
+}
+
+// ParseFollow decodes the payload of a [TypeFollow] task. A payload that does
+// not decode or validate returns an error wrapping [ErrInvalidFollow]: such a
+// task can never succeed and should not be retried.
+func ParseFollow(t *asynq.Task) (Follow, error) {
+	var f Follow
+	if t.Type() != TypeFollow {
+		return f, fmt.Errorf("%w: task type %q", ErrInvalidFollow, t.Type())
+	}
+	if err := json.Unmarshal(t.Payload(), &f); err != nil {
+		return f, fmt.Errorf("%w: %v", ErrInvalidFollow, err)
+	}
+	return f, f.Validate()
+}
