@@ -1,0 +1,221 @@
+// Package config reads, validates and documents the settings of the
+// followpush programs. Each program has one Load function that takes getenv
+// (os.Getenv in production, a map in tests) and returns either a complete,
+// validated configuration or every problem at once, each naming its setting.
+//
+// The [Settings] table is the single list of settings: the programs print it
+// for -h, and the README's configuration table is written from it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Program names a followpush program.
+type Program string
+
+// The programs.
+const (
+	ProgramReceiver   Program = "receiver"
+	ProgramWorker     Program = "worker"
+	ProgramStandalone Program = "standalone"
+)
+
+// Setting documents one environment variable.
+type Setting struct {
+	Name     string
+	Programs []Program
+	// Default is the default for every program, unless Defaults names a
+	// program-specific one.
+	Default  string
+	Defaults map[Program]string
+	Help     string
+}
+
+// DefaultFor returns the default of s for program p.
+func (s Setting) DefaultFor(p Program) string {
+	if d, ok := s.Defaults[p]; ok {
+		return d
+	}
+	return s.Default
+}
+
+// UsedBy reports whether program p reads s.
+func (s Setting) UsedBy(p Program) bool {
+	for _, q := range s.Programs {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	all      = []Program{ProgramReceiver, ProgramWorker, ProgramStandalone}
+	ingest   = []Program{ProgramReceiver, ProgramStandalone}
+	delivery = []Program{ProgramWorker, ProgramStandalone}
+)
+
+// Settings lists every setting of every program, in the order -h prints them.
+var Settings = []Setting{
+	{Name: "REDIS_URL", Programs: all, Default: "redis://127.0.0.1:6379/0", Defaults: map[Program]string{ProgramStandalone: "(embedded in-memory Redis)"},
+		Help: "Redis to use: redis://[user:pass@]host:port/db, rediss:// for TLS"},
+	{Name: "REDIS_CLUSTER_ADDRS", Programs: all, Help: "comma-separated host:port of a Redis Cluster; replaces REDIS_URL"},
+	{Name: "REDIS_SENTINEL_ADDRS", Programs: all, Help: "comma-separated host:port of Redis Sentinels; replaces REDIS_URL; needs REDIS_SENTINEL_MASTER"},
+	{Name: "REDIS_SENTINEL_MASTER", Programs: all, Help: "master name watched by the sentinels"},
+	{Name: "REDIS_USERNAME", Programs: all, Help: "Redis ACL user for cluster and sentinel modes (REDIS_URL carries its own)"},
+	{Name: "REDIS_PASSWORD", Programs: all, Help: "Redis password for cluster and sentinel modes (REDIS_URL carries its own); never logged"},
+	{Name: "REDIS_KEY_PREFIX", Programs: all, Default: "followpush:", Help: "prefix of followpush's own Redis keys (asynq keeps its own asynq: keys)"},
+	{Name: "LISTEN_ADDR", Programs: ingest, Default: ":8080", Defaults: map[Program]string{ProgramStandalone: "127.0.0.1:8080"}, Help: "HTTP listen address of the webhook and device API"},
+	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: "1400000000"}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
+	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start)"},
+	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: "60s", Help: "how far RequestTime may be from now before a signed webhook is a replay"},
+	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "(a dev token printed at start)"}, Help: "bearer token of the device API; unset = the device API answers 503"},
+	{Name: "WEBHOOK_MAX_BODY_BYTES", Programs: ingest, Default: "1048576", Help: "largest webhook body accepted (bigger: 413)"},
+	{Name: "WEBHOOK_MAX_FOLLOWS", Programs: ingest, Default: "1000", Help: "longest FollowList / To_Account list accepted (longer: 400)"},
+	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: "16", Help: "followee tasks of one webhook enqueued at once"},
+	{Name: "MAX_DEVICES_PER_USER", Programs: all, Default: "10", Help: "devices kept per user; registering one more evicts the least recently seen"},
+	{Name: "MAX_EVENT_AGE", Programs: all, Default: "1h", Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
+	{Name: "DEDUPE_TTL", Programs: delivery, Default: "1h", Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
+	{Name: "WORKER_CONCURRENCY", Programs: delivery, Default: "100", Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
+	{Name: "WORKER_POLL_INTERVAL", Programs: delivery, Default: "20ms", Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval; asynq's own default is 1s)"},
+	{Name: "FCM_PROJECT_ID", Programs: delivery, Defaults: map[Program]string{ProgramWorker: "(from the credentials file)", ProgramStandalone: "(from the credentials file)"}, Help: "Firebase project id"},
+	{Name: "GOOGLE_APPLICATION_CREDENTIALS", Programs: delivery, Help: "service-account JSON file for FCM"},
+	{Name: "FCM_ENDPOINT", Programs: delivery, Help: "base URL of an FCM-HTTP-v1-compatible server; unset = Google's endpoint"},
+	{Name: "FCM_SEND_TIMEOUT", Programs: delivery, Default: "10s", Help: "bound on one task's FCM sends, the SDK's own retries included"},
+	{Name: "PUSH_TITLE", Programs: delivery, Default: "New follower", Help: "notification title"},
+	{Name: "PUSH_BODY", Programs: delivery, Default: "{{.From}} started following you", Help: "notification body, a Go text/template with .From and .To"},
+	{Name: "METRICS_ADDR", Programs: []Program{ProgramWorker}, Default: ":9091", Help: "address of the worker's /metrics, /healthz and /readyz; :0 picks a free port"},
+	{Name: "SHUTDOWN_TIMEOUT", Programs: all, Default: "25s", Help: "on SIGTERM, how long in-flight requests and tasks may take to finish"},
+	{Name: "LOG_LEVEL", Programs: all, Default: "info", Help: "debug, info, warn or error"},
+}
+
+// PrintUsage writes the -h text of program p: every setting it reads with its
+// default.
+func PrintUsage(w io.Writer, p Program, summary string) {
+	fmt.Fprintf(w, "%s\n\nSettings (environment variables):\n\n", summary)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tDEFAULT\tMEANING")
+	for _, s := range Settings {
+		if !s.UsedBy(p) {
+			continue
+		}
+		def := s.DefaultFor(p)
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Name, def, s.Help)
+	}
+	tw.Flush()
+}
+
+// loader reads settings through getenv and collects every problem.
+type loader struct {
+	getenv  func(string) string
+	program Program
+	errs    []error
+	read    map[string]bool
+}
+
+func newLoader(getenv func(string) string, p Program) *loader {
+	return &loader{getenv: getenv, program: p, read: map[string]bool{}}
+}
+
+func (l *loader) fail(name, format string, args ...any) {
+	l.errs = append(l.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (l *loader) err() error { return errors.Join(l.errs...) }
+
+// raw returns the trimmed value of name, or def when it is unset or empty.
+func (l *loader) raw(name, def string) string {
+	l.read[name] = true
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (l *loader) str(name, def string) string { return l.raw(name, def) }
+
+func (l *loader) intRange(name string, def, lo, hi int) int {
+	v := l.raw(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		l.fail(name, "%q is not a whole number from %d to %d", v, lo, hi)
+		return def
+	}
+	return n
+}
+
+func (l *loader) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v := l.raw(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		l.fail(name, "%q is not a duration from %s to %s (e.g. 30s, 5m)", v, lo, hi)
+		return def
+	}
+	return d
+}
+
+func (l *loader) list(name string) []string {
+	v := l.raw(name, "")
+	if v == "" {
+		return nil
+	}
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (l *loader) listenAddr(name, def string) string {
+	v := l.raw(name, def)
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		l.fail(name, "%q is not host:port (e.g. :8080)", v)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		l.fail(name, "%q has no valid port", v)
+	}
+	return v
+}
+
+func (l *loader) logLevel() string {
+	v := strings.ToLower(l.raw("LOG_LEVEL", "info"))
+	switch v {
+	case "debug", "info", "warn", "error":
+	default:
+		l.fail("LOG_LEVEL", "%q is not one of debug, info, warn, error", v)
+		v = "info"
+	}
+	return v
+}
+
+func (l *loader) baseURL(name string) string {
+	v := l.raw(name, "")
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		l.fail(name, "%q is not an http(s) base URL (e.g. http://127.0.0.1:9099)", v)
+		return ""
+	}
+	return strings.TrimRight(v, "/")
+}

@@ -1,0 +1,152 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadReceiverDefaults(t *testing.T) {
+	t.Parallel()
+	r, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{r.ListenAddr, r.AppIDs, r.CallbackToken, r.RequestTimeWindow, r.APIToken, r.MaxBodyBytes, r.MaxFollows, r.MaxDevicesPerUser, r.Redis.Mode(), r.Redis.URL, r.Redis.KeyPrefix}
+	want := []any{":8080", []string{"1400000001"}, "", 60 * time.Second, "", int64(1 << 20), 1000, 10, "url", "redis://127.0.0.1:6379/0", "followpush:"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("defaults (-want +got):\n%s", d)
+	}
+}
+
+func TestLoadStandaloneDefaults(t *testing.T) {
+	t.Parallel()
+	s, err := LoadStandalone(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.EmbeddedRedis || s.Receiver.ListenAddr != "127.0.0.1:8080" || s.Receiver.AppIDs[0] != "1400000000" {
+		t.Errorf("standalone defaults: embedded=%v listen=%q apps=%v", s.EmbeddedRedis, s.Receiver.ListenAddr, s.Receiver.AppIDs)
+	}
+	if !s.GeneratedAPIToken || len(s.Receiver.APIToken) < 16 {
+		t.Errorf("standalone should make up a dev API token, got %q", s.Receiver.APIToken)
+	}
+	if s.Worker.FCMConfigured() {
+		t.Error("standalone without FCM settings should push to the log")
+	}
+}
+
+// Every bad setting is reported, each naming its setting, all at once.
+func TestLoadReportsEveryBadSetting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		load    func(func(string) string) error
+		env     map[string]string
+		missing []string // settings the error must name
+	}{
+		{"receiver missing app id", receiverErr, map[string]string{}, []string{"TENCENT_SDKAPPID"}},
+		{"receiver many", receiverErr, map[string]string{
+			"TENCENT_SDKAPPID": "abc", "LISTEN_ADDR": "nope", "WEBHOOK_MAX_FOLLOWS": "0",
+			"REQUEST_TIME_WINDOW": "soon", "API_TOKEN": "short", "REDIS_URL": "http://x", "LOG_LEVEL": "loud",
+		}, []string{"TENCENT_SDKAPPID", "LISTEN_ADDR", "WEBHOOK_MAX_FOLLOWS", "REQUEST_TIME_WINDOW", "API_TOKEN", "REDIS_URL", "LOG_LEVEL"}},
+		{"cluster and sentinel", receiverErr, map[string]string{
+			"TENCENT_SDKAPPID": "1", "REDIS_CLUSTER_ADDRS": "127.0.0.1:7000", "REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m",
+		}, []string{"REDIS_CLUSTER_ADDRS"}},
+		{"sentinel without master", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "REDIS_SENTINEL_ADDRS": "127.0.0.1:26379"}, []string{"REDIS_SENTINEL_MASTER"}},
+		{"bad cluster addr", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "REDIS_CLUSTER_ADDRS": "127.0.0.1"}, []string{"REDIS_CLUSTER_ADDRS"}},
+		{"worker without fcm", workerErr, map[string]string{}, []string{"FCM_PROJECT_ID"}},
+		{"worker bad values", workerErr, map[string]string{
+			"FCM_ENDPOINT": "ftp://x", "FCM_PROJECT_ID": "p", "WORKER_CONCURRENCY": "-1", "PUSH_BODY": "{{.From",
+			"MAX_EVENT_AGE": "2h", "DEDUPE_TTL": "1h", "METRICS_ADDR": "x",
+		}, []string{"FCM_ENDPOINT", "WORKER_CONCURRENCY", "PUSH_BODY", "DEDUPE_TTL", "METRICS_ADDR"}},
+		{"endpoint without project", workerErr, map[string]string{"FCM_ENDPOINT": "http://127.0.0.1:9099"}, []string{"FCM_PROJECT_ID"}},
+		{"standalone bad", standaloneErr, map[string]string{"WEBHOOK_MAX_BODY_BYTES": "1e9"}, []string{"WEBHOOK_MAX_BODY_BYTES"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.load(env(tt.env))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tt.missing) {
+				t.Errorf("got %d problems, want %d:\n%s", len(lines), len(tt.missing), err)
+			}
+			for _, name := range tt.missing {
+				if !strings.Contains(err.Error(), name+": ") {
+					t.Errorf("error does not name %s:\n%s", name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestRedisURLErrorHidesPassword(t *testing.T) {
+	t.Parallel()
+	_, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1", "REDIS_URL": "redis://u:s3cretpw@host:notaport/x"}))
+	if err == nil || strings.Contains(err.Error(), "s3cretpw") {
+		t.Fatalf("want an error without the password, got %v", err)
+	}
+}
+
+func receiverErr(g func(string) string) error   { _, err := LoadReceiver(g); return err }
+func workerErr(g func(string) string) error     { _, err := LoadWorker(g); return err }
+func standaloneErr(g func(string) string) error { _, err := LoadStandalone(g); return err }
+
+// The -h table and the loaders must agree: every setting a program reads is
+// listed for it, and every listed setting is read.
+func TestSettingsTableMatchesLoaders(t *testing.T) {
+	t.Parallel()
+	for _, p := range []Program{ProgramReceiver, ProgramWorker, ProgramStandalone} {
+		l := newLoader(env(nil), p)
+		switch p {
+		case ProgramReceiver:
+			l.receiver(l.redis(""), ":8080", "")
+		case ProgramWorker:
+			l.worker(l.redis(""))
+			l.listenAddr("METRICS_ADDR", ":9091")
+		case ProgramStandalone:
+			rd := l.redis("")
+			l.receiver(rd, "", "")
+			l.worker(rd)
+		}
+		var listed []string
+		for _, s := range Settings {
+			if s.UsedBy(p) {
+				listed = append(listed, s.Name)
+			}
+		}
+		for _, name := range listed {
+			if !l.read[name] {
+				t.Errorf("%s: %s is listed but never read", p, name)
+			}
+			delete(l.read, name)
+		}
+		for name := range l.read {
+			t.Errorf("%s: %s is read but not listed", p, name)
+		}
+	}
+}
+
+func TestPrintUsageListsDefaults(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	PrintUsage(&b, ProgramWorker, "worker: sends pushes")
+	for _, want := range []string{"WORKER_CONCURRENCY", "100", "METRICS_ADDR", ":9091", "FCM_ENDPOINT"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "LISTEN_ADDR") {
+		t.Error("worker usage lists LISTEN_ADDR, which the worker does not read")
+	}
+}

@@ -1,0 +1,241 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Receiver is the configuration of the receiver program (and the receiving
+// half of standalone).
+type Receiver struct {
+	Redis Redis
+	// ListenAddr is LISTEN_ADDR (default ":8080"; standalone "127.0.0.1:8080").
+	ListenAddr string
+	// AppIDs are the accepted SDKAppIDs (TENCENT_SDKAPPID), at least one.
+	AppIDs []string
+	// CallbackToken is TENCENT_CALLBACK_TOKEN; empty = signatures not checked.
+	CallbackToken string
+	// RequestTimeWindow is REQUEST_TIME_WINDOW (default 60s).
+	RequestTimeWindow time.Duration
+	// APIToken is API_TOKEN; empty = the device API answers 503.
+	APIToken string
+	// MaxBodyBytes is WEBHOOK_MAX_BODY_BYTES (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxFollows is WEBHOOK_MAX_FOLLOWS (default 1000).
+	MaxFollows int
+	// EnqueueConcurrency is ENQUEUE_CONCURRENCY (default 16).
+	EnqueueConcurrency int
+	// MaxDevicesPerUser is MAX_DEVICES_PER_USER (default 10).
+	MaxDevicesPerUser int
+	// MaxEventAge is MAX_EVENT_AGE (default 1h): how long an unfollow's
+	// cancellation is kept.
+	MaxEventAge time.Duration
+	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
+	ShutdownTimeout time.Duration
+	// LogLevel is LOG_LEVEL (default "info").
+	LogLevel string
+}
+
+// Worker is the configuration of the worker program (and the delivering
+// half of standalone).
+type Worker struct {
+	Redis Redis
+	// Concurrency is WORKER_CONCURRENCY (default 100).
+	Concurrency int
+	// PollInterval is WORKER_POLL_INTERVAL (default 20ms).
+	PollInterval time.Duration
+	// MetricsAddr is METRICS_ADDR (default ":9091"); unused by standalone.
+	MetricsAddr string
+	// FCM settings. All empty in standalone means "push to the log".
+	FCMProjectID       string
+	FCMCredentialsFile string
+	FCMEndpoint        string
+	// FCMSendTimeout is FCM_SEND_TIMEOUT (default 10s).
+	FCMSendTimeout time.Duration
+	// PushTitle and PushBody are the notification templates (PUSH_TITLE,
+	// PUSH_BODY), already checked to parse as text/template.
+	PushTitle, PushBody string
+	// MaxDevicesPerUser is MAX_DEVICES_PER_USER (default 10).
+	MaxDevicesPerUser int
+	// MaxEventAge is MAX_EVENT_AGE (default 1h).
+	MaxEventAge time.Duration
+	// DedupeTTL is DEDUPE_TTL (default 1h, at least MaxEventAge).
+	DedupeTTL time.Duration
+	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
+	ShutdownTimeout time.Duration
+	// LogLevel is LOG_LEVEL (default "info").
+	LogLevel string
+}
+
+// FCMConfigured reports whether any FCM setting is present (standalone pushes
+// to its log otherwise).
+func (w Worker) FCMConfigured() bool {
+	return w.FCMProjectID != "" || w.FCMCredentialsFile != "" || w.FCMEndpoint != ""
+}
+
+// Standalone is the configuration of the standalone program: a receiver
+// and a worker sharing one Redis.
+type Standalone struct {
+	Receiver Receiver
+	Worker   Worker
+	// EmbeddedRedis is true when no Redis setting was given: standalone then
+	// runs miniredis in-process.
+	EmbeddedRedis bool
+	// GeneratedAPIToken is true when API_TOKEN was unset and a dev token was
+	// made up (standalone prints it).
+	GeneratedAPIToken bool
+}
+
+// LoadReceiver reads the receiver's settings. The error joins one error per
+// bad setting, each starting with the setting's name.
+func LoadReceiver(getenv func(string) string) (Receiver, error) {
+	l := newLoader(getenv, ProgramReceiver)
+	r := l.receiver(l.redis("redis://127.0.0.1:6379/0"), ":8080", "")
+	return r, l.err()
+}
+
+// LoadWorker reads the worker's settings. The error joins one error per bad
+// setting, each starting with the setting's name.
+func LoadWorker(getenv func(string) string) (Worker, error) {
+	l := newLoader(getenv, ProgramWorker)
+	w := l.worker(l.redis("redis://127.0.0.1:6379/0"))
+	w.MetricsAddr = l.listenAddr("METRICS_ADDR", ":9091")
+	if !w.FCMConfigured() {
+		// Production default: Google's endpoint with application default
+		// credentials; a project id is still needed to address it.
+		l.fail("FCM_PROJECT_ID", "required when neither GOOGLE_APPLICATION_CREDENTIALS nor FCM_ENDPOINT is set")
+	}
+	return w, l.err()
+}
+
+// LoadStandalone reads standalone's settings: those of receiver and worker,
+// with the defaults of a first try (embedded Redis, loopback listener, a dev
+// SDKAppID and API token, pushes to the log).
+func LoadStandalone(getenv func(string) string) (Standalone, error) {
+	l := newLoader(getenv, ProgramStandalone)
+	rd := l.redis("")
+	s := Standalone{EmbeddedRedis: rd.Mode() == "embedded"}
+	devToken := ""
+	if strings.TrimSpace(getenv("API_TOKEN")) == "" {
+		devToken = "dev-" + randomHex(12)
+		s.GeneratedAPIToken = true
+	}
+	s.Receiver = l.receiver(rd, "127.0.0.1:8080", devToken)
+	s.Worker = l.worker(rd)
+	return s, l.err()
+}
+
+func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Receiver {
+	appDefault := ""
+	if l.program == ProgramStandalone {
+		appDefault = "1400000000"
+	}
+	r := Receiver{
+		Redis:              rd,
+		ListenAddr:         l.listenAddr("LISTEN_ADDR", listenDefault),
+		AppIDs:             l.list("TENCENT_SDKAPPID"),
+		CallbackToken:      l.raw("TENCENT_CALLBACK_TOKEN", ""),
+		RequestTimeWindow:  l.duration("REQUEST_TIME_WINDOW", 60*time.Second, time.Second, time.Hour),
+		APIToken:           l.raw("API_TOKEN", apiTokenDefault),
+		MaxBodyBytes:       int64(l.intRange("WEBHOOK_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
+		MaxFollows:         l.intRange("WEBHOOK_MAX_FOLLOWS", 1000, 1, 100000),
+		EnqueueConcurrency: l.intRange("ENQUEUE_CONCURRENCY", 16, 1, 1024),
+		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
+		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
+		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, 0, 10*time.Minute),
+		LogLevel:           l.logLevel(),
+	}
+	if len(r.AppIDs) == 0 && appDefault != "" {
+		r.AppIDs = []string{appDefault}
+	}
+	if len(r.AppIDs) == 0 {
+		l.fail("TENCENT_SDKAPPID", "required: your app's SDKAppID (a comma-separated list for several apps)")
+	}
+	for _, id := range r.AppIDs {
+		if n, err := strconv.ParseUint(id, 10, 64); err != nil || n == 0 {
+			l.fail("TENCENT_SDKAPPID", "%q is not a numeric SDKAppID", id)
+		}
+	}
+	if t := r.CallbackToken; t != "" && (len(t) > 256 || strings.ContainsAny(t, " \t\r\n")) {
+		l.fail("TENCENT_CALLBACK_TOKEN", "must be 1 to 256 bytes without whitespace")
+	}
+	if t := r.APIToken; t != "" && len(t) < 16 {
+		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")
+	}
+	return r
+}
+
+func (l *loader) worker(rd Redis) Worker {
+	w := Worker{
+		Redis:              rd,
+		Concurrency:        l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
+		PollInterval:       l.duration("WORKER_POLL_INTERVAL", 20*time.Millisecond, time.Millisecond, time.Minute),
+		FCMProjectID:       l.raw("FCM_PROJECT_ID", ""),
+		FCMCredentialsFile: l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
+		FCMEndpoint:        l.baseURL("FCM_ENDPOINT"),
+		FCMSendTimeout:     l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
+		PushTitle:          l.raw("PUSH_TITLE", "New follower"),
+		PushBody:           l.raw("PUSH_BODY", "{{.From}} started following you"),
+		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
+		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
+		DedupeTTL:          l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
+		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, 0, 10*time.Minute),
+		LogLevel:           l.logLevel(),
+	}
+	for name, text := range map[string]string{"PUSH_TITLE": w.PushTitle, "PUSH_BODY": w.PushBody} {
+		if _, err := template.New(name).Option("missingkey=error").Parse(text); err != nil {
+			l.fail(name, "not a valid template: %v", err)
+		}
+	}
+	if w.DedupeTTL < w.MaxEventAge {
+		l.fail("DEDUPE_TTL", "%s is shorter than MAX_EVENT_AGE %s: a repeated webhook could push twice", w.DedupeTTL, w.MaxEventAge)
+	}
+	if w.FCMCredentialsFile == "" && w.FCMEndpoint != "" && w.FCMProjectID == "" {
+		l.fail("FCM_PROJECT_ID", "required with FCM_ENDPOINT when GOOGLE_APPLICATION_CREDENTIALS is not set")
+	}
+	return w
+}
+
+func splitHostPort(a string) (string, int, error) {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 {
+		return "", 0, strconv.ErrRange
+	}
+	return host, n, nil
+}
+
+// redactURLError returns err's text with any password in raw replaced.
+func redactURLError(err error, raw string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+		return msg
+	}
+	// Unparseable: drop anything between "://" and "@".
+	if i := strings.Index(raw, "://"); i >= 0 {
+		if j := strings.LastIndex(raw, "@"); j > i {
+			msg = strings.ReplaceAll(msg, raw[i+3:j], "xxxxx")
+		}
+	}
+	return msg
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
