@@ -1,0 +1,45 @@
+// Command receiver is followpush's stateless HTTP front: it authenticates
+// Tencent Cloud Chat webhooks, stores one asynq task per followed user in
+// Redis before answering, and serves the device-registration API. Run as
+// many copies as you like behind a load balancer. `receiver -h` lists its
+// settings.
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/followpush/followpush/config"
+	"github.com/followpush/followpush/internal/app"
+)
+
+func main() { app.Main(run) }
+
+func usage(w io.Writer) {
+	config.PrintUsage(w, config.ProgramReceiver, "receiver: Tencent Cloud Chat follow webhooks in, asynq tasks out; device API.")
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if err := app.ParseFlags(args, stdout, usage); err != nil {
+		return err
+	}
+	cfg, err := config.LoadReceiver(getenv)
+	if err != nil {
+		return app.BadConfig(err)
+	}
+	log := app.NewLogger(stderr, cfg.LogLevel)
+	rdb := cfg.Redis.Client()
+	defer rdb.Close()
+	app.CheckRedisSettings(ctx, rdb, log)
+	app.LogReceiverStart(cfg, log)
+
+	rcv := app.NewReceiver(cfg, rdb, log, app.NewRegistry())
+	defer rcv.Close()
+	ln, err := app.Listen(cfg.ListenAddr, "http", log)
+	if err != nil {
+		return err
+	}
+	err = app.Serve(ctx, ln, rcv.Handler, cfg.ShutdownTimeout, log)
+	log.Info("receiver stopped")
+	return err
+}

@@ -1,0 +1,61 @@
+// Command worker sends followpush's pushes: an asynq server that takes
+// follow tasks from Redis, looks up the followed user's devices and sends
+// FCM messages through firebase-admin-go, retrying what is transient and
+// pruning dead tokens. Run as many processes as the load needs. `worker -h`
+// lists its settings.
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/followpush/followpush/config"
+	"github.com/followpush/followpush/internal/app"
+)
+
+func main() { app.Main(run) }
+
+func usage(w io.Writer) {
+	config.PrintUsage(w, config.ProgramWorker, "worker: follow tasks from Redis in, FCM pushes out.")
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if err := app.ParseFlags(args, stdout, usage); err != nil {
+		return err
+	}
+	cfg, err := config.LoadWorker(getenv)
+	if err != nil {
+		return app.BadConfig(err)
+	}
+	log := app.NewLogger(stderr, cfg.LogLevel)
+	rdb := cfg.Redis.Client()
+	defer rdb.Close()
+	app.CheckRedisSettings(ctx, rdb, log)
+
+	sender, err := app.NewSender(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	reg := app.NewRegistry()
+	w, err := app.NewWorker(cfg, rdb, sender, log, reg)
+	if err != nil {
+		return err
+	}
+	ln, err := app.Listen(cfg.MetricsAddr, "metrics", log)
+	if err != nil {
+		return err
+	}
+	opsDone := make(chan error, 1)
+	go func() { opsDone <- app.Serve(ctx, ln, app.OpsHandler(reg, rdb), cfg.ShutdownTimeout, log) }()
+
+	if err := w.Start(); err != nil {
+		return err
+	}
+	log.Info("worker started", "concurrency", cfg.Concurrency, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
+	<-ctx.Done()
+	log.Info("shutting down: no new tasks; in-flight tasks may finish", "timeout", cfg.ShutdownTimeout.String())
+	w.Shutdown()
+	err = <-opsDone
+	log.Info("worker stopped")
+	return err
+}

@@ -1,0 +1,182 @@
+// Package app holds the wiring shared by the followpush programs: logging,
+// exit codes, the receiver's and the worker's assembly from their
+// configuration, HTTP serving with graceful shutdown, and the Redis settings
+// check. cmd/ calls it; nothing else should.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrBadConfig marks a configuration error: the program exits with code 2.
+var ErrBadConfig = errors.New("bad configuration")
+
+// ExitCode maps run's error to the process exit code: 0 for nil or -h, 2 for
+// bad settings or flags, 1 otherwise. It prints the error to stderr.
+func ExitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, ErrBadConfig):
+		// One line per problem, each naming its setting.
+		for _, line := range strings.Split(strings.TrimPrefix(err.Error(), ErrBadConfig.Error()+":\n"), "\n") {
+			fmt.Fprintln(stderr, "bad setting:", line)
+		}
+		return 2
+	}
+	fmt.Fprintln(stderr, "error:", err)
+	return 1
+}
+
+// BadConfig wraps err (the joined setting problems) as [ErrBadConfig].
+func BadConfig(err error) error { return fmt.Errorf("%w:\n%w", ErrBadConfig, err) }
+
+// ParseFlags parses args (args[0] is the program) for -h; usage is printed to
+// stdout. It returns flag.ErrHelp after -h, or a bad-config error for
+// unknown flags.
+func ParseFlags(args []string, stdout io.Writer, usage func(io.Writer)) error {
+	name := "followpush"
+	if len(args) > 0 {
+		name, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return flag.ErrHelp
+		}
+		return BadConfig(fmt.Errorf("flags: %v (settings come from the environment; -h lists them)", err))
+	}
+	if fs.NArg() > 0 {
+		return BadConfig(fmt.Errorf("flags: unexpected argument %q (settings come from the environment; -h lists them)", fs.Arg(0)))
+	}
+	return nil
+}
+
+// NewLogger returns the JSON logger of a program at level (debug, info,
+// warn, error).
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Listen opens addr; an address with port 0 gets a free port. The bound
+// address is logged under name.
+func Listen(addr, name string, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s on %s: %w", name, addr, err)
+	}
+	log.Info("listening", "server", name, "addr", ln.Addr().String())
+	return ln, nil
+}
+
+// Serve serves h on ln until ctx is done, then shuts down gracefully: it
+// stops accepting, lets in-flight requests finish within shutdownTimeout,
+// and returns. The server has read, header, write and idle timeouts so a
+// slow client cannot hold a connection (slowloris).
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, shutdownTimeout time.Duration, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+// CheckRedisSettings warns (once Redis answers; it retries in the background
+// until ctx ends) when the server runs without appendonly yes or with a
+// maxmemory-policy other than noeviction: then acknowledged events can be
+// lost on a crash, or evicted under memory pressure.
+func CheckRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
+	check := func(ctx context.Context, c *redis.Client) error {
+		vals, err := c.ConfigGet(ctx, "*").Result()
+		if err != nil {
+			return err
+		}
+		addr := c.Options().Addr
+		if v := vals["appendonly"]; v != "yes" {
+			log.Warn("Redis runs without appendonly yes: a Redis crash loses queued follows", "redis", addr, "appendonly", v)
+		}
+		if v := vals["maxmemory-policy"]; v != "noeviction" {
+			log.Warn("Redis maxmemory-policy is not noeviction: queued follows can be evicted", "redis", addr, "maxmemory-policy", v)
+		}
+		return nil
+	}
+	go func() {
+		for delay := 500 * time.Millisecond; ; delay = min(2*delay, 30*time.Second) {
+			var err error
+			switch c := rdb.(type) {
+			case *redis.ClusterClient:
+				err = c.ForEachMaster(ctx, check)
+			case *redis.Client:
+				err = check(ctx, c)
+			default:
+				return
+			}
+			if err == nil || strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM") {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+		}
+	}()
+}
+
+// Getenv adapts a map to the getenv signature (for tests and for programs
+// that add defaults).
+func Getenv(m map[string]string, fallback func(string) string) func(string) string {
+	return func(k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		if fallback != nil {
+			return fallback(k)
+		}
+		return ""
+	}
+}
+
+// Main runs run with a root context cancelled on SIGINT/SIGTERM and exits
+// with [ExitCode].
+func Main(run func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error) {
+	ctx, stop := signalContext()
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(ExitCode(err, os.Stderr))
+}

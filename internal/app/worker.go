@@ -1,0 +1,117 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/config"
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/tasks"
+)
+
+// NewSender returns the worker's push sender: FCM through firebase-admin-go
+// when FCM is configured, otherwise (standalone only) the log.
+func NewSender(ctx context.Context, cfg config.Worker, log *slog.Logger) (notifier.Sender, error) {
+	if !cfg.FCMConfigured() {
+		return &notifier.LogSender{Logger: log}, nil
+	}
+	s, err := notifier.NewFCMSender(ctx, notifier.FCMConfig{
+		ProjectID:       cfg.FCMProjectID,
+		CredentialsFile: cfg.FCMCredentialsFile,
+		Endpoint:        cfg.FCMEndpoint,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("FCM client: %w", err)
+	}
+	return s, nil
+}
+
+// Worker is an assembled worker: an asynq server and its handler.
+type Worker struct {
+	Server  *asynq.Server
+	Handler *notifier.Handler
+	mux     *asynq.ServeMux
+}
+
+// NewWorker assembles the worker over rdb, sending with sender.
+func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sender, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
+	tmpl, err := notifier.NewTemplates(cfg.PushTitle, cfg.PushBody)
+	if err != nil {
+		return nil, err
+	}
+	h, err := notifier.NewHandler(log,
+		devices.NewRegistry(rdb, devices.Options{Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser}),
+		delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, RecordTTL: cfg.DedupeTTL, CancelTTL: cfg.MaxEventAge}),
+		sender, notifier.NewMetrics(reg), notifier.HandlerOptions{
+			MaxEventAge: cfg.MaxEventAge,
+			SendTimeout: cfg.FCMSendTimeout,
+			Content:     tmpl,
+		})
+	if err != nil {
+		return nil, err
+	}
+	var level asynq.LogLevel
+	_ = level.Set(map[string]string{"debug": "debug", "info": "info", "warn": "warn", "error": "error"}[cfg.LogLevel])
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   map[string]int{tasks.QueueFollow: 1},
+		TaskCheckInterval:        cfg.PollInterval,
+		DelayedTaskCheckInterval: time.Second,
+		RetryDelayFunc:           notifier.RetryDelay,
+		IsFailure:                notifier.IsFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   asynqLogger{log.With("component", "asynq")},
+		LogLevel:                 level,
+	})
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeFollow, h)
+	return &Worker{Server: srv, Handler: h, mux: mux}, nil
+}
+
+// Start starts processing; Shutdown stops fetching, lets in-flight tasks
+// finish within the shutdown timeout and leaves the rest in Redis.
+func (w *Worker) Start() error { return w.Server.Start(w.mux) }
+
+// Shutdown stops the worker gracefully.
+func (w *Worker) Shutdown() { w.Server.Shutdown() }
+
+// OpsHandler serves /metrics, /healthz and /readyz for the worker.
+func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "{\"status\":\"not ready\",\"redis\":%q}\n", err.Error())
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ready","redis":"ok"}`)
+	})
+	return mux
+}
+
+// asynqLogger routes asynq's own logs into slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)); panic(fmt.Sprint(args...)) }

@@ -1,0 +1,11 @@
+// Package notifier is the worker side of followpush: the asynq handler of
+// follow tasks ([Handler]), the FCM sender built on firebase-admin-go
+// ([FCMSender]) with the classification of FCM's errors ([Classify]), a
+// sender that only logs ([LogSender]), and the retry policy the asynq server
+// is configured with ([RetryDelay], [IsFailure]).
+//
+// The error a handler returns is the retry policy: nil completes the task,
+// an error wrapping asynq.SkipRetry archives it, a [*RetryError] retries it
+// after the delay it asks for, and a quota RetryError is not counted against
+// the task's retry budget.
+package notifier

@@ -1,0 +1,62 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the receiver's own Prometheus metrics. asynq's queue metrics
+// are exported by the worker only.
+type Metrics struct {
+	webhooks        *prometheus.CounterVec
+	webhookDuration *prometheus.HistogramVec
+	follows         *prometheus.CounterVec
+	enqueueDuration prometheus.Histogram
+	deviceRequests  *prometheus.CounterVec
+}
+
+// NewMetrics registers the receiver's metrics with reg:
+//
+//	followpush_webhooks_total{command,result}            webhooks answered, by command and result
+//	followpush_webhook_duration_seconds{command}         time to answer a webhook
+//	followpush_follows_total{result}                     followees of follow callbacks: enqueued, duplicate, skipped_self, skipped_invalid, cancelled (unfollows)
+//	followpush_enqueue_duration_seconds                  time to store one webhook's tasks
+//	followpush_device_api_requests_total{method,code}    device API requests
+//
+// command is the callback command for the two follow commands and "other"
+// for the rest, so the label's values stay bounded.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		webhooks: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "followpush_webhooks_total",
+			Help: "Webhooks answered, by callback command and result.",
+		}, []string{"command", "result"}),
+		webhookDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "followpush_webhook_duration_seconds",
+			Help:    "Time from receiving a webhook to answering it.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2},
+		}, []string{"command"}),
+		follows: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "followpush_follows_total",
+			Help: "Followees named by follow and unfollow callbacks, by what was done with them.",
+		}, []string{"result"}),
+		enqueueDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "followpush_enqueue_duration_seconds",
+			Help:    "Time to durably store the tasks of one follow callback.",
+			Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2},
+		}),
+		deviceRequests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "followpush_device_api_requests_total",
+			Help: "Device API requests, by method and HTTP status.",
+		}, []string{"method", "code"}),
+	}
+}
+
+func commandLabel(cmd string) string {
+	switch cmd {
+	case CommandFollowAdd, CommandFollowDelete:
+		return cmd
+	}
+	return "other"
+}
