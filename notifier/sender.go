@@ -1,0 +1,179 @@
+package notifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	firebase "firebase.google.com/go/v4"
+	"firebase.google.com/go/v4/messaging"
+	"google.golang.org/api/option"
+	htransport "google.golang.org/api/transport/http"
+)
+
+// FCMConfig configures an [FCMSender].
+type FCMConfig struct {
+	// ProjectID is the Firebase project id. Default: the project_id of
+	// CredentialsFile.
+	ProjectID string
+	// CredentialsFile is the path of a service-account JSON file. The sender
+	// fetches OAuth2 access tokens from the file's token_uri, also when
+	// Endpoint is set.
+	CredentialsFile string
+	// Endpoint is the base URL of an FCM-HTTP-v1-compatible server, such as
+	// "http://127.0.0.1:9099"; messages go to
+	// {Endpoint}/v1/projects/{ProjectID}/messages:send. Without
+	// CredentialsFile, requests carry no Authorization. Default: Google's FCM.
+	Endpoint string
+	// HTTPClient, if set, is the client requests go through: its Transport
+	// (default http.DefaultTransport) carries them, after the sender has
+	// added authentication to it, and its Timeout applies. Default: the
+	// client Google's libraries build.
+	HTTPClient *http.Client
+}
+
+// FCMSender sends messages with firebase-admin-go's messaging client. It is
+// safe for concurrent use.
+type FCMSender struct {
+	client *messaging.Client
+}
+
+// messagingScope is the OAuth2 scope of FCM HTTP v1.
+const messagingScope = "https://www.googleapis.com/auth/firebase.messaging"
+
+// sendEachMax is the most messages firebase-admin-go's SendEach takes at once.
+const sendEachMax = 500
+
+// NewFCMSender returns a sender for cfg. How it authenticates:
+//
+//   - CredentialsFile set: OAuth2 with that service account, against the
+//     file's token_uri (with or without Endpoint).
+//   - Endpoint set, no CredentialsFile: no authentication at all. The sender
+//     never looks for credentials nor asks a metadata server for anything.
+//   - Neither: Google's application default credentials, as on GCP
+//     (GOOGLE_APPLICATION_CREDENTIALS, gcloud's user credentials, or the
+//     metadata server of GCE, GKE, Cloud Run). This is the production mode
+//     without a key file; the project id may then come from those
+//     credentials or from GOOGLE_CLOUD_PROJECT.
+//
+// It returns an error when the credentials file cannot be read or parsed,
+// or when no project id can be determined. It makes no network call except,
+// in the last mode, what credential discovery needs.
+//
+// ctx is kept (without its cancellation) by Google's auth library for
+// fetching access tokens later.
+func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
+	ctx = context.WithoutCancel(ctx)
+	projectID := cfg.ProjectID
+	var authOpts []option.ClientOption
+	switch {
+	case cfg.CredentialsFile != "":
+		data, err := os.ReadFile(cfg.CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("read FCM credentials: %w", err)
+		}
+		var file struct {
+			ProjectID string `json:"project_id"`
+		}
+		if err := json.Unmarshal(data, &file); err != nil {
+			return nil, fmt.Errorf("parse FCM credentials %s: %w", cfg.CredentialsFile, err)
+		}
+		if projectID == "" {
+			projectID = file.ProjectID
+		}
+		authOpts = []option.ClientOption{option.WithCredentialsJSON(data), option.WithScopes(messagingScope)}
+	case cfg.Endpoint != "":
+		authOpts = []option.ClientOption{option.WithoutAuthentication()}
+	default:
+		authOpts = []option.ClientOption{option.WithScopes(messagingScope)} // application default credentials
+	}
+	if projectID == "" && (cfg.Endpoint != "" || cfg.CredentialsFile != "") {
+		return nil, errors.New("no FCM project id: set it, or use a credentials file with a project_id")
+	}
+
+	opts := authOpts
+	if cfg.HTTPClient != nil {
+		hc := *cfg.HTTPClient
+		if cfg.CredentialsFile != "" || cfg.Endpoint == "" {
+			base := hc.Transport
+			if base == nil {
+				base = http.DefaultTransport
+			}
+			rt, err := htransport.NewTransport(ctx, base, authOpts...)
+			if err != nil {
+				return nil, fmt.Errorf("FCM credentials: %w", err)
+			}
+			hc.Transport = rt
+		}
+		opts = []option.ClientOption{option.WithHTTPClient(&hc)}
+	}
+	if cfg.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(strings.TrimRight(cfg.Endpoint, "/")+"/v1"))
+	}
+
+	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: projectID}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("firebase app: %w", err)
+	}
+	client, err := app.Messaging(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("firebase messaging client: %w", err)
+	}
+	return &FCMSender{client: client}, nil
+}
+
+// Send sends msgs and returns one error per message, in order: nil when FCM
+// accepted it. One message goes out with the SDK's Send, several with
+// SendEach, 500 at a time (one HTTP request per message, 50 at once).
+//
+// The errors are firebase-admin-go's own, unwrapped, so that its checks
+// (messaging.IsUnregistered, errorutils.HTTPResponse, ...) work on them; pass
+// them to [Classify]. A message the SDK refuses before sending (no token,
+// say) gets an error that Classify reports as [OutcomeInvalidMessage]; as
+// SendEach refuses a whole batch for one such message, every message of that
+// batch gets the same error.
+//
+// The SDK retries network errors and 503s itself (up to 4 times, honouring
+// Retry-After up to 2 minutes): bound ctx with a deadline. A deadline that
+// ends during the SDK's wait between retries surfaces as a bare
+// context.DeadlineExceeded, FCM's answer being lost.
+func (s *FCMSender) Send(ctx context.Context, msgs []*messaging.Message) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 1 {
+		_, err := s.client.Send(ctx, msgs[0])
+		errs[0] = markUnsent(err)
+		return errs
+	}
+	for start := 0; start < len(msgs); start += sendEachMax {
+		end := min(start+sendEachMax, len(msgs))
+		br, err := s.client.SendEach(ctx, msgs[start:end])
+		if err != nil {
+			err = markUnsent(err)
+			for i := start; i < end; i++ {
+				errs[i] = err
+			}
+			continue
+		}
+		for i, r := range br.Responses {
+			if !r.Success {
+				errs[start+i] = markUnsent(r.Error)
+			}
+		}
+	}
+	return errs
+}
+
+// markUnsent wraps the errors of messages that firebase-admin-go refused to
+// send (validation, encoding) with errInvalidMessage, and returns all others
+// (FCM's answers, transport and context errors) as they are.
+func markUnsent(err error) error {
+	if err == nil || firebaseError(err) != nil ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errInvalidMessage, err)
+}

@@ -1,0 +1,349 @@
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"firebase.google.com/go/v4/messaging"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/tasks"
+)
+
+const testProjectID = "test-project"
+
+// newTestFCMSender is an FCMSender that posts to s without authentication.
+func newTestFCMSender(t *testing.T, s *fcmtest.Server) *FCMSender {
+	t.Helper()
+	snd, err := NewFCMSender(t.Context(), FCMConfig{ProjectID: testProjectID, Endpoint: s.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snd
+}
+
+// tokenMessages returns one follow message per token.
+func tokenMessages(tokens ...string) []*messaging.Message {
+	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
+	msgs := make([]*messaging.Message, len(tokens))
+	for i, tok := range tokens {
+		msgs[i] = BuildMessage(f, tok, PlatformAndroid, DefaultContent(f))
+	}
+	return msgs
+}
+
+// byToken answers each request with the response named by its token
+// (success for unknown tokens).
+func byToken(m map[string]fcmtest.Response) fcmtest.Responder {
+	return func(r fcmtest.Request) fcmtest.Response { return m[r.Token] }
+}
+
+func TestNewFCMSenderConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notJSON := filepath.Join(dir, "not-json.json")
+	noProject := filepath.Join(dir, "no-project.json")
+	if err := os.WriteFile(notJSON, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(noProject, []byte(`{"type":"service_account"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  FCMConfig
+	}{
+		{"endpoint without project id", FCMConfig{Endpoint: "http://127.0.0.1:1"}},
+		{"missing credentials file", FCMConfig{ProjectID: "p", CredentialsFile: filepath.Join(dir, "absent.json")}},
+		{"credentials file not JSON", FCMConfig{ProjectID: "p", CredentialsFile: notJSON}},
+		{"credentials file without project_id", FCMConfig{CredentialsFile: noProject, Endpoint: "http://127.0.0.1:1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			snd, err := NewFCMSender(t.Context(), tt.cfg)
+			if err == nil || snd != nil {
+				t.Fatalf("NewFCMSender = %v, %v; want an error", snd, err)
+			}
+		})
+	}
+}
+
+func TestFCMSenderProjectID(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	creds := s.WriteServiceAccount(t, t.TempDir())
+	tests := []struct {
+		name string
+		cfg  FCMConfig
+		want string
+	}{
+		{"from config", FCMConfig{ProjectID: "configured", Endpoint: s.URL()}, "configured"},
+		{"from credentials file", FCMConfig{CredentialsFile: creds, Endpoint: s.URL()}, fcmtest.ServiceAccountProjectID},
+		{"config overrides file", FCMConfig{ProjectID: "configured", CredentialsFile: creds, Endpoint: s.URL() + "/"}, "configured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			snd, err := NewFCMSender(t.Context(), tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			token := "project-" + strings.ReplaceAll(tt.name, " ", "-")
+			if err := snd.Send(t.Context(), tokenMessages(token))[0]; err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range s.Requests() {
+				if r.Token == token && r.Project != tt.want {
+					t.Errorf("request went to project %q, want %q", r.Project, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestFCMSenderWithoutCredentialsSendsNoAuthorization(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	if err := newTestFCMSender(t, s).Send(t.Context(), tokenMessages("tok"))[0]; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Requests()[0].Authorization; got != "" {
+		t.Errorf("Authorization = %q, want none", got)
+	}
+	if n := len(s.TokenRequests()); n != 0 {
+		t.Errorf("%d token requests, want 0", n)
+	}
+}
+
+// TestFCMSenderOAuth shows that with a credentials file the SDK fetches an
+// access token from the file's token_uri, even with a custom endpoint, and
+// sends it.
+func TestFCMSenderOAuth(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		client *http.Client
+	}{
+		{"default client", nil},
+		{"custom client", &http.Client{Timeout: 10 * time.Second, Transport: &countingTransport{base: http.DefaultTransport}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := fcmtest.NewServer(t)
+			s.SetRequireAuth(true)
+			snd, err := NewFCMSender(t.Context(), FCMConfig{
+				CredentialsFile: s.WriteServiceAccount(t, t.TempDir()),
+				Endpoint:        s.URL(),
+				HTTPClient:      tt.client,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, err := range snd.Send(t.Context(), tokenMessages("a", "b", "c")) {
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+			}
+			if err := snd.Send(t.Context(), tokenMessages("d"))[0]; err != nil {
+				t.Fatal(err)
+			}
+
+			trs := s.TokenRequests()
+			if len(trs) != 1 {
+				t.Fatalf("%d token requests, want 1 (the token is cached)", len(trs))
+			}
+			if trs[0].GrantType != fcmtest.GrantTypeJWTBearer {
+				t.Errorf("grant_type = %q", trs[0].GrantType)
+			}
+			if got := fmt.Sprint(trs[0].Claims["scope"]); !strings.Contains(got, messagingScope) {
+				t.Errorf("scope claim %q lacks %s", got, messagingScope)
+			}
+			if got, want := trs[0].Claims["aud"], s.URL()+"/token"; got != want {
+				t.Errorf("aud claim %v, want %v", got, want)
+			}
+			for _, r := range s.Requests() {
+				if r.Authorization != "Bearer test-token-1" {
+					t.Errorf("send for %s had Authorization %q, want Bearer test-token-1", r.Token, r.Authorization)
+				}
+			}
+			if ct, ok := tt.client.Transport.(*countingTransport); ok && ct.n.Load() < 4 {
+				t.Errorf("custom transport carried %d requests, want at least the 4 sends", ct.n.Load())
+			}
+		})
+	}
+}
+
+type countingTransport struct {
+	base http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.base.RoundTrip(r)
+}
+
+func TestFCMSenderMixedResults(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	s.SetResponder(byToken(map[string]fcmtest.Response{
+		"dead":    fcmtest.Unregistered(),
+		"garbled": fcmtest.InvalidToken(),
+		"busy":    fcmtest.QuotaExceeded(time.Minute),
+		"foreign": fcmtest.SenderIDMismatch(),
+	}))
+	tokens := []string{"ok-1", "dead", "ok-2", "garbled", "busy", "foreign", "ok-3"}
+	errs := newTestFCMSender(t, s).Send(t.Context(), tokenMessages(tokens...))
+	got := make([]Outcome, len(errs))
+	for i, err := range errs {
+		got[i] = Classify(err)
+	}
+	want := []Outcome{OutcomeSent, OutcomeUnregistered, OutcomeSent, OutcomeInvalidToken, OutcomeQuota, OutcomeSenderIDMismatch, OutcomeSent}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes in token order (-want +got):\n%s", diff)
+	}
+	if n := len(s.Requests()); n != len(tokens) {
+		t.Errorf("server got %d requests, want %d", n, len(tokens))
+	}
+}
+
+// TestFCMSenderChunks sends more than SendEach's 500 and checks every error
+// lands in its message's slot.
+func TestFCMSenderChunks(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	s.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		if n, _ := strconv.Atoi(r.Token); n%97 == 0 {
+			return fcmtest.Unregistered()
+		}
+		return fcmtest.Response{}
+	})
+	const n = sendEachMax + 3
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = strconv.Itoa(i)
+	}
+	errs := newTestFCMSender(t, s).Send(t.Context(), tokenMessages(tokens...))
+	if len(errs) != n {
+		t.Fatalf("%d errors for %d messages", len(errs), n)
+	}
+	for i, err := range errs {
+		want := OutcomeSent
+		if i%97 == 0 {
+			want = OutcomeUnregistered
+		}
+		if got := Classify(err); got != want {
+			t.Errorf("message %d: %s, want %s", i, got, want)
+		}
+	}
+	if got := len(s.Requests()); got != n {
+		t.Errorf("server got %d requests, want %d", got, n)
+	}
+}
+
+func TestFCMSenderRefusedBatch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tokens []string
+	}{
+		{"single message without token", []string{""}},
+		{"one bad message in a batch", []string{"a", "", "c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := fcmtest.NewServer(t)
+			errs := newTestFCMSender(t, s).Send(t.Context(), tokenMessages(tt.tokens...))
+			for i, err := range errs {
+				if err == nil || err.Error() != errs[0].Error() {
+					t.Errorf("message %d: error %v, want the batch's error %v", i, err, errs[0])
+				}
+				if got := Classify(err); got != OutcomeInvalidMessage {
+					t.Errorf("message %d: %s, want %s", i, got, OutcomeInvalidMessage)
+				}
+			}
+			if n := len(s.Requests()); n != 0 {
+				t.Errorf("server got %d requests, want none", n)
+			}
+		})
+	}
+}
+
+func TestFCMSenderEmpty(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	if errs := newTestFCMSender(t, s).Send(t.Context(), nil); len(errs) != 0 {
+		t.Errorf("Send(nil) = %v, want no errors", errs)
+	}
+}
+
+// TestFCMSenderSDKRetries503 pins the SDK's own retry: a 503 is retried at
+// once (the first backoff is 0 s), so the caller sees the later success.
+func TestFCMSenderSDKRetries503(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	var calls atomic.Int64
+	s.SetResponder(func(fcmtest.Request) fcmtest.Response {
+		if calls.Add(1) == 1 {
+			return fcmtest.Unavailable(0)
+		}
+		return fcmtest.Response{}
+	})
+	if err := newTestFCMSender(t, s).Send(t.Context(), tokenMessages("t"))[0]; err != nil {
+		t.Fatalf("Send = %v, want success after the SDK's retry", err)
+	}
+	if n := len(s.Requests()); n != 2 {
+		t.Errorf("server got %d requests, want 2", n)
+	}
+}
+
+// TestFCMSenderDeadlineDuringSDKBackoff pins what a deadline does to the
+// SDK's 503 retries: the second retry waits 1 s, the deadline ends the wait,
+// and the error is the bare context error (FCM's answer is lost).
+func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
+	t.Parallel()
+	s := fcmtest.NewServer(t)
+	s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(0) })
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err := newTestFCMSender(t, s).Send(ctx, tokenMessages("t"))[0]
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+	if got := Classify(err); got != OutcomeTransport {
+		t.Errorf("Classify = %s, want %s", got, OutcomeTransport)
+	}
+	if n := len(s.Requests()); n != 2 {
+		t.Errorf("server got %d requests, want 2 (first try and the immediate retry)", n)
+	}
+}
+
+func ExampleNewFCMSender() {
+	s := fcmtest.New() // a local FCM; in production, leave Endpoint empty
+	s.Start()
+	defer s.Close()
+
+	ctx := context.Background()
+	snd, err := NewFCMSender(ctx, FCMConfig{ProjectID: "my-project", Endpoint: s.URL()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
+	errs := snd.Send(ctx, []*messaging.Message{BuildMessage(f, "device-token", PlatformIOS, DefaultContent(f))})
+	fmt.Println(Classify(errs[0]), s.Requests()[0].Project)
+	// Output: sent my-project
+}
