@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ import (
 // stable strings, fit for metric labels and logs.
 type Outcome string
 
-// The outcomes of a push. See fcm.md for what each FCM error means.
+// The outcomes of a push, after FCM's error codes
+// (https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode).
 const (
 	// OutcomeSent: FCM accepted the message.
 	OutcomeSent Outcome = "sent"
@@ -166,18 +168,19 @@ func isInvalidTokenError(err error) bool {
 		return false
 	}
 	body, ok := readErrorBody(fe)
-	if !ok {
-		return false
+	return ok && body.blamesToken()
+}
+
+// invalidTokenText is the part of FCM's invalid-token message that
+// [isInvalidTokenError] falls back to.
+const invalidTokenText = "registration token is not a valid FCM registration token"
+
+// blamesToken is the decision of [isInvalidTokenError] on a decoded body.
+func (b errorBody) blamesToken() bool {
+	if fields := b.violatedFields(); len(fields) > 0 {
+		return slices.Contains(fields, "message.token")
 	}
-	if fields := body.violatedFields(); len(fields) > 0 {
-		for _, f := range fields {
-			if f == "message.token" {
-				return true
-			}
-		}
-		return false
-	}
-	return strings.Contains(body.Error.Message, "registration token is not a valid FCM registration token")
+	return strings.Contains(b.Error.Message, invalidTokenText)
 }
 
 // RetryAfter returns how long FCM asked the client to wait before trying
@@ -197,7 +200,12 @@ func RetryAfter(err error, now time.Time) time.Duration {
 	if resp == nil {
 		return 0
 	}
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	return parseRetryAfter(resp.Header.Get("Retry-After"), now)
+}
+
+// parseRetryAfter is [RetryAfter] on the header's value.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}

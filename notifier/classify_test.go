@@ -147,6 +147,9 @@ func TestClassifyTransport(t *testing.T) {
 			if err == nil {
 				t.Fatal("Send to a closed server succeeded")
 			}
+			if sdkErr := firebaseError(err) != nil; sdkErr != tt.slow {
+				t.Errorf("err = %v (%T): SDK transport error %v, want %v", err, err, sdkErr, tt.slow)
+			}
 			if got := Classify(err); got != OutcomeTransport || !got.Retryable() {
 				t.Errorf("Classify(%v) = %s, want %s (retryable)", err, got, OutcomeTransport)
 			}

@@ -67,8 +67,8 @@ func TestMaskToken(t *testing.T) {
 	tests := []struct{ token, want string }{
 		{"", ""},
 		{"a", "***"},
-		{"0123456789012345678", "***"},                // 19 characters
-		{"01234567890123456789", "012345…6789"},       // 20
+		{"0123456789012345678", "***"}, // 19 characters
+		{"01234567890123456789", "012345…6789"}, // 20
 		{"dGhpcyBpcyBhIHRva2Vu:APA91bXYZ-end9", "dGhpcy…end9"},
 		{"ééééééXXXXXXXXXXXXXXéééé", "éééééé…éééé"}, // characters, not bytes
 	}

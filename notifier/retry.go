@@ -52,14 +52,16 @@ const (
 
 // RetryDelay is the asynq RetryDelayFunc of follow tasks: exponential backoff
 // from 1 s (doubling per retry, at most 10 min) with equal jitter, never
-// shorter than FCM's Retry-After; for quota errors at least
-// max(Retry-After, 60 s), doubling with every quota retry (at most 30 min).
-// The stale cutoff (MAX_EVENT_AGE) ends retries whatever their number.
+// shorter than FCM's Retry-After. For quota errors: max(Retry-After, 60 s
+// doubled with every quota retry, at most 30 min), plus up to 25 % jitter on
+// top, so it is never shorter than FCM asked. The stale cutoff
+// (MAX_EVENT_AGE) ends retries whatever their number.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var re *RetryError
 	if errors.As(err, &re) && re.Quota {
-		d := minQuotaDelay << min(max(re.QuotaRetries-1, 0), 5)
-		return jitter(min(max(d, re.After), maxQuotaDelay))
+		d := min(minQuotaDelay<<min(max(re.QuotaRetries-1, 0), 5), maxQuotaDelay)
+		d = max(d, re.After)
+		return d + rand.N(d/4+1)
 	}
 	d := time.Second << min(n, 10)
 	d = jitter(min(d, maxRetryDelay))

@@ -178,7 +178,10 @@ func TestFCMSenderOAuth(t *testing.T) {
 					t.Errorf("send for %s had Authorization %q, want Bearer test-token-1", r.Token, r.Authorization)
 				}
 			}
-			if ct, ok := tt.client.Transport.(*countingTransport); ok && ct.n.Load() < 4 {
+			if tt.client == nil {
+				return
+			}
+			if ct := tt.client.Transport.(*countingTransport); ct.n.Load() < 4 {
 				t.Errorf("custom transport carried %d requests, want at least the 4 sends", ct.n.Load())
 			}
 		})

@@ -1,0 +1,257 @@
+package notifier_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/tasks"
+)
+
+type handlerFixture struct {
+	h       *notifier.Handler
+	rdb     *redis.Client
+	fcm     *fcmtest.Server
+	reg     *devices.Registry
+	records *delivery.Store
+	now     time.Time
+}
+
+func newHandlerFixture(t *testing.T, opts notifier.HandlerOptions) *handlerFixture {
+	t.Helper()
+	rdb := redistest.Start(t).Client(t)
+	fcm := fcmtest.NewServer(t)
+	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &handlerFixture{rdb: rdb, fcm: fcm, now: time.Now(),
+		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{})}
+	if opts.SendTimeout == 0 {
+		opts.SendTimeout = 3 * time.Second
+	}
+	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *handlerFixture) follow(to string) tasks.Follow {
+	return tasks.Follow{AppID: "1400000000", From: "alice", To: to, EventTime: f.now.UnixMilli()}
+}
+
+func (f *handlerFixture) run(t *testing.T, fl tasks.Follow) error {
+	t.Helper()
+	task, err := tasks.NewFollowTask(fl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.h.ProcessTask(context.Background(), task)
+}
+
+func (f *handlerFixture) register(t *testing.T, user string, tokens ...string) {
+	t.Helper()
+	for _, tok := range tokens {
+		if err := f.reg.Register(context.Background(), user, tok, devices.Registration{Platform: "android"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *handlerFixture) tokens(t *testing.T, user string) []string {
+	t.Helper()
+	list, err := f.reg.List(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range list {
+		out = append(out, d.Token)
+	}
+	return out
+}
+
+// The FCM error table of fcm.md, through the real firebase-admin-go client
+// and the handler: what happens to the task and to the token.
+func TestHandlerFCMErrorTable(t *testing.T) {
+	t.Parallel()
+	type want struct {
+		retry      bool // the task is retried
+		quota      bool // ... without counting as a failure
+		tokenKept  bool
+		retryAfter time.Duration
+	}
+	tests := []struct {
+		name string
+		resp fcmtest.Response
+		want want
+	}{
+		{"success", fcmtest.Response{}, want{tokenKept: true}},
+		{"UNREGISTERED", fcmtest.Unregistered(), want{}},
+		{"INVALID_ARGUMENT token", fcmtest.InvalidToken(), want{}},
+		{"INVALID_ARGUMENT message", fcmtest.InvalidMessage(), want{tokenKept: true}},
+		{"SENDER_ID_MISMATCH", fcmtest.SenderIDMismatch(), want{}},
+		{"QUOTA_EXCEEDED", fcmtest.QuotaExceeded(7 * time.Second), want{retry: true, quota: true, tokenKept: true, retryAfter: 7 * time.Second}},
+		{"INTERNAL", fcmtest.Internal(), want{retry: true, tokenKept: true}},
+		{"THIRD_PARTY_AUTH_ERROR", fcmtest.ThirdPartyAuth(), want{tokenKept: true}},
+		{"UNSPECIFIED_ERROR", fcmtest.Unspecified(), want{retry: true, tokenKept: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newHandlerFixture(t, notifier.HandlerOptions{})
+			f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return tt.resp })
+			f.register(t, "bob", "tok-bob")
+			err := f.run(t, f.follow("bob"))
+
+			var re *notifier.RetryError
+			if got := errors.As(err, &re); got != tt.want.retry {
+				t.Fatalf("retry = %v (err %v), want %v", got, err, tt.want.retry)
+			}
+			if err != nil && !tt.want.retry {
+				t.Fatalf("err = %v, want nil", err)
+			}
+			if tt.want.retry {
+				if notifier.IsFailure(err) == tt.want.quota {
+					t.Errorf("IsFailure = %v, want %v", notifier.IsFailure(err), !tt.want.quota)
+				}
+				if re.After != tt.want.retryAfter {
+					t.Errorf("RetryAfter = %s, want %s", re.After, tt.want.retryAfter)
+				}
+			}
+			kept := len(f.tokens(t, "bob")) == 1
+			if kept != tt.want.tokenKept {
+				t.Errorf("token kept = %v, want %v", kept, tt.want.tokenKept)
+			}
+			if n := len(f.fcm.Requests()); n != 1 {
+				t.Errorf("FCM saw %d requests, want 1 (the SDK retries only 503 and network errors)", n)
+			}
+		})
+	}
+}
+
+// A retry after one device failed sends only to that device.
+func TestHandlerRetrySendsOnlyToFailedDevices(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{})
+	var mu sync.Mutex
+	calls := map[string]int{}
+	f.fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[r.Token]++
+		if r.Token == "tok-flaky" && calls[r.Token] == 1 {
+			return fcmtest.Internal()
+		}
+		return fcmtest.Response{}
+	})
+	f.register(t, "bob", "tok-ok-1", "tok-flaky", "tok-ok-2")
+	fl := f.follow("bob")
+	var re *notifier.RetryError
+	if err := f.run(t, fl); !errors.As(err, &re) || re.Devices != 1 {
+		t.Fatalf("first attempt: %v, want a retry for 1 device", err)
+	}
+	if err := f.run(t, fl); err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	if err := f.run(t, fl); err != nil { // a duplicate task after success
+		t.Fatalf("third attempt: %v", err)
+	}
+	want := map[string]int{"tok-ok-1": 1, "tok-ok-2": 1, "tok-flaky": 2}
+	if d := cmp.Diff(want, calls); d != "" {
+		t.Errorf("sends per device (-want +got):\n%s", d)
+	}
+}
+
+func TestHandlerDropsStaleAndCancelled(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{MaxEventAge: time.Minute})
+	f.register(t, "bob", "tok-bob")
+	stale := f.follow("bob")
+	stale.EventTime = f.now.Add(-2 * time.Minute).UnixMilli()
+	if err := f.run(t, stale); err != nil {
+		t.Fatalf("stale: %v", err)
+	}
+	cancelled := f.follow("bob")
+	if err := f.records.Cancel(context.Background(), cancelled.AppID, cancelled.From, []string{"bob"}, cancelled.EventTime+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.run(t, cancelled); err != nil {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 0 {
+		t.Errorf("stale/cancelled follows caused %d FCM requests", n)
+	}
+}
+
+func TestHandlerNoDevicesIsQuietSuccess(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{})
+	fl := f.follow("nobody")
+	if err := f.run(t, fl); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := f.records.Load(context.Background(), fl)
+	if err != nil || !rec.Done {
+		t.Fatalf("record = %+v, %v; want done", rec, err)
+	}
+}
+
+func TestHandlerInvalidPayloadIsNotRetried(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{})
+	err := f.h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeFollow, []byte(`{"from":"a"}`)))
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("err = %v, want SkipRetry", err)
+	}
+}
+
+// A burst of SENDER_ID_MISMATCH is a credentials problem: past the limit,
+// tokens are kept.
+func TestHandlerSenderIDMismatchSpikeKeepsTokens(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{MismatchDeletesPerMinute: 2})
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.SenderIDMismatch() })
+	f.register(t, "bob", "t1", "t2", "t3", "t4", "t5")
+	if err := f.run(t, f.follow("bob")); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.tokens(t, "bob"); len(left) != 3 {
+		t.Errorf("tokens left = %v, want 3 of 5 (2 deletions allowed per minute)", left)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	between := func(t *testing.T, name string, d, lo, hi time.Duration) {
+		t.Helper()
+		if d < lo || d > hi {
+			t.Errorf("%s: delay %s not in [%s, %s]", name, d, lo, hi)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		between(t, "n=0 plain error", notifier.RetryDelay(0, errors.New("x"), nil), 500*time.Millisecond, time.Second)
+		between(t, "n=3 plain error", notifier.RetryDelay(3, errors.New("x"), nil), 4*time.Second, 8*time.Second)
+		between(t, "n=30 capped", notifier.RetryDelay(30, errors.New("x"), nil), 5*time.Minute, 10*time.Minute)
+		between(t, "Retry-After wins", notifier.RetryDelay(0, &notifier.RetryError{After: 42 * time.Second}, nil), 42*time.Second, 42*time.Second)
+		between(t, "quota first", notifier.RetryDelay(0, &notifier.RetryError{Quota: true, QuotaRetries: 1}, nil), 60*time.Second, 75*time.Second)
+		between(t, "quota grows without n", notifier.RetryDelay(0, &notifier.RetryError{Quota: true, QuotaRetries: 3}, nil), 4*time.Minute, 5*time.Minute)
+		between(t, "quota Retry-After", notifier.RetryDelay(0, &notifier.RetryError{Quota: true, QuotaRetries: 1, After: 5 * time.Minute}, nil), 5*time.Minute, 375*time.Second)
+	}
+	if notifier.IsFailure(&notifier.RetryError{Quota: true}) || !notifier.IsFailure(&notifier.RetryError{}) || !notifier.IsFailure(errors.New("x")) {
+		t.Error("IsFailure: only quota retries are not failures")
+	}
+}
