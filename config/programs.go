@@ -48,7 +48,7 @@ type Worker struct {
 	Redis Redis
 	// Concurrency is WORKER_CONCURRENCY (default 100).
 	Concurrency int
-	// PollInterval is WORKER_POLL_INTERVAL (default 20ms).
+	// PollInterval is WORKER_POLL_INTERVAL (default 10ms).
 	PollInterval time.Duration
 	// MetricsAddr is METRICS_ADDR (default ":9091"); unused by standalone.
 	MetricsAddr string
@@ -175,7 +175,7 @@ func (l *loader) worker(rd Redis) Worker {
 	w := Worker{
 		Redis:              rd,
 		Concurrency:        l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
-		PollInterval:       l.duration("WORKER_POLL_INTERVAL", 20*time.Millisecond, time.Millisecond, time.Minute),
+		PollInterval:       l.duration("WORKER_POLL_INTERVAL", 10*time.Millisecond, time.Millisecond, time.Minute),
 		FCMProjectID:       l.raw("FCM_PROJECT_ID", ""),
 		FCMCredentialsFile: l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
 		FCMEndpoint:        l.baseURL("FCM_ENDPOINT"),

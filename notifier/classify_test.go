@@ -2,11 +2,15 @@ package notifier
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,4 +280,52 @@ func TestIsInvalidTokenError(t *testing.T) {
 	if isInvalidTokenError(errors.New(fcmtest.MessageInvalidToken)) {
 		t.Error("isInvalidTokenError is true for a plain error")
 	}
+}
+
+// FuzzParseRetryAfter feeds arbitrary Retry-After values: never a panic,
+// never a negative or over-long wait, delta-seconds read exactly.
+func FuzzParseRetryAfter(f *testing.F) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, seed := range []string{"120", " 5 ", "0", "-3", "99999999999", "soon", "",
+		now.Add(90 * time.Second).Format(http.TimeFormat), "Mon, 02 Jan 2006 15:04:05 GMT", "Monday, 02-Jan-06 15:04:05 GMT"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d := parseRetryAfter(v, now)
+		if d < 0 || d > maxRetryAfter {
+			t.Fatalf("parseRetryAfter(%q) = %v, out of [0, %v]", v, d, maxRetryAfter)
+		}
+		if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && secs >= 0 && secs <= 3600 {
+			if d != time.Duration(secs)*time.Second {
+				t.Fatalf("parseRetryAfter(%q) = %v, want %ds", v, d, secs)
+			}
+		}
+	})
+}
+
+// FuzzErrorBody feeds arbitrary error bodies to the decoding that Classify
+// and isInvalidTokenError rely on: never a panic, and a field violation
+// decides whether the token is blamed.
+func FuzzErrorBody(f *testing.F) {
+	for _, r := range []fcmtest.Response{
+		fcmtest.Unregistered(), fcmtest.InvalidToken(), fcmtest.InvalidTokenMessageOnly(),
+		fcmtest.InvalidTokenViolationOnly(), fcmtest.InvalidMessage(), fcmtest.SenderIDMismatch(),
+		fcmtest.QuotaExceeded(time.Second), fcmtest.ProjectQuotaExceeded(time.Second), fcmtest.Unspecified(),
+	} {
+		f.Add(r.Body)
+	}
+	f.Add([]byte(`{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":null}]}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var b errorBody
+		if json.Unmarshal(raw, &b) != nil {
+			return
+		}
+		_ = b.fcmErrorCode()
+		fields := b.violatedFields()
+		blamed := b.blamesToken()
+		if len(fields) > 0 && blamed != slices.Contains(fields, "message.token") {
+			t.Fatalf("fields %q: blamesToken = %v", fields, blamed)
+		}
+	})
 }

@@ -36,10 +36,10 @@ import (
 	"time"
 )
 
-// MaxBodyBytes is the largest request body the server reads; a larger one is
+// maxBodyBytes is the largest request body the server reads; a larger one is
 // answered 413. FCM's own payload limit is 4096 bytes of message content; the
 // request around it is bigger, so this is generous.
-const MaxBodyBytes = 1 << 20
+const maxBodyBytes = 1 << 20
 
 // Request is one message-send request as the server received it.
 type Request struct {
@@ -251,7 +251,7 @@ func sendPath(p string) (string, bool) {
 }
 
 func (s *Server) serveSend(w http.ResponseWriter, r *http.Request, project string) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		writeResponse(w, ErrorResponse(http.StatusRequestEntityTooLarge, "INVALID_ARGUMENT",
 			"Request payload size exceeds the limit."))
