@@ -87,7 +87,7 @@ var Settings = []Setting{
 	{Name: "DEDUPE_TTL", Programs: delivery, Default: "1h", Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
 	{Name: "WORKER_CONCURRENCY", Programs: delivery, Default: "100", Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
 	{Name: "WORKER_POLL_INTERVAL", Programs: delivery, Default: "10ms", Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval, asynq's own default 1s): pick-up p50 ~11 ms, ~300 Redis commands/s per idle worker"},
-	{Name: "FCM_PROJECT_ID", Programs: delivery, Defaults: map[Program]string{ProgramWorker: "(from the credentials file)", ProgramStandalone: "(from the credentials file)"}, Help: "Firebase project id"},
+	{Name: "FCM_PROJECT_ID", Programs: delivery, Default: "(from the credentials file)", Help: "Firebase project id; required with FCM_ENDPOINT and no credentials, or with neither (application default credentials)"},
 	{Name: "GOOGLE_APPLICATION_CREDENTIALS", Programs: delivery, Help: "service-account JSON file for FCM"},
 	{Name: "FCM_ENDPOINT", Programs: delivery, Help: "base URL of an FCM-HTTP-v1-compatible server; unset = Google's endpoint"},
 	{Name: "FCM_SEND_TIMEOUT", Programs: delivery, Default: "10s", Help: "bound on one task's FCM sends, the SDK's own retries included"},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +149,19 @@ func TestPrintUsageListsDefaults(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "LISTEN_ADDR") {
 		t.Error("worker usage lists LISTEN_ADDR, which the worker does not read")
+	}
+}
+
+// The README's configuration table names every setting.
+func TestReadmeListsEverySetting(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings {
+		if !strings.Contains(string(readme), "| `"+s.Name+"` |") {
+			t.Errorf("README's configuration table lacks %s", s.Name)
+		}
 	}
 }

@@ -169,7 +169,9 @@ func (s *FCMSender) Send(ctx context.Context, msgs []*messaging.Message) []error
 
 // markUnsent wraps the errors of messages that firebase-admin-go refused to
 // send (validation, encoding) with errInvalidMessage, and returns all others
-// (FCM's answers, transport and context errors) as they are.
+// (FCM's answers, transport and context errors) as they are. The one other
+// plain error the SDK returns, for a 2xx answer whose body is not JSON (an
+// endpoint that is not FCM), lands here too: not retried, logged loudly.
 func markUnsent(err error) error {
 	if err == nil || firebaseError(err) != nil ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
