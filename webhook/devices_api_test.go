@@ -1,0 +1,155 @@
+package webhook_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/followpush/followpush/webhook"
+)
+
+func apiDo(t *testing.T, base, method, path, auth, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestDeviceAPIAuth(t *testing.T) {
+	t.Parallel()
+	off := newFixture(t, webhook.Options{})
+	on := newFixture(t, webhook.Options{APIToken: testAPI})
+	tests := []struct {
+		name   string
+		base   string
+		auth   string
+		status int
+	}{
+		{"API_TOKEN unset: 503 whatever the header", off.srv.URL, "Bearer " + testAPI, 503},
+		{"no header", on.srv.URL, "", 401},
+		{"wrong token", on.srv.URL, "Bearer nope", 401},
+		{"not bearer", on.srv.URL, "Basic " + testAPI, 401},
+		{"token prefix only", on.srv.URL, "Bearer " + testAPI[:len(testAPI)-1], 401},
+		{"right token", on.srv.URL, "Bearer " + testAPI, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, hdr, body := apiDo(t, tt.base, http.MethodGet, "/v1/users/bob/devices", tt.auth, "")
+			if status != tt.status {
+				t.Fatalf("status = %d (%s), want %d", status, body, tt.status)
+			}
+			if status == 401 && !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without WWW-Authenticate: Bearer (got %q)", hdr.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+func TestDeviceAPIRoundTrip(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, webhook.Options{APIToken: testAPI})
+	auth := "Bearer " + testAPI
+	list := func(user string) []map[string]any {
+		t.Helper()
+		status, _, body := apiDo(t, f.srv.URL, http.MethodGet, "/v1/users/"+user+"/devices", auth, "")
+		if status != 200 {
+			t.Fatalf("GET: %d %s", status, body)
+		}
+		var out struct {
+			Devices []map[string]any `json:"devices"`
+		}
+		if err := json.Unmarshal([]byte(body), &out); err != nil || out.Devices == nil {
+			t.Fatalf("GET body %q: want {\"devices\":[...]}", body)
+		}
+		return out.Devices
+	}
+	if got := list("nobody"); len(got) != 0 {
+		t.Fatalf("unknown user: %v", got)
+	}
+	for _, c := range []struct{ user, token, body string }{
+		{"bob", "tok-1", `{"platform":"android"}`},
+		{"bob", "tok-2", ``},
+		{"bob", "tok-1", `{}`}, // refresh keeps the platform
+	} {
+		if status, _, body := apiDo(t, f.srv.URL, http.MethodPut, "/v1/users/"+c.user+"/devices/"+c.token, auth, c.body); status/100 != 2 {
+			t.Fatalf("PUT %s: %d %s", c.token, status, body)
+		}
+	}
+	got := list("bob")
+	var tokens, platforms []string
+	for _, d := range got {
+		tokens = append(tokens, d["token"].(string))
+		platforms = append(platforms, d["platform"].(string))
+		if _, ok := d["updated_at"].(string); !ok {
+			t.Errorf("device without updated_at: %v", d)
+		}
+	}
+	if d := cmp.Diff([]string{"tok-1", "tok-2"}, tokens); d != "" {
+		t.Errorf("tokens newest first (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"android", ""}, platforms); d != "" {
+		t.Errorf("platforms (-want +got):\n%s", d)
+	}
+	// Registering tok-1 for carol takes it from bob.
+	apiDo(t, f.srv.URL, http.MethodPut, "/v1/users/carol/devices/tok-1", auth, "")
+	if got := list("bob"); len(got) != 1 || got[0]["token"] != "tok-2" {
+		t.Errorf("bob after the move: %v", got)
+	}
+	// DELETE by someone else changes nothing; by the owner removes it; twice is fine.
+	for _, c := range []struct{ user string }{{"bob"}, {"carol"}, {"carol"}} {
+		if status, _, body := apiDo(t, f.srv.URL, http.MethodDelete, "/v1/users/"+c.user+"/devices/tok-1", auth, ""); status/100 != 2 {
+			t.Fatalf("DELETE as %s: %d %s", c.user, status, body)
+		}
+		if c.user == "bob" && len(list("carol")) != 1 {
+			t.Fatal("bob's DELETE removed carol's device")
+		}
+	}
+	if got := list("carol"); len(got) != 0 {
+		t.Errorf("carol after DELETE: %v", got)
+	}
+}
+
+func TestDeviceAPIRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, webhook.Options{APIToken: testAPI})
+	auth := "Bearer " + testAPI
+	tests := []struct{ name, method, path, body string }{
+		{"bad platform", http.MethodPut, "/v1/users/bob/devices/tok", `{"platform":"symbian"}`},
+		{"platform wrong type", http.MethodPut, "/v1/users/bob/devices/tok", `{"platform":1}`},
+		{"body not JSON", http.MethodPut, "/v1/users/bob/devices/tok", `platform=android`},
+		{"trailing data", http.MethodPut, "/v1/users/bob/devices/tok", `{} {}`},
+		{"token with slash", http.MethodPut, "/v1/users/bob/devices/a%2Fb", ``},
+		{"token with space", http.MethodPut, "/v1/users/bob/devices/a%20b", ``},
+		{"token too long", http.MethodPut, "/v1/users/bob/devices/" + strings.Repeat("a", 4097), ``},
+		{"user too long", http.MethodPut, "/v1/users/" + strings.Repeat("u", 33) + "/devices/tok", ``},
+		{"user too long on GET", http.MethodGet, "/v1/users/" + strings.Repeat("u", 33) + "/devices", ``},
+		{"bad locale", http.MethodPut, "/v1/users/bob/devices/tok", `{"locale":"not a locale!"}`},
+		{"huge body", http.MethodPut, "/v1/users/bob/devices/tok", `{"platform":"` + strings.Repeat("a", 5000) + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, body := apiDo(t, f.srv.URL, tt.method, tt.path, auth, tt.body)
+			if status != http.StatusBadRequest {
+				t.Errorf("status = %d (%s), want 400", status, body)
+			}
+		})
+	}
+	if status, _, body := apiDo(t, f.srv.URL, http.MethodGet, "/v1/users/bob/devices", auth, ""); status != 200 || !strings.Contains(body, `"devices":[]`) {
+		t.Errorf("bad requests changed bob's devices: %d %s", status, body)
+	}
+}
