@@ -31,6 +31,7 @@ type Process struct {
 	exited  chan struct{}
 	waitErr error
 	echo    io.Writer
+	killed  bool
 }
 
 // Start runs bin with env (on top of nothing but PATH and HOME) and args.
@@ -169,8 +170,11 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Signal sends sig to the process.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
-// Kill sends SIGKILL and waits for the exit.
+// Kill sends SIGKILL and waits for the exit. A later Stop returns nil.
 func (p *Process) Kill() {
+	p.mu.Lock()
+	p.killed = true
+	p.mu.Unlock()
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.exited
 }
@@ -196,11 +200,14 @@ func (p *Process) Stop(timeout time.Duration) error {
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
-// ExitErr is the process's exit error once it exited (nil before, and for
-// exit code 0).
+// ExitErr is the process's exit error once it exited (nil before, for exit
+// code 0, and after Kill).
 func (p *Process) ExitErr() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.killed {
+		return nil
+	}
 	return p.waitErr
 }
 

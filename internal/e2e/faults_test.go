@@ -1,0 +1,235 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/webhook"
+)
+
+// The fault-injection suite: real processes, a real redis-server, faults
+// injected from outside. Each test logs one "FAULT" line with its figures
+// (RELIABILITY.md quotes them); lost must be 0.
+
+// followRun posts follows of users[i] by "fan-<i/per>", per followees per
+// webhook, from conc goroutines, and records which followees were answered 200.
+type followRun struct {
+	s        *stack
+	mu       sync.Mutex
+	accepted map[string]bool // followee -> its webhook was answered 200
+	statuses map[int]int
+}
+
+func newFollowRun(s *stack) *followRun {
+	return &followRun{s: s, accepted: map[string]bool{}, statuses: map[int]int{}}
+}
+
+// post sends the webhooks for followees (per per webhook) with conc senders;
+// it stops early when ctx is done.
+func (r *followRun) post(ctx context.Context, followees []string, per, conc int, pace time.Duration) {
+	jobs := make(chan []string)
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range jobs {
+				status, _ := r.s.webhook(webhook.CommandFollowAdd, followBody("fan-"+batch[0], nowMillis(), batch...))
+				r.mu.Lock()
+				r.statuses[status]++
+				if status == http.StatusOK {
+					for _, f := range batch {
+						r.accepted[f] = true
+					}
+				}
+				r.mu.Unlock()
+			}
+		}()
+	}
+	tick := time.NewTicker(max(pace, time.Microsecond))
+	defer tick.Stop()
+	for i := 0; i < len(followees); i += per {
+		if pace > 0 {
+			<-tick.C
+		}
+		select {
+		case jobs <- followees[i:min(i+per, len(followees))]:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// lostAndDuplicated compares accepted followees with the pushes the fake
+// FCM accepted (one device "tok-<followee>" each).
+func (r *followRun) lostAndDuplicated(sc *script) (accepted, lost, dup int) {
+	_, success := sc.snapshot()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for f := range r.accepted {
+		accepted++
+		switch n := success["tok-"+f]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			dup += n - 1
+		}
+	}
+	return accepted, lost, dup
+}
+
+// waitDelivered waits until every accepted followee's device got a push.
+func (r *followRun) waitDelivered(t *testing.T, sc *script, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, lost, _ := r.lostAndDuplicated(sc); lost == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			return // the caller reports lost
+		}
+		time.Sleep(50 * time.Millisecond) // polling the fake FCM's counters against a deadline
+	}
+}
+
+func users(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%04d", prefix, i)
+	}
+	return out
+}
+
+func (s *stack) registerAll(users []string) {
+	s.t.Helper()
+	for _, u := range users {
+		s.registerDevice(u, "tok-"+u, "android")
+	}
+}
+
+// (1) A worker is SIGKILLed in the middle of 1,000 follows: asynq's lease
+// expires, the surviving worker recovers the task, every followee is pushed.
+func TestFaultWorkerKilledMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection: takes about two minutes")
+	}
+	t.Parallel()
+	s := startStack(t, 2, map[string]string{"LOG_LEVEL": "info"})
+	sc := newScript(nil)
+	s.fcm.SetResponder(sc.respond)
+	s.fcm.SetLatency(20 * time.Millisecond) // sends in flight when the kill lands
+	followees := users("k", 1000)
+	s.registerAll(followees)
+
+	run := newFollowRun(s)
+	posted := make(chan struct{})
+	go func() { run.post(context.Background(), followees, 20, 8, 0); close(posted) }()
+
+	// Kill the first worker once pushes are flowing: it holds leases on
+	// in-flight tasks.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.fcm.WaitForRequests(ctx, 200); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	s.workers[0].Kill()
+	<-posted
+	run.waitDelivered(t, sc, 4*time.Minute)
+	recovery := time.Since(killedAt)
+
+	accepted, lost, dup := run.lostAndDuplicated(sc)
+	t.Logf("FAULT worker-sigkill: follows=%d accepted=%d lost=%d duplicated=%d all-delivered-after-kill=%s statuses=%v",
+		len(followees), accepted, lost, dup, recovery.Round(time.Second), run.statuses)
+	if accepted != len(followees) || lost != 0 {
+		t.Errorf("accepted %d of %d, lost %d", accepted, len(followees), lost)
+	}
+}
+
+// (2) Redis stops for 3 s while webhooks arrive, then restarts (AOF): every
+// webhook answered 200 leads to a push.
+func TestFaultRedisRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection")
+	}
+	t.Parallel()
+	s := startStack(t, 2, map[string]string{"LOG_LEVEL": "info"})
+	sc := newScript(nil)
+	s.fcm.SetResponder(sc.respond)
+	followees := users("r", 600)
+	s.registerAll(followees)
+
+	run := newFollowRun(s)
+	posted := make(chan struct{})
+	go func() { run.post(context.Background(), followees, 2, 4, 10*time.Millisecond); close(posted) }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.fcm.WaitForRequests(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	s.redis.Stop()
+	time.Sleep(3 * time.Second) // the fault: Redis is down for 3 s
+	s.redis.Restart()
+	<-posted
+	run.waitDelivered(t, sc, 2*time.Minute)
+
+	accepted, lost, dup := run.lostAndDuplicated(sc)
+	t.Logf("FAULT redis-down-3s: follows=%d accepted=%d lost=%d duplicated=%d statuses=%v", len(followees), accepted, lost, dup, run.statuses)
+	if lost != 0 {
+		t.Errorf("lost %d follows answered 200", lost)
+	}
+	if accepted == 0 {
+		t.Error("nothing was accepted")
+	}
+	for status := range run.statuses {
+		if status != http.StatusOK && status/100 != 5 {
+			t.Errorf("status %d seen: only 200 or a storage 5xx expected", status)
+		}
+	}
+}
+
+// (3) FCM answers 503 to everything for 10 s: after it recovers, every
+// follow is delivered.
+func TestFaultFCMOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection")
+	}
+	t.Parallel()
+	s := startStack(t, 2, map[string]string{"LOG_LEVEL": "info"})
+	sc := newScript(nil)
+	var down atomic.Bool
+	down.Store(true)
+	var failed atomic.Int64
+	s.fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		if down.Load() {
+			failed.Add(1)
+			return fcmtest.Unavailable(0)
+		}
+		return sc.respond(r)
+	})
+	followees := users("o", 300)
+	s.registerAll(followees)
+	run := newFollowRun(s)
+	start := time.Now()
+	run.post(context.Background(), followees, 10, 4, 0)
+	time.Sleep(time.Until(start.Add(10 * time.Second))) // the fault: FCM is down for 10 s
+	down.Store(false)
+	recovered := time.Now()
+	run.waitDelivered(t, sc, 3*time.Minute)
+
+	accepted, lost, dup := run.lostAndDuplicated(sc)
+	t.Logf("FAULT fcm-503-10s: follows=%d accepted=%d lost=%d duplicated=%d failed-sends-during-outage=%d delivered-after-recovery=%s",
+		len(followees), accepted, lost, dup, failed.Load(), time.Since(recovered).Round(time.Millisecond))
+	if lost != 0 || accepted != len(followees) {
+		t.Errorf("accepted %d of %d, lost %d", accepted, len(followees), lost)
+	}
+}

@@ -1,0 +1,114 @@
+package notifier_test
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"firebase.google.com/go/v4/messaging"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/tasks"
+)
+
+// The worker's hot paths, for `go test -bench . -cpuprofile`:
+//
+//	go test -run '^$' -bench . -benchmem ./notifier
+//
+// BenchmarkProcessTask needs redis-server on PATH.
+
+func BenchmarkBuildMessage(b *testing.B) {
+	f := tasks.Follow{AppID: "1400000000", From: "UserID_001", To: "UserID_002", EventTime: 1767225600123}
+	content := notifier.DefaultContent(f)
+	for _, platform := range []string{notifier.PlatformAndroid, notifier.PlatformIOS, ""} {
+		name := platform
+		if name == "" {
+			name = "unknown"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m := notifier.BuildMessage(f, "device-token-0123456789", platform, content)
+				if m.Token == "" {
+					b.Fatal("no token")
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkTemplatesRender(b *testing.B) {
+	t, err := notifier.NewTemplates("", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := tasks.Follow{AppID: "1400000000", From: "UserID_001", To: "UserID_002", EventTime: 1767225600123}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := t.Render(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nopSender accepts every message without sending it.
+type nopSender struct{}
+
+func (nopSender) Send(_ context.Context, msgs []*messaging.Message) []error {
+	return make([]error, len(msgs))
+}
+
+// BenchmarkProcessTask is one follow task through the worker's handler
+// against a real redis-server, for a followee with one device: with a no-op
+// sender ("nop": the handler's own work and its Redis round trips) and with
+// firebase-admin-go posting to a local FCM server ("fcm": what a worker
+// process adds per push).
+func BenchmarkProcessTask(b *testing.B) {
+	rdb := redistest.Start(b).Client(b)
+	reg := devices.NewRegistry(rdb, devices.Options{})
+	fcm := fcmtest.NewServer(b)
+	fcmSender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "bench", Endpoint: fcm.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const users = 1000
+	ctx := context.Background()
+	for i := range users {
+		if err := reg.Register(ctx, "u"+strconv.Itoa(i), "token-"+strconv.Itoa(i), devices.Registration{Platform: "android"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, sc := range []struct {
+		name   string
+		sender notifier.Sender
+	}{{"nop", nopSender{}}, {"fcm", fcmSender}} {
+		b.Run(sc.name, func(b *testing.B) {
+			h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), reg, delivery.New(rdb, delivery.Options{}), sc.sender, nil,
+				notifier.HandlerOptions{SendTimeout: 3 * time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now().UnixMilli()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "f" + strconv.Itoa(i) + "-" + sc.name,
+					To: "u" + strconv.Itoa(i%users), EventTime: now})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := h.ProcessTask(ctx, task); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fcm.Reset() // the fake keeps every request; do not let it grow across runs
+		})
+	}
+}

@@ -1,0 +1,194 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/webhook"
+)
+
+// The receiver's hot paths, for `go test -bench . -cpuprofile` (BenchmarkParse
+// is in parse_test.go):
+//
+//	go test -run '^$' -bench . -benchmem ./webhook
+//
+// The enqueue benchmarks need redis-server on PATH.
+
+func BenchmarkVerifySign(b *testing.B) {
+	const token = "bench-callback-token"
+	now := time.Unix(1767225600, 0)
+	rt := strconv.FormatInt(now.Unix(), 10)
+	sign := webhook.Sign(token, rt)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := webhook.VerifySign(token, rt, sign, now, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// noopEnqueuer stores nothing: the handler benchmark then measures the
+// receiver's own work (routing, authentication, reading, parsing, metrics,
+// answering) without Redis.
+type noopEnqueuer struct{}
+
+func (noopEnqueuer) EnqueueFollows(_ context.Context, f []tasks.Follow) (webhook.EnqueueResult, error) {
+	return webhook.EnqueueResult{Enqueued: len(f)}, nil
+}
+
+// benchFollowBody is a FollowAdd callback from UserID_001 to n followees.
+func benchFollowBody(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"CallbackCommand":"Follow.CallbackAfterFollowAdd","From_Account":"UserID_001","FollowList":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"To_Account":"UserID_%03d"}`, i+2)
+	}
+	b.WriteString(`],"EventTime":1767225600123}`)
+	return []byte(b.String())
+}
+
+// BenchmarkWebhookHandler is one signed follow webhook through the full
+// handler (httptest.NewRecorder, no network), with a no-op Enqueuer.
+func BenchmarkWebhookHandler(b *testing.B) {
+	now := time.Unix(1767225600, 0)
+	h := webhook.NewServer(webhook.Options{
+		AppIDs:        []string{testApp},
+		CallbackToken: testToken,
+		Now:           func() time.Time { return now },
+	}, webhook.Deps{Enqueuer: noopEnqueuer{}})
+	target := "/webhook?" + signedQuery(webhook.CommandFollowAdd, now).Encode()
+	for _, n := range []int{1, 20} {
+		body := benchFollowBody(n)
+		b.Run(fmt.Sprintf("followees=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			rd := bytes.NewReader(body)
+			for b.Loop() {
+				rd.Reset(body)
+				req := httptest.NewRequest(http.MethodPost, target, rd)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+// benchRedis starts a redis-server for an enqueue benchmark and returns an
+// asynq client on it plus a function that empties the database.
+func benchRedis(b *testing.B) (*asynq.Client, func()) {
+	b.Helper()
+	red := redistest.Start(b)
+	rdb := red.Client(b)
+	client := asynq.NewClientFromRedisClient(rdb)
+	return client, func() {
+		if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// eventSeq makes every benchmarked follow a new event (a repeated one would
+// be a cheap duplicate).
+var eventSeq atomic.Int64
+
+func benchFollows(n int) []tasks.Follow {
+	t := 1767225600000 + eventSeq.Add(1)
+	out := make([]tasks.Follow, n)
+	for i := range out {
+		out[i] = tasks.Follow{AppID: testApp, From: "UserID_001", To: "UserID_" + strconv.Itoa(i+2), EventTime: t}
+	}
+	return out
+}
+
+// BenchmarkAsynqEnqueuer measures the receiver's store step against a real
+// redis-server: one webhook's follows per op, sequentially ("followees=N")
+// and from 32 goroutines  Compare with
+// BenchmarkBareAsynqEnqueue: the same number of round trips with asynq's
+// client alone. follows/s is reported for both.
+func BenchmarkAsynqEnqueuer(b *testing.B) {
+	client, flush := benchRedis(b)
+	enq := webhook.NewAsynqEnqueuer(client, 16)
+	ctx := context.Background()
+	for _, n := range []int{1, 20} {
+		b.Run(fmt.Sprintf("followees=%d", n), func(b *testing.B) {
+			flush()
+			b.ReportAllocs()
+			start := time.Now()
+			for b.Loop() {
+				res, err := enq.EnqueueFollows(ctx, benchFollows(n))
+				if err != nil || res.Enqueued != n {
+					b.Fatalf("EnqueueFollows = %+v, %v", res, err)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
+		})
+	}
+	b.Run("parallel32", func(b *testing.B) {
+		flush()
+		b.ReportAllocs()
+		b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := enq.EnqueueFollows(ctx, benchFollows(1)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
+	})
+}
+
+// BenchmarkBareAsynqEnqueue is the floor under BenchmarkAsynqEnqueuer:
+// asynq's client enqueuing a small task of the same size, with no follow
+// model, id hashing or fan-out around it.
+func BenchmarkBareAsynqEnqueue(b *testing.B) {
+	client, flush := benchRedis(b)
+	payload := []byte(`{"app":"1400000000","from":"UserID_001","to":"UserID_002","t":1767225600123}`)
+	b.Run("sequential", func(b *testing.B) {
+		flush()
+		b.ReportAllocs()
+		start := time.Now()
+		for b.Loop() {
+			if _, err := client.Enqueue(asynq.NewTask("bench", payload, asynq.Queue("bench"))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
+	})
+	b.Run("parallel32", func(b *testing.B) {
+		flush()
+		b.ReportAllocs()
+		b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := client.Enqueue(asynq.NewTask("bench", payload, asynq.Queue("bench"))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
+	})
+}
