@@ -233,3 +233,112 @@ func TestFaultFCMOutage(t *testing.T) {
 		t.Errorf("accepted %d of %d, lost %d", accepted, len(followees), lost)
 	}
 }
+
+// (5) A barrage of malformed, mutated, oversized and unauthenticated
+// requests from many goroutines: no crash, no 5xx (Redis is up), nothing
+// pushed, and the receiver still serves.
+func TestFaultMalformedBarrage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection")
+	}
+	t.Parallel()
+	s := startStack(t, 1, map[string]string{"LOG_LEVEL": "info"})
+	seed := mustJSON(t, followBody("UserID_001", nowMillis(), "UserID_002", "UserID_003"))
+	const total, conc = 6000, 32
+	var (
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		ok200    int
+		wg       sync.WaitGroup
+	)
+	next := make(chan int)
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				body, signed := mutate(seed, i)
+				var status int
+				if signed {
+					status, _ = s.webhookRaw(webhook.CommandFollowAdd, body)
+				} else {
+					status, _ = s.do(http.MethodPost, "/webhook?SdkAppid="+appID+"&CallbackCommand="+webhook.CommandFollowAdd+"&Sign=00&RequestTime=1", body, nil)
+				}
+				mu.Lock()
+				statuses[status]++
+				if status == 200 {
+					ok200++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < total; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	if status, _ := s.do(http.MethodGet, "/healthz", nil, nil); status != 200 {
+		t.Fatalf("receiver unhealthy after the barrage: %d", status)
+	}
+	select {
+	case <-s.receiver.Exited():
+		t.Fatal("receiver exited")
+	default:
+	}
+	s.waitIdle(30 * time.Second)
+	t.Logf("FAULT malformed-barrage: requests=%d goroutines=%d statuses=%v fcm-requests=%d", total, conc, statuses, len(s.fcm.Requests()))
+	for status, n := range statuses {
+		if status/100 == 5 {
+			t.Errorf("%d answers with status %d", n, status)
+		}
+	}
+	if n := len(s.fcm.Requests()); n != 0 {
+		t.Errorf("%d pushes sent (no devices are registered)", n)
+	}
+	if statuses[400]+statuses[401]+statuses[413] < total/2 {
+		t.Errorf("too few rejections: %v", statuses)
+	}
+}
+
+// mutate returns the i-th bad variant of seed and whether to sign it.
+func mutate(seed []byte, i int) ([]byte, bool) {
+	b := append([]byte(nil), seed...)
+	r := uint32(i)*2654435761 + 12345 // deterministic per i
+	pos := int(r>>8) % len(b)
+	switch i % 10 {
+	case 0: // flip a byte
+		b[pos] ^= byte(r) | 1
+	case 1: // truncate
+		b = b[:pos]
+	case 2: // invalid UTF-8
+		b = append(b[:pos:pos], append([]byte{0xff, 0xfe}, b[pos:]...)...)
+	case 3: // oversized
+		b = append([]byte(`{"pad":"`), append(make([]byte, 2<<20), `"}`...)...)
+		for j := 8; j < len(b)-2; j++ {
+			b[j] = 'a'
+		}
+	case 4: // wrong types
+		b = []byte(`{"From_Account":["x"],"FollowList":{"To_Account":1},"EventTime":"` + fmt.Sprint(i) + `"}`)
+	case 5: // duplicate keys
+		b = []byte(`{"From_Account":"a","From_Account":"b","FollowList":[{"To_Account":"c"}],"EventTime":1}`)
+	case 6: // deep nesting
+		b = []byte(fmt.Sprintf(`{"x":%s1%s}`, repeat("[", 200), repeat("]", 200)))
+	case 7: // unsigned
+		return b, false
+	case 8: // huge numbers, negative time
+		b = []byte(`{"From_Account":"a","FollowList":[{"To_Account":"c"}],"EventTime":-1e400}`)
+	case 9: // not an object
+		b = []byte(`["Follow.CallbackAfterFollowAdd"]`)
+	}
+	return b, true
+}
+
+func repeat(s string, n int) string {
+	out := make([]byte, 0, len(s)*n)
+	for i := 0; i < n; i++ {
+		out = append(out, s...)
+	}
+	return string(out)
+}
