@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	err = app.Serve(ctx, ln, rcv.Handler, cfg.ShutdownTimeout, log)
+	err = app.Serve(ctx, ln, "http", rcv.Handler, cfg.ShutdownTimeout, log)
 	log.Info("receiver stopped")
 	return err
 }

@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String())
-	err = app.Serve(ctx, ln, rcv.Handler, cfg.Receiver.ShutdownTimeout, log)
+	err = app.Serve(ctx, ln, "http", rcv.Handler, cfg.Receiver.ShutdownTimeout, log)
 	log.Info("standalone stopping")
 	return err
 }

@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	opsDone := make(chan error, 1)
-	go func() { opsDone <- app.Serve(ctx, ln, app.OpsHandler(reg, rdb), cfg.ShutdownTimeout, log) }()
+	go func() { opsDone <- app.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb), cfg.ShutdownTimeout, log) }()
 
 	if err := w.Start(); err != nil {
 		return err

@@ -89,8 +89,8 @@ func Listen(addr, name string, log *slog.Logger) (net.Listener, error) {
 // Serve serves h on ln until ctx is done, then shuts down gracefully: it
 // stops accepting, lets in-flight requests finish within shutdownTimeout,
 // and returns. The server has read, header, write and idle timeouts so a
-// slow client cannot hold a connection (slowloris).
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, shutdownTimeout time.Duration, log *slog.Logger) error {
+// slow client cannot hold a connection (slowloris). name labels its logs.
+func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, shutdownTimeout time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -107,6 +107,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, shutdownTimeout
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	log.Info("shutting down: finishing in-flight requests", "server", name, "timeout", shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
