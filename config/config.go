@@ -79,6 +79,8 @@ var Settings = []Setting{
 	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start)"},
 	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: "60s", Help: "how far RequestTime may be from now before a signed webhook is a replay"},
 	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "(a dev token printed at start)"}, Help: "bearer token of the device API; unset = the device API answers 503"},
+	{Name: "MONITORING_USER", Programs: ingest, Help: "with MONITORING_PASSWORD, mounts asynqmon at /monitoring behind HTTP basic auth; unset = not mounted (standalone on loopback: mounted without auth)"},
+	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: "password of /monitoring; never logged"},
 	{Name: "WEBHOOK_MAX_BODY_BYTES", Programs: ingest, Default: "1048576", Help: "largest webhook body accepted (bigger: 413)"},
 	{Name: "WEBHOOK_MAX_FOLLOWS", Programs: ingest, Default: "1000", Help: "longest FollowList / To_Account list accepted (longer: 400)"},
 	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: "16", Help: "followee tasks of one webhook enqueued at once"},

@@ -25,6 +25,10 @@ type Receiver struct {
 	RequestTimeWindow time.Duration
 	// APIToken is API_TOKEN; empty = the device API answers 503.
 	APIToken string
+	// MonitoringUser and MonitoringPassword (MONITORING_USER,
+	// MONITORING_PASSWORD) guard asynqmon at /monitoring; both empty = not
+	// mounted (standalone on loopback mounts it without auth).
+	MonitoringUser, MonitoringPassword string
 	// MaxBodyBytes is WEBHOOK_MAX_BODY_BYTES (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxFollows is WEBHOOK_MAX_FOLLOWS (default 1000).
@@ -143,6 +147,8 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		CallbackToken:      l.raw("TENCENT_CALLBACK_TOKEN", ""),
 		RequestTimeWindow:  l.duration("REQUEST_TIME_WINDOW", 60*time.Second, time.Second, time.Hour),
 		APIToken:           l.raw("API_TOKEN", apiTokenDefault),
+		MonitoringUser:     l.raw("MONITORING_USER", ""),
+		MonitoringPassword: l.raw("MONITORING_PASSWORD", ""),
 		MaxBodyBytes:       int64(l.intRange("WEBHOOK_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
 		MaxFollows:         l.intRange("WEBHOOK_MAX_FOLLOWS", 1000, 1, 100000),
 		EnqueueConcurrency: l.intRange("ENQUEUE_CONCURRENCY", 16, 1, 1024),
@@ -164,6 +170,11 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 	}
 	if t := r.CallbackToken; t != "" && (len(t) > 256 || strings.ContainsAny(t, " \t\r\n")) {
 		l.fail("TENCENT_CALLBACK_TOKEN", "must be 1 to 256 bytes without whitespace")
+	}
+	if (r.MonitoringUser == "") != (r.MonitoringPassword == "") {
+		l.fail("MONITORING_PASSWORD", "MONITORING_USER and MONITORING_PASSWORD go together")
+	} else if p := r.MonitoringPassword; p != "" && len(p) < 12 {
+		l.fail("MONITORING_PASSWORD", "must be at least 12 bytes")
 	}
 	if t := r.APIToken; t != "" && len(t) < 16 {
 		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")

@@ -15,4 +15,8 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	if s.MetricsHandler != nil {
 		mux.Handle("GET /metrics", s.MetricsHandler)
 	}
+	if s.Monitoring != nil {
+		mux.Handle("/monitoring/", s.Monitoring)
+		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusFound))
+	}
 }

@@ -74,6 +74,9 @@ type Deps struct {
 	Metrics   *Metrics
 	// MetricsHandler serves GET /metrics; nil = no such route.
 	MetricsHandler http.Handler
+	// Monitoring serves everything under /monitoring/ (asynqmon); nil = not
+	// mounted. It does its own authentication.
+	Monitoring http.Handler
 }
 
 type server struct {

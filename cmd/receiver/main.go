@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
@@ -33,7 +34,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	app.CheckRedisSettings(ctx, rdb, log)
 	app.LogReceiverStart(cfg, log)
 
-	rcv := app.NewReceiver(cfg, rdb, log, app.NewRegistry())
+	var monitoring http.Handler
+	if cfg.MonitoringUser != "" {
+		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword)
+	}
+	rcv := app.NewReceiver(cfg, rdb, log, app.NewRegistry(), monitoring)
 	defer rcv.Close()
 	ln, err := app.Listen(cfg.ListenAddr, "http", log)
 	if err != nil {

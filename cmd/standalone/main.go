@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -70,7 +71,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer w.Shutdown()
 
-	rcv := app.NewReceiver(cfg.Receiver, rdb, log, reg)
+	var monitoring http.Handler
+	switch rc := cfg.Receiver; {
+	case rc.MonitoringUser != "":
+		monitoring = app.Monitoring(rdb, rc.MonitoringUser, rc.MonitoringPassword)
+	case app.IsLoopback(rc.ListenAddr):
+		monitoring = app.Monitoring(rdb, "", "") // loopback only: no auth
+	default:
+		log.Warn("asynqmon not mounted: LISTEN_ADDR is not loopback and MONITORING_USER is unset")
+	}
+	rcv := app.NewReceiver(cfg.Receiver, rdb, log, reg, monitoring)
 	defer rcv.Close()
 	ln, err := app.Listen(cfg.Receiver.ListenAddr, "http", log)
 	if err != nil {
@@ -131,6 +141,7 @@ func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 		fmt.Fprintf(&b, "  curl -sS -X POST \"%s/webhook?%s&RequestTime=$RT&Sign=$SIGN\" \\\n", base, query)
 	}
 	fmt.Fprintf(&b, "    -d '{\"CallbackCommand\":\"Follow.CallbackAfterFollowAdd\",\"From_Account\":\"UserID_001\",\"FollowList\":[{\"To_Account\":\"UserID_002\"}],\"EventTime\":'$(date +%%s%%3N)'}'\n")
-	fmt.Fprintf(&b, "\n3. Watch this log for a line with \"msg\":\"push sent\" naming UserID_001 and UserID_002.\n\n")
+	fmt.Fprintf(&b, "\n3. Watch this log for a line with \"msg\":\"push sent\" naming UserID_001 and UserID_002.\n")
+	fmt.Fprintf(&b, "\nQueues (asynqmon): %s/monitoring/\n\n", base)
 	fmt.Fprint(w, b.String())
 }

@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	reg := app.NewRegistry()
+	app.RegisterQueueMetrics(reg, rdb)
 	w, err := app.NewWorker(cfg, rdb, sender, log, reg)
 	if err != nil {
 		return err

@@ -35,8 +35,9 @@ type Receiver struct {
 // Close releases the receiver's asynq client (not the shared Redis client).
 func (r *Receiver) Close() error { return r.client.Close() }
 
-// NewReceiver assembles the receiver's HTTP handler over rdb.
-func NewReceiver(cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry) *Receiver {
+// NewReceiver assembles the receiver's HTTP handler over rdb. monitoring
+// (asynqmon, see [Monitoring]) is mounted at /monitoring/ when not nil.
+func NewReceiver(cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry, monitoring http.Handler) *Receiver {
 	client := asynq.NewClientFromRedisClient(rdb)
 	h := webhook.NewServer(webhook.Options{
 		AppIDs:            cfg.AppIDs,
@@ -55,6 +56,7 @@ func NewReceiver(cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logge
 		Ready:          webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
 		Metrics:        webhook.NewMetrics(reg),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Monitoring:     monitoring,
 	})
 	return &Receiver{Handler: h, client: client}
 }

@@ -1,0 +1,65 @@
+package app
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net"
+	"net/http"
+
+	"github.com/hibiken/asynq/x/metrics"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hibiken/asynq"
+)
+
+// MonitoringPath is where asynqmon is mounted on the receiver and standalone.
+const MonitoringPath = "/monitoring"
+
+// sharedConn hands an existing go-redis client to asynq/asynqmon, which take
+// a RedisConnOpt. Whoever receives it must not close it.
+type sharedConn struct{ c redis.UniversalClient }
+
+func (s sharedConn) MakeRedisClient() any { return s.c }
+
+// Monitoring returns asynqmon's UI and API rooted at [MonitoringPath] over
+// rdb, behind HTTP basic authentication when user is not empty.
+func Monitoring(rdb redis.UniversalClient, user, password string) http.Handler {
+	ui := asynqmon.New(asynqmon.Options{RootPath: MonitoringPath, RedisConnOpt: sharedConn{rdb}})
+	if user == "" {
+		return ui
+	}
+	wantUser, wantPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		gotUser, gotPass := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+		if !ok || subtle.ConstantTimeCompare(gotUser[:], wantUser[:])&subtle.ConstantTimeCompare(gotPass[:], wantPass[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="followpush monitoring", charset="UTF-8"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		ui.ServeHTTP(w, r)
+	})
+}
+
+// RegisterQueueMetrics adds asynq's queue metrics (asynq_queue_size,
+// asynq_queue_latency_seconds, asynq_tasks_processed_total, ...) to reg.
+// Only workers do this: N receivers must not each run asynq's queue
+// statistics scripts on every scrape.
+func RegisterQueueMetrics(reg prometheus.Registerer, rdb redis.UniversalClient) {
+	reg.MustRegister(metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)))
+}
+
+// IsLoopback reports whether a listen address binds loopback only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
