@@ -81,6 +81,8 @@ var Settings = []Setting{
 	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "(a dev token printed at start)"}, Help: "bearer token of the device API; unset = the device API answers 503"},
 	{Name: "MONITORING_USER", Programs: ingest, Help: "with MONITORING_PASSWORD, mounts asynqmon at /monitoring behind HTTP basic auth; unset = not mounted (standalone on loopback: mounted without auth)"},
 	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: "password of /monitoring; never logged"},
+	{Name: "SPOOL_DIR", Programs: []Program{ProgramReceiver}, Help: "directory of the local fsync'd spool that takes events while Redis is unavailable (one per receiver process; use a persistent volume); unset = no spool: such events get a 503"},
+	{Name: "SPOOL_MAX_BYTES", Programs: []Program{ProgramReceiver}, Default: "67108864", Help: "size bound of the spool on disk; when full (and Redis down) webhooks get a 503"},
 	{Name: "WEBHOOK_MAX_BODY_BYTES", Programs: ingest, Default: "1048576", Help: "largest webhook body accepted (bigger: 413)"},
 	{Name: "WEBHOOK_MAX_FOLLOWS", Programs: ingest, Default: "1000", Help: "longest FollowList / To_Account list accepted (longer: 400)"},
 	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: "16", Help: "followee tasks of one webhook enqueued at once"},

@@ -112,6 +112,8 @@ func TestSettingsTableMatchesLoaders(t *testing.T) {
 		switch p {
 		case ProgramReceiver:
 			l.receiver(l.redis(""), ":8080", "")
+			l.raw("SPOOL_DIR", "")
+			l.intRange("SPOOL_MAX_BYTES", 0, 0, 1)
 		case ProgramWorker:
 			l.worker(l.redis(""))
 			l.listenAddr("METRICS_ADDR", ":9091")

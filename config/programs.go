@@ -29,6 +29,10 @@ type Receiver struct {
 	// MONITORING_PASSWORD) guard asynqmon at /monitoring; both empty = not
 	// mounted (standalone on loopback mounts it without auth).
 	MonitoringUser, MonitoringPassword string
+	// SpoolDir is SPOOL_DIR (receiver only; empty = no spool).
+	SpoolDir string
+	// SpoolMaxBytes is SPOOL_MAX_BYTES (default 64 MiB).
+	SpoolMaxBytes int64
 	// MaxBodyBytes is WEBHOOK_MAX_BODY_BYTES (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxFollows is WEBHOOK_MAX_FOLLOWS (default 1000).
@@ -101,6 +105,8 @@ type Standalone struct {
 func LoadReceiver(getenv func(string) string) (Receiver, error) {
 	l := newLoader(getenv, ProgramReceiver)
 	r := l.receiver(l.redis("redis://127.0.0.1:6379/0"), ":8080", "")
+	r.SpoolDir = l.raw("SPOOL_DIR", "")
+	r.SpoolMaxBytes = int64(l.intRange("SPOOL_MAX_BYTES", 64<<20, 1<<20, 1<<40))
 	return r, l.err()
 }
 

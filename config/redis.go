@@ -44,8 +44,8 @@ func (r Redis) Client() redis.UniversalClient {
 		o.DialTimeout = 2 * time.Second
 		o.ReadTimeout = 3 * time.Second
 		o.WriteTimeout = 3 * time.Second
-		o.PoolSize = 64
-		o.MinIdleConns = 4
+		o.PoolSize, o.MinIdleConns = 64, 4
+		o.MaxRetries, o.MaxRetryBackoff = 2, 128*time.Millisecond
 		return o
 	}
 	switch r.Mode() {
@@ -62,6 +62,7 @@ func (r Redis) Client() redis.UniversalClient {
 	o := *r.url
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 3*time.Second, 3*time.Second
 	o.PoolSize, o.MinIdleConns = 64, 4
+	o.MaxRetries, o.MaxRetryBackoff = 2, 128*time.Millisecond
 	if o.TLSConfig != nil {
 		o.TLSConfig = o.TLSConfig.Clone()
 		o.TLSConfig.MinVersion = tls.VersionTLS12

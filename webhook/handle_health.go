@@ -11,13 +11,25 @@ func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReadyz answers 200 only while events can be stored durably: Redis
-// answers a PING within a second.
+// answers a PING within a second, or the spool has room.
 func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	if err := s.Ready.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "redis": err.Error()})
+	body := map[string]any{"status": "ready", "redis": "ok"}
+	redisErr := s.Ready.Ping(ctx)
+	if redisErr != nil {
+		body["redis"] = redisErr.Error()
+	}
+	spoolRoom := false
+	if s.Spool != nil {
+		s.Metrics.observeSpool(s.Spool)
+		spoolRoom = float64(s.Spool.Bytes()) < 0.9*float64(s.opts.SpoolMaxBytes)
+		body["spool"] = map[string]any{"pending": s.Spool.Len(), "bytes": s.Spool.Bytes(), "max_bytes": s.opts.SpoolMaxBytes, "has_room": spoolRoom}
+	}
+	if redisErr != nil && !spoolRoom {
+		body["status"] = "not ready"
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "redis": "ok"})
+	writeJSON(w, http.StatusOK, body)
 }

@@ -75,23 +75,57 @@ func (s *server) acceptWebhook(w http.ResponseWriter, r *http.Request, app, comm
 	defer cancel()
 	switch cb.Command {
 	case CommandFollowAdd:
-		return cb, resultOK, s.storeFollows(ctx, app, cb)
-	case CommandFollowDelete:
-		if err := s.Canceller.Cancel(ctx, app, cb.From, cb.To, cb.EventTime); err != nil {
-			return cb, "", err
+		s.countSkipped(cb)
+		if len(cb.To) == 0 {
+			return cb, resultOK, nil
 		}
-		s.Metrics.follows.WithLabelValues("cancelled").Add(float64(len(cb.To)))
-		return cb, resultOK, nil
+		err = s.retryStore(ctx, func(ctx context.Context) error { return s.storeFollows(ctx, app, cb) })
+	case CommandFollowDelete:
+		err = s.retryStore(ctx, func(ctx context.Context) error { return s.Canceller.Cancel(ctx, app, cb.From, cb.To, cb.EventTime) })
+		if err == nil {
+			s.Metrics.follows.WithLabelValues("cancelled").Add(float64(len(cb.To)))
+		}
+	default:
+		return cb, resultIgnored, nil
 	}
-	return cb, resultIgnored, nil
+	if err != nil && s.Spool != nil {
+		if err = s.spoolEvent(app, cb, err); err == nil {
+			return cb, resultSpooled, nil
+		}
+	}
+	return cb, resultOK, err
+}
+
+// retryStore runs store until it succeeds or its budget ends: the whole
+// store timeout without a spool, SpoolAfter with one (the rest of Tencent's
+// 2 s is the spool's).
+func (s *server) retryStore(ctx context.Context, store func(context.Context) error) error {
+	if s.Spool != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.SpoolAfter)
+		defer cancel()
+	}
+	wait := 20 * time.Millisecond
+	for {
+		err := store(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+func (s *server) countSkipped(cb Callback) {
+	s.Metrics.follows.WithLabelValues("skipped_invalid").Add(float64(cb.Invalid))
+	s.Metrics.follows.WithLabelValues("skipped").Add(float64(cb.Skipped - cb.Invalid))
 }
 
 func (s *server) storeFollows(ctx context.Context, app string, cb Callback) error {
-	s.Metrics.follows.WithLabelValues("skipped_invalid").Add(float64(cb.Invalid))
-	s.Metrics.follows.WithLabelValues("skipped").Add(float64(cb.Skipped - cb.Invalid))
-	if len(cb.To) == 0 {
-		return nil
-	}
 	follows := make([]tasks.Follow, len(cb.To))
 	for i, to := range cb.To {
 		follows[i] = tasks.Follow{AppID: app, From: cb.From, To: to, EventTime: cb.EventTime}

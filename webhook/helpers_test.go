@@ -1,7 +1,10 @@
 package webhook_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"sort"
+	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -12,4 +15,11 @@ func cmpSortStrings() cmp.Option {
 		sort.Strings(out)
 		return out
 	})
+}
+
+func newHTTPServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -13,6 +13,8 @@ type Metrics struct {
 	follows         *prometheus.CounterVec
 	enqueueDuration prometheus.Histogram
 	deviceRequests  *prometheus.CounterVec
+	spoolDepth      prometheus.Gauge
+	spoolBytes      prometheus.Gauge
 }
 
 // NewMetrics registers the receiver's metrics with reg:
@@ -22,6 +24,8 @@ type Metrics struct {
 //	followpush_follows_total{result}                     followees of follow callbacks: enqueued, duplicate, skipped_self, skipped_invalid, cancelled (unfollows)
 //	followpush_enqueue_duration_seconds                  time to store one webhook's tasks
 //	followpush_device_api_requests_total{method,code}    device API requests
+//	followpush_spool_depth                               events waiting in the local spool
+//	followpush_spool_bytes                               bytes of the local spool on disk
 //
 // command is the callback command for the two follow commands and "other"
 // for the rest, so the label's values stay bounded.
@@ -50,7 +54,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "followpush_device_api_requests_total",
 			Help: "Device API requests, by method and HTTP status.",
 		}, []string{"method", "code"}),
+		spoolDepth: f.NewGauge(prometheus.GaugeOpts{
+			Name: "followpush_spool_depth",
+			Help: "Events waiting in the receiver's local spool for Redis.",
+		}),
+		spoolBytes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "followpush_spool_bytes",
+			Help: "Bytes of the receiver's local spool on disk.",
+		}),
 	}
+}
+
+func (m *Metrics) observeSpool(s Spool) {
+	if m == nil || s == nil {
+		return
+	}
+	m.spoolDepth.Set(float64(s.Len()))
+	m.spoolBytes.Set(float64(s.Bytes()))
 }
 
 func commandLabel(cmd string) string {

@@ -29,6 +29,7 @@ const (
 const (
 	resultOK           = "ok"
 	resultIgnored      = "ignored"
+	resultSpooled      = "spooled"
 	resultUnauthorized = "unauthorized"
 	resultForbidden    = "forbidden"
 	resultBadRequest   = "bad_request"

@@ -58,8 +58,14 @@ type Options struct {
 	// MaxFollows bounds a callback's list (default 1000; longer: 400).
 	MaxFollows int
 	// StoreTimeout bounds storing one webhook's events (default 1.5 s, inside
-	// Tencent's 2 s budget).
+	// Tencent's 2 s budget). Failed attempts are retried within it.
 	StoreTimeout time.Duration
+	// SpoolAfter is how long Redis is tried before an event goes to the
+	// spool, when there is one (default 500 ms).
+	SpoolAfter time.Duration
+	// SpoolMaxBytes is the spool's size bound; /readyz reports not ready
+	// when Redis is down and the spool is 90 % full.
+	SpoolMaxBytes int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -77,6 +83,8 @@ type Deps struct {
 	// Monitoring serves everything under /monitoring/ (asynqmon); nil = not
 	// mounted. It does its own authentication.
 	Monitoring http.Handler
+	// Spool takes events when Redis cannot; nil = none (a 5xx then).
+	Spool Spool
 }
 
 type server struct {
@@ -99,6 +107,9 @@ func NewServer(opts Options, deps Deps) http.Handler {
 	}
 	if opts.StoreTimeout <= 0 {
 		opts.StoreTimeout = 1500 * time.Millisecond
+	}
+	if opts.SpoolAfter <= 0 {
+		opts.SpoolAfter = 500 * time.Millisecond
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -42,6 +42,7 @@ type harness struct {
 	bytesPerTask     float64 // Redis memory per pending follow task
 	bytesPerTaskFrom string
 	registered       bool // devices of the whole population are registered in the current database
+	printed          bool // the report was printed
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -100,12 +101,12 @@ func (h *harness) setup(ctx context.Context, args []string) error {
 		"TENCENT_SDKAPPID":       appID,
 		"TENCENT_CALLBACK_TOKEN": callbackToken,
 		"API_TOKEN":              apiToken,
-		"LISTEN_ADDR":            "127.0.0.1:0",
-		"METRICS_ADDR":           "127.0.0.1:0",
 		"FCM_ENDPOINT":           h.sink.URL,
 		"FCM_PROJECT_ID":         fcmProject,
 		"SHUTDOWN_TIMEOUT":       "10s",
-		"LOG_LEVEL":              h.o.logLevel,
+	}
+	if h.o.logLevel != "" {
+		env["LOG_LEVEL"] = h.o.logLevel
 	}
 	if h.o.workerConcurrency > 0 {
 		env["WORKER_CONCURRENCY"] = strconv.Itoa(h.o.workerConcurrency)
@@ -183,7 +184,7 @@ func (h *harness) readWorkerDefaults(ctx context.Context, bin string) error {
 
 // finish adds the cost figures, stops the programs and prints the report.
 func (h *harness) finish() error {
-	if h.rep == nil || h.st == nil {
+	if h.rep == nil || h.st == nil || h.printed {
 		return nil
 	}
 	if h.receiver != nil {
@@ -216,7 +217,7 @@ func (h *harness) finish() error {
 		}
 		fmt.Fprintf(h.stdout, "\nresults written to %s\n", h.o.jsonPath)
 	}
-	h.rep = nil // printed once
+	h.printed = true
 	return stopErr
 }
 
@@ -244,7 +245,7 @@ func (h *harness) close() error {
 // cpu starts measuring the cores used by the harness, Redis, the receiver
 // and the given workers.
 func (h *harness) cpu(workers []*program) *cpuMeter {
-	pids := map[string][]int{"loadtest": {os.Getpid()}}
+	pids := map[string][]int{"loadtest+sink": {os.Getpid()}}
 	if h.redis.pid > 0 {
 		pids["redis"] = []int{h.redis.pid}
 	}

@@ -137,7 +137,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.IntVar(&o.workerConcurrency, "worker-concurrency", 0, "WORKER_CONCURRENCY of the workers (default: the worker's own default)")
 	fs.IntVar(&o.enqueueConcurrency, "enqueue-concurrency", 0, "ENQUEUE_CONCURRENCY of the receiver (default: the receiver's own default)")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 0, "WORKER_POLL_INTERVAL of the workers and the bare processing baseline (default: the worker's own default)")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "LOG_LEVEL of the programs (info logs a line per push, which costs CPU)")
+	fs.StringVar(&o.logLevel, "log-level", "", "LOG_LEVEL of the programs (default: theirs, info, which logs a line per push; warn saves that CPU)")
 	fs.Func("env", "extra NAME=value for the programs' environment (repeatable), e.g. -env GOMAXPROCS=1", func(s string) error {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
 			return fmt.Errorf("want NAME=value, got %q", s)
@@ -164,7 +164,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	var err error
-	if o.ingestRates, err = parseList(ingestRates, strconv.ParseFloat64); err != nil {
+	if o.ingestRates, err = parseList(ingestRates, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); err != nil {
 		bad("-ingest-rates: %v", err)
 	}
 	if o.growthSizes, err = parseList(growthSizes, strconv.Atoi); err != nil {
@@ -198,6 +198,11 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.rate < 0 || o.count < 0 || o.duration < 0 || o.workers < 0 || o.sinkLatency < 0 || o.followees < 0 {
 		bad("-rate, -count, -duration, -workers, -sink-latency and -followees cannot be negative")
+	}
+	if o.redisURL != "" {
+		if err := checkRedisURL(o.redisURL); err != nil {
+			bad("-redis: %v", err)
+		}
 	}
 	if o.processTasks < 1 {
 		bad("-process-tasks must be at least 1")
@@ -260,7 +265,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	for _, sc := range todo {
 		if err := h.scenario(ctx, sc); err != nil {
-			h.finish()
+			_ = h.finish() // print what was measured so far
 			return fmt.Errorf("%s: %w", sc, err)
 		}
 	}

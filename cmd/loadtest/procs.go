@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/followpush/followpush/internal/proc"
 )
@@ -91,55 +94,108 @@ func (s *stack) start(kind string, extra map[string]string) (*program, error) {
 	return pg, nil
 }
 
-// startReceiver starts the receiver and waits until it answers /readyz;
-// it returns the receiver and its base URL.
+// startReceiver starts the receiver on a free loopback port and waits until
+// it answers /readyz; it returns the receiver and its base URL. It works at
+// any LOG_LEVEL (it does not wait for info lines).
 func (s *stack) startReceiver(ctx context.Context) (*program, string, error) {
-	p, err := s.start("receiver", nil)
-	if err != nil {
-		return nil, "", err
+	var lastErr error
+	for range 3 { // the free port may be taken before the receiver binds it
+		port, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		p, err := s.start("receiver", map[string]string{"LISTEN_ADDR": addr})
+		if err != nil {
+			return nil, "", err
+		}
+		base := "http://" + addr
+		if lastErr = s.waitReady(ctx, p, base); lastErr == nil {
+			return p, base, nil
+		}
+		_ = s.stop(p)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return nil, "", lastErr
+}
+
+// waitReady polls base/readyz until it answers 200, p exits, or 30 s pass.
+func (s *stack) waitReady(ctx context.Context, p *program, base string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	addr, err := p.Addr(wctx, "http")
-	if err != nil {
-		return nil, "", err
-	}
-	base := "http://" + addr
+	var last error
 	for {
-		req, _ := http.NewRequestWithContext(wctx, http.MethodGet, base+"/readyz", nil)
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		resp, err := readyClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p, base, nil
+				return nil
 			}
+			err = fmt.Errorf("/readyz: %s", resp.Status)
 		}
+		last = err
 		select {
-		case <-wctx.Done():
-			return nil, "", fmt.Errorf("receiver not ready: %w (last: %v)", wctx.Err(), err)
+		case <-p.Exited():
+			return fmt.Errorf("%s exited (%v):\n%s", p.Name, p.ExitErr(), tail(p.Output(), 20))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last: %v)", p.Name, ctx.Err(), last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// startWorkers starts n workers and waits until each logged "worker started".
-func (s *stack) startWorkers(ctx context.Context, n int) ([]*program, error) {
+// readyClient polls readiness on loopback (no proxy from the environment).
+var readyClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+
+// startWorkers starts n workers and waits until each one's asynq server
+// has registered itself in Redis (asynq's heartbeat carries the pid). It
+// works at any LOG_LEVEL.
+func (s *stack) startWorkers(ctx context.Context, n int, insp *asynq.Inspector) ([]*program, error) {
 	ws := make([]*program, 0, n)
 	for range n {
-		w, err := s.start("worker", nil)
+		port, err := freePort()
+		if err != nil {
+			return ws, err
+		}
+		w, err := s.start("worker", map[string]string{"METRICS_ADDR": net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
 		if err != nil {
 			return ws, err
 		}
 		ws = append(ws, w)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for _, w := range ws {
-		if _, err := w.WaitLine(wctx, proc.Msg("worker started")); err != nil {
-			return ws, err
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		servers, err := insp.Servers()
+		if err != nil {
+			return ws, fmt.Errorf("list asynq servers: %w", err)
+		}
+		up := map[int]bool{}
+		for _, sv := range servers {
+			up[sv.PID] = true
+		}
+		missing := 0
+		for _, w := range ws {
+			select {
+			case <-w.Exited():
+				return ws, fmt.Errorf("%s exited (%v):\n%s", w.Name, w.ExitErr(), tail(w.Output(), 20))
+			default:
+			}
+			if !up[w.Pid()] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return ws, nil
+		}
+		if time.Now().After(deadline) {
+			return ws, fmt.Errorf("%d of %d workers did not start within 30s", missing, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ws, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return ws, nil
 }
 
 // stop stops p (SIGTERM, SIGKILL after 15 s), first recording its peak RSS
@@ -278,15 +334,45 @@ func cpuTime(pid int) (time.Duration, bool) {
 	return time.Duration(ut+st) * time.Second / clockTicks, true
 }
 
-// cpuMeter measures how many cores each process used over an interval.
+// machineBusy is the CPU time all processors spent outside idle and iowait
+// since boot, from the first line of /proc/stat.
+func machineBusy() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are already in user
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTicks, true
+}
+
+// cpuMeter measures how many cores each process used over an interval, and
+// how many everything else on the machine used ("others": on a shared
+// machine, the noise in the figures).
 type cpuMeter struct {
 	start time.Time
 	pids  map[string][]int
 	t0    map[int]time.Duration
+	busy0 time.Duration
 }
 
 func newCPUMeter(pids map[string][]int) *cpuMeter {
 	m := &cpuMeter{start: time.Now(), pids: pids, t0: map[int]time.Duration{}}
+	m.busy0, _ = machineBusy()
 	for _, ps := range pids {
 		for _, pid := range ps {
 			if t, ok := cpuTime(pid); ok {
@@ -310,6 +396,13 @@ func (m *cpuMeter) cores() map[string]float64 {
 			}
 		}
 		out[name] = used.Seconds() / wall.Seconds()
+	}
+	if busy, ok := machineBusy(); ok && m.busy0 > 0 {
+		ours := 0.0
+		for _, v := range out {
+			ours += v
+		}
+		out["others"] = max(0, (busy-m.busy0).Seconds()/wall.Seconds()-ours)
 	}
 	return out
 }

@@ -84,24 +84,32 @@ func startRedis(ctx context.Context, aof string) (*redisTarget, error) {
 	return nil, fmt.Errorf("start redis-server: %w", lastErr)
 }
 
-// useRedis targets the Redis at rawURL, which must be on loopback: the
+// checkRedisURL accepts only redis:// URLs of a loopback address: the
 // harness talks to nothing else.
-func useRedis(ctx context.Context, rawURL string) (*redisTarget, error) {
+func checkRedisURL(rawURL string) error {
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("-redis: %w", err)
+		return err
 	}
 	host, _, err := net.SplitHostPort(opt.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("-redis: %w", err)
+		return err
 	}
 	if !isLoopback(host) {
-		return nil, fmt.Errorf("-redis: %s is not a loopback address; the harness only talks to this machine", host)
+		return fmt.Errorf("%s is not a loopback address; the harness only talks to this machine", host)
 	}
-	u, _ := url.Parse(rawURL)
-	if u.Scheme != "redis" {
-		return nil, errors.New("-redis: only redis:// URLs (no TLS on loopback)")
+	if u, _ := url.Parse(rawURL); u == nil || u.Scheme != "redis" {
+		return errors.New("only redis:// URLs (no TLS on loopback)")
 	}
+	return nil
+}
+
+// useRedis targets the Redis at rawURL (checked by checkRedisURL).
+func useRedis(ctx context.Context, rawURL string) (*redisTarget, error) {
+	if err := checkRedisURL(rawURL); err != nil {
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
+	opt, _ := redis.ParseURL(rawURL)
 	r := &redisTarget{URL: rawURL, Addr: opt.Addr, DB: opt.DB}
 	if err := r.connect(ctx); err != nil {
 		return nil, err

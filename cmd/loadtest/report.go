@@ -117,7 +117,9 @@ func describeMachine() machine {
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-				m.MemTotal = strings.TrimSpace(v)
+				var kb int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				m.MemTotal = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
 			}
 		}
 	}
@@ -188,14 +190,20 @@ func (r *report) print(w io.Writer) {
 		var parts []string
 		total := 0.0
 		for _, n := range names {
+			if n == "others" {
+				continue
+			}
 			parts = append(parts, fmt.Sprintf("%s %.2f", n, p.Cores[n]))
 			total += p.Cores[n]
+		}
+		if o, ok := p.Cores["others"]; ok {
+			parts = append(parts, fmt.Sprintf("(ours %.2f; other processes on the machine %.2f)", total, o))
 		}
 		extra := ""
 		if p.SinkConns > 0 {
 			extra = fmt.Sprintf("; sink accepted %d TCP connections", p.SinkConns)
 		}
-		fmt.Fprintf(w, "  %-34s %s (total %.2f)%s\n", p.Name+":", strings.Join(parts, ", "), total, extra)
+		fmt.Fprintf(w, "  %-40s %s%s\n", p.Name+":", strings.Join(parts, ", "), extra)
 	}
 	if len(r.LogProblems) > 0 {
 		fmt.Fprintln(w, "\nwarnings and errors the programs logged (program level msg: count):")

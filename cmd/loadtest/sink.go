@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -25,7 +26,7 @@ type sink struct {
 	done  chan struct{}
 }
 
-func startSink() (*sink, error) {
+func startSink(stderr io.Writer) (*sink, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("sink listen: %w", err)
@@ -48,7 +49,7 @@ func startSink() (*sink, error) {
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Println("sink:", err)
+			fmt.Fprintln(stderr, "sink:", err)
 		}
 	}()
 	return s, nil

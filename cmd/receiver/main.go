@@ -38,7 +38,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.MonitoringUser != "" {
 		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword)
 	}
-	rcv := app.NewReceiver(cfg, rdb, log, app.NewRegistry(), monitoring)
+	rcv, err := app.NewReceiver(ctx, cfg, rdb, log, app.NewRegistry(), monitoring)
+	if err != nil {
+		return err
+	}
 	defer rcv.Close()
 	ln, err := app.Listen(cfg.ListenAddr, "http", log)
 	if err != nil {

@@ -80,7 +80,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		log.Warn("asynqmon not mounted: LISTEN_ADDR is not loopback and MONITORING_USER is unset")
 	}
-	rcv := app.NewReceiver(cfg.Receiver, rdb, log, reg, monitoring)
+	rcv, err := app.NewReceiver(ctx, cfg.Receiver, rdb, log, reg, monitoring)
+	if err != nil {
+		return err
+	}
 	defer rcv.Close()
 	ln, err := app.Listen(cfg.Receiver.ListenAddr, "http", log)
 	if err != nil {

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/spool"
 	"github.com/followpush/followpush/webhook"
 )
 
@@ -30,35 +33,70 @@ func NewRegistry() *prometheus.Registry {
 type Receiver struct {
 	Handler http.Handler
 	client  *asynq.Client
+	spool   *spool.Spool
+	drained chan struct{}
 }
 
-// Close releases the receiver's asynq client (not the shared Redis client).
-func (r *Receiver) Close() error { return r.client.Close() }
+// Close stops the spool drainer (its context must be done) and releases the
+// asynq client and the spool (not the shared Redis client).
+func (r *Receiver) Close() error {
+	var errs []error
+	if r.spool != nil {
+		<-r.drained
+		errs = append(errs, r.spool.Close())
+	}
+	errs = append(errs, r.client.Close())
+	return errors.Join(errs...)
+}
 
 // NewReceiver assembles the receiver's HTTP handler over rdb. monitoring
 // (asynqmon, see [Monitoring]) is mounted at /monitoring/ when not nil.
-func NewReceiver(cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry, monitoring http.Handler) *Receiver {
+// With cfg.SpoolDir set it opens the spool and drains it into Redis in the
+// background until ctx is done.
+func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry, monitoring http.Handler) (*Receiver, error) {
 	client := asynq.NewClientFromRedisClient(rdb)
-	h := webhook.NewServer(webhook.Options{
+	rcv := &Receiver{client: client}
+	metrics := webhook.NewMetrics(reg)
+	enq := webhook.NewAsynqEnqueuer(client, cfg.EnqueueConcurrency)
+	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: cfg.MaxEventAge})
+	var sp webhook.Spool
+	if cfg.SpoolDir != "" {
+		s, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes})
+		if err != nil {
+			client.Close()
+			return nil, fmt.Errorf("open spool: %w", err)
+		}
+		if rec := s.Recovery(); rec != (spool.Recovery{}) {
+			log.Warn("spool repaired at open", "torn_bytes", rec.TornBytes, "corrupt_bytes", rec.CorruptBytes, "position_reset", rec.PositionReset)
+		}
+		log.Info("spool open", "dir", cfg.SpoolDir, "pending", s.Len(), "max_bytes", cfg.SpoolMaxBytes)
+		rcv.spool, sp = s, s
+		rcv.drained = make(chan struct{})
+		d := &webhook.Drainer{Spool: s, Enqueuer: enq, Canceller: canceller, Logger: log, Metrics: metrics}
+		go func() { defer close(rcv.drained); d.Run(ctx) }()
+	}
+	rcv.Handler = webhook.NewServer(webhook.Options{
 		AppIDs:            cfg.AppIDs,
 		CallbackToken:     cfg.CallbackToken,
 		RequestTimeWindow: cfg.RequestTimeWindow,
 		APIToken:          cfg.APIToken,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
 		MaxFollows:        cfg.MaxFollows,
+		SpoolMaxBytes:     cfg.SpoolMaxBytes,
 	}, webhook.Deps{
 		Logger:    log,
-		Enqueuer:  webhook.NewAsynqEnqueuer(client, cfg.EnqueueConcurrency),
-		Canceller: delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: cfg.MaxEventAge}),
+		Enqueuer:  enq,
+		Canceller: canceller,
+		Spool:     sp,
 		Devices: devices.NewRegistry(rdb, devices.Options{
 			Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser,
 		}),
 		Ready:          webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
-		Metrics:        webhook.NewMetrics(reg),
+		Metrics:        metrics,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Monitoring:     monitoring,
 	})
-	return &Receiver{Handler: h, client: client}
+	return rcv, nil
 }
 
 // LogReceiverStart logs the receiver's security-relevant state: whether

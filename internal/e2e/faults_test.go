@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/proc"
 	"github.com/followpush/followpush/webhook"
 )
 
@@ -341,4 +342,48 @@ func repeat(s string, n int) string {
 		out = append(out, s...)
 	}
 	return string(out)
+}
+
+// (4) Redis is down, so the receiver spools 2,000 follows to disk (all
+// answered 200); Redis comes back, and the receiver is SIGKILLed while its
+// spool drains. A new receiver on the same spool directory finishes the
+// drain: every follow is delivered.
+func TestFaultReceiverKilledWhileSpoolDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection")
+	}
+	t.Parallel()
+	spoolDir := t.TempDir()
+	s := startStack(t, 2, map[string]string{"LOG_LEVEL": "info", "SPOOL_DIR": spoolDir})
+	sc := newScript(nil)
+	s.fcm.SetResponder(sc.respond)
+	followees := users("s", 2000)
+	s.registerAll(followees)
+
+	s.redis.Stop()
+	run := newFollowRun(s)
+	run.post(context.Background(), followees, 20, 8, 0)
+	if run.statuses[http.StatusOK] != len(followees)/20 {
+		t.Fatalf("with Redis down and a spool, statuses %v; want every webhook answered 200", run.statuses)
+	}
+	s.redis.Restart()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := s.receiver.WaitLine(ctx, proc.Msg("spool drained into Redis")); err != nil {
+		t.Fatal(err)
+	}
+	s.receiver.Kill()
+	deliveredAtKill := len(s.fcm.Requests())
+
+	second := s.start("receiver")
+	if _, err := second.Addr(ctx, "http"); err != nil {
+		t.Fatal(err)
+	}
+	run.waitDelivered(t, sc, 2*time.Minute)
+	accepted, lost, dup := run.lostAndDuplicated(sc)
+	t.Logf("FAULT receiver-sigkill-mid-drain: follows=%d accepted=%d spooled-webhooks=%d pushes-before-kill=%d lost=%d duplicated=%d",
+		len(followees), accepted, run.statuses[200], deliveredAtKill, lost, dup)
+	if lost != 0 || accepted != len(followees) {
+		t.Errorf("accepted %d of %d, lost %d", accepted, len(followees), lost)
+	}
 }

@@ -1,0 +1,134 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/followpush/followpush/tasks"
+)
+
+// Spool is a durable local queue (internal/spool.Spool) that takes events
+// the receiver could not store in Redis, so it can still answer 200. A
+// [Drainer] moves them into Redis later.
+type Spool interface {
+	Append(records ...[]byte) error
+	Drain(ctx context.Context, fn func(ctx context.Context, records [][]byte) error, batch int) (int, error)
+	Len() int
+	Bytes() int64
+}
+
+// spooledEvent is one accepted callback as stored in the spool.
+type spooledEvent struct {
+	Command   string   `json:"cmd"`
+	App       string   `json:"app"`
+	From      string   `json:"from"`
+	To        []string `json:"to"`
+	EventTime int64    `json:"t"`
+}
+
+func encodeEvent(app string, cb Callback) ([]byte, error) {
+	return json.Marshal(spooledEvent{Command: cb.Command, App: app, From: cb.From, To: cb.To, EventTime: cb.EventTime})
+}
+
+// Drainer moves spooled events into Redis: follows become tasks, unfollows
+// cancellations. Draining is at-least-once (a crash mid-drain re-offers the
+// batch), which is harmless: a repeated follow maps onto the same task id
+// and delivery record, a repeated unfollow onto the same cancellation.
+type Drainer struct {
+	Spool     Spool
+	Enqueuer  Enqueuer
+	Canceller Canceller
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	// Batch is how many events one drain step moves (default 100).
+	Batch int
+	// Idle is how often an empty spool is looked at (default 1 s); after a
+	// failure the wait doubles up to 30 s.
+	Idle time.Duration
+}
+
+// Run drains until ctx is done.
+func (d *Drainer) Run(ctx context.Context) {
+	if d.Batch <= 0 {
+		d.Batch = 100
+	}
+	if d.Idle <= 0 {
+		d.Idle = time.Second
+	}
+	wait := d.Idle
+	for {
+		d.Metrics.observeSpool(d.Spool)
+		if d.Spool.Len() > 0 {
+			n, err := d.Spool.Drain(ctx, d.move, d.Batch)
+			if err == nil {
+				d.Logger.Info("spool drained into Redis", "events", n, "pending", d.Spool.Len())
+				wait = d.Idle
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			d.Logger.Warn("spool drain failed; will retry", "err", err, "pending", d.Spool.Len(), "retry_in", wait.String())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 30*time.Second)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.Idle):
+		}
+	}
+}
+
+func (d *Drainer) move(ctx context.Context, records [][]byte) error {
+	var follows []tasks.Follow
+	for _, r := range records {
+		var ev spooledEvent
+		if err := json.Unmarshal(r, &ev); err != nil {
+			// Cannot happen for records this package wrote; skipping keeps
+			// one bad record from blocking the spool forever.
+			d.Logger.Error("unreadable spooled event skipped", "err", err)
+			continue
+		}
+		switch ev.Command {
+		case CommandFollowAdd:
+			for _, to := range ev.To {
+				follows = append(follows, tasks.Follow{AppID: ev.App, From: ev.From, To: to, EventTime: ev.EventTime})
+			}
+		case CommandFollowDelete:
+			if err := d.Canceller.Cancel(ctx, ev.App, ev.From, ev.To, ev.EventTime); err != nil {
+				return err
+			}
+		}
+	}
+	if len(follows) == 0 {
+		return nil
+	}
+	if _, err := d.Enqueuer.EnqueueFollows(ctx, follows); err != nil {
+		return fmt.Errorf("enqueue %d spooled follows: %w", len(follows), err)
+	}
+	return nil
+}
+
+// spoolEvent stores cb in the spool after Redis failed with storeErr.
+func (s *server) spoolEvent(app string, cb Callback, storeErr error) error {
+	rec, err := encodeEvent(app, cb)
+	if err == nil {
+		err = s.Spool.Append(rec)
+	}
+	s.Metrics.observeSpool(s.Spool)
+	if err != nil {
+		return errors.Join(storeErr, fmt.Errorf("spool: %w", err))
+	}
+	s.Logger.Warn("Redis unavailable: event spooled to disk", "from_account", cb.From, "followees", len(cb.To), "err", storeErr)
+	return nil
+}

@@ -1,0 +1,138 @@
+package webhook_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/spool"
+	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/webhook"
+)
+
+// With Redis down and a spool configured, a follow is answered 200 (stored
+// on disk), /readyz stays ready, and once Redis is back the drainer turns
+// the spooled follow into the same tasks a direct enqueue would have made,
+// and the spooled unfollow into a cancellation.
+func TestSpoolWhenRedisIsDown(t *testing.T) {
+	t.Parallel()
+	red := redistest.Start(t, redistest.AOF("always"))
+	rdb := red.Client(t)
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	client := asynq.NewClientFromRedisClient(rdb)
+	enq := webhook.NewAsynqEnqueuer(client, 4)
+	records := delivery.New(rdb, delivery.Options{})
+	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 100 * time.Millisecond, SpoolMaxBytes: 64 << 20}, webhook.Deps{
+		Enqueuer: enq, Canceller: records, Devices: devices.NewRegistry(rdb, devices.Options{}),
+		Ready: webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
+		Spool: sp,
+	})
+	srv := newHTTPServer(t, h)
+
+	red.Stop()
+	q := url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}
+	status, answer := post(t, srv, q, goodFollow)
+	if status != 200 || answer["ActionStatus"] != "OK" {
+		t.Fatalf("follow with Redis down and a spool: %d %v", status, answer)
+	}
+	q.Set("CallbackCommand", webhook.CommandFollowDelete)
+	if status, answer := post(t, srv, q, `{"From_Account":"UserID_001","To_Account":["UserID_009"],"EventTime":1702018343679}`); status != 200 {
+		t.Fatalf("unfollow with Redis down and a spool: %d %v", status, answer)
+	}
+	if sp.Len() != 2 {
+		t.Fatalf("spool holds %d events, want 2", sp.Len())
+	}
+	resp, err := http.Get(srv + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz with Redis down but spool room = %d, want 200", resp.StatusCode)
+	}
+
+	red.Restart()
+	ctx, cancel := context.WithCancel(context.Background())
+	drained := make(chan struct{})
+	d := &webhook.Drainer{Spool: sp, Enqueuer: enq, Canceller: records, Logger: slog.New(slog.DiscardHandler), Metrics: webhook.NewMetrics(nil), Idle: 10 * time.Millisecond}
+	go func() { defer close(drained); d.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for sp.Len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling the spool against a deadline
+	}
+	cancel()
+	<-drained
+	if sp.Len() != 0 {
+		t.Fatalf("spool not drained: %d left", sp.Len())
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	pending, err := insp.ListPendingTasks(tasks.QueueFollow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, ti := range pending {
+		ids = append(ids, ti.ID)
+	}
+	var want []string
+	for _, to := range []string{"UserID_002", "UserID_003"} {
+		want = append(want, tasks.Follow{AppID: testApp, From: "UserID_001", To: to, EventTime: 1702018343678}.TaskID())
+	}
+	if d := cmp.Diff(want, ids, sortStrings); d != "" {
+		t.Errorf("tasks after draining (-want +got):\n%s", d)
+	}
+	rec, err := records.Load(context.Background(), tasks.Follow{AppID: testApp, From: "UserID_001", To: "UserID_009", EventTime: 1702018343678})
+	if err != nil || !rec.Cancelled {
+		t.Errorf("spooled unfollow not applied: %+v %v", rec, err)
+	}
+}
+
+// Without a spool, or with the spool full, a follow Redis cannot take gets a
+// 5xx.
+func TestSpoolFullAnswers5xx(t *testing.T) {
+	t.Parallel()
+	red := redistest.Start(t)
+	rdb := red.Client(t)
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 1 << 20, SegmentBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	filler := make([]byte, 1<<20-64)
+	if err := sp.Append(filler[:len(filler)-8]); err != nil {
+		t.Fatal(err)
+	}
+	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 50 * time.Millisecond, SpoolMaxBytes: 1 << 20}, webhook.Deps{
+		Enqueuer: webhook.NewAsynqEnqueuer(asynq.NewClientFromRedisClient(rdb), 4), Canceller: delivery.New(rdb, delivery.Options{}),
+		Devices: devices.NewRegistry(rdb, devices.Options{}),
+		Ready:   webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
+		Spool:   sp,
+	})
+	srv := newHTTPServer(t, h)
+	red.Stop()
+	status, answer := post(t, srv, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}, goodFollow)
+	if status/100 != 5 || answer["ActionStatus"] != "FAIL" {
+		t.Errorf("Redis down and spool full: %d %v, want 5xx FAIL", status, answer)
+	}
+	resp, err := http.Get(srv + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("/readyz with Redis down and spool full = %d, want 503", resp.StatusCode)
+	}
+}
