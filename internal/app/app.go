@@ -122,6 +122,10 @@ func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 // maxmemory-policy other than noeviction: then acknowledged events can be
 // lost on a crash, or evicted under memory pressure.
 func CheckRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
+	checkRedisSettings(ctx, rdb, log, func() {})
+}
+
+func checkRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger, done func()) {
 	check := func(ctx context.Context, c *redis.Client) error {
 		vals, err := c.ConfigGet(ctx, "*").Result()
 		if err != nil {
@@ -137,6 +141,7 @@ func CheckRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slo
 		return nil
 	}
 	go func() {
+		defer done()
 		for delay := 500 * time.Millisecond; ; delay = min(2*delay, 30*time.Second) {
 			var err error
 			switch c := rdb.(type) {
@@ -157,20 +162,6 @@ func CheckRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slo
 			}
 		}
 	}()
-}
-
-// Getenv adapts a map to the getenv signature (for tests and for programs
-// that add defaults).
-func Getenv(m map[string]string, fallback func(string) string) func(string) string {
-	return func(k string) string {
-		if v, ok := m[k]; ok {
-			return v
-		}
-		if fallback != nil {
-			return fallback(k)
-		}
-		return ""
-	}
 }
 
 // Main runs run with a root context cancelled on SIGINT/SIGTERM and exits

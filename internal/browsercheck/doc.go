@@ -1,0 +1,23 @@
+// Package browsercheck holds only tests: they open the asynq web UI
+// (asynqmon) that the standalone program mounts at /monitoring/ in a real
+// headless Chromium and check that an operator sees followpush's queue and
+// its tasks there.
+//
+// The test builds cmd/standalone, starts it on a free loopback port with an
+// FCM server (internal/fcmtest) that answers every send with FCM's 503
+// UNAVAILABLE and a Retry-After of 30 minutes, so the follow tasks it is
+// given stay in the retry state of queue "follow" for the whole test. It then
+// checks, in the browser, the queues table on the dashboard and the retry tab
+// of the queue's page (task type and readable payload).
+//
+// Every run writes a full-page screenshot of that queue page to
+// testdata/asynqmon.png, overwriting the previous one; it is meant to be
+// committed, so a reviewer sees what the UI shows.
+//
+// The tests need Chromium (Debian/Ubuntu:
+// apt-get install -y --no-install-recommends chromium fonts-liberation), found
+// as /usr/bin/chromium or as chromium or chromium-browser on PATH. Without
+// it they are skipped, unless CI=true: then a missing Chromium is a failure.
+//
+// Run them with `go test ./internal/browsercheck`.
+package browsercheck
