@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -191,4 +192,57 @@ func BenchmarkBareAsynqEnqueue(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
 	})
+}
+
+// BenchmarkReceiverStack is the receiver's whole path per webhook, for
+// profiling what the load harness measures from outside: an HTTP server on
+// loopback, the full handler, AsynqEnqueuer (fan-out 16) and a real
+// redis-server, driven by 32 concurrent keep-alive clients. The profile
+// also holds the client side; focus on handleWebhook:
+//
+//	go test -run '^$' -bench ReceiverStack -cpuprofile cpu.out ./webhook
+//	go tool pprof -top -focus handleWebhook webhook.test cpu.out
+func BenchmarkReceiverStack(b *testing.B) {
+	client, _ := benchRedis(b)
+	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, CallbackToken: testToken},
+		webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(client, 16)})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	for _, n := range []int{1, 10} {
+		b.Run(fmt.Sprintf("followees=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					follows := benchFollows(n)
+					var body strings.Builder
+					body.WriteString(`{"CallbackCommand":"Follow.CallbackAfterFollowAdd","From_Account":"UserID_001","FollowList":[`)
+					for i, f := range follows {
+						if i > 0 {
+							body.WriteByte(',')
+						}
+						body.WriteString(`{"To_Account":"` + f.To + `"}`)
+					}
+					body.WriteString(`],"EventTime":` + strconv.FormatInt(follows[0].EventTime, 10) + `}`)
+					q := signedQuery(webhook.CommandFollowAdd, time.Now())
+					resp, err := hc.Post(srv.URL+"/webhook?"+q.Encode(), "application/json", strings.NewReader(body.String()))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
+		})
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/tasks"
 )
@@ -96,8 +97,19 @@ func (h *harness) setup(ctx context.Context, args []string) error {
 		return err
 	}
 
+	redisURL := h.redis.URL
+	if h.o.redisQry != "" {
+		sep := "?"
+		if strings.Contains(redisURL, "?") {
+			sep = "&"
+		}
+		redisURL += sep + h.o.redisQry
+		if _, err := redis.ParseURL(redisURL); err != nil {
+			return fmt.Errorf("-redis-query: %w", err)
+		}
+	}
 	env := map[string]string{
-		"REDIS_URL":              h.redis.URL,
+		"REDIS_URL":              redisURL,
 		"TENCENT_SDKAPPID":       appID,
 		"TENCENT_CALLBACK_TOKEN": callbackToken,
 		"API_TOKEN":              apiToken,
@@ -132,7 +144,7 @@ func (h *harness) setup(ctx context.Context, args []string) error {
 		settings["zipf_s"] = h.o.zipfS
 	}
 	settings["worker_concurrency"], settings["poll_interval"] = h.workerConcurrency, h.pollInterval.String()
-	settings["redis_aof"] = h.o.redisAOF
+	settings["redis_aof"], settings["redis_query"] = h.o.redisAOF, h.o.redisQry
 	h.rep.Settings = settings
 
 	var echo io.Writer
@@ -258,6 +270,42 @@ func (h *harness) cpu(workers []*program) *cpuMeter {
 	return newCPUMeter(pids)
 }
 
+// settle waits, before a measured phase, until the rest of the machine
+// uses at most -quiet cores (over one second), for at most -quiet-wait.
+func (h *harness) settle(ctx context.Context) error {
+	if h.o.quiet <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(h.o.quietWait)
+	for logged := false; ; logged = true {
+		h.st.mu.Lock()
+		var running []*program
+		for _, p := range h.st.running {
+			if p.kind == "worker" {
+				running = append(running, p)
+			}
+		}
+		h.st.mu.Unlock()
+		m := h.cpu(running)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		others := m.cores()["others"]
+		if others <= h.o.quiet {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			h.logf("other processes still use %.2f cores after %s: measuring anyway", others, h.o.quietWait)
+			return nil
+		}
+		if !logged {
+			h.logf("other processes use %.2f cores: waiting for at most %.2f", others, h.o.quiet)
+		}
+	}
+}
+
 // fresh empties Redis for the next phase.
 func (h *harness) fresh(ctx context.Context) error {
 	h.registered = false
@@ -317,6 +365,9 @@ func pick[T any](h *harness, flagName string, v, def T) T {
 
 // send runs one webhook stream, measuring CPU, and records the phase.
 func (h *harness) send(ctx context.Context, name string, spec loadSpec, workers []*program) (*loadResult, loadStats, error) {
+	if err := h.settle(ctx); err != nil {
+		return nil, loadStats{}, err
+	}
 	h.logf("%s: %v", name, spec)
 	meter := h.cpu(workers)
 	res, err := h.gen.run(ctx, spec)

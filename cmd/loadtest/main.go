@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,14 +58,17 @@ var scenarios = []string{"ingest", "growth", "process", "scaling", "e2e", "smoke
 
 // options are the parsed flags.
 type options struct {
-	scenario string
-	binDir   string
-	redisURL string
-	redisAOF string
-	jsonPath string
-	verbose  bool
-	timeout  time.Duration
-	seed     uint64
+	scenario  string
+	binDir    string
+	redisURL  string
+	redisAOF  string
+	redisQry  string
+	jsonPath  string
+	verbose   bool
+	timeout   time.Duration
+	quiet     float64
+	quietWait time.Duration
+	seed      uint64
 
 	users       int
 	dist        string
@@ -100,7 +104,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	var o options
 	name := "loadtest"
 	if len(args) > 0 {
-		name, args = args[0], args[1:]
+		name, args = filepath.Base(args[0]), args[1:]
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -108,10 +112,13 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.binDir, "bin", "", "directory holding built receiver and worker binaries (default: build them into a temporary directory; needs the repository)")
 	fs.StringVar(&o.redisURL, "redis", "", "use this loopback Redis (redis://127.0.0.1:port/db; its database is FLUSHED between phases) instead of starting a redis-server")
 	fs.StringVar(&o.redisAOF, "redis-aof", "", "appendfsync policy (everysec, always, no) to run the started redis-server with an append-only file (default: no AOF, no snapshots)")
+	fs.StringVar(&o.redisQry, "redis-query", "", "query string added to the programs' REDIS_URL, e.g. protocol=2 (go-redis options; the harness's own clients are unaffected)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.BoolVar(&o.verbose, "v", false, "echo the programs' log lines to stderr")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long in all")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the followee draws")
+	fs.Float64Var(&o.quiet, "quiet", 0, "on a shared machine: before each measured phase, wait until other processes use at most this many cores (0 = do not wait)")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 2*time.Minute, "longest wait for -quiet before measuring anyway")
 
 	fs.IntVar(&o.users, "users", 10000, "population: followees are drawn from users u0..u{users-1}, each with one registered device")
 	fs.StringVar(&o.dist, "dist", "uniform", "followee distribution: uniform or zipf")

@@ -20,7 +20,11 @@ type latencyStats struct {
 	P90ms float64 `json:"p90_ms"`
 	P99ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
+	// Hist counts samples up to each bound in ms (the last bucket: above).
+	Hist map[string]int `json:"hist,omitempty"`
 }
+
+var histBounds = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000}
 
 func latencies(d []time.Duration) latencyStats {
 	if len(d) == 0 {
@@ -31,7 +35,18 @@ func latencies(d []time.Duration) latencyStats {
 		i := int(q*float64(len(d))+0.999999) - 1
 		return ms(d[max(0, min(i, len(d)-1))])
 	}
-	return latencyStats{N: len(d), P50ms: rank(0.50), P90ms: rank(0.90), P99ms: rank(0.99), MaxMs: ms(d[len(d)-1])}
+	hist := map[string]int{}
+	for _, x := range d {
+		label := fmt.Sprintf(">%g", histBounds[len(histBounds)-1])
+		for _, b := range histBounds {
+			if ms(x) <= b {
+				label = fmt.Sprintf("≤%g", b)
+				break
+			}
+		}
+		hist[label]++
+	}
+	return latencyStats{N: len(d), P50ms: rank(0.50), P90ms: rank(0.90), P99ms: rank(0.99), MaxMs: ms(d[len(d)-1]), Hist: hist}
 }
 
 func (l latencyStats) String() string {

@@ -112,6 +112,9 @@ func (h *harness) ingest(ctx context.Context, thr loadSpec, lat []loadSpec, targ
 		g = thr.Concurrency
 	}
 	n := max(stored, 100)
+	if err := h.settle(ctx); err != nil {
+		return err
+	}
 	h.logf("baseline: bare asynq enqueue of %d tasks from %d goroutines", n, g)
 	meter := h.cpu(nil)
 	bare, err := bareEnqueue(ctx, h.redis, n, g)
@@ -221,6 +224,9 @@ func (h *harness) drain(ctx context.Context, name string, expected map[followKey
 	if err != nil {
 		return delivery{}, err
 	}
+	if err := h.settle(ctx); err != nil {
+		return delivery{}, err
+	}
 	h.logf("%s: %d follow tasks", name, len(expected))
 	meter := h.cpu(ws)
 	start := time.Now()
@@ -263,6 +269,9 @@ func (h *harness) process(ctx context.Context, n int, targets bool) error {
 		return err
 	}
 	if err := h.fresh(ctx); err != nil {
+		return err
+	}
+	if err := h.settle(ctx); err != nil {
 		return err
 	}
 	h.logf("baseline: bare asynq no-op processing of %d tasks, concurrency %d, poll %s", n, h.workerConcurrency, h.pollInterval)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // The smoke scenario runs the real receiver and workers against a real
@@ -90,12 +92,13 @@ func TestLatencies(t *testing.T) {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
 	got := latencies(d)
-	want := latencyStats{N: 100, P50ms: 50, P90ms: 90, P99ms: 99, MaxMs: 100}
-	if got != want {
-		t.Errorf("latencies = %+v, want %+v", got, want)
+	want := latencyStats{N: 100, P50ms: 50, P90ms: 90, P99ms: 99, MaxMs: 100,
+		Hist: map[string]int{"≤1": 1, "≤2": 1, "≤5": 3, "≤10": 5, "≤20": 10, "≤50": 30, "≤100": 50}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("latencies (-want +got):\n%s", diff)
 	}
-	if got := latencies(nil); got != (latencyStats{}) {
-		t.Errorf("latencies(nil) = %+v, want zero", got)
+	if diff := cmp.Diff(latencyStats{}, latencies(nil)); diff != "" {
+		t.Errorf("latencies(nil) (-want +got):\n%s", diff)
 	}
 }
 
