@@ -114,8 +114,8 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"shell-form entrypoint", "Dockerfile", `ENTRYPOINT ["/receiver"]`, "ENTRYPOINT /receiver", false, "not exec form"},
 		{"CMD next to ENTRYPOINT", "Dockerfile", `ENTRYPOINT ["/receiver"]`, "ENTRYPOINT [\"/receiver\"]\nCMD [\"-h\"]", false, "has a CMD"},
 		{"metrics port not exposed", "Dockerfile", "EXPOSE 8080 9091", "EXPOSE 8080", false, "lacks 9091"},
-		{"Go version", "Dockerfile", "FROM golang:1.26-bookworm AS build", "FROM golang:1.25-bookworm AS build", false, "want Go 1.26"},
-		{"single stage", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26-bookworm", false, "the final stage is the build stage"},
+		{"Go version", "Dockerfile", "FROM golang:1.26.8-bookworm AS build", "FROM golang:1.25-bookworm AS build", false, "want Go 1.26"},
+		{"single stage", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26.8-bookworm", false, "the final stage is the build stage"},
 
 		// Alerts.
 		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_tokens_kept_total", "followpush_tokens_kept", false, "followpush_tokens_kept is not a followpush metric"},
