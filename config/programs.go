@@ -116,7 +116,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 	l := newLoader(getenv, ProgramWorker)
 	w := l.worker(l.redis("redis://127.0.0.1:6379/0"))
 	w.MetricsAddr = l.listenAddr("METRICS_ADDR", ":9091")
-	if !w.FCMConfigured() {
+	if !w.FCMConfigured() && l.raw("FCM_ENDPOINT", "") == "" {
 		// Production default: Google's endpoint with application default
 		// credentials; a project id is still needed to address it.
 		l.fail("FCM_PROJECT_ID", "required when neither GOOGLE_APPLICATION_CREDENTIALS nor FCM_ENDPOINT is set")
@@ -138,6 +138,7 @@ func LoadStandalone(getenv func(string) string) (Standalone, error) {
 	}
 	s.Receiver = l.receiver(rd, "127.0.0.1:8080", devToken)
 	s.Worker = l.worker(rd)
+	s.Receiver.Redis.PoolSize = s.Worker.Redis.PoolSize // one client serves both halves
 	return s, l.err()
 }
 
@@ -160,7 +161,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		EnqueueConcurrency: l.intRange("ENQUEUE_CONCURRENCY", 16, 1, 1024),
 		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
 		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
-		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, 0, 10*time.Minute),
+		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
 		LogLevel:           l.logLevel(),
 	}
 	if len(r.AppIDs) == 0 && appDefault != "" {
@@ -202,9 +203,11 @@ func (l *loader) worker(rd Redis) Worker {
 		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
 		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
 		DedupeTTL:          l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
-		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, 0, 10*time.Minute),
+		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
 		LogLevel:           l.logLevel(),
 	}
+	// Each task may hold a connection; asynq needs a few of its own.
+	w.Redis.PoolSize = max(64, w.Concurrency+32)
 	for name, text := range map[string]string{"PUSH_TITLE": w.PushTitle, "PUSH_BODY": w.PushBody} {
 		if _, err := template.New(name).Option("missingkey=error").Parse(text); err != nil {
 			l.fail(name, "not a valid template: %v", err)
@@ -214,6 +217,8 @@ func (l *loader) worker(rd Redis) Worker {
 		l.fail("DEDUPE_TTL", "%s is shorter than MAX_EVENT_AGE %s: a repeated webhook could push twice", w.DedupeTTL, w.MaxEventAge)
 	}
 	if w.FCMCredentialsFile == "" && w.FCMEndpoint != "" && w.FCMProjectID == "" {
+		// (An invalid FCM_ENDPOINT was reported already; w.FCMEndpoint is
+		// then empty and this does not fire.)
 		l.fail("FCM_PROJECT_ID", "required with FCM_ENDPOINT when GOOGLE_APPLICATION_CREDENTIALS is not set")
 	}
 	return w

@@ -12,16 +12,32 @@ import (
 type Redis struct {
 	// URL is REDIS_URL, parsed. Empty in standalone when the embedded Redis
 	// is to be used.
-	URL            string
-	ClusterAddrs   []string
+	URL string
+	// ClusterAddrs is REDIS_CLUSTER_ADDRS: seed nodes of a Redis Cluster.
+	ClusterAddrs []string
+	// SentinelAddrs and SentinelMaster are REDIS_SENTINEL_ADDRS and
+	// REDIS_SENTINEL_MASTER.
 	SentinelAddrs  []string
 	SentinelMaster string
-	Username       string
-	Password       string
+	// Username and Password (REDIS_USERNAME, REDIS_PASSWORD) serve cluster
+	// and sentinel modes; REDIS_URL carries its own.
+	Username string
+	Password string
 	// KeyPrefix starts every key followpush itself writes (default "followpush:").
 	KeyPrefix string
 
+	// PoolSize is the connection pool size per node (default 64; workers
+	// size it from WORKER_CONCURRENCY).
+	PoolSize int
+
 	url *redis.Options // parsed URL, when URL is in force
+}
+
+func (r Redis) poolSize() int {
+	if r.PoolSize > 0 {
+		return r.PoolSize
+	}
+	return 64
 }
 
 // Mode is "cluster", "sentinel", "url" or "embedded".
@@ -44,8 +60,11 @@ func (r Redis) Client() redis.UniversalClient {
 		o.DialTimeout = 2 * time.Second
 		o.ReadTimeout = 3 * time.Second
 		o.WriteTimeout = 3 * time.Second
-		o.PoolSize, o.MinIdleConns = 64, 4
+		o.PoolSize, o.MinIdleConns = r.poolSize(), 4
 		o.MaxRetries, o.MaxRetryBackoff = 2, 128*time.Millisecond
+		// Without this go-redis ignores context deadlines and a stalled
+		// Redis holds a webhook for ReadTimeout, past Tencent's 2 s.
+		o.ContextTimeoutEnabled = true
 		return o
 	}
 	switch r.Mode() {
@@ -61,8 +80,9 @@ func (r Redis) Client() redis.UniversalClient {
 	}
 	o := *r.url
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 3*time.Second, 3*time.Second
-	o.PoolSize, o.MinIdleConns = 64, 4
+	o.PoolSize, o.MinIdleConns = r.poolSize(), 4
 	o.MaxRetries, o.MaxRetryBackoff = 2, 128*time.Millisecond
+	o.ContextTimeoutEnabled = true
 	if o.TLSConfig != nil {
 		o.TLSConfig = o.TLSConfig.Clone()
 		o.TLSConfig.MinVersion = tls.VersionTLS12

@@ -79,6 +79,21 @@ type Record struct {
 	QuotaRetries int
 }
 
+// recordExpiry is when f's record may go: RecordTTL after the later of now
+// and f's EventTime, so that a record outlives the stale cutoff even for an
+// event stamped in the future (clock skew): a repeat can never find it gone
+// while the event is still fresh enough to push.
+func (s *Store) recordExpiry(f tasks.Follow) time.Time {
+	return maxTime(time.Now(), f.Time()).Add(s.recordTTL)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // TokenKey is the short, stable name of a device token inside a record.
 func TokenKey(token string) string {
 	sum := sha256.Sum256([]byte(token))
@@ -158,7 +173,7 @@ func (s *Store) MarkSent(ctx context.Context, f tasks.Follow, tokens []string) e
 	k := s.eventKey(f)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, fields...)
-		p.PExpire(ctx, k, s.recordTTL)
+		p.PExpireAt(ctx, k, s.recordExpiry(f))
 		return nil
 	})
 	if err != nil {
@@ -174,7 +189,7 @@ func (s *Store) MarkDone(ctx context.Context, f tasks.Follow) error {
 	k := s.eventKey(f)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, "done", 1)
-		p.PExpire(ctx, k, s.recordTTL)
+		p.PExpireAt(ctx, k, s.recordExpiry(f))
 		return nil
 	})
 	if err != nil {
@@ -190,7 +205,7 @@ func (s *Store) AddQuotaRetry(ctx context.Context, f tasks.Follow) (int, error) 
 	var n *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		n = p.HIncrBy(ctx, k, "q", 1)
-		p.PExpire(ctx, k, s.recordTTL)
+		p.PExpireAt(ctx, k, s.recordExpiry(f))
 		return nil
 	})
 	if err != nil {

@@ -197,6 +197,10 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 			dlog.Error("push failed, not retried", "err", errs[i])
 		}
 	}
+	// Record what was sent even if asynq gave up on the task meanwhile
+	// (shutdown): otherwise the next attempt would send it again.
+	ctx, cancelBookkeeping := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancelBookkeeping()
 	if err := h.records.MarkSent(ctx, f, finished); err != nil {
 		// The pushes went out; without the record a retry would repeat them
 		// (the collapse id makes a repeat replace, not stack).

@@ -46,6 +46,7 @@ func TestDeviceAPIAuth(t *testing.T) {
 		{"not bearer", on.srv.URL, "Basic " + testAPI, 401},
 		{"token prefix only", on.srv.URL, "Bearer " + testAPI[:len(testAPI)-1], 401},
 		{"right token", on.srv.URL, "Bearer " + testAPI, 200},
+		{"scheme is case-insensitive", on.srv.URL, "bearer " + testAPI, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

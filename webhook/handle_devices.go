@@ -23,7 +23,7 @@ const maxDeviceBody = 4 << 10
 // configured, 401 (with WWW-Authenticate) without the right bearer token.
 // The comparison is constant-time.
 func (s *server) requireAPIToken(next http.HandlerFunc) http.Handler {
-	want := []byte("Bearer " + s.opts.APIToken)
+	want := []byte(s.opts.APIToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
@@ -33,8 +33,8 @@ func (s *server) requireAPIToken(next http.HandlerFunc) http.Handler {
 			writeJSON(rec, http.StatusServiceUnavailable, apiError{"device API disabled: API_TOKEN is not set"})
 			return
 		}
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(token), want) != 1 {
 			rec.Header().Set("WWW-Authenticate", `Bearer realm="followpush"`)
 			writeJSON(rec, http.StatusUnauthorized, apiError{"missing or wrong bearer token"})
 			return

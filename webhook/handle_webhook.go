@@ -35,7 +35,11 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		} else {
 			log.Warn("webhook refused", "err", err, "client_ip", q.Get("ClientIP"))
 		}
-		writeTencent(w, status, code, err.Error())
+		info := err.Error()
+		if status >= 500 {
+			info = "event could not be stored; try again" // internal details stay in our log
+		}
+		writeTencent(w, status, code, info)
 		return
 	}
 	writeTencent(w, http.StatusOK, 0, "")
@@ -67,6 +71,9 @@ func (s *server) acceptWebhook(w http.ResponseWriter, r *http.Request, app, comm
 	cb, err := Parse(command, body, Limits{MaxFollows: s.opts.MaxFollows})
 	if err != nil {
 		return cb, "", err
+	}
+	if cb.EventTime > s.opts.Now().Add(MaxClockSkew).UnixMilli() {
+		return cb, "", fmt.Errorf("%w: EventTime %d is more than %s in the future", ErrMalformed, cb.EventTime, MaxClockSkew)
 	}
 
 	// Store the event even if Tencent hangs up: a half-stored callback would

@@ -21,7 +21,7 @@ type Metrics struct {
 //
 //	followpush_webhooks_total{command,result}            webhooks answered, by command and result
 //	followpush_webhook_duration_seconds{command}         time to answer a webhook
-//	followpush_follows_total{result}                     followees of follow callbacks: enqueued, duplicate, skipped_self, skipped_invalid, cancelled (unfollows)
+//	followpush_follows_total{result}                     followees of follow callbacks: enqueued, duplicate, skipped (self-follows and repeats within a list), skipped_invalid, cancelled (unfollows)
 //	followpush_enqueue_duration_seconds                  time to store one webhook's tasks
 //	followpush_device_api_requests_total{method,code}    device API requests
 //	followpush_spool_depth                               events waiting in the local spool

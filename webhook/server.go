@@ -43,6 +43,12 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// MaxClockSkew is how far in the future a callback's EventTime may be: a
+// follow stamped later than now+MaxClockSkew is refused (400). Such an event
+// would outlive every expiry (dedupe records are kept until EventTime plus
+// their TTL).
+const MaxClockSkew = 10 * time.Minute
+
 // Options configure the handler returned by [NewServer].
 type Options struct {
 	// AppIDs are the accepted SDKAppIDs; a webhook from any other is refused (403).

@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/redistest"
@@ -33,7 +34,7 @@ var testNow = time.Unix(1767225600, 0) // fixed clock: RequestTime checks are de
 
 type fixture struct {
 	srv  *httptest.Server
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	insp *asynq.Inspector
 	red  *redistest.Server
 }
@@ -41,7 +42,14 @@ type fixture struct {
 func newFixture(t *testing.T, opts webhook.Options) *fixture {
 	t.Helper()
 	red := redistest.Start(t)
-	rdb := red.Client(t)
+	// The client the programs use (config.Redis), not the test helper's:
+	// its timeouts are part of what is tested.
+	rc, err := config.Redis{}.WithURL(red.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rc.Client()
+	t.Cleanup(func() { rdb.Close() })
 	client := asynq.NewClientFromRedisClient(rdb)
 	if opts.AppIDs == nil {
 		opts.AppIDs = []string{testApp}
@@ -139,6 +147,7 @@ func TestWebhookRejects(t *testing.T) {
 		{"duplicate key", good, `{"From_Account":"a","From_Account":"b","FollowList":[{"To_Account":"c"}],"EventTime":1}`, 400},
 		{"command mismatch", good, strings.Replace(goodFollow, "FollowAdd", "FollowDelete", 1), 400},
 		{"too large", good, `{"x":"` + strings.Repeat("a", 5000) + `"}`, 413},
+		{"EventTime far in the future", good, `{"From_Account":"a","FollowList":[{"To_Account":"b"}],"EventTime":4102444800000}`, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,3 +245,34 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 var sortStrings = cmpSortStrings()
+
+// A stalled Redis (SIGSTOP: connections open, no answers) must not hold a
+// webhook past Tencent's 2 s: the answer is a 5xx well inside it, and
+// /readyz answers within its own 1 s bound.
+func TestWebhookStalledRedis(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, webhook.Options{})
+	// Warm the pool so the stall hits open connections, not dials.
+	if status, _ := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}, goodFollow); status != 200 {
+		t.Fatalf("warm-up: %d", status)
+	}
+	f.red.Pause()
+	t.Cleanup(f.red.Resume)
+	start := time.Now()
+	status, _ := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}},
+		strings.Replace(goodFollow, "1702018343678", "1702018343679", 1))
+	took := time.Since(start)
+	t.Logf("stalled Redis: %d in %s", status, took)
+	if status/100 != 5 || took > 1900*time.Millisecond {
+		t.Errorf("stalled Redis: %d after %s, want a 5xx within Tencent's 2 s", status, took)
+	}
+	start = time.Now()
+	resp, err := http.Get(f.srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || time.Since(start) > 1500*time.Millisecond {
+		t.Errorf("/readyz with a stalled Redis: %d after %s", resp.StatusCode, time.Since(start))
+	}
+}

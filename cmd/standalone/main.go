@@ -134,7 +134,7 @@ func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 		fmt.Fprintf(&b, "  webhook signatures: checked (export TENCENT_CALLBACK_TOKEN in your shell for the commands below)\n")
 	}
 	fmt.Fprintf(&b, "\n1. Register a device for user UserID_002:\n\n")
-	fmt.Fprintf(&b, "  curl -sS -X PUT -H 'Authorization: Bearer %s' -d '{\"platform\":\"android\"}' \\\n    %s/v1/users/UserID_002/devices/demo-token-0123456789\n", token, base)
+	fmt.Fprintf(&b, "  curl -sS -X PUT -H \"Authorization: Bearer %s\" -d '{\"platform\":\"android\"}' \\\n    %s/v1/users/UserID_002/devices/demo-token-0123456789\n", token, base)
 	fmt.Fprintf(&b, "\n2. Post a follow webhook (UserID_001 follows UserID_002), with a current EventTime:\n\n")
 	query := "SdkAppid=" + rc.AppIDs[0] + "&CallbackCommand=Follow.CallbackAfterFollowAdd&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI"
 	if rc.CallbackToken == "" {

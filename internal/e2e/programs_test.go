@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -83,14 +84,31 @@ func TestBadSettingsExit2(t *testing.T) {
 	}
 }
 
-// standalone with no settings at all: embedded Redis, pushes to the log, and
-// the walkthrough it prints works when pasted into a shell.
+// standalone with no settings at all (and again with the user's own
+// API_TOKEN): embedded Redis, pushes to the log, and the walkthrough it
+// prints works when pasted into a shell.
 func TestStandaloneWalkthrough(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
 	}
-	p, err := proc.Start("standalone", filepath.Join(binDir, "standalone"), map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, nil)
+	for name, env := range map[string]map[string]string{
+		"generated API token": {},
+		"user API token":      {"API_TOKEN": "my-own-api-token-0123456789"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testWalkthrough(t, env)
+		})
+	}
+}
+
+func testWalkthrough(t *testing.T, extra map[string]string) {
+	env := map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	p, err := proc.Start("standalone", filepath.Join(binDir, "standalone"), env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +143,7 @@ func TestStandaloneWalkthrough(t *testing.T) {
 	}
 	for _, c := range cmds {
 		sh := exec.Command("bash", "-c", strings.ReplaceAll(c[1], "\\\n", " ")+" -o /dev/null -w '%{http_code}' --fail")
+		sh.Env = append(os.Environ(), "API_TOKEN="+extra["API_TOKEN"])
 		b, err := sh.CombinedOutput()
 		if err != nil {
 			t.Fatalf("walkthrough command failed: %v\n%s\n%s", err, c[1], b)

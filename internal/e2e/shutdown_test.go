@@ -80,9 +80,18 @@ func TestReceiverGracefulShutdown(t *testing.T) {
 	}
 	defer conn.Close()
 	rt := fmt.Sprint(time.Now().Unix())
-	// Send the headers and half the body, then SIGTERM, then the rest.
-	fmt.Fprintf(conn, "POST /webhook?SdkAppid=%s&CallbackCommand=%s&RequestTime=%s&Sign=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+	// Send the headers with Expect: 100-continue; the server answers
+	// "100 Continue" once the handler starts reading the body, so the
+	// request is provably in flight before SIGTERM.
+	fmt.Fprintf(conn, "POST /webhook?SdkAppid=%s&CallbackCommand=%s&RequestTime=%s&Sign=%s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n",
 		appID, webhook.CommandFollowAdd, rt, webhook.Sign(callbackToken, rt), len(body))
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue, got %q %v", line, err)
+	}
+	if _, err := br.ReadString('\n'); err != nil { // the blank line after it
+		t.Fatal(err)
+	}
 	half := len(body) / 2
 	if _, err := conn.Write(body[:half]); err != nil {
 		t.Fatal(err)
@@ -98,7 +107,7 @@ func TestReceiverGracefulShutdown(t *testing.T) {
 	if _, err := conn.Write(body[half:]); err != nil {
 		t.Fatalf("write rest of body after SIGTERM: %v", err)
 	}
-	resp, err := io.ReadAll(bufio.NewReader(conn))
+	resp, err := io.ReadAll(br)
 	if err != nil {
 		t.Fatal(err)
 	}

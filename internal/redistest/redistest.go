@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
@@ -166,6 +167,21 @@ func (s *Server) Stop() {
 	}
 }
 
+// Pause freezes the server (SIGSTOP): it keeps its connections but answers
+// nothing, as a stalled or partitioned Redis would. Resume undoes it.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 // Kill stops the server with SIGKILL, as a crash would.
 func (s *Server) Kill() {
 	s.mu.Lock()
@@ -210,13 +226,30 @@ func (s *Server) Log() string {
 
 var errAddrInUse = errors.New("address in use")
 
+// handedOut remembers every port given to a server in this test process, so
+// that a stopped server's port is never given to another test's server
+// while the first test still expects it to be down (or to come back).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no unused free port found")
 }
 
 type lockedWriter struct {
