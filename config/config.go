@@ -31,13 +31,16 @@ const (
 
 // Setting documents one environment variable.
 type Setting struct {
-	Name     string
+	// Name is the environment variable.
+	Name string
+	// Programs are the programs that read it.
 	Programs []Program
 	// Default is the default for every program, unless Defaults names a
 	// program-specific one.
 	Default  string
 	Defaults map[Program]string
-	Help     string
+	// Help says what it means, for -h and the README.
+	Help string
 }
 
 // DefaultFor returns the default of s for program p.

@@ -27,6 +27,7 @@ type RetryError struct {
 	Devices int
 }
 
+// Error says how many devices failed with what.
 func (e *RetryError) Error() string {
 	return fmt.Sprintf("%d device(s) failed with %s (retry after %s)", e.Devices, e.Outcome, e.After)
 }

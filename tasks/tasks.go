@@ -41,10 +41,13 @@ const MaxUserIDBytes = 32
 // Follow is the payload of a [TypeFollow] task: From followed To in app AppID
 // at EventTime (milliseconds since the Unix epoch, as Tencent reports it).
 type Follow struct {
-	AppID     string `json:"app"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-	EventTime int64  `json:"t"`
+	// AppID is the SDKAppID the webhook came from.
+	AppID string `json:"app"`
+	// From is the follower (From_Account), To the followed user.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// EventTime is when the follow happened, in ms since the Unix epoch.
+	EventTime int64 `json:"t"`
 }
 
 // ErrInvalidFollow is returned (wrapped) by [Follow.Validate], [NewFollowTask]

@@ -78,12 +78,18 @@ type Options struct {
 
 // Deps are the collaborators of the handler returned by [NewServer].
 type Deps struct {
-	Logger    *slog.Logger
-	Enqueuer  Enqueuer
+	// Logger receives the handler's logs (default: discarded).
+	Logger *slog.Logger
+	// Enqueuer stores follow tasks (required).
+	Enqueuer Enqueuer
+	// Canceller records unfollows (required).
 	Canceller Canceller
-	Devices   DeviceRegistry
-	Ready     Pinger
-	Metrics   *Metrics
+	// Devices backs the device API (required).
+	Devices DeviceRegistry
+	// Ready is pinged by /readyz (required).
+	Ready Pinger
+	// Metrics records the receiver's metrics (default: unregistered).
+	Metrics *Metrics
 	// MetricsHandler serves GET /metrics; nil = no such route.
 	MetricsHandler http.Handler
 	// Monitoring serves everything under /monitoring/ (asynqmon); nil = not

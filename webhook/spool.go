@@ -39,11 +39,16 @@ func encodeEvent(app string, cb Callback) ([]byte, error) {
 // batch), which is harmless: a repeated follow maps onto the same task id
 // and delivery record, a repeated unfollow onto the same cancellation.
 type Drainer struct {
-	Spool     Spool
+	// Spool is drained (required).
+	Spool Spool
+	// Enqueuer and Canceller store the drained follows and unfollows
+	// (required).
 	Enqueuer  Enqueuer
 	Canceller Canceller
-	Logger    *slog.Logger
-	Metrics   *Metrics
+	// Logger and Metrics report progress (required; Metrics may be
+	// NewMetrics(nil)).
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// Batch is how many events one drain step moves (default 100).
 	Batch int
 	// Idle is how often an empty spool is looked at (default 1 s); after a
