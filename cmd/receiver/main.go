@@ -29,6 +29,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return app.BadConfig(err)
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel)
+	app.RouteRedisLogs(log)
 	rdb := cfg.Redis.Client()
 	defer rdb.Close()
 	app.CheckRedisSettings(ctx, rdb, log)

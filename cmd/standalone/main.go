@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return app.BadConfig(err)
 	}
 	log := app.NewLogger(stderr, cfg.Receiver.LogLevel)
+	app.RouteRedisLogs(log)
 
 	if cfg.EmbeddedRedis {
 		m := miniredis.NewMiniRedis()

@@ -172,3 +172,16 @@ func Main(run func(ctx context.Context, args []string, getenv func(string) strin
 	stop()
 	os.Exit(ExitCode(err, os.Stderr))
 }
+
+// RouteRedisLogs sends go-redis's own log lines (reconnects, sentinel
+// switches) into log as JSON warnings. go-redis keeps one process-wide
+// logger, so only a program's run calls this.
+func RouteRedisLogs(log *slog.Logger) {
+	redis.SetLogger(redisLogger{log.With("component", "go-redis")})
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Warn(fmt.Sprintf(format, v...))
+}
