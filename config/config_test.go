@@ -69,6 +69,16 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 			"MAX_EVENT_AGE": "2h", "DEDUPE_TTL": "1h", "METRICS_ADDR": "x",
 		}, []string{"FCM_ENDPOINT", "WORKER_CONCURRENCY", "PUSH_BODY", "DEDUPE_TTL", "METRICS_ADDR"}},
 		{"endpoint without project", workerErr, map[string]string{"FCM_ENDPOINT": "http://127.0.0.1:9099"}, []string{"FCM_PROJECT_ID"}},
+		{"worker bad policies", workerErr, map[string]string{
+			"FCM_PROJECT_ID": "p", "FOLLOW_COOLDOWN": "-1h", "MAX_PUSHES_PER_USER_PER_HOUR": "many", "FCM_RATE_LIMIT": "20000",
+			"AGGREGATION_WINDOW": "2h", "AGGREGATION_FIRST_IMMEDIATE": "maybe", "ANDROID_PRIORITY": "urgent",
+			"WEBPUSH_LINK": "http://example.com/", "ANDROID_CHANNEL_ID": "a b",
+		}, []string{"FOLLOW_COOLDOWN", "MAX_PUSHES_PER_USER_PER_HOUR", "FCM_RATE_LIMIT", "AGGREGATION_WINDOW", "AGGREGATION_FIRST_IMMEDIATE", "ANDROID_PRIORITY", "WEBPUSH_LINK", "ANDROID_CHANNEL_ID"}},
+		{"display names without UserSig", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com"}, []string{"TENCENT_ADMIN_USERSIG"}},
+		{"bad UserSig list", standaloneErr, map[string]string{"TENCENT_API_BASE": "ftp://x", "TENCENT_ADMIN_USERSIG": "abc=s3cret,=x", "DISPLAY_NAME_CACHE_TTL": "1s"}, []string{"TENCENT_API_BASE", "TENCENT_ADMIN_USERSIG", "DISPLAY_NAME_CACHE_TTL"}},
+		{"aggregation window below a second", standaloneErr, map[string]string{"AGGREGATION_WINDOW": "10ms"}, []string{"AGGREGATION_WINDOW"}},
+		{"templates file missing", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/does-not-exist.json"}, []string{"PUSH_TEMPLATES_FILE"}},
+		{"templates file bad", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/templates-bad.json"}, []string{"PUSH_TEMPLATES_FILE"}},
 		{"standalone bad", standaloneErr, map[string]string{"WEBHOOK_MAX_BODY_BYTES": "1e9"}, []string{"WEBHOOK_MAX_BODY_BYTES"}},
 	}
 	for _, tt := range tests {
@@ -88,6 +98,67 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoadWorkerPolicies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want Policies
+	}{
+		{"defaults", map[string]string{}, Policies{
+			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
+			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
+			TencentAdminIdentifier: "administrator", DisplayNameCacheTTL: time.Hour,
+		}},
+		{"all set", map[string]string{
+			"FOLLOW_COOLDOWN": "0", "MAX_PUSHES_PER_USER_PER_HOUR": "20", "AGGREGATION_WINDOW": "5m", "AGGREGATION_FIRST_IMMEDIATE": "false",
+			"FCM_RATE_LIMIT": "0", "PUSH_TEMPLATES_FILE": "testdata/templates.json", "ANDROID_CHANNEL_ID": "followers",
+			"ANDROID_PRIORITY": "NORMAL", "APNS_SOUND": "none", "APNS_THREAD_ID": "fans", "WEBPUSH_LINK": "https://example.com/f",
+			"TENCENT_API_BASE": "https://adminapisgp.im.qcloud.com/", "TENCENT_ADMIN_IDENTIFIER": "admin",
+			"TENCENT_ADMIN_USERSIG": "1400000000=eJyA*b-c_,1400000001=eJyB", "DISPLAY_NAME_CACHE_TTL": "10m",
+		}, Policies{
+			MaxPushesPerHour: 20, AggregationWindow: 5 * time.Minute, FCMRateLimit: 0,
+			Templates: map[string]LocaleTexts{
+				"zh-TW": {Title: "新粉絲", Body: "{{.From}} 關注了你", DigestTitle: "{{.Count}} 位新粉絲", DigestBody: `{{join .Names "、"}} 等 {{.Count}} 人關注了你`},
+				"pt-BR": {Body: "{{.From}} começou a seguir você"},
+			},
+			AndroidChannelID: "followers", AndroidPriority: "normal", APNsSound: "none", APNsThreadID: "fans", WebpushLink: "https://example.com/f",
+			TencentAPIBase: "https://adminapisgp.im.qcloud.com", TencentAdminIdentifier: "admin",
+			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA*b-c_", "1400000001": "eJyB"}, DisplayNameCacheTTL: 10 * time.Minute,
+		}},
+		{"one UserSig for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA*b-c_"}, Policies{
+			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
+			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
+			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
+			TencentAdminUserSigs: map[string]string{"": "eJyA*b-c_"}, DisplayNameCacheTTL: time.Hour,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"FCM_PROJECT_ID": "p"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			w, err := LoadWorker(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, w.Policies); d != "" {
+				t.Errorf("policies (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestUserSigErrorHidesSecret(t *testing.T) {
+	t.Parallel()
+	_, err := LoadStandalone(env(map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "1400000000=eJys3cret,oops"}))
+	if err == nil || !strings.Contains(err.Error(), "TENCENT_ADMIN_USERSIG: ") || strings.Contains(err.Error(), "eJys3cret") {
+		t.Fatalf("want an error naming TENCENT_ADMIN_USERSIG without the UserSig, got %v", err)
 	}
 }
 

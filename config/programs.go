@@ -79,6 +79,10 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
 	LogLevel string
+	// Policies are the notification policies and the push content settings
+	// (FOLLOW_COOLDOWN, MAX_PUSHES_PER_USER_PER_HOUR, FCM_RATE_LIMIT,
+	// AGGREGATION_*, PUSH_TEMPLATES_FILE, ANDROID_*, APNS_*, WEBPUSH_LINK).
+	Policies Policies
 }
 
 // FCMConfigured reports whether any FCM setting is present (standalone pushes
@@ -221,6 +225,7 @@ func (l *loader) worker(rd Redis) Worker {
 		// then empty and this does not fire.)
 		l.fail("FCM_PROJECT_ID", "required with FCM_ENDPOINT when GOOGLE_APPLICATION_CREDENTIALS is not set")
 	}
+	w.Policies = l.policies(w.MaxEventAge)
 	return w
 }
 

@@ -1,16 +1,27 @@
 // Package delivery keeps the per-event records that make delivery
 // exactly-once where it can be: which devices already got a follow's push,
 // whether the follow is finished, and unfollows that cancel pending pushes.
+// It also keeps the state of the notification policies (cooldown,
+// per-recipient cap, aggregation into summary pushes): see [Policy].
 //
 // The receiver writes cancellations ([Store.Cancel]); the worker reads a
-// follow's [Record] before sending ([Store.Load]) and writes back what it did
-// ([Store.MarkSent], [Store.MarkDone]).
+// follow's [Record] before sending ([Store.Load]), asks the policies whether
+// to push it now ([Store.Admit]) and writes back what it did
+// ([Store.MarkSent], [Store.MarkDone]). Summary pushes take their followers
+// with [Store.TakeDigest].
 //
-// Key layout (prefix defaults to "followpush:"); each key is one hash slot,
-// so every operation works on Redis Cluster:
+// Key layout (prefix defaults to "followpush:"). Keys that one script
+// touches share a hash tag, so every operation works on Redis Cluster:
 //
-//	{prefix}{ev:<follow id>}        HASH  "done" -> 1, "s:<token hash>" -> 1, "q" -> quota retries; TTL = Options.RecordTTL
-//	{prefix}{cx:<app,from,to hash>} ZSET  one member "t" scored with the latest unfollow EventTime; TTL = Options.CancelTTL
+//	{prefix}{ev:<event id>}          HASH  "done" -> 1, "s:<token hash>" -> 1, "q" -> quota retries, "a" -> admitted; TTL = Options.RecordTTL
+//	                                       (event id: a follow's tasks.Follow.ID or a digest's tasks.Digest.ID)
+//	{prefix}{cx:<app,from,to hash>}  ZSET  one member "t" scored with the latest unfollow EventTime; TTL = Options.CancelTTL
+//	{prefix}{ag:<followee>}          ZSET  pending followers of the next summary push, scored with their follow's EventTime
+//	{prefix}{ag:<followee>}:win      HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped, "opener" -> follow id
+//	{prefix}{ag:<followee>}:cap      ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
+//	{prefix}{ag:<followee>}:cd       ZSET  cooldown: follower -> EventTime of the follow that notified (or was folded)
+//	{prefix}{ag:<followee>}:ux       ZSET  unfollows: follower -> latest unfollow EventTime; TTL = Options.CancelTTL
+//	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a digest took, so its retries resend the same summary; TTL = Options.RecordTTL
 package delivery
 
 import (
@@ -64,7 +75,15 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	return &Store{rdb: rdb, prefix: opts.Prefix, recordTTL: opts.RecordTTL, cancelTTL: opts.CancelTTL}
 }
 
-// Record is what is known about one follow event's delivery.
+// Event is anything with a delivery record: a follow ([tasks.Follow]) or a
+// summary push ([tasks.Digest]). ID must be unique across both; Time is the
+// event's own time (a follow's EventTime, a digest's due time).
+type Event interface {
+	ID() string
+	Time() time.Time
+}
+
+// Record is what is known about one follow event's (or digest's) delivery.
 type Record struct {
 	// Done: the follow was fully handled (pushed, or nothing to push); a
 	// repeat must do nothing.
@@ -77,14 +96,18 @@ type Record struct {
 	// QuotaRetries counts retries caused by FCM quota errors, which asynq
 	// does not count (they are not failures), so that their backoff can grow.
 	QuotaRetries int
+	// Admitted: the notification policies let this follow through to be
+	// pushed on its own ([Store.MarkAdmitted]); a retry sends without asking
+	// them again.
+	Admitted bool
 }
 
-// recordExpiry is when f's record may go: RecordTTL after the later of now
-// and f's EventTime, so that a record outlives the stale cutoff even for an
+// recordExpiry is when e's record may go: RecordTTL after the later of now
+// and e's time, so that a record outlives the stale cutoff even for an
 // event stamped in the future (clock skew): a repeat can never find it gone
 // while the event is still fresh enough to push.
-func (s *Store) recordExpiry(f tasks.Follow) time.Time {
-	return maxTime(time.Now(), f.Time()).Add(s.recordTTL)
+func (s *Store) recordExpiry(e Event) time.Time {
+	return maxTime(time.Now(), e.Time()).Add(s.recordTTL)
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -100,7 +123,7 @@ func TokenKey(token string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (s *Store) eventKey(f tasks.Follow) string { return s.prefix + "{ev:" + f.ID() + "}" }
+func (s *Store) eventKey(e Event) string { return s.prefix + "{ev:" + e.ID() + "}" }
 
 func (s *Store) cancelKey(app, from, to string) string {
 	sum := sha256.Sum256([]byte(strconv.Itoa(len(app)) + ":" + app + strconv.Itoa(len(from)) + ":" + from + to))
@@ -111,25 +134,49 @@ func (s *Store) cancelKey(app, from, to string) string {
 // a pending follow of the same pair with an earlier EventTime will not be
 // pushed. An older unfollow never overwrites a newer one, so retries that
 // arrive out of order cannot resurrect a cancelled push.
+//
+// Cancel also undoes a follow already folded into a followee's pending
+// summary push (aggregation, or over the per-recipient cap): when from is
+// pending there with a follow older than the unfollow, it is removed (a
+// summary left with nobody is not sent), and the cooldown that follow
+// started is lifted, since it notified nobody; and the unfollow is noted
+// under the followee's hash tag, so that [Store.Admit] refuses a follow
+// task that loaded its record just before. All of it is one pipeline.
 func (s *Store) Cancel(ctx context.Context, app, from string, to []string, eventTime int64) error {
 	if len(to) == 0 {
 		return nil
 	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range to {
-			k := s.cancelKey(app, from, t)
-			p.ZAddGT(ctx, k, redis.Z{Score: float64(eventTime), Member: "t"})
-			p.PExpire(ctx, k, s.cancelTTL)
-		}
-		return nil
+	run := func(undo func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, t := range to {
+				k := s.cancelKey(app, from, t)
+				p.ZAddGT(ctx, k, redis.Z{Score: float64(eventTime), Member: "t"})
+				p.PExpire(ctx, k, s.cancelTTL)
+				undo(p, []string{s.pendingKey(t), s.cooldownKey(t), s.unfollowsKey(t)},
+					from, eventTime, s.cancelTTL.Milliseconds(), "("+strconv.FormatInt(eventTime-s.cancelTTL.Milliseconds(), 10))
+			}
+			return nil
+		})
+		return err
+	}
+	err := run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+		return undoScript.EvalSha(ctx, p, keys, args...)
 	})
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The script cache was empty (a restarted or new Redis): send the
+		// script itself once. Every command above is idempotent.
+		err = run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+			return undoScript.Eval(ctx, p, keys, args...)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("record unfollow: %w", err)
 	}
 	return nil
 }
 
-// Load returns f's record. A follow never seen before has a zero Record.
+// Load returns f's record, with Cancelled set when a later unfollow of the
+// same pair was recorded. A follow never seen before has a zero Record.
 func (s *Store) Load(ctx context.Context, f tasks.Follow) (Record, error) {
 	var (
 		ev *redis.MapStringStringCmd
@@ -143,26 +190,43 @@ func (s *Store) Load(ctx context.Context, f tasks.Follow) (Record, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
 	}
-	rec := Record{Finished: map[string]bool{}}
-	for k, v := range ev.Val() {
-		switch {
-		case k == "done":
-			rec.Done = true
-		case k == "q":
-			rec.QuotaRetries, _ = strconv.Atoi(v)
-		case strings.HasPrefix(k, "s:"):
-			rec.Finished[k[2:]] = true
-		}
-	}
+	rec := parseRecord(ev.Val())
 	if at, err := cx.Result(); err == nil && int64(at) > f.EventTime {
 		rec.Cancelled = true
 	}
 	return rec, nil
 }
 
+// LoadRecord returns e's record without looking for cancellations (a
+// digest's). An event never seen before has a zero Record.
+func (s *Store) LoadRecord(ctx context.Context, e Event) (Record, error) {
+	ev, err := s.rdb.HGetAll(ctx, s.eventKey(e)).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("load delivery record: %w", err)
+	}
+	return parseRecord(ev), nil
+}
+
+func parseRecord(fields map[string]string) Record {
+	rec := Record{Finished: map[string]bool{}}
+	for k, v := range fields {
+		switch {
+		case k == "done":
+			rec.Done = true
+		case k == "a":
+			rec.Admitted = true
+		case k == "q":
+			rec.QuotaRetries, _ = strconv.Atoi(v)
+		case strings.HasPrefix(k, "s:"):
+			rec.Finished[k[2:]] = true
+		}
+	}
+	return rec
+}
+
 // MarkSent records that the devices with these tokens need nothing more
-// for f (they were sent the push, or dropped for good).
-func (s *Store) MarkSent(ctx context.Context, f tasks.Follow, tokens []string) error {
+// for e (they were sent the push, or dropped for good).
+func (s *Store) MarkSent(ctx context.Context, e Event, tokens []string) error {
 	if len(tokens) == 0 {
 		return nil
 	}
@@ -170,10 +234,10 @@ func (s *Store) MarkSent(ctx context.Context, f tasks.Follow, tokens []string) e
 	for _, t := range tokens {
 		fields = append(fields, "s:"+TokenKey(t), 1)
 	}
-	k := s.eventKey(f)
+	k := s.eventKey(e)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, fields...)
-		p.PExpireAt(ctx, k, s.recordExpiry(f))
+		p.PExpireAt(ctx, k, s.recordExpiry(e))
 		return nil
 	})
 	if err != nil {
@@ -182,14 +246,14 @@ func (s *Store) MarkSent(ctx context.Context, f tasks.Follow, tokens []string) e
 	return nil
 }
 
-// MarkDone records that f is fully handled: a repeat of the same event
-// (same app, follower, followee and EventTime) does nothing until the record
-// expires.
-func (s *Store) MarkDone(ctx context.Context, f tasks.Follow) error {
-	k := s.eventKey(f)
+// MarkDone records that e is fully handled: a repeat of the same event
+// (same app, follower, followee and EventTime; or the same digest) does
+// nothing until the record expires.
+func (s *Store) MarkDone(ctx context.Context, e Event) error {
+	k := s.eventKey(e)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, "done", 1)
-		p.PExpireAt(ctx, k, s.recordExpiry(f))
+		p.PExpireAt(ctx, k, s.recordExpiry(e))
 		return nil
 	})
 	if err != nil {
@@ -198,18 +262,34 @@ func (s *Store) MarkDone(ctx context.Context, f tasks.Follow) error {
 	return nil
 }
 
-// AddQuotaRetry counts one more quota-caused retry of f and returns the new
+// AddQuotaRetry counts one more quota-caused retry of e and returns the new
 // count.
-func (s *Store) AddQuotaRetry(ctx context.Context, f tasks.Follow) (int, error) {
-	k := s.eventKey(f)
+func (s *Store) AddQuotaRetry(ctx context.Context, e Event) (int, error) {
+	k := s.eventKey(e)
 	var n *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		n = p.HIncrBy(ctx, k, "q", 1)
-		p.PExpireAt(ctx, k, s.recordExpiry(f))
+		p.PExpireAt(ctx, k, s.recordExpiry(e))
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("count quota retry: %w", err)
 	}
 	return int(n.Val()), nil
+}
+
+// MarkAdmitted records that the notification policies let e through to be
+// pushed on its own ([Record.Admitted]), so that its retries do not ask
+// them again.
+func (s *Store) MarkAdmitted(ctx context.Context, e Event) error {
+	k := s.eventKey(e)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "a", 1)
+		p.PExpireAt(ctx, k, s.recordExpiry(e))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark follow admitted: %w", err)
+	}
+	return nil
 }

@@ -2,53 +2,283 @@ package notifier
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"text/template"
 
 	"github.com/followpush/followpush/tasks"
 )
 
-// Default notification texts.
+// Default notification texts (English, the fallback locale).
 const (
 	DefaultTitle = "New follower"
 	DefaultBody  = "{{.From}} started following you"
 )
 
-// Templates render a push's title and body from a follow: text/template
-// with the fields .From, .To and .AppID.
+// DefaultLocale is the locale whose texts a device gets when none of the
+// configured locales matches its own (or it has none).
+const DefaultLocale = "en"
+
+// DigestNames is how many followers a summary push's text names; the
+// built-in texts name these and count the rest.
+const DigestNames = 2
+
+// Texts are one locale's push templates, in Go's text/template syntax.
+//
+// Title and Body render a single follow, with the fields .From (the
+// follower's display name: its UserID unless display names are resolved),
+// .FromID (the follower's UserID), .To (the followee) and .AppID.
+//
+// DigestTitle and DigestBody render a summary push (aggregation, or follows
+// over the per-recipient cap), with .From (the first follower), .Names (the
+// first followers, at most [DigestNames]; display names like .From), .Count (all followers of the
+// summary, at least 1), .Others (Count minus len(Names)), .To and .AppID,
+// and the function join (strings.Join).
+//
+// An empty field takes the built-in text of the same language, or else
+// English's.
+type Texts struct {
+	Title       string `json:"title,omitempty"`
+	Body        string `json:"body,omitempty"`
+	DigestTitle string `json:"digest_title,omitempty"`
+	DigestBody  string `json:"digest_body,omitempty"`
+}
+
+// BuiltinTexts returns the built-in texts: "en" (the fallback), "zh"
+// (Simplified Chinese) and "ja" (Japanese).
+func BuiltinTexts() map[string]Texts {
+	return map[string]Texts{
+		"en": {
+			Title:       DefaultTitle,
+			Body:        DefaultBody,
+			DigestTitle: `{{if gt .Count 1}}{{.Count}} new followers{{else}}New follower{{end}}`,
+			DigestBody:  `{{if .Others}}{{join .Names ", "}} and {{.Others}} {{if eq .Others 1}}other{{else}}others{{end}}{{else}}{{join .Names " and "}}{{end}} started following you`,
+		},
+		"zh": {
+			Title:       "新粉丝",
+			Body:        "{{.From}} 关注了你",
+			DigestTitle: `{{if gt .Count 1}}{{.Count}} 位新粉丝{{else}}新粉丝{{end}}`,
+			DigestBody:  `{{join .Names "、"}} {{if .Others}}等 {{.Count}} 人{{end}}关注了你`,
+		},
+		"ja": {
+			Title:       "新しいフォロワー",
+			Body:        "{{.From}}さんにフォローされました",
+			DigestTitle: `{{if gt .Count 1}}{{.Count}}人の新しいフォロワー{{else}}新しいフォロワー{{end}}`,
+			DigestBody:  `{{join .Names "さん、"}}さん{{if .Others}}ほか{{.Others}}人{{end}}にフォローされました`,
+		},
+	}
+}
+
+// Templates render a push's title and body per locale, for single follows
+// ([Templates.RenderLocale]) and summary pushes ([Templates.RenderDigest]).
+// They are safe for concurrent use.
 type Templates struct {
-	title, body *template.Template
+	locales map[string]*localeTemplates
 }
 
-// NewTemplates parses the title and body templates; an empty one takes the
-// default ([DefaultTitle], [DefaultBody]). It returns the parse error.
+type localeTemplates struct {
+	title, body, digestTitle, digestBody *template.Template
+}
+
+// singleData is what Title and Body see.
+type singleData struct{ From, FromID, To, AppID string }
+
+// DigestData is what DigestTitle and DigestBody see (see [Texts]).
+type DigestData struct {
+	From, To, AppID string
+	Names           []string
+	Count, Others   int
+}
+
+// NewTemplates returns the built-in templates with English's single-follow
+// title and body replaced by title and body (an empty one keeps the
+// default, [DefaultTitle], [DefaultBody]). It returns the parse error.
 func NewTemplates(title, body string) (*Templates, error) {
-	if title == "" {
-		title = DefaultTitle
-	}
-	if body == "" {
-		body = DefaultBody
-	}
-	tt, err := template.New("title").Option("missingkey=error").Parse(title)
-	if err != nil {
-		return nil, fmt.Errorf("title template: %w", err)
-	}
-	bt, err := template.New("body").Option("missingkey=error").Parse(body)
-	if err != nil {
-		return nil, fmt.Errorf("body template: %w", err)
-	}
-	return &Templates{title: tt, body: bt}, nil
+	return NewLocalizedTemplates(map[string]Texts{DefaultLocale: {Title: title, Body: body}})
 }
 
-// Render returns the title and body for f.
+// NewLocalizedTemplates returns the built-in templates ([BuiltinTexts])
+// overlaid with texts, keyed by BCP 47 language tag ("en", "zh", "zh-TW",
+// "pt-BR"; case and "_" or "-" do not matter). A field left empty takes the
+// built-in text of the locale's language (or of English). Each template is
+// parsed and tried on sample data; the error names the locale and field.
+func NewLocalizedTemplates(texts map[string]Texts) (*Templates, error) {
+	builtin := BuiltinTexts()
+	given := map[string]Texts{}
+	for loc, tx := range texts {
+		key := NormalizeLocale(loc)
+		if key == "" {
+			return nil, fmt.Errorf("templates: %q is not a language tag", loc)
+		}
+		given[key] = overlay(given[key], tx)
+	}
+	// Every locale falls back on (the configured) English, field by field.
+	en := overlay(builtin[DefaultLocale], given[DefaultLocale])
+	merged := map[string]Texts{DefaultLocale: en}
+	for loc, tx := range builtin {
+		if loc != DefaultLocale {
+			merged[loc] = overlay(en, tx)
+		}
+	}
+	for _, loc := range sortedKeys(given) {
+		if loc == DefaultLocale {
+			continue
+		}
+		base, ok := merged[loc]
+		if !ok {
+			base, ok = merged[language(loc)]
+		}
+		if !ok {
+			base = en
+		}
+		merged[loc] = overlay(base, given[loc])
+	}
+	t := &Templates{locales: map[string]*localeTemplates{}}
+	for _, loc := range sortedKeys(merged) {
+		lt, err := parseLocale(loc, merged[loc])
+		if err != nil {
+			return nil, err
+		}
+		t.locales[loc] = lt
+	}
+	return t, nil
+}
+
+func overlay(base, over Texts) Texts {
+	for _, p := range []struct {
+		dst *string
+		src string
+	}{
+		{&base.Title, over.Title}, {&base.Body, over.Body},
+		{&base.DigestTitle, over.DigestTitle}, {&base.DigestBody, over.DigestBody},
+	} {
+		if p.src != "" {
+			*p.dst = p.src
+		}
+	}
+	return base
+}
+
+var templateFuncs = template.FuncMap{"join": strings.Join}
+
+// sample data every template must render without error.
+var (
+	sampleSingle = singleData{From: "Alice", FromID: "alice", To: "bob", AppID: "1400000000"}
+	sampleDigest = DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 5, Others: 3}
+)
+
+func parseLocale(loc string, tx Texts) (*localeTemplates, error) {
+	var lt localeTemplates
+	for _, f := range []struct {
+		name, text string
+		dst        **template.Template
+		sample     any
+	}{
+		{"title", tx.Title, &lt.title, sampleSingle},
+		{"body", tx.Body, &lt.body, sampleSingle},
+		{"digest_title", tx.DigestTitle, &lt.digestTitle, sampleDigest},
+		{"digest_body", tx.DigestBody, &lt.digestBody, sampleDigest},
+	} {
+		tm, err := template.New(f.name).Funcs(templateFuncs).Option("missingkey=error").Parse(f.text)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s template: %w", loc, f.name, err)
+		}
+		if err := tm.Execute(&strings.Builder{}, f.sample); err != nil {
+			return nil, fmt.Errorf("%s %s template: %w", loc, f.name, err)
+		}
+		*f.dst = tm
+	}
+	return &lt, nil
+}
+
+// NormalizeLocale returns tag lowercased with "-" between subtags
+// ("zh_CN" → "zh-cn"), or "" when tag is not made of 1 to 8 letter or
+// digit subtags.
+func NormalizeLocale(tag string) string {
+	tag = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))
+	if tag == "" {
+		return ""
+	}
+	for _, sub := range strings.Split(tag, "-") {
+		if len(sub) < 1 || len(sub) > 8 {
+			return ""
+		}
+		for _, c := range sub {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+				return ""
+			}
+		}
+	}
+	return tag
+}
+
+func language(tag string) string {
+	lang, _, _ := strings.Cut(tag, "-")
+	return lang
+}
+
+// Locale returns the configured locale that serves a device with the BCP 47
+// tag: the tag itself, else the tag with its last subtags dropped one by
+// one ("zh-Hant-TW" → "zh-hant" → "zh"), else [DefaultLocale].
+func (t *Templates) Locale(tag string) string {
+	tag = NormalizeLocale(tag)
+	for tag != "" {
+		if _, ok := t.locales[tag]; ok {
+			return tag
+		}
+		i := strings.LastIndexByte(tag, '-')
+		if i < 0 {
+			break
+		}
+		tag = tag[:i]
+	}
+	return DefaultLocale
+}
+
+// Locales returns the configured locales, sorted.
+func (t *Templates) Locales() []string { return sortedKeys(t.locales) }
+
+// Render returns the title and body for f in [DefaultLocale].
 func (t *Templates) Render(f tasks.Follow) (Content, error) {
-	data := struct{ From, To, AppID string }{f.From, f.To, f.AppID}
-	var title, body strings.Builder
-	if err := t.title.Execute(&title, data); err != nil {
+	return t.RenderLocale(DefaultLocale, f)
+}
+
+// RenderLocale returns the title and body for f in the locale that serves
+// tag (see [Templates.Locale]), naming the follower by UserID.
+func (t *Templates) RenderLocale(tag string, f tasks.Follow) (Content, error) {
+	return t.RenderFollow(tag, f, f.From)
+}
+
+// RenderFollow is [Templates.RenderLocale] naming the follower fromName
+// (.From; .FromID stays the UserID).
+func (t *Templates) RenderFollow(tag string, f tasks.Follow, fromName string) (Content, error) {
+	lt := t.locales[t.Locale(tag)]
+	return render(lt.title, lt.body, singleData{From: fromName, FromID: f.From, To: f.To, AppID: f.AppID})
+}
+
+// RenderDigest returns the title and body of a summary push in the locale
+// that serves tag.
+func (t *Templates) RenderDigest(tag string, d DigestData) (Content, error) {
+	lt := t.locales[t.Locale(tag)]
+	return render(lt.digestTitle, lt.digestBody, d)
+}
+
+func render(title, body *template.Template, data any) (Content, error) {
+	var tb, bb strings.Builder
+	if err := title.Execute(&tb, data); err != nil {
 		return Content{}, err
 	}
-	if err := t.body.Execute(&body, data); err != nil {
+	if err := body.Execute(&bb, data); err != nil {
 		return Content{}, err
 	}
-	return Content{Title: title.String(), Body: body.String()}, nil
+	return Content{Title: tb.String(), Body: bb.String()}, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -4,6 +4,13 @@
 // sender that only logs ([LogSender]), and the retry policy the asynq server
 // is configured with ([RetryDelay], [IsFailure]).
 //
+// The notification policies (cooldown, per-recipient cap, aggregation into
+// summary pushes; [HandlerOptions].Policy, state in delivery.Store) decide
+// whether a follow is pushed at once; folded follows go out in a summary
+// sent by [Handler.ProcessDigest]. Texts are per device locale
+// ([Templates]), per-platform settings in [MessageOptions], and a send
+// budget shared by all workers in [RateLimit].
+//
 // The error a handler returns is the retry policy: nil completes the task,
 // an error wrapping asynq.SkipRetry archives it, a [*RetryError] retries it
 // after the delay it asks for, and a quota RetryError is not counted against

@@ -31,12 +31,13 @@ type DeviceStore interface {
 }
 
 // RecordStore is what the handler needs of the delivery records
-// (delivery.Store).
+// (delivery.Store). The event of MarkSent, MarkDone and AddQuotaRetry is a
+// tasks.Follow or, for summary pushes, a tasks.Digest.
 type RecordStore interface {
 	Load(ctx context.Context, f tasks.Follow) (delivery.Record, error)
-	MarkSent(ctx context.Context, f tasks.Follow, tokens []string) error
-	MarkDone(ctx context.Context, f tasks.Follow) error
-	AddQuotaRetry(ctx context.Context, f tasks.Follow) (int, error)
+	MarkSent(ctx context.Context, e delivery.Event, tokens []string) error
+	MarkDone(ctx context.Context, e delivery.Event) error
+	AddQuotaRetry(ctx context.Context, e delivery.Event) (int, error)
 }
 
 // HandlerOptions tune a [Handler].
@@ -47,8 +48,30 @@ type HandlerOptions struct {
 	// SendTimeout bounds one task's FCM sends, the SDK's own retries
 	// included (default 10 s).
 	SendTimeout time.Duration
-	// Content renders title and body (default DefaultContent's texts).
+	// Content renders title and body per device locale (default: the
+	// built-in texts, English DefaultContent's for devices without a
+	// locale).
 	Content *Templates
+	// Message holds the per-platform settings of every push (default: the
+	// zero MessageOptions, see its fields).
+	Message MessageOptions
+	// Policy is the notification policies: cooldown, per-recipient cap,
+	// aggregation (default: the zero Policy, all off: one push per follow,
+	// at once). Any policy on needs Policies, and the cap or aggregation
+	// need Scheduler.
+	Policy delivery.Policy
+	// Policies keeps the policies' state (a *delivery.Store). Default: the
+	// RecordStore, when it is one.
+	Policies PolicyStore
+	// Scheduler enqueues digest tasks (an *asynq.Client); required with
+	// the per-recipient cap or aggregation.
+	Scheduler Scheduler
+	// Limiter is the send rate limit shared by all workers (a *RateLimit);
+	// default nil: unlimited.
+	Limiter SendLimiter
+	// Names resolves the followers' display names for the texts (a
+	// *TencentProfiles); default nil: followers are named by UserID.
+	Names NameResolver
 	// MismatchDeletesPerMinute bounds how many tokens per minute a worker
 	// deletes for SENDER_ID_MISMATCH (default 100). A spike past it means our
 	// credentials or project are wrong, not the tokens: deleting stops and an
@@ -58,7 +81,9 @@ type HandlerOptions struct {
 	Now func() time.Time
 }
 
-// Handler is the asynq handler of [tasks.TypeFollow] tasks.
+// Handler is the asynq handler of [tasks.TypeFollow] tasks
+// ([Handler.ProcessTask]) and, with notification policies, of
+// [tasks.TypeDigest] tasks ([Handler.ProcessDigest]).
 type Handler struct {
 	log      *slog.Logger
 	devices  DeviceStore
@@ -92,6 +117,15 @@ func NewHandler(log *slog.Logger, devs DeviceStore, records RecordStore, sender 
 	}
 	if metrics == nil {
 		metrics = NewMetrics(nil)
+	}
+	if opts.Policies == nil {
+		opts.Policies, _ = records.(PolicyStore)
+	}
+	if opts.Policy.Active() && opts.Policies == nil {
+		return nil, errors.New("notification policies need a PolicyStore (HandlerOptions.Policies)")
+	}
+	if (opts.Policy.MaxPerHour > 0 || opts.Policy.Window > 0) && opts.Scheduler == nil {
+		return nil, errors.New("the per-recipient cap and aggregation need a Scheduler (HandlerOptions.Scheduler)")
 	}
 	per := rate.Every(time.Minute / time.Duration(opts.MismatchDeletesPerMinute))
 	return &Handler{
@@ -145,7 +179,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return h.records.MarkDone(ctx, f)
 	}
 
-	targets, err := h.targets(ctx, f, rec)
+	targets, err := h.targets(ctx, f.To, rec)
 	if err != nil {
 		return err
 	}
@@ -154,14 +188,104 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		log.Debug("no devices to push to")
 		return h.records.MarkDone(ctx, f)
 	}
-
-	content, err := h.opts.Content.Render(f)
-	if err != nil {
-		return fmt.Errorf("render push content: %w: %w", err, asynq.SkipRetry)
+	if h.opts.Policy.Active() && !rec.Admitted {
+		if send, err := h.admit(ctx, log, f, now); err != nil || !send {
+			return err
+		}
 	}
+
+	n, err := h.deliver(ctx, log, f.To, h.followPush(f, h.displayNames(ctx, f.AppID, f.From)[f.From]), targets)
+	if err != nil {
+		var re *RetryError
+		if errors.As(err, &re) && h.opts.Policy.Active() {
+			// The retry must send, whatever the policies say by then.
+			bctx, cancel := bookkeeping(ctx)
+			defer cancel()
+			if err := h.opts.Policies.MarkAdmitted(bctx, f); err != nil {
+				log.Error("could not record the follow as admitted", "err", err)
+			}
+		}
+		return err
+	}
+	h.metrics.tasks.WithLabelValues("sent").Inc()
+	log.Info("follow delivered", "devices", n)
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	return h.records.MarkDone(bctx, f)
+}
+
+// bookkeeping returns the context for recording what was sent: it survives
+// the task's cancellation (asynq giving up on it at shutdown), or the next
+// attempt would send it again.
+func bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+}
+
+// push is one notification to one followee's devices: a single follow's or
+// a summary's.
+type push struct {
+	// event names the delivery record.
+	event delivery.Event
+	// since is observed by followpush_push_delay_seconds when FCM accepts;
+	// zero: not observed.
+	since time.Time
+	// render returns the text for a device locale.
+	render func(locale string) (Content, error)
+	// message builds the FCM message for one device.
+	message func(token, platform string, c Content) *messaging.Message
+}
+
+// displayNames returns the display names of users (their UserIDs without
+// a NameResolver).
+func (h *Handler) displayNames(ctx context.Context, app string, users ...string) map[string]string {
+	if h.opts.Names != nil {
+		return h.opts.Names.DisplayNames(ctx, app, users)
+	}
+	names := make(map[string]string, len(users))
+	for _, u := range users {
+		names[u] = u
+	}
+	return names
+}
+
+func (h *Handler) followPush(f tasks.Follow, fromName string) push {
+	return push{
+		event:  f,
+		since:  f.Time(),
+		render: func(locale string) (Content, error) { return h.opts.Content.RenderFollow(locale, f, fromName) },
+		message: func(token, platform string, c Content) *messaging.Message {
+			return h.opts.Message.FollowMessage(f, token, platform, c)
+		},
+	}
+}
+
+// deliver sends p to the targets (devices of user), within the global send
+// rate limit, records the devices that need nothing more and returns how
+// many they are, or a *RetryError when some should be tried again.
+func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p push, targets []devices.Device) (int, error) {
+	contents := map[string]Content{}
 	msgs := make([]*messaging.Message, len(targets))
 	for i, d := range targets {
-		msgs[i] = BuildMessage(f, d.Token, d.Platform, content)
+		locale := h.opts.Content.Locale(d.Locale)
+		c, ok := contents[locale]
+		if !ok {
+			var err error
+			if c, err = p.render(locale); err != nil {
+				return 0, fmt.Errorf("render push content: %w: %w", err, asynq.SkipRetry)
+			}
+			contents[locale] = c
+		}
+		msgs[i] = p.message(d.Token, d.Platform, c)
+	}
+	if h.opts.Limiter != nil {
+		wait, err := h.opts.Limiter.Wait(ctx, len(msgs))
+		if err != nil {
+			return 0, err
+		}
+		if wait > 0 {
+			h.metrics.rateLimited.Add(float64(len(msgs)))
+			return 0, &RetryError{Outcome: OutcomeRateLimited, After: wait, Throttled: true, Devices: len(msgs)}
+		}
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, h.opts.SendTimeout)
 	errs := h.sender.Send(sendCtx, msgs)
@@ -179,13 +303,15 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		switch {
 		case outcome == OutcomeSent:
 			finished = append(finished, d.Token)
-			h.metrics.delay.Observe(accepted.Sub(f.Time()).Seconds())
+			if !p.since.IsZero() {
+				h.metrics.delay.Observe(accepted.Sub(p.since).Seconds())
+			}
 		case outcome.Retryable():
 			retry = retry.add(outcome, RetryAfter(errs[i], accepted))
 			dlog.Info("push failed, will retry", "err", errs[i])
 		case outcome.DropsToken():
 			finished = append(finished, d.Token)
-			h.dropToken(ctx, dlog, f.To, d.Token, outcome, errs[i])
+			h.dropToken(ctx, dlog, user, d.Token, outcome, errs[i])
 		case outcome == OutcomeInvalidMessage:
 			finished = append(finished, d.Token)
 			dlog.Error("FCM rejected our message: a bug in followpush, not retried", "err", errs[i])
@@ -199,31 +325,29 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	}
 	// Record what was sent even if asynq gave up on the task meanwhile
 	// (shutdown): otherwise the next attempt would send it again.
-	ctx, cancelBookkeeping := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	ctx, cancelBookkeeping := bookkeeping(ctx)
 	defer cancelBookkeeping()
-	if err := h.records.MarkSent(ctx, f, finished); err != nil {
+	if err := h.records.MarkSent(ctx, p.event, finished); err != nil {
 		// The pushes went out; without the record a retry would repeat them
 		// (the collapse id makes a repeat replace, not stack).
 		log.Error("could not record sent devices", "err", err)
 	}
 	if retry != nil {
 		if retry.Quota {
-			if n, err := h.records.AddQuotaRetry(ctx, f); err == nil {
+			if n, err := h.records.AddQuotaRetry(ctx, p.event); err == nil {
 				retry.QuotaRetries = n
 			}
 		}
-		return retry
+		return len(finished), retry
 	}
-	h.metrics.tasks.WithLabelValues("sent").Inc()
-	log.Info("follow delivered", "devices", len(finished))
-	return h.records.MarkDone(ctx, f)
+	return len(finished), nil
 }
 
 // targets returns the followee's devices that still need this push and that
 // the followee still owns (the token index is the source of truth: a token
 // that moved to another user must not get this user's push).
-func (h *Handler) targets(ctx context.Context, f tasks.Follow, rec delivery.Record) ([]devices.Device, error) {
-	devs, err := h.devices.List(ctx, f.To)
+func (h *Handler) targets(ctx context.Context, to string, rec delivery.Record) ([]devices.Device, error) {
+	devs, err := h.devices.List(ctx, to)
 	if err != nil || len(devs) == 0 {
 		return nil, err
 	}
@@ -244,7 +368,7 @@ func (h *Handler) targets(ctx context.Context, f tasks.Follow, rec delivery.Reco
 	}
 	out := pending[:0]
 	for _, d := range pending {
-		if owners[d.Token] == f.To {
+		if owners[d.Token] == to {
 			out = append(out, d)
 		}
 	}

@@ -1,6 +1,9 @@
 package notifier
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"strconv"
 
 	"firebase.google.com/go/v4/messaging"
@@ -36,13 +39,60 @@ const (
 	DataToAccount   = "to_account"
 	DataEventTime   = "event_time"
 	DataFollowID    = "follow_id"
+	// Summary pushes only: how many followers it sums up, the first of them
+	// (a JSON array of at most [DigestListMax] UserIDs) and the digest's id.
+	DataCount        = "count"
+	DataFromAccounts = "from_accounts"
+	DataDigestID     = "digest_id"
 
 	DataTypeFollow = "follow"
 )
 
+// DigestListMax bounds the followers a summary push lists in its data
+// (from_accounts): at 32 bytes a UserID, 10 keep the message far below
+// FCM's 4096-byte payload limit.
+const DigestListMax = 10
+
 // apnsThreadID groups follow notifications together in iOS's notification
 // center.
 const apnsThreadID = "follow"
+
+// MessageOptions are the per-platform settings of every push. The zero
+// value gives the defaults of each field.
+type MessageOptions struct {
+	// AndroidChannelID is the Android notification channel (Android 8+);
+	// default "": the app's default channel (FCM's fallback channel when the
+	// app declares none).
+	AndroidChannelID string
+	// AndroidPriority is the FCM Android message priority, "high" (default)
+	// or "normal".
+	AndroidPriority string
+	// APNsSound is the aps sound: a sound file name in the app bundle,
+	// "default" (the default) or "none" for a silent alert.
+	APNsSound string
+	// APNsThreadID groups follow notifications in iOS's notification center
+	// (default "follow").
+	APNsThreadID string
+	// WebpushLink is the https URL a web notification opens when clicked
+	// (webpush.fcm_options.link); default "": none.
+	WebpushLink string
+}
+
+func (o MessageOptions) withDefaults() MessageOptions {
+	if o.AndroidPriority == "" {
+		o.AndroidPriority = "high"
+	}
+	if o.APNsSound == "" {
+		o.APNsSound = "default"
+	}
+	if o.APNsSound == "none" {
+		o.APNsSound = ""
+	}
+	if o.APNsThreadID == "" {
+		o.APNsThreadID = apnsThreadID
+	}
+	return o
+}
 
 // CollapseID is the device-side collapse identity of f's push: "follow-"
 // followed by the first 24 hex digits (96 bits) of [tasks.Follow.ID], 31
@@ -78,23 +128,77 @@ func CollapseID(f tasks.Follow) string {
 // No TTL is set: FCM keeps an undeliverable message for its default four
 // weeks.
 func BuildMessage(f tasks.Follow, token, platform string, c Content) *messaging.Message {
-	collapse := CollapseID(f)
+	return MessageOptions{}.FollowMessage(f, token, platform, c)
+}
+
+// FollowMessage is [BuildMessage] with o's per-platform settings: Android
+// channel and priority, APNs sound and thread-id, web-push link.
+func (o MessageOptions) FollowMessage(f tasks.Follow, token, platform string, c Content) *messaging.Message {
+	return o.build(token, platform, c, CollapseID(f), map[string]string{
+		DataType:        DataTypeFollow,
+		DataFromAccount: f.From,
+		DataToAccount:   f.To,
+		DataEventTime:   strconv.FormatInt(f.EventTime, 10),
+		DataFollowID:    f.ID(),
+	})
+}
+
+// Digest is a summary push's substance: who was followed, by whom (oldest
+// follow first), and the digest that sends it.
+type Digest struct {
+	tasks.Digest
+	// Followers are the followers' UserIDs, oldest follow first; at least one.
+	Followers []string
+	// Latest is the EventTime (ms) of the newest follow summed up.
+	Latest int64
+}
+
+// DigestCollapseID is the device-side collapse identity of every summary
+// push to the followee to: "followers-" followed by 22 hex digits of a
+// hash of to, 32 bytes in all. It is the same for every summary to the
+// same user, so a newer summary replaces the older one on the device.
+func DigestCollapseID(to string) string {
+	sum := sha256.Sum256([]byte("followers\x00" + to))
+	return "followers-" + hex.EncodeToString(sum[:])[:22]
+}
+
+// DigestMessage returns the FCM message of summary push d to the device
+// with the given token, showing c. It is shaped like [BuildMessage]'s, with
+// collapse identity [DigestCollapseID] and the data payload {"type":
+// "follow", "from_account" (the first follower), "to_account",
+// "event_time" (the newest follow's), "count" (all followers summed up),
+// "from_accounts" (a JSON array of the first [DigestListMax] followers),
+// "digest_id"}.
+func (o MessageOptions) DigestMessage(d Digest, token, platform string, c Content) *messaging.Message {
+	list := d.Followers[:min(len(d.Followers), DigestListMax)]
+	listJSON, _ := json.Marshal(list) // []string always encodes
+	first := ""
+	if len(d.Followers) > 0 {
+		first = d.Followers[0]
+	}
+	return o.build(token, platform, c, DigestCollapseID(d.To), map[string]string{
+		DataType:         DataTypeFollow,
+		DataFromAccount:  first,
+		DataToAccount:    d.To,
+		DataEventTime:    strconv.FormatInt(d.Latest, 10),
+		DataCount:        strconv.Itoa(len(d.Followers)),
+		DataFromAccounts: string(listJSON),
+		DataDigestID:     d.ID(),
+	})
+}
+
+func (o MessageOptions) build(token, platform string, c Content, collapse string, data map[string]string) *messaging.Message {
+	o = o.withDefaults()
 	m := &messaging.Message{
 		Token:        token,
 		Notification: &messaging.Notification{Title: c.Title, Body: c.Body},
-		Data: map[string]string{
-			DataType:        DataTypeFollow,
-			DataFromAccount: f.From,
-			DataToAccount:   f.To,
-			DataEventTime:   strconv.FormatInt(f.EventTime, 10),
-			DataFollowID:    f.ID(),
-		},
+		Data:         data,
 	}
 	known := platform == PlatformAndroid || platform == PlatformIOS || platform == PlatformWeb
 	if platform == PlatformAndroid || !known {
 		m.Android = &messaging.AndroidConfig{
-			Priority:     "high",
-			Notification: &messaging.AndroidNotification{Tag: collapse},
+			Priority:     o.AndroidPriority,
+			Notification: &messaging.AndroidNotification{Tag: collapse, ChannelID: o.AndroidChannelID},
 		}
 	}
 	if platform == PlatformIOS || !known {
@@ -105,7 +209,7 @@ func BuildMessage(f tasks.Follow, token, platform string, c Content) *messaging.
 				"apns-push-type":   "alert",
 			},
 			Payload: &messaging.APNSPayload{
-				Aps: &messaging.Aps{ThreadID: apnsThreadID, Sound: "default"},
+				Aps: &messaging.Aps{ThreadID: o.APNsThreadID, Sound: o.APNsSound},
 			},
 		}
 	}
@@ -113,6 +217,9 @@ func BuildMessage(f tasks.Follow, token, platform string, c Content) *messaging.
 		m.Webpush = &messaging.WebpushConfig{
 			Headers:      map[string]string{"Topic": collapse, "Urgency": "high"},
 			Notification: &messaging.WebpushNotification{Tag: collapse},
+		}
+		if o.WebpushLink != "" {
+			m.Webpush.FCMOptions = &messaging.WebpushFCMOptions{Link: o.WebpushLink}
 		}
 	}
 	return m

@@ -233,3 +233,157 @@ func ExampleBuildMessage() {
 	// follow alice bob 1700000000123
 	// true true
 }
+
+// goldenOptions are per-platform settings different from every default.
+var goldenOptions = MessageOptions{
+	AndroidChannelID: "followers",
+	AndroidPriority:  "normal",
+	APNsSound:        "follow.caf",
+	APNsThreadID:     "new-followers",
+	WebpushLink:      "https://example.com/followers",
+}
+
+// goldenDigest is the summary push of the golden files: four followers.
+var goldenDigest = Digest{
+	Digest:    tasks.Digest{AppID: "1400000000", To: "bob", Due: 1700000600000},
+	Followers: []string{"alice", "carol", "dave", "erin"},
+	Latest:    1700000500000,
+}
+
+// TestLocaleMessageGolden compares the exact JSON firebase-admin-go sends
+// for a follow push and a summary push in each built-in locale, with every
+// per-platform setting changed from its default, with
+// testdata/locale_*.golden. Run with -update to rewrite them.
+func TestLocaleMessageGolden(t *testing.T) {
+	t.Parallel()
+	tmpl, err := NewLocalizedTemplates(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := goldenDigest.Followers[:DigestNames]
+	digestData := DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: names, Count: 4, Others: 2}
+	for _, locale := range []string{"en-US", "zh-CN", "ja-JP"} {
+		for _, kind := range []string{"follow", "digest"} {
+			file := "locale_" + locale + "_" + kind + ".golden"
+			t.Run(file, func(t *testing.T) {
+				t.Parallel()
+				var m *messaging.Message
+				if kind == "follow" {
+					c, err := tmpl.RenderLocale(locale, goldenFollow)
+					if err != nil {
+						t.Fatal(err)
+					}
+					m = goldenOptions.FollowMessage(goldenFollow, goldenToken, "", c)
+				} else {
+					c, err := tmpl.RenderDigest(locale, digestData)
+					if err != nil {
+						t.Fatal(err)
+					}
+					m = goldenOptions.DigestMessage(goldenDigest, goldenToken, "", c)
+				}
+				compareGolden(t, file, wireJSON(t, m))
+			})
+		}
+	}
+}
+
+func compareGolden(t *testing.T, file string, body []byte) {
+	t.Helper()
+	var got bytes.Buffer
+	if err := json.Indent(&got, body, "", "  "); err != nil {
+		t.Fatalf("request body is not JSON: %v\n%s", err, body)
+	}
+	got.WriteByte('\n')
+	path := filepath.Join("testdata", file)
+	if *updateGolden {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	if diff := cmp.Diff(string(want), got.String()); diff != "" {
+		t.Errorf("wire JSON differs from %s (-want +got):\n%s", path, diff)
+	}
+}
+
+// The built-in texts of each locale, for one follower and for summaries of
+// several.
+func TestBuiltinTexts(t *testing.T) {
+	t.Parallel()
+	tmpl, err := NewLocalizedTemplates(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := func(names []string, count int) DigestData {
+		return DigestData{From: names[0], To: "bob", AppID: "1", Names: names, Count: count, Others: count - len(names)}
+	}
+	tests := []struct {
+		locale string
+		data   DigestData
+		want   Content
+	}{
+		{"en", digest([]string{"alice"}, 1), Content{"New follower", "alice started following you"}},
+		{"en", digest([]string{"alice", "carol"}, 2), Content{"2 new followers", "alice and carol started following you"}},
+		{"en", digest([]string{"alice", "carol"}, 3), Content{"3 new followers", "alice, carol and 1 other started following you"}},
+		{"en", digest([]string{"alice", "carol"}, 10000), Content{"10000 new followers", "alice, carol and 9998 others started following you"}},
+		{"zh", digest([]string{"alice"}, 1), Content{"新粉丝", "alice 关注了你"}},
+		{"zh", digest([]string{"alice", "carol"}, 5), Content{"5 位新粉丝", "alice、carol 等 5 人关注了你"}},
+		{"ja", digest([]string{"alice"}, 1), Content{"新しいフォロワー", "aliceさんにフォローされました"}},
+		{"ja", digest([]string{"alice", "carol"}, 5), Content{"5人の新しいフォロワー", "aliceさん、carolさんほか3人にフォローされました"}},
+	}
+	for _, tt := range tests {
+		got, err := tmpl.RenderDigest(tt.locale, tt.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(tt.want, got); d != "" {
+			t.Errorf("%s, %d followers (-want +got):\n%s", tt.locale, tt.data.Count, d)
+		}
+	}
+}
+
+func TestTemplatesLocale(t *testing.T) {
+	t.Parallel()
+	tmpl, err := NewLocalizedTemplates(map[string]Texts{"zh_TW": {Body: "{{.From}} 關注了你"}, "PT-br": {Title: "Novo seguidor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[string]string{
+		"": "en", "en-GB": "en", "fr": "en", "zh": "zh", "zh-CN": "zh", "zh-TW": "zh-tw", "zh-Hant-TW": "zh", "zh_tw": "zh-tw",
+		"ja-JP": "ja", "pt-BR": "pt-br", "pt-PT": "en", "not a tag!": "en",
+	} {
+		if got := tmpl.Locale(tag); got != want {
+			t.Errorf("Locale(%q) = %q, want %q", tag, got, want)
+		}
+	}
+	// A configured locale inherits what it does not set: zh-TW its
+	// language's built-in title, pt-BR English's body.
+	got := map[string]Content{}
+	for _, loc := range []string{"zh-TW", "pt-BR"} {
+		if got[loc], err = tmpl.RenderLocale(loc, goldenFollow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]Content{"zh-TW": {"新粉丝", "alice 關注了你"}, "pt-BR": {"Novo seguidor", "alice started following you"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("inherited texts (-want +got):\n%s", d)
+	}
+}
+
+func TestNewLocalizedTemplatesRejects(t *testing.T) {
+	t.Parallel()
+	for name, texts := range map[string]map[string]Texts{
+		"bad tag":            {"en US": {Title: "x"}},
+		"parse error":        {"de": {Body: "{{.From"}},
+		"unknown field":      {"de": {Body: "{{.Follower}}"}},
+		"digest field":       {"de": {Body: "{{.Count}}"}},
+		"digest parse error": {"ja": {DigestBody: "{{join .Names}"}},
+	} {
+		if _, err := NewLocalizedTemplates(texts); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -25,6 +25,10 @@ type RetryError struct {
 	QuotaRetries int
 	// Devices is how many devices need the retry.
 	Devices int
+	// Throttled is true when nothing was sent because the global send rate
+	// limit had no room (Outcome [OutcomeRateLimited]): the retry comes
+	// after After (plus jitter) and does not count against the retry budget.
+	Throttled bool
 }
 
 // Error says how many devices failed with what.
@@ -56,9 +60,15 @@ const (
 // shorter than FCM's Retry-After. For quota errors: max(Retry-After, 60 s
 // doubled with every quota retry, at most 30 min), plus up to 25 % jitter on
 // top, so it is never shorter than FCM asked. The stale cutoff
-// (MAX_EVENT_AGE) ends retries whatever their number.
+// (MAX_EVENT_AGE) ends retries whatever their number. A retry for the
+// global send rate limit comes after the wait the limiter named (at least
+// 100 ms) plus up to 25 % jitter.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var re *RetryError
+	if errors.As(err, &re) && re.Throttled {
+		d := max(re.After, 100*time.Millisecond)
+		return d + rand.N(d/4+1)
+	}
 	if errors.As(err, &re) && re.Quota {
 		d := min(minQuotaDelay<<min(max(re.QuotaRetries-1, 0), 5), maxQuotaDelay)
 		d = max(d, re.After)
@@ -72,11 +82,12 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return d
 }
 
-// IsFailure is the asynq IsFailure function: a quota retry is not a failure,
-// so it does not use up the retry budget.
+// IsFailure is the asynq IsFailure function: a quota retry, or one for the
+// global send rate limit, is not a failure, so it does not use up the retry
+// budget.
 func IsFailure(err error) bool {
 	var re *RetryError
-	return !(errors.As(err, &re) && re.Quota)
+	return !(errors.As(err, &re) && (re.Quota || re.Throttled))
 }
 
 // jitter returns a duration in [d/2, d).

@@ -3,7 +3,9 @@
 // its queue, retry budget, timeout and deterministic id.
 //
 // The receiver builds tasks with [NewFollowTask]; the worker reads them back
-// with [ParseFollow]. Nothing else crosses the queue.
+// with [ParseFollow]. The worker itself schedules [TypeDigest] tasks
+// ([NewDigestTask], [ParseDigest]) when notification policies fold follows
+// into one summary push. Nothing else crosses the queue.
 package tasks
 
 import (
@@ -138,4 +140,100 @@ func ParseFollow(t *asynq.Task) (Follow, error) {
 		return f, fmt.Errorf("%w: %v", ErrInvalidFollow, err)
 	}
 	return f, f.Validate()
+}
+
+// TypeDigest is the asynq task type of "send the followee one push that sums
+// up the follows folded into its pending set" (aggregation, or follows over
+// the per-recipient cap).
+const TypeDigest = "follow:digest"
+
+// Digest is the payload of a [TypeDigest] task: send To the summary of its
+// pending followers that is due at Due (milliseconds since the Unix epoch,
+// the end of the aggregation window or the time the per-recipient cap frees
+// up). AppID is the app of the follow that scheduled it (users share one
+// namespace across apps; the app only reaches the push templates).
+type Digest struct {
+	AppID string `json:"app"`
+	To    string `json:"to"`
+	Due   int64  `json:"at"`
+}
+
+// ErrInvalidDigest is returned (wrapped) by [Digest.Validate],
+// [NewDigestTask] and [ParseDigest] for a payload that can never be
+// delivered.
+var ErrInvalidDigest = errors.New("invalid digest")
+
+// Validate reports whether d can be turned into a push. It returns an error
+// wrapping [ErrInvalidDigest] naming the first bad field.
+func (d Digest) Validate() error {
+	switch {
+	case d.AppID == "":
+		return fmt.Errorf("%w: empty app", ErrInvalidDigest)
+	case !ValidUserID(d.To):
+		return fmt.Errorf("%w: bad to_account %q", ErrInvalidDigest, d.To)
+	case d.Due <= 0:
+		return fmt.Errorf("%w: due time %d", ErrInvalidDigest, d.Due)
+	}
+	return nil
+}
+
+// ID is the deterministic identity of this digest: the same followee and
+// due time always give the same ID whatever the app, so only one digest per
+// followee and window exists. It is 32 lowercase hex characters, from a
+// hash domain-separated from [Follow.ID].
+func (d Digest) ID() string {
+	h := sha256.New()
+	h.Write([]byte("digest\x00"))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(d.To)))
+	h.Write(n[:])
+	h.Write([]byte(d.To))
+	binary.BigEndian.PutUint64(n[:], uint64(d.Due))
+	h.Write(n[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Time returns Due as a time.Time.
+func (d Digest) Time() time.Time { return time.UnixMilli(d.Due) }
+
+// TaskID returns the asynq task id of d's task: "digest:" followed by
+// [Digest.ID].
+func (d Digest) TaskID() string { return "digest:" + d.ID() }
+
+// NewDigestTask returns the asynq task for d, with queue [QueueFollow], task
+// id [Digest.TaskID], processing time Due, retry budget [DefaultMaxRetry]
+// and timeout [DefaultTimeout]; opts are appended and so override these. It
+// returns an error wrapping [ErrInvalidDigest] when d does not validate.
+//
+// Enqueuing the same digest twice while the first task still exists fails
+// with asynq.ErrTaskIDConflict, which callers treat as success.
+func NewDigestTask(d Digest, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode digest payload: %w", err)
+	}
+	all := append([]asynq.Option{
+		asynq.Queue(QueueFollow),
+		asynq.TaskID(d.TaskID()),
+		asynq.ProcessAt(d.Time()),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.Timeout(DefaultTimeout),
+	}, opts...)
+	return asynq.NewTask(TypeDigest, payload, all...), nil
+}
+
+// ParseDigest decodes the payload of a [TypeDigest] task. A payload that
+// does not decode or validate returns an error wrapping [ErrInvalidDigest].
+func ParseDigest(t *asynq.Task) (Digest, error) {
+	var d Digest
+	if t.Type() != TypeDigest {
+		return d, fmt.Errorf("%w: task type %q", ErrInvalidDigest, t.Type())
+	}
+	if err := json.Unmarshal(t.Payload(), &d); err != nil {
+		return d, fmt.Errorf("%w: %v", ErrInvalidDigest, err)
+	}
+	return d, d.Validate()
 }

@@ -45,9 +45,28 @@ type Worker struct {
 
 // NewWorker assembles the worker over rdb, sending with sender.
 func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sender, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
-	tmpl, err := notifier.NewTemplates(cfg.PushTitle, cfg.PushBody)
+	pol := cfg.Policies
+	tmpl, err := notifier.NewLocalizedTemplates(pushTexts(cfg))
 	if err != nil {
 		return nil, err
+	}
+	client := asynq.NewClientFromRedisClient(rdb) // schedules digest tasks; shares rdb, nothing to close
+	var limiter notifier.SendLimiter
+	if pol.FCMRateLimit > 0 {
+		limiter = notifier.NewRateLimit(rdb, cfg.Redis.KeyPrefix+"fcm", pol.FCMRateLimit, time.Second, 0)
+	}
+	var names notifier.NameResolver
+	if pol.TencentAPIBase != "" {
+		names, err = notifier.NewTencentProfiles(notifier.TencentConfig{
+			BaseURL:    pol.TencentAPIBase,
+			Identifier: pol.TencentAdminIdentifier,
+			UserSigs:   pol.TencentAdminUserSigs,
+			CacheTTL:   pol.DisplayNameCacheTTL,
+			KeyPrefix:  cfg.Redis.KeyPrefix,
+		}, rdb, log.With("component", "display-names"))
+		if err != nil {
+			return nil, err
+		}
 	}
 	h, err := notifier.NewHandler(log,
 		devices.NewRegistry(rdb, devices.Options{Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser}),
@@ -56,6 +75,22 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			MaxEventAge: cfg.MaxEventAge,
 			SendTimeout: cfg.FCMSendTimeout,
 			Content:     tmpl,
+			Message: notifier.MessageOptions{
+				AndroidChannelID: pol.AndroidChannelID,
+				AndroidPriority:  pol.AndroidPriority,
+				APNsSound:        pol.APNsSound,
+				APNsThreadID:     pol.APNsThreadID,
+				WebpushLink:      pol.WebpushLink,
+			},
+			Policy: delivery.Policy{
+				Cooldown:       pol.FollowCooldown,
+				MaxPerHour:     pol.MaxPushesPerHour,
+				Window:         pol.AggregationWindow,
+				FirstImmediate: pol.AggregationFirstImmediate,
+			},
+			Scheduler: client,
+			Limiter:   limiter,
+			Names:     names,
 		})
 	if err != nil {
 		return nil, err
@@ -75,7 +110,27 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeFollow, h)
+	mux.HandleFunc(tasks.TypeDigest, h.ProcessDigest)
 	return &Worker{Server: srv, Handler: h, mux: mux}, nil
+}
+
+// pushTexts returns the per-locale push texts: PUSH_TEMPLATES_FILE's, with
+// PUSH_TITLE and PUSH_BODY as English's single-follow texts unless the file
+// gives those.
+func pushTexts(cfg config.Worker) map[string]notifier.Texts {
+	texts := map[string]notifier.Texts{}
+	for loc, t := range cfg.Policies.Templates {
+		texts[notifier.NormalizeLocale(loc)] = notifier.Texts{Title: t.Title, Body: t.Body, DigestTitle: t.DigestTitle, DigestBody: t.DigestBody}
+	}
+	en := texts[notifier.DefaultLocale]
+	if en.Title == "" {
+		en.Title = cfg.PushTitle
+	}
+	if en.Body == "" {
+		en.Body = cfg.PushBody
+	}
+	texts[notifier.DefaultLocale] = en
+	return texts
 }
 
 // Start starts processing; Shutdown stops fetching, lets in-flight tasks

@@ -1,0 +1,233 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Policies are the worker's notification policies and push content
+// settings.
+type Policies struct {
+	// FollowCooldown is FOLLOW_COOLDOWN (default 1h; 0 = off).
+	FollowCooldown time.Duration
+	// MaxPushesPerHour is MAX_PUSHES_PER_USER_PER_HOUR (default 0 =
+	// unlimited).
+	MaxPushesPerHour int
+	// AggregationWindow is AGGREGATION_WINDOW (default 0 = off).
+	AggregationWindow time.Duration
+	// AggregationFirstImmediate is AGGREGATION_FIRST_IMMEDIATE (default
+	// true).
+	AggregationFirstImmediate bool
+	// FCMRateLimit is FCM_RATE_LIMIT, sends per second for all workers
+	// together (default 8000; 0 = unlimited).
+	FCMRateLimit int
+	// Templates are the per-locale texts of PUSH_TEMPLATES_FILE, keyed by
+	// the file's language tags, each template already checked to parse and
+	// render; nil when unset.
+	Templates map[string]LocaleTexts
+	// AndroidChannelID is ANDROID_CHANNEL_ID (default "": the app's default
+	// channel).
+	AndroidChannelID string
+	// AndroidPriority is ANDROID_PRIORITY, "high" (default) or "normal".
+	AndroidPriority string
+	// APNsSound is APNS_SOUND (default "default"; "none" = silent).
+	APNsSound string
+	// APNsThreadID is APNS_THREAD_ID (default "follow").
+	APNsThreadID string
+	// WebpushLink is WEBPUSH_LINK, an https URL (default "": none).
+	WebpushLink string
+	// TencentAPIBase is TENCENT_API_BASE (default "": display names off).
+	TencentAPIBase string
+	// TencentAdminIdentifier is TENCENT_ADMIN_IDENTIFIER (default
+	// "administrator").
+	TencentAdminIdentifier string
+	// TencentAdminUserSigs is TENCENT_ADMIN_USERSIG per SDKAppID, the key ""
+	// for a single UserSig serving every app; nil when unset.
+	TencentAdminUserSigs map[string]string
+	// DisplayNameCacheTTL is DISPLAY_NAME_CACHE_TTL (default 1h).
+	DisplayNameCacheTTL time.Duration
+}
+
+// LocaleTexts are one locale's templates in PUSH_TEMPLATES_FILE; an empty
+// field keeps the built-in text (see notifier.Texts for what each sees).
+type LocaleTexts struct {
+	Title       string `json:"title"`
+	Body        string `json:"body"`
+	DigestTitle string `json:"digest_title"`
+	DigestBody  string `json:"digest_body"`
+}
+
+func (l *loader) policies(maxEventAge time.Duration) Policies {
+	p := Policies{
+		FollowCooldown:            l.duration("FOLLOW_COOLDOWN", time.Hour, 0, 30*24*time.Hour),
+		MaxPushesPerHour:          l.intRange("MAX_PUSHES_PER_USER_PER_HOUR", 0, 0, 100000),
+		AggregationWindow:         l.duration("AGGREGATION_WINDOW", 0, 0, 24*time.Hour),
+		AggregationFirstImmediate: l.boolean("AGGREGATION_FIRST_IMMEDIATE", true),
+		FCMRateLimit:              l.intRange("FCM_RATE_LIMIT", 8000, 0, 10000),
+		Templates:                 l.templatesFile("PUSH_TEMPLATES_FILE"),
+		AndroidChannelID:          l.raw("ANDROID_CHANNEL_ID", ""),
+		AndroidPriority:           strings.ToLower(l.raw("ANDROID_PRIORITY", "high")),
+		APNsSound:                 l.raw("APNS_SOUND", "default"),
+		APNsThreadID:              l.raw("APNS_THREAD_ID", "follow"),
+		WebpushLink:               l.raw("WEBPUSH_LINK", ""),
+		TencentAPIBase:            l.baseURL("TENCENT_API_BASE"),
+		TencentAdminIdentifier:    l.raw("TENCENT_ADMIN_IDENTIFIER", "administrator"),
+		TencentAdminUserSigs:      l.userSigs("TENCENT_ADMIN_USERSIG"),
+		DisplayNameCacheTTL:       l.duration("DISPLAY_NAME_CACHE_TTL", time.Hour, time.Minute, 7*24*time.Hour),
+	}
+	if p.TencentAPIBase != "" && len(p.TencentAdminUserSigs) == 0 {
+		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE")
+	}
+	if p.AggregationWindow > 0 && p.AggregationWindow < time.Second {
+		l.fail("AGGREGATION_WINDOW", "%s is below 1s (0 turns aggregation off)", p.AggregationWindow)
+	}
+	if p.AggregationWindow >= maxEventAge {
+		l.fail("AGGREGATION_WINDOW", "%s is not shorter than MAX_EVENT_AGE %s", p.AggregationWindow, maxEventAge)
+	}
+	if p.AndroidPriority != "high" && p.AndroidPriority != "normal" {
+		l.fail("ANDROID_PRIORITY", "%q is not high or normal", p.AndroidPriority)
+	}
+	if len(p.AndroidChannelID) > 256 || strings.ContainsAny(p.AndroidChannelID, " \t\r\n") {
+		l.fail("ANDROID_CHANNEL_ID", "must be at most 256 bytes without whitespace")
+	}
+	if len(p.APNsSound) > 256 || len(p.APNsThreadID) > 256 {
+		l.fail("APNS_SOUND", "APNS_SOUND and APNS_THREAD_ID must be at most 256 bytes")
+	}
+	if v := p.WebpushLink; v != "" {
+		if u, err := url.Parse(v); err != nil || u.Scheme != "https" || u.Host == "" {
+			l.fail("WEBPUSH_LINK", "%q is not an https URL (FCM accepts only https links)", v)
+		}
+	}
+	return p
+}
+
+// userSigs reads a UserSig, or a comma-separated list of sdkappid=usersig;
+// a problem is reported without the secret.
+func (l *loader) userSigs(name string) map[string]string {
+	v := l.raw(name, "")
+	if v == "" {
+		return nil
+	}
+	if !strings.Contains(v, "=") {
+		return map[string]string{"": v}
+	}
+	sigs := map[string]string{}
+	for i, part := range strings.Split(v, ",") {
+		app, sig, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if n, err := strconv.ParseUint(app, 10, 64); !ok || err != nil || n == 0 || sig == "" {
+			l.fail(name, "entry %d is not sdkappid=usersig", i+1)
+			return nil
+		}
+		sigs[app] = sig
+	}
+	return sigs
+}
+
+func (l *loader) boolean(name string, def bool) bool {
+	v := l.raw(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		l.fail(name, "%q is not true or false", v)
+		return def
+	}
+	return b
+}
+
+// templateSample* are what the notifier's templates see (notifier.Texts):
+// each template must render them without error.
+var (
+	templateSampleSingle = struct{ From, FromID, To, AppID string }{"Alice", "alice", "bob", "1400000000"}
+	templateSampleDigest = struct {
+		From, To, AppID string
+		Names           []string
+		Count, Others   int
+	}{"alice", "bob", "1400000000", []string{"alice", "carol"}, 5, 3}
+	templateFuncs = template.FuncMap{"join": strings.Join}
+)
+
+// templatesFile reads and checks the JSON file of per-locale texts named by
+// setting name.
+func (l *loader) templatesFile(name string) map[string]LocaleTexts {
+	path := l.raw(name, "")
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		l.fail(name, "cannot read: %v", err)
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var texts map[string]LocaleTexts
+	if err := dec.Decode(&texts); err != nil {
+		l.fail(name, "%s is not a JSON object of locale -> {title, body, digest_title, digest_body}: %v", path, err)
+		return nil
+	}
+	locales := make([]string, 0, len(texts))
+	for loc := range texts {
+		locales = append(locales, loc)
+	}
+	sort.Strings(locales)
+	var problems []string
+	for _, loc := range locales {
+		if !validLocale(loc) {
+			problems = append(problems, fmt.Sprintf("%q is not a language tag", loc))
+			continue
+		}
+		tx := texts[loc]
+		for _, f := range []struct {
+			field, text string
+			sample      any
+		}{
+			{"title", tx.Title, templateSampleSingle}, {"body", tx.Body, templateSampleSingle},
+			{"digest_title", tx.DigestTitle, templateSampleDigest}, {"digest_body", tx.DigestBody, templateSampleDigest},
+		} {
+			if f.text == "" {
+				continue
+			}
+			t, err := template.New(f.field).Funcs(templateFuncs).Option("missingkey=error").Parse(f.text)
+			if err == nil {
+				err = t.Execute(&strings.Builder{}, f.sample)
+			}
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s %s: %v", loc, f.field, err))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		l.fail(name, "%s: %s", path, strings.Join(problems, "; "))
+		return nil
+	}
+	return texts
+}
+
+// validLocale reports whether tag looks like a BCP 47 language tag: 1 to 8
+// letters or digits per subtag, separated by "-" or "_".
+func validLocale(tag string) bool {
+	if tag == "" {
+		return false
+	}
+	for _, sub := range strings.FieldsFunc(tag, func(r rune) bool { return r == '-' || r == '_' }) {
+		if len(sub) > 8 {
+			return false
+		}
+		for _, c := range sub {
+			if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+				return false
+			}
+		}
+	}
+	return !strings.Contains(tag, "--") && !strings.HasPrefix(tag, "-") && !strings.HasSuffix(tag, "-")
+}

@@ -1,0 +1,363 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/tasks"
+)
+
+// CapWindow is the period of [Policy.MaxPerHour]: a sliding hour.
+const CapWindow = time.Hour
+
+// Policy is the set of notification policies a worker applies to a
+// followee's pushes. The zero Policy has everything off: every follow is
+// pushed on its own as soon as it is handled, which is what a worker does
+// without policies.
+//
+// All of a followee's policy state lives under one hash tag
+// ({prefix}{ag:<followee>}, see the package documentation), so each decision
+// is one atomic script, also on Redis Cluster.
+type Policy struct {
+	// Cooldown: once a follow of a pair (follower, followee; whatever the
+	// app) notified, or was folded into a pending summary, other follows of
+	// the same pair with an EventTime less than Cooldown later notify nothing
+	// (follow → unfollow → follow again does not push twice). An unfollow
+	// that undoes a still-pending folded follow lifts its cooldown, since it
+	// notified nobody. 0 = off.
+	Cooldown time.Duration
+	// MaxPerHour caps the follower pushes (single or summary) one followee
+	// gets in any sliding hour ([CapWindow]); follows beyond it are folded
+	// into the followee's next summary push, due when the cap allows one
+	// more. 0 = unlimited.
+	MaxPerHour int
+	// Window is the aggregation window: follows of the same followee within
+	// it become one summary push at its end, and a summary sent opens the
+	// next window, so a steady stream of follows gives one push per Window.
+	// 0 = off (one push per follow).
+	Window time.Duration
+	// FirstImmediate: with a Window, the first follow after a quiet period
+	// (no window open) is pushed at once and opens the window; otherwise it
+	// waits for the window's summary like the rest.
+	FirstImmediate bool
+}
+
+// Active reports whether any policy is on; an inactive Policy needs no
+// call to [Store.Admit].
+func (p Policy) Active() bool { return p.Cooldown > 0 || p.MaxPerHour > 0 || p.Window > 0 }
+
+// Verdict is what [Store.Admit] decided for a follow.
+type Verdict string
+
+// The verdicts of [Store.Admit].
+const (
+	// VerdictSend: push the follow on its own, now.
+	VerdictSend Verdict = "send"
+	// VerdictCooldown: the pair notified recently; push nothing.
+	VerdictCooldown Verdict = "cooldown"
+	// VerdictCancelled: an unfollow later than the follow arrived (after
+	// the follow's record was loaded); push nothing.
+	VerdictCancelled Verdict = "cancelled"
+	// VerdictAggregated: the follow was folded into the followee's pending
+	// summary, which is due at [Admission.Due].
+	VerdictAggregated Verdict = "aggregated"
+	// VerdictCapped: the followee is at its per-hour cap; the follow was
+	// folded into the pending summary, due at [Admission.Due].
+	VerdictCapped Verdict = "capped"
+)
+
+// Admission is the answer of [Store.Admit].
+type Admission struct {
+	Verdict Verdict
+	// Due is when the summary push the follow was folded into is due, in
+	// milliseconds since the epoch (VerdictAggregated, VerdictCapped; 0
+	// otherwise). The caller makes sure a [tasks.Digest] task for it
+	// exists; scheduling the same digest twice is harmless.
+	Due int64
+}
+
+// admitScript decides one follow. It never pushes a follow twice on its
+// own: a retry of a follow it let through (found in the cap log or as the
+// window's opener) is let through again.
+//
+// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] cooldown ZSET,
+// KEYS[5] unfollows ZSET
+// ARGV[1] follower, ARGV[2] EventTime ms, ARGV[3] follow id, ARGV[4] now ms,
+// ARGV[5] cooldown ms (0 = off), ARGV[6] "(" cooldown prune bound,
+// ARGV[7] cap (0 = off), ARGV[8] cap window ms, ARGV[9] cap prune bound (inclusive),
+// ARGV[10] window ms (0 = off), ARGV[11] "1" first immediate, ARGV[12] now+window ms,
+// ARGV[13] key TTL ms
+var admitScript = redis.NewScript(`
+local from, et, id, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local cd, cap, win = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[10])
+if cap > 0 and redis.call('ZSCORE', KEYS[3], id) then return {'send', 0} end
+if win > 0 and redis.call('HGET', KEYS[2], 'opener') == id then return {'send', 0} end
+local u = redis.call('ZSCORE', KEYS[5], from)
+if u and tonumber(u) > et then return {'cancelled', 0} end
+if cd > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[6])
+  local c = redis.call('ZSCORE', KEYS[4], from)
+  if c and tonumber(c) ~= et then return {'cooldown', 0} end
+end
+local function claim()
+  if cd > 0 then
+    redis.call('ZADD', KEYS[4], ARGV[2], from)
+    redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  end
+end
+local function fold(due, why)
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[2], from)
+  redis.call('PEXPIRE', KEYS[1], ARGV[13])
+  claim()
+  return {why, due}
+end
+local function open(due, why, opener)
+  redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', opener)
+  redis.call('PEXPIRE', KEYS[2], ARGV[13])
+end
+local due = redis.call('HGET', KEYS[2], 'due')
+if due and (now < tonumber(due) or redis.call('ZCARD', KEYS[1]) > 0) then
+  return fold(due, redis.call('HGET', KEYS[2], 'why') or 'aggregated')
+end
+if win > 0 and ARGV[11] ~= '1' then
+  open(ARGV[12], 'aggregated', '')
+  return fold(ARGV[12], 'aggregated')
+end
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[9])
+  if redis.call('ZCARD', KEYS[3]) >= cap then
+    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    local free = tonumber(oldest[2]) + tonumber(ARGV[8])
+    local d = ARGV[12]
+    if free > tonumber(ARGV[12]) then d = string.format('%d', free) end
+    open(d, 'capped', '')
+    return fold(d, 'capped')
+  end
+  redis.call('ZADD', KEYS[3], ARGV[4], id)
+  redis.call('PEXPIRE', KEYS[3], ARGV[8])
+end
+if win > 0 then open(ARGV[12], 'aggregated', id) end
+claim()
+return {'send', 0}
+`)
+
+// takeScript takes the followers of one digest.
+//
+// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET
+// ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
+// ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
+// ARGV[8] key TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms
+var takeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')}
+end
+local due = redis.call('HGET', KEYS[2], 'due')
+if due and tonumber(due) ~= tonumber(ARGV[1]) then
+  return {'superseded', due, redis.call('ZCARD', KEYS[1])}
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  return {'empty'}
+end
+local cap = tonumber(ARGV[3])
+if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+  if redis.call('ZCARD', KEYS[3]) >= cap then
+    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    local free = tonumber(oldest[2]) + tonumber(ARGV[5])
+    if free <= tonumber(ARGV[1]) then free = tonumber(ARGV[1]) + 1 end
+    local d = string.format('%d', free)
+    redis.call('HSET', KEYS[2], 'due', d, 'why', 'capped', 'opener', '')
+    redis.call('PEXPIRE', KEYS[2], ARGV[8])
+    redis.call('PEXPIRE', KEYS[1], ARGV[8])
+    return {'later', d}
+  end
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+redis.call('RENAME', KEYS[1], KEYS[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
+if tonumber(ARGV[6]) > 0 then
+  redis.call('HSET', KEYS[2], 'due', ARGV[10], 'why', 'aggregated', 'opener', '')
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+else
+  redis.call('DEL', KEYS[2])
+end
+return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')}
+`)
+
+// undoScript removes a follower from a followee's pending summary when its
+// folded follow is older than the unfollow, and lifts the cooldown that
+// follow started. It also notes the unfollow in the followee's slot, so a
+// follow task that loaded its record before the unfollow and asks Admit
+// after it is cancelled there (the {cx:} key lives on another slot).
+//
+// KEYS[1] pending ZSET, KEYS[2] cooldown ZSET, KEYS[3] unfollows ZSET;
+// ARGV[1] follower, ARGV[2] unfollow EventTime ms, ARGV[3] unfollows TTL ms,
+// ARGV[4] unfollows prune bound (exclusive)
+var undoScript = redis.NewScript(`
+redis.call('ZADD', KEYS[3], 'GT', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) < tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  local c = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if c and tonumber(c) == tonumber(s) then redis.call('ZREM', KEYS[2], ARGV[1]) end
+  return 1
+end
+return 0
+`)
+
+func (s *Store) pendingKey(to string) string   { return s.prefix + "{ag:" + to + "}" }
+func (s *Store) windowKey(to string) string    { return s.pendingKey(to) + ":win" }
+func (s *Store) capKey(to string) string       { return s.pendingKey(to) + ":cap" }
+func (s *Store) cooldownKey(to string) string  { return s.pendingKey(to) + ":cd" }
+func (s *Store) unfollowsKey(to string) string { return s.pendingKey(to) + ":ux" }
+func (s *Store) snapshotKey(d tasks.Digest) string {
+	return s.pendingKey(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
+}
+
+// stateTTL is how long a followee's pending set and window outlive their
+// last write: long enough for a digest delayed by the cap and then retried
+// up to the stale cutoff (bounded by the record TTL).
+func (s *Store) stateTTL(p Policy) time.Duration {
+	return p.Window + CapWindow + s.recordTTL
+}
+
+func ms(d time.Duration) string    { return strconv.FormatInt(d.Milliseconds(), 10) }
+func itoa(n int64) string          { return strconv.FormatInt(n, 10) }
+func excl(n int64) string          { return "(" + strconv.FormatInt(n, 10) }
+func boolArg(b bool) string        { return map[bool]string{true: "1", false: "0"}[b] }
+func toInt64(v any) (int64, error) { return strconv.ParseInt(fmt.Sprint(v), 10, 64) }
+
+// Admit applies p to follow f at now and returns what to do with it. With
+// an inactive p it returns [VerdictSend] without touching Redis. The order:
+//
+//  1. a retry of a follow Admit already let through is let through again;
+//     an unfollow later than f (recorded by [Store.Cancel]) → [VerdictCancelled];
+//  2. cooldown: the pair notified (or was folded) within p.Cooldown of f's
+//     EventTime → [VerdictCooldown];
+//  3. a summary is pending for the followee (a window is open, or follows
+//     wait for the cap) → folded into it;
+//  4. aggregation without FirstImmediate → folded, opening a window;
+//  5. the followee is at p.MaxPerHour → [VerdictCapped], folded into a
+//     summary due when the cap allows one more push;
+//  6. otherwise [VerdictSend]; with aggregation, f opens a window.
+//
+// Folding a follow and letting it through both start its pair's cooldown.
+func (s *Store) Admit(ctx context.Context, f tasks.Follow, p Policy, now time.Time) (Admission, error) {
+	if !p.Active() {
+		return Admission{Verdict: VerdictSend}, nil
+	}
+	n := now.UnixMilli()
+	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To), s.unfollowsKey(f.To)}
+	args := []any{
+		f.From, itoa(f.EventTime), f.ID(), itoa(n),
+		ms(p.Cooldown), excl(n - p.Cooldown.Milliseconds()),
+		p.MaxPerHour, ms(CapWindow), itoa(n - CapWindow.Milliseconds()),
+		ms(p.Window), boolArg(p.FirstImmediate), itoa(n + p.Window.Milliseconds()),
+		ms(s.stateTTL(p)),
+	}
+	res, err := admitScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return Admission{}, fmt.Errorf("apply notification policies: %w", err)
+	}
+	if len(res) != 2 {
+		return Admission{}, fmt.Errorf("apply notification policies: unexpected answer %v", res)
+	}
+	due, err := toInt64(res[1])
+	if err != nil {
+		return Admission{}, fmt.Errorf("apply notification policies: bad due time %v", res[1])
+	}
+	return Admission{Verdict: Verdict(fmt.Sprint(res[0])), Due: due}, nil
+}
+
+// BatchVerdict is what [Store.TakeDigest] found.
+type BatchVerdict string
+
+// The verdicts of [Store.TakeDigest].
+const (
+	// BatchSend: send the summary of [Batch.Followers]. A retry of the same
+	// digest gets the same followers.
+	BatchSend BatchVerdict = "send"
+	// BatchEmpty: nobody is pending (every folded follow was undone): send
+	// nothing; the window closes.
+	BatchEmpty BatchVerdict = "empty"
+	// BatchLater: the followee is at its cap; the summary moved to
+	// [Batch.Next], whose digest the caller schedules.
+	BatchLater BatchVerdict = "later"
+	// BatchSuperseded: another digest of the followee is the current one
+	// (this one is a stale duplicate); when followers are pending,
+	// [Batch.Next] is its due time, which the caller makes sure is
+	// scheduled.
+	BatchSuperseded BatchVerdict = "superseded"
+)
+
+// Follower is one follower in a summary push.
+type Follower struct {
+	ID        string
+	EventTime int64 // ms
+}
+
+// Batch is the answer of [Store.TakeDigest].
+type Batch struct {
+	Verdict BatchVerdict
+	// Followers are the followers to name, oldest follow first (BatchSend).
+	Followers []Follower
+	// Next is the due time (ms) of the digest to schedule, 0 for none.
+	Next int64
+}
+
+// TakeDigest takes the followers of digest d at now under policy p: on the
+// first run it moves the followee's pending set into a snapshot kept for
+// the record TTL (so retries resend the same summary), counts the push
+// against the cap and, with aggregation, opens the next window (follows
+// within it wait for the next summary). When the cap is full the summary
+// is put off instead ([BatchLater]).
+func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now time.Time) (Batch, error) {
+	n := now.UnixMilli()
+	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d)}
+	args := []any{
+		itoa(d.Due), itoa(n), p.MaxPerHour, itoa(n - CapWindow.Milliseconds()), ms(CapWindow),
+		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.recordTTL), itoa(n + p.Window.Milliseconds()),
+	}
+	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil || len(res) == 0 {
+		return Batch{}, fmt.Errorf("take digest followers: %w (answer %v)", err, res)
+	}
+	b := Batch{Verdict: BatchVerdict(fmt.Sprint(res[0]))}
+	switch b.Verdict {
+	case BatchSend:
+		pairs, _ := res[1].([]any)
+		for i := 0; i+1 < len(pairs); i += 2 {
+			t, err := strconv.ParseFloat(fmt.Sprint(pairs[i+1]), 64)
+			if err != nil {
+				return Batch{}, fmt.Errorf("take digest followers: bad score %v", pairs[i+1])
+			}
+			b.Followers = append(b.Followers, Follower{ID: fmt.Sprint(pairs[i]), EventTime: int64(t)})
+		}
+	case BatchLater:
+		if b.Next, err = toInt64(res[1]); err != nil {
+			return Batch{}, fmt.Errorf("take digest followers: bad due time %v", res[1])
+		}
+	case BatchSuperseded:
+		due, err := toInt64(res[1])
+		if err != nil {
+			return Batch{}, fmt.Errorf("take digest followers: bad due time %v", res[1])
+		}
+		if pending, _ := toInt64(res[2]); pending > 0 {
+			b.Next = due
+		}
+	}
+	return b, nil
+}
+
+// LoadDigest returns the delivery record of digest d.
+func (s *Store) LoadDigest(ctx context.Context, d tasks.Digest) (Record, error) {
+	return s.LoadRecord(ctx, d)
+}

@@ -1,0 +1,289 @@
+package delivery_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/tasks"
+)
+
+// t0 is the tests' clock origin (ms): a fixed, recent instant.
+var t0 = time.UnixMilli(1_790_000_000_000)
+
+func follow(from, to string, at time.Time) tasks.Follow {
+	return tasks.Follow{AppID: "1400000000", From: from, To: to, EventTime: at.UnixMilli()}
+}
+
+// step is one follow through Admit at a time, with the verdict wanted.
+type step struct {
+	from    string
+	at      time.Duration // event time and "now", from t0
+	want    delivery.Verdict
+	wantDue time.Duration // from t0; for folded verdicts
+}
+
+func runSteps(t *testing.T, st *delivery.Store, p delivery.Policy, to string, steps []step) {
+	t.Helper()
+	for i, s := range steps {
+		at := t0.Add(s.at)
+		got, err := st.Admit(context.Background(), follow(s.from, to, at), p, at)
+		if err != nil {
+			t.Fatalf("step %d (%s at %s): %v", i, s.from, s.at, err)
+		}
+		want := delivery.Admission{Verdict: s.want}
+		if s.want == delivery.VerdictAggregated || s.want == delivery.VerdictCapped {
+			want.Due = t0.Add(s.wantDue).UnixMilli()
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("step %d (%s at %s) (-want +got):\n%s", i, s.from, s.at, d)
+		}
+	}
+}
+
+func TestAdmitInactivePolicySendsWithoutRedis(t *testing.T) {
+	t.Parallel()
+	// A client to nowhere: an inactive policy must not touch Redis.
+	st := delivery.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), delivery.Options{})
+	got, err := st.Admit(context.Background(), follow("a", "b", t0), delivery.Policy{}, t0)
+	if err != nil || got.Verdict != delivery.VerdictSend {
+		t.Fatalf("Admit = %+v, %v; want send without Redis", got, err)
+	}
+}
+
+func TestAdmit(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	tests := []struct {
+		name   string
+		policy delivery.Policy
+		steps  []step
+	}{
+		{"cooldown: the same pair notifies once", delivery.Policy{Cooldown: 24 * time.Hour}, []step{
+			{"alice", 0, delivery.VerdictSend, 0},
+			{"alice", 0, delivery.VerdictSend, 0}, // a retry of the same follow
+			{"alice", time.Minute, delivery.VerdictCooldown, 0},
+			{"carol", time.Minute, delivery.VerdictSend, 0},
+			{"alice", 23 * time.Hour, delivery.VerdictCooldown, 0},
+			{"alice", 24*time.Hour + time.Millisecond, delivery.VerdictSend, 0},
+		}},
+		{"cap: over it folds until the oldest push leaves the hour", delivery.Policy{MaxPerHour: 2}, []step{
+			{"a", 0, delivery.VerdictSend, 0},
+			{"b", 10 * time.Minute, delivery.VerdictSend, 0},
+			{"c", 20 * time.Minute, delivery.VerdictCapped, time.Hour},
+			{"d", 30 * time.Minute, delivery.VerdictCapped, time.Hour},
+			{"a", 40 * time.Minute, delivery.VerdictCapped, time.Hour}, // no cooldown: folded again
+		}},
+		{"aggregation, first immediate", delivery.Policy{Window: 10 * time.Minute, FirstImmediate: true}, []step{
+			{"a", 0, delivery.VerdictSend, 0},
+			{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+			{"c", 9 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+			{"a", 0, delivery.VerdictSend, 0}, // a retry of the window's opener
+		}},
+		{"aggregation, quiet period ends the window", delivery.Policy{Window: 10 * time.Minute, FirstImmediate: true}, []step{
+			{"a", 0, delivery.VerdictSend, 0},
+			{"b", 11 * time.Minute, delivery.VerdictSend, 0},
+		}},
+		{"aggregation, first waits too", delivery.Policy{Window: 10 * time.Minute}, []step{
+			{"a", 0, delivery.VerdictAggregated, 10 * time.Minute},
+			{"b", 5 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+		}},
+		{"cooldown covers folded follows", delivery.Policy{Window: 10 * time.Minute, Cooldown: time.Hour}, []step{
+			{"a", 0, delivery.VerdictAggregated, 10 * time.Minute},
+			{"a", time.Minute, delivery.VerdictCooldown, 0},
+		}},
+		{"cap and aggregation: the summary waits for the cap", delivery.Policy{Window: time.Minute, FirstImmediate: true, MaxPerHour: 1}, []step{
+			{"a", 0, delivery.VerdictSend, 0},
+			{"b", 2 * time.Minute, delivery.VerdictCapped, time.Hour},
+			{"c", 3 * time.Minute, delivery.VerdictCapped, time.Hour},
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := delivery.New(srv.Client(t), delivery.Options{})
+			runSteps(t, st, tt.policy, "followee"+string(rune('a'+i)), tt.steps)
+		})
+	}
+}
+
+// A digest takes the pending followers once; its retries get the same
+// ones; a summary sent opens the next window; a stale duplicate does
+// nothing.
+func TestTakeDigest(t *testing.T) {
+	t.Parallel()
+	st := delivery.New(redistest.Start(t).Client(t), delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Window: 10 * time.Minute, FirstImmediate: true}
+	runSteps(t, st, p, "bob", []step{
+		{"a", 0, delivery.VerdictSend, 0},
+		{"c", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+		{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+	})
+	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	at := t0.Add(10*time.Minute + time.Second)
+	want := delivery.Batch{Verdict: delivery.BatchSend, Followers: []delivery.Follower{
+		{ID: "b", EventTime: t0.Add(time.Minute).UnixMilli()},
+		{ID: "c", EventTime: t0.Add(2 * time.Minute).UnixMilli()},
+	}}
+	for attempt := range 2 {
+		got, err := st.TakeDigest(ctx, d, p, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("attempt %d (-want +got):\n%s", attempt, diff)
+		}
+	}
+	// The summary opened the next window: a follow within it is folded
+	// into the next summary, due one window after the first was taken.
+	runSteps(t, st, p, "bob", []step{{"e", 15 * time.Minute, delivery.VerdictAggregated, 20*time.Minute + time.Second}})
+	// A duplicate of an older digest is superseded and names the current one.
+	old := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(5 * time.Minute).UnixMilli()}
+	got, err := st.TakeDigest(ctx, old, p, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchSuperseded, Next: t0.Add(20*time.Minute + time.Second).UnixMilli()}, got); diff != "" {
+		t.Errorf("stale digest (-want +got):\n%s", diff)
+	}
+}
+
+// At its cap, a due summary is put off until the cap allows it, and then
+// counts against the cap itself.
+func TestTakeDigestWaitsForTheCap(t *testing.T) {
+	t.Parallel()
+	st := delivery.New(redistest.Start(t).Client(t), delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Window: time.Minute, FirstImmediate: true, MaxPerHour: 2}
+	runSteps(t, st, p, "bob", []step{
+		{"a", 0, delivery.VerdictSend, 0},
+		{"b", 30 * time.Second, delivery.VerdictAggregated, time.Minute},
+	})
+	d1 := tasks.Digest{AppID: "1", To: "bob", Due: t0.Add(time.Minute).UnixMilli()}
+	if got, err := st.TakeDigest(ctx, d1, p, t0.Add(time.Minute)); err != nil || len(got.Followers) != 1 {
+		t.Fatalf("first summary = %+v, %v; want b", got, err)
+	}
+	// Two pushes in the hour now: the next summary waits for the first to
+	// leave it, at t0 + 1h.
+	runSteps(t, st, p, "bob", []step{{"c", 90 * time.Second, delivery.VerdictAggregated, 2 * time.Minute}})
+	d2 := tasks.Digest{AppID: "1", To: "bob", Due: t0.Add(2 * time.Minute).UnixMilli()}
+	got, err := st.TakeDigest(ctx, d2, p, t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchLater, Next: t0.Add(time.Hour).UnixMilli()}, got); diff != "" {
+		t.Fatalf("summary at the cap (-want +got):\n%s", diff)
+	}
+	runSteps(t, st, p, "bob", []step{{"d", 3 * time.Minute, delivery.VerdictCapped, time.Hour}})
+	d3 := tasks.Digest{AppID: "1", To: "bob", Due: got.Next}
+	got, err = st.TakeDigest(ctx, d3, p, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Followers) != 2 || got.Followers[0].ID != "c" || got.Followers[1].ID != "d" {
+		t.Errorf("summary after the cap freed = %+v, want c and d", got)
+	}
+}
+
+// An unfollow removes the follower from the pending summary when its
+// follow is older, and lifts the cooldown that follow started; a summary
+// left with nobody sends nothing.
+func TestCancelUndoesPendingFollow(t *testing.T) {
+	t.Parallel()
+	st := delivery.New(redistest.Start(t).Client(t), delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Window: 10 * time.Minute, Cooldown: time.Hour}
+	runSteps(t, st, p, "bob", []step{
+		{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute},
+		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+	})
+	// An unfollow older than carol's follow (a late retry) changes nothing.
+	if err := st.Cancel(ctx, "1400000000", "carol", []string{"bob"}, t0.Add(30*time.Second).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Cancel(ctx, "1400000000", "alice", []string{"bob", "dave"}, t0.Add(2*time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	got, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := delivery.Batch{Verdict: delivery.BatchSend, Followers: []delivery.Follower{{ID: "carol", EventTime: t0.Add(time.Minute).UnixMilli()}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("summary after alice unfollowed (-want +got):\n%s", diff)
+	}
+	// alice's folded follow notified nobody: following again is not held
+	// back by the cooldown; carol's is.
+	runSteps(t, st, p, "bob", []step{
+		{"alice", 11 * time.Minute, delivery.VerdictAggregated, 20 * time.Minute},
+		{"carol", 12 * time.Minute, delivery.VerdictCooldown, 0},
+	})
+	// Undoing the only pending follow leaves nothing to send.
+	if err := st.Cancel(ctx, "1400000000", "alice", []string{"bob"}, t0.Add(13*time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	d2 := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(20 * time.Minute).UnixMilli()}
+	if got, err := st.TakeDigest(ctx, d2, p, t0.Add(20*time.Minute)); err != nil || got.Verdict != delivery.BatchEmpty {
+		t.Errorf("summary with everyone undone = %+v, %v; want empty", got, err)
+	}
+}
+
+// Every script touches the keys of one followee only, under one hash tag:
+// they run on a real Redis Cluster without CROSSSLOT errors.
+func TestPoliciesOnRedisCluster(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a 3-node Redis Cluster")
+	}
+	rdb := redistest.StartCluster(t, 3).Client(t)
+	st := delivery.New(rdb, delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Window: time.Minute, FirstImmediate: true, MaxPerHour: 5, Cooldown: time.Hour}
+	for i, to := range []string{"bob", "carol", "dave", "erin"} {
+		runSteps(t, st, p, to, []step{
+			{"a", 0, delivery.VerdictSend, 0},
+			{"b", time.Second, delivery.VerdictAggregated, time.Minute},
+			{"c", 2 * time.Second, delivery.VerdictAggregated, time.Minute},
+		})
+		if err := st.Cancel(ctx, "1", "c", []string{to}, t0.Add(3*time.Second).UnixMilli()); err != nil {
+			t.Fatalf("%d: cancel: %v", i, err)
+		}
+		d := tasks.Digest{AppID: "1", To: to, Due: t0.Add(time.Minute).UnixMilli()}
+		got, err := st.TakeDigest(ctx, d, p, t0.Add(time.Minute))
+		if err != nil {
+			t.Fatalf("%s: %v", to, err)
+		}
+		if len(got.Followers) != 1 || got.Followers[0].ID != "b" {
+			t.Errorf("%s: summary = %+v, want b alone", to, got)
+		}
+	}
+}
+
+// A follow task that loaded its record before the unfollow arrived and asks
+// the policies after it is refused: the unfollow and the folding are
+// serialized on the followee's keys, so the follower cannot slip into the
+// summary behind the unfollow's back. An older unfollow refuses nothing.
+func TestAdmitAfterUnfollowIsCancelled(t *testing.T) {
+	t.Parallel()
+	st := delivery.New(redistest.Start(t).Client(t), delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Window: time.Minute, Cooldown: time.Hour}
+	if err := st.Cancel(ctx, "1400000000", "fan5", []string{"star"}, t0.Add(time.Second).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Cancel(ctx, "1400000000", "fan6", []string{"star"}, t0.Add(-time.Second).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, st, p, "star", []step{
+		{"fan5", 0, delivery.VerdictCancelled, 0},
+		{"fan6", 0, delivery.VerdictAggregated, time.Minute},
+		{"fan5", 2 * time.Second, delivery.VerdictAggregated, time.Minute}, // follows again later
+	})
+}

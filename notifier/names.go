@@ -1,0 +1,265 @@
+package notifier
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NameResolver returns the display names of UserIDs of app: every UserID
+// asked for is in the map, mapped to itself when it has no display name or
+// cannot be resolved. It never fails: a push names the follower by UserID
+// rather than not going out. [*TencentProfiles] implements it.
+type NameResolver interface {
+	DisplayNames(ctx context.Context, appID string, userIDs []string) map[string]string
+}
+
+// TencentConfig configures [TencentProfiles].
+type TencentConfig struct {
+	// BaseURL is the Tencent Cloud Chat REST API domain of the app's region,
+	// e.g. "https://adminapisgp.im.qcloud.com" (Singapore) or
+	// "https://console.tim.qq.com" (China); required.
+	BaseURL string
+	// Identifier is the app admin account (default "administrator").
+	Identifier string
+	// UserSigs are the admin account's UserSig per SDKAppID; the key "" serves
+	// any app not listed. Required. Never logged.
+	UserSigs map[string]string
+	// CacheTTL is how long a display name (or its absence) is cached in
+	// Redis (default 1 h).
+	CacheTTL time.Duration
+	// KeyPrefix starts the cache keys, "{prefix}nick:<app>:<UserID>"
+	// (default "followpush:").
+	KeyPrefix string
+	// Timeout bounds one portrait_get call (default 2 s).
+	Timeout time.Duration
+	// HTTPClient sends the calls (default: a client with Timeout).
+	HTTPClient *http.Client
+}
+
+// TencentProfiles resolves display names (the nickname,
+// Tag_Profile_IM_Nick) through Tencent Cloud Chat's REST API
+// v4/profile/portrait_get, caching them in Redis. It is safe for concurrent
+// use.
+type TencentProfiles struct {
+	cfg  TencentConfig
+	rdb  redis.UniversalClient
+	http *http.Client
+	log  *slog.Logger
+}
+
+// portraitGetMax is the most users portrait_get takes in one call.
+const portraitGetMax = 100
+
+// errAccountNotFound is Tencent's ErrorCode for an account that was never
+// imported; portrait_get fails the whole call with it.
+const errAccountNotFound = 40003
+
+// tencentError is a REST API answer with a non-zero ErrorCode.
+type tencentError struct {
+	Code int
+	Info string
+}
+
+func (e *tencentError) Error() string {
+	return fmt.Sprintf("portrait_get: error %d: %s", e.Code, e.Info)
+}
+
+// NewTencentProfiles returns a resolver over cfg, caching in rdb and
+// logging failures (at warn level, without the UserSig) to log. It returns
+// an error when BaseURL or the UserSigs are missing.
+func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.Logger) (*TencentProfiles, error) {
+	if cfg.BaseURL == "" || len(cfg.UserSigs) == 0 {
+		return nil, errors.New("display names: the REST API base URL and an admin UserSig are required")
+	}
+	if cfg.Identifier == "" {
+		cfg.Identifier = "administrator"
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = time.Hour
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = "followpush:"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	return &TencentProfiles{cfg: cfg, rdb: rdb, http: hc, log: log}, nil
+}
+
+func (p *TencentProfiles) cacheKey(app, user string) string {
+	return p.cfg.KeyPrefix + "nick:" + app + ":" + user
+}
+
+// DisplayNames implements [NameResolver]: cached names first, the rest in
+// one portrait_get call per 100 users. A user without a nickname, or one
+// Tencent does not know, is cached as having none; a failed call is not
+// cached.
+func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userIDs []string) map[string]string {
+	out := make(map[string]string, len(userIDs))
+	for _, id := range userIDs {
+		out[id] = id
+	}
+	if len(userIDs) == 0 {
+		return out
+	}
+	cmds := make([]*redis.StringCmd, len(userIDs))
+	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, id := range userIDs {
+			cmds[i] = pl.Get(ctx, p.cacheKey(appID, id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		p.log.Warn("display name cache unavailable", "err", err)
+	}
+	var missing []string
+	for i, id := range userIDs {
+		name, err := cmds[i].Result()
+		switch {
+		case err == nil:
+			if name != "" {
+				out[id] = name
+			}
+		default:
+			missing = append(missing, id)
+		}
+	}
+	for len(missing) > 0 {
+		batch := missing[:min(len(missing), portraitGetMax)]
+		missing = missing[len(batch):]
+		names, err := p.portraitGet(ctx, appID, batch)
+		var terr *tencentError
+		if errors.As(err, &terr) && terr.Code == errAccountNotFound {
+			// One unknown account fails the whole call: ask for each alone,
+			// and remember the unknown one as having no name.
+			names, err = map[string]string{}, nil
+			for _, id := range batch {
+				one, oneErr := p.portraitGet(ctx, appID, []string{id})
+				switch {
+				case errors.As(oneErr, &terr) && terr.Code == errAccountNotFound:
+					names[id] = ""
+				case oneErr != nil:
+					err = oneErr
+				default:
+					names[id] = one[id]
+				}
+			}
+		}
+		if err != nil {
+			p.log.Warn("display names not resolved: naming followers by UserID", "sdkappid", appID, "err", err)
+			continue
+		}
+		_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, id := range batch {
+				pl.Set(ctx, p.cacheKey(appID, id), names[id], p.cfg.CacheTTL)
+			}
+			return nil
+		})
+		if err != nil {
+			p.log.Warn("could not cache display names", "err", err)
+		}
+		for id, name := range names {
+			if name != "" {
+				out[id] = name
+			}
+		}
+	}
+	return out
+}
+
+// portraitGet asks Tencent for the nicknames of users; a user without one
+// (or unknown to Tencent) maps to "".
+func (p *TencentProfiles) portraitGet(ctx context.Context, appID string, users []string) (map[string]string, error) {
+	sig, ok := p.cfg.UserSigs[appID]
+	if !ok {
+		sig, ok = p.cfg.UserSigs[""]
+	}
+	if !ok {
+		return nil, fmt.Errorf("no admin UserSig for SDKAppID %s", appID)
+	}
+	q := url.Values{
+		"sdkappid":    {appID},
+		"identifier":  {p.cfg.Identifier},
+		"usersig":     {sig},
+		"random":      {strconv.FormatUint(uint64(rand.Uint32()), 10)},
+		"contenttype": {"json"},
+	}
+	body, err := json.Marshal(map[string]any{"To_Account": users, "TagList": []string{"Tag_Profile_IM_Nick"}})
+	if err != nil {
+		return nil, fmt.Errorf("encode portrait_get request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.BaseURL+"/v4/profile/portrait_get?"+q.Encode(), bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("portrait_get request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.http.Do(req)
+	if err != nil {
+		// The URL carries the UserSig: keep it out of the error.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("portrait_get: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("portrait_get: read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("portrait_get: HTTP %d", resp.StatusCode)
+	}
+	var ans struct {
+		ActionStatus    string
+		ErrorCode       int
+		ErrorInfo       string
+		UserProfileItem []struct {
+			ToAccount   string `json:"To_Account"`
+			ResultCode  int
+			ProfileItem []struct {
+				Tag   string
+				Value any
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return nil, fmt.Errorf("portrait_get: answer is not JSON: %w", err)
+	}
+	if ans.ErrorCode != 0 || ans.ActionStatus != "OK" {
+		return nil, &tencentError{Code: ans.ErrorCode, Info: ans.ErrorInfo}
+	}
+	names := make(map[string]string, len(users))
+	for _, id := range users {
+		names[id] = ""
+	}
+	for _, item := range ans.UserProfileItem {
+		if _, asked := names[item.ToAccount]; !asked || item.ResultCode != 0 {
+			continue
+		}
+		for _, pi := range item.ProfileItem {
+			if s, ok := pi.Value.(string); ok && pi.Tag == "Tag_Profile_IM_Nick" {
+				names[item.ToAccount] = s
+			}
+		}
+	}
+	return names, nil
+}
