@@ -64,6 +64,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Defaults and limits.
@@ -232,11 +233,22 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("spool: lock %s (in use by another process?): %w", dir, err)
+	// A lock can be held for an instant after its owner closed it: a child
+	// process forked at that moment shares the open file until it execs.
+	// So a busy lock is tried again for up to 500 ms before Open gives up.
+	var err2 error
+	for wait := 5 * time.Millisecond; ; wait *= 2 {
+		err2 = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err2 == nil {
+			return f, nil
+		}
+		if !errors.Is(err2, syscall.EWOULDBLOCK) || wait > 320*time.Millisecond {
+			break
+		}
+		time.Sleep(wait)
 	}
-	return f, nil
+	f.Close()
+	return nil, fmt.Errorf("spool: lock %s (in use by another process?): %w", dir, err2)
 }
 
 // recover builds the in-memory state from the directory. It runs before
