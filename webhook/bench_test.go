@@ -10,11 +10,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/internal/redistest"
 	"github.com/followpush/followpush/tasks"
@@ -245,4 +247,80 @@ func BenchmarkReceiverStack(b *testing.B) {
 			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
 		})
 	}
+}
+
+// enqueueScript is asynq v0.26's enqueue script (internal/rdb enqueueCmd),
+// copied to measure what batching a webhook's follows into one Redis round
+// trip would save; asynq's public client has no batch enqueue (yet).
+var enqueueScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 1 then
+	return 0
+end
+redis.call("HSET", KEYS[1],
+           "msg", ARGV[1],
+           "state", "pending",
+           "pending_since", ARGV[3])
+redis.call("LPUSH", KEYS[2], ARGV[2])
+return 1
+`)
+
+// BenchmarkStoreRoundTrips stores one webhook's 10 follows with asynq's
+// enqueue script: one round trip per follow, concurrently (what
+// AsynqEnqueuer does through asynq's client), against all 10 in one
+// pipeline. Evidence for batching the receiver's enqueue.
+func BenchmarkStoreRoundTrips(b *testing.B) {
+	red := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: red.Addr(), PoolSize: 64})
+	defer rdb.Close()
+	ctx := context.Background()
+	const n = 10
+	msg := bytes.Repeat([]byte("x"), 160) // about a follow task's encoded message
+	var seq atomic.Int64
+	keys := func(i int64) []string {
+		return []string{"asynq:{q}:t:" + strconv.FormatInt(i, 10), "asynq:{q}:pending"}
+	}
+	args := func(i int64) []any { return []any{msg, strconv.FormatInt(i, 10), time.Now().UnixNano()} }
+	b.Run("concurrent-calls", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			var wg sync.WaitGroup
+			for pb.Next() {
+				for range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						i := seq.Add(1)
+						if err := enqueueScript.Run(ctx, rdb, keys(i), args(i)...).Err(); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+			}
+		})
+		b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
+	})
+	b.Run("one-pipeline", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+		if err := enqueueScript.Load(ctx, rdb).Err(); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				pipe := rdb.Pipeline()
+				for range n {
+					i := seq.Add(1)
+					enqueueScript.EvalSha(ctx, pipe, keys(i), args(i)...)
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
+	})
 }

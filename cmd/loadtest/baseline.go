@@ -86,7 +86,8 @@ func preloadFollows(ctx context.Context, r *redisTarget, gen *generator, n int) 
 // with a no-op handler, concurrency and poll interval as a worker's,
 // draining n preloaded small tasks. The queue is paused while the server
 // starts; the rate is measured from unpausing to the last task.
-func bareProcess(ctx context.Context, r *redisTarget, n, concurrency int, poll time.Duration) (float64, error) {
+// measuring, when not nil, is called right before the queue is unpaused.
+func bareProcess(ctx context.Context, r *redisTarget, n, concurrency int, poll time.Duration, measuring func()) (float64, error) {
 	if _, err := enqueueAll(ctx, r, n, 64, func(int) (*asynq.Task, error) {
 		return asynq.NewTask("loadtest:noop", benchPayload, asynq.Queue(benchQueue)), nil
 	}); err != nil {
@@ -124,6 +125,9 @@ func bareProcess(ctx context.Context, r *redisTarget, n, concurrency int, poll t
 		return 0, fmt.Errorf("start asynq server: %w", err)
 	}
 	defer srv.Shutdown()
+	if measuring != nil {
+		measuring()
+	}
 	start := time.Now()
 	if err := insp.UnpauseQueue(benchQueue); err != nil {
 		return 0, fmt.Errorf("unpause: %w", err)

@@ -23,7 +23,6 @@ import (
 type harness struct {
 	o              options
 	stdout, stderr io.Writer
-	getenv         func(string) string
 
 	started  time.Time
 	tmpBin   string
@@ -44,6 +43,8 @@ type harness struct {
 	bytesPerTaskFrom string
 	registered       bool // devices of the whole population are registered in the current database
 	printed          bool // the report was printed
+	lastNoise        []noiseSample
+	windowTarget     time.Duration // latency target of the phase being sent, for windowStats
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -267,7 +268,10 @@ func (h *harness) cpu(workers []*program) *cpuMeter {
 	for _, w := range workers {
 		pids["workers"] = append(pids["workers"], w.Pid())
 	}
-	return newCPUMeter(pids)
+	m := newCPUMeter(pids)
+	m.redis = h.redis
+	m.cmds0, _ = h.redis.commandCalls(context.Background())
+	return m
 }
 
 // settle waits, before a measured phase, until the rest of the machine
@@ -370,12 +374,19 @@ func (h *harness) send(ctx context.Context, name string, spec loadSpec, workers 
 	}
 	h.logf("%s: %v", name, spec)
 	meter := h.cpu(workers)
+	ns := startNoise(func() *cpuMeter { return h.cpu(workers) })
 	res, err := h.gen.run(ctx, spec)
+	h.lastNoise = ns.finish()
 	if err != nil {
 		return nil, loadStats{}, err
 	}
 	st := res.stats()
-	h.rep.phase(phaseRecord{Name: name, Spec: &spec, Load: &st, Workers: len(workers), Cores: meter.cores()})
+	if spec.Rate > 0 {
+		st.Windows = windows(st.samples, h.lastNoise, h.windowTarget)
+	}
+	cores := meter.cores()
+	calls, callsText := meter.redisCalls(ctx, st.OK*spec.Followees)
+	h.rep.phase(phaseRecord{Name: name, Spec: &spec, Load: &st, Workers: len(workers), Cores: cores, RedisCalls: calls, RedisCallsText: callsText})
 	h.logf("%s: %d/%d webhooks OK, %s webhooks/s, %s follows/s, latency %v", name, st.OK, st.Sent, num(st.WebhooksPerS), num(st.FollowsPerS), st.Latency)
 	if st.Failed > 0 {
 		h.logf("%s: %d webhooks failed, first: %s", name, st.Failed, st.FirstFailure)

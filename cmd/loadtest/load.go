@@ -309,6 +309,9 @@ type loadStats struct {
 	WebhooksPerS float64       `json:"webhooks_per_s"`
 	FollowsPerS  float64       `json:"follows_per_s"`
 	Latency      latencyStats  `json:"latency"` // due time to answer, OK webhooks
+	Windows      windowStats   `json:"windows"` // Latency by one-second window (fixed-rate phases)
+
+	samples []timedLatency
 }
 
 func (r *loadResult) stats() loadStats {
@@ -328,7 +331,7 @@ func (r *loadResult) stats() loadStats {
 	lat := make([]time.Duration, 0, len(r.Sent))
 	follows := 0
 	for _, s := range r.Sent {
-		if first.IsZero() || s.Start.Before(first) {
+		if !s.Start.IsZero() && (first.IsZero() || s.Start.Before(first)) {
 			first = s.Start
 		}
 		if s.End.After(last) {
@@ -338,6 +341,7 @@ func (r *loadResult) stats() loadStats {
 			st.OK++
 			follows += len(s.To)
 			lat = append(lat, s.End.Sub(s.Sched))
+			st.samples = append(st.samples, timedLatency{At: s.Sched, D: s.End.Sub(s.Sched)})
 		} else {
 			st.Failed++
 			if st.FirstFailure == "" {

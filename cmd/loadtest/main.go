@@ -248,8 +248,10 @@ func contains(list []string, s string) bool {
 }
 
 // run is the whole program: flags, setup, the scenarios, the report, and
-// the cleanup of every child process and temporary directory.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+// the cleanup of every child process and temporary directory. The
+// programs get only the environment the harness builds (see proc.Start),
+// so getenv is not consulted.
+func run(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) (err error) {
 	o, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
@@ -257,7 +259,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	h := &harness{o: o, stdout: stdout, stderr: stderr, getenv: getenv}
+	h := &harness{o: o, stdout: stdout, stderr: stderr}
 	defer func() {
 		if cerr := h.close(); cerr != nil && err == nil {
 			err = cerr

@@ -362,12 +362,46 @@ func machineBusy() (time.Duration, bool) {
 
 // cpuMeter measures how many cores each process used over an interval, and
 // how many everything else on the machine used ("others": on a shared
-// machine, the noise in the figures).
+// machine, the noise in the figures). With a Redis it also counts the
+// commands Redis ran.
 type cpuMeter struct {
 	start time.Time
 	pids  map[string][]int
 	t0    map[int]time.Duration
 	busy0 time.Duration
+	redis *redisTarget
+	cmds0 map[string]int64
+}
+
+// redisCalls returns the Redis commands run since the meter started,
+// divided by per (the tasks of the phase), largest first, as "name n.n"
+// pairs; "" without a Redis.
+func (m *cpuMeter) redisCalls(ctx context.Context, per int) (map[string]float64, string) {
+	if m.redis == nil || m.cmds0 == nil || per <= 0 {
+		return nil, ""
+	}
+	now, err := m.redis.commandCalls(ctx)
+	if err != nil {
+		return nil, ""
+	}
+	out := map[string]float64{}
+	total := 0.0
+	for k, v := range now {
+		if d := float64(v-m.cmds0[k]) / float64(per); d >= 0.05 && k != "info" {
+			out[k] = d
+			total += d
+		}
+	}
+	names := make([]string, 0, len(out))
+	for k := range out {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool { return out[names[i]] > out[names[j]] })
+	parts := make([]string, 0, len(names))
+	for _, k := range names {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, out[k]))
+	}
+	return out, fmt.Sprintf("%.1f in all: %s", total, strings.Join(parts, ", "))
 }
 
 func newCPUMeter(pids map[string][]int) *cpuMeter {

@@ -214,6 +214,28 @@ func (r *redisTarget) usedMemory(ctx context.Context) (int64, error) {
 	return strconv.ParseInt(m["used_memory"], 10, 64)
 }
 
+// commandCalls returns INFO commandstats as command -> calls so far
+// (commands run by Lua scripts included).
+func (r *redisTarget) commandCalls(ctx context.Context) (map[string]int64, error) {
+	m, err := r.info(ctx, "commandstats")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		name, ok := strings.CutPrefix(k, "cmdstat_")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(v, ",")
+		n, err := strconv.ParseInt(strings.TrimPrefix(calls, "calls="), 10, 64)
+		if err == nil {
+			out[name] = n
+		}
+	}
+	return out, nil
+}
+
 // asynqOpt is the asynq connection to the same database.
 func (r *redisTarget) asynqOpt() asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Addr: r.Addr, DB: r.DB, PoolSize: 64}

@@ -82,6 +82,7 @@ func (h *harness) ingest(ctx context.Context, thr loadSpec, lat []loadSpec, targ
 	if err != nil {
 		return err
 	}
+	h.rep.markNoise()
 	name := "ingest: max rate, no workers"
 	_, st, err := h.send(ctx, name, thr, nil)
 	if err != nil {
@@ -121,7 +122,10 @@ func (h *harness) ingest(ctx context.Context, thr loadSpec, lat []loadSpec, targ
 	if err != nil {
 		return fmt.Errorf("bare enqueue: %w", err)
 	}
-	h.rep.phase(phaseRecord{Name: "baseline: bare asynq enqueue", Cores: meter.cores(), Extra: map[string]any{"tasks": n, "goroutines": g, "tasks_per_s": bare}})
+	cores := meter.cores()
+	calls, callsText := meter.redisCalls(ctx, n)
+	h.rep.phase(phaseRecord{Name: "baseline: bare asynq enqueue", Cores: cores, RedisCalls: calls, RedisCallsText: callsText,
+		Extra: map[string]any{"tasks": n, "goroutines": g, "tasks_per_s": bare}})
 	h.logf("baseline: %s tasks/s", num(bare))
 	ratio := st.FollowsPerS / bare
 	r := row{Section: "ingest", Figure: fmt.Sprintf("followee-tasks/s via receiver (%d webhooks × %d followees, concurrency %d)", st.OK, thr.Followees, thr.Concurrency),
@@ -137,7 +141,9 @@ func (h *harness) ingest(ctx context.Context, thr loadSpec, lat []loadSpec, targ
 		if err := h.fresh(ctx); err != nil {
 			return err
 		}
+		h.rep.markNoise()
 		name := fmt.Sprintf("ingest: %g webhooks/s × %d", spec.Rate, spec.Followees)
+		h.windowTarget = 10 * time.Millisecond
 		_, st, err := h.send(ctx, name, spec, nil)
 		if err != nil {
 			return err
@@ -149,6 +155,9 @@ func (h *harness) ingest(ctx context.Context, thr loadSpec, lat []loadSpec, targ
 			r.Target, r.Verdict = "p99 ≤ 10 ms", verdict(st.Latency.P99ms <= 10 && st.WebhooksPerS >= 0.95*spec.Rate)
 		}
 		h.rep.add(r)
+		if w := st.Windows.String(); w != "" {
+			h.rep.add(row{Section: "ingest", Figure: "  same, by 1-s window", Value: w})
+		}
 	}
 	return nil
 }
@@ -162,6 +171,7 @@ func (h *harness) growth(ctx context.Context, sizes []int, base loadSpec, target
 		}
 		spec := base
 		spec.Followees = n
+		h.rep.markNoise()
 		name := fmt.Sprintf("growth: FollowList %d", n)
 		_, st, err := h.send(ctx, name, spec, nil)
 		if err != nil {
@@ -235,6 +245,7 @@ func (h *harness) drain(ctx context.Context, name string, expected map[followKey
 	}
 	qi, err := waitDrained(ctx, h.insp, tasks.QueueFollow, h.sink, len(expected), 30*time.Second, h.st)
 	cores := meter.cores()
+	calls, callsText := meter.redisCalls(ctx, len(expected))
 	for _, w := range ws {
 		if serr := h.st.stop(w); serr != nil && err == nil {
 			err = serr
@@ -245,7 +256,7 @@ func (h *harness) drain(ctx context.Context, name string, expected map[followKey
 	}
 	d := matchPushes(expected, nil, h.sink.pushes(), start, false)
 	h.rep.phase(phaseRecord{Name: name, Delivery: &d, Workers: k, SinkMs: ms(latency), Cores: cores,
-		SinkConns: h.sink.conns.Load() - conns0, Extra: map[string]any{"archived": qi.Archived}})
+		SinkConns: h.sink.conns.Load() - conns0, RedisCalls: calls, RedisCallsText: callsText, Extra: map[string]any{"archived": qi.Archived}})
 	h.logf("%s: %s pushes/s; %v", name, num(d.PushesPerS), d)
 	if !d.ok() {
 		h.rep.fail("%s: %v", name, d)
@@ -263,6 +274,7 @@ func (h *harness) process(ctx context.Context, n int, targets bool) error {
 	if err != nil {
 		return err
 	}
+	h.rep.markNoise()
 	name := "process: 1 worker, 0 ms sink"
 	d, err := h.drain(ctx, name, expected, 1, 0)
 	if err != nil {
@@ -275,12 +287,15 @@ func (h *harness) process(ctx context.Context, n int, targets bool) error {
 		return err
 	}
 	h.logf("baseline: bare asynq no-op processing of %d tasks, concurrency %d, poll %s", n, h.workerConcurrency, h.pollInterval)
-	meter := h.cpu(nil)
-	bare, err := bareProcess(ctx, h.redis, n, h.workerConcurrency, h.pollInterval)
+	var meter *cpuMeter
+	bare, err := bareProcess(ctx, h.redis, n, h.workerConcurrency, h.pollInterval, func() { meter = h.cpu(nil) })
 	if err != nil {
 		return fmt.Errorf("bare processing: %w", err)
 	}
-	h.rep.phase(phaseRecord{Name: "baseline: bare asynq no-op processing", Cores: meter.cores(), Extra: map[string]any{"tasks": n, "tasks_per_s": bare}})
+	cores := meter.cores()
+	calls, callsText := meter.redisCalls(ctx, n)
+	h.rep.phase(phaseRecord{Name: "baseline: bare asynq no-op processing", Cores: cores, RedisCalls: calls, RedisCallsText: callsText,
+		Extra: map[string]any{"tasks": n, "tasks_per_s": bare}})
 	h.logf("baseline: %s tasks/s", num(bare))
 	ratio := d.PushesPerS / bare
 	r := row{Section: "process", Figure: fmt.Sprintf("pushes/s, 1 worker (concurrency %d), 0 ms sink, %d preloaded", h.workerConcurrency, n),
@@ -302,6 +317,7 @@ func (h *harness) scaling(ctx context.Context, n int, workers []int, latency tim
 		if err != nil {
 			return err
 		}
+		h.rep.markNoise()
 		name := fmt.Sprintf("scaling: %d worker(s), %s sink", k, latency)
 		d, err := h.drain(ctx, name, expected, k, latency)
 		if err != nil {
@@ -343,8 +359,10 @@ func (h *harness) e2e(ctx context.Context, spec loadSpec, workers int, latency t
 	if err != nil {
 		return err
 	}
+	h.rep.markNoise()
 	name := fmt.Sprintf("e2e: %d workers, %s sink", workers, latency)
 	meter := h.cpu(ws)
+	h.windowTarget = 30 * time.Millisecond
 	res, st, err := h.send(ctx, name, spec, ws)
 	if err != nil {
 		return err
@@ -353,6 +371,7 @@ func (h *harness) e2e(ctx context.Context, spec loadSpec, workers int, latency t
 	expected, maybe := expectFollows(res)
 	_, err = waitDrained(ctx, h.insp, tasks.QueueFollow, h.sink, len(expected), 30*time.Second, h.st)
 	cores := meter.cores()
+	calls, callsText := meter.redisCalls(ctx, len(expected))
 	for _, w := range ws {
 		if serr := h.st.stop(w); serr != nil && err == nil {
 			err = serr
@@ -362,8 +381,9 @@ func (h *harness) e2e(ctx context.Context, spec loadSpec, workers int, latency t
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	d := matchPushes(expected, maybe, h.sink.pushes(), time.Time{}, true)
+	d.Windows = windows(d.samples, h.lastNoise, 30*time.Millisecond)
 	h.rep.phase(phaseRecord{Name: name + " (incl. drain)", Spec: &spec, Delivery: &d, Workers: workers, SinkMs: ms(latency), Cores: cores,
-		SinkConns: h.sink.conns.Load() - conns0})
+		SinkConns: h.sink.conns.Load() - conns0, RedisCalls: calls, RedisCallsText: callsText})
 	h.logf("%s: e2e latency %v; %v", name, d.Latency, d)
 	if !d.ok() {
 		h.rep.fail("%s: %v", name, d)
@@ -376,6 +396,9 @@ func (h *harness) e2e(ctx context.Context, spec loadSpec, workers int, latency t
 		r.Target, r.Verdict = "p99 ≤ 30 ms", verdict(d.Latency.P99ms <= 30 && d.Latency.N > 0)
 	}
 	h.rep.add(r)
+	if w := d.Windows.String(); w != "" {
+		h.rep.add(row{Section: "e2e", Figure: "  same, by 1-s window of webhook send time", Value: w})
+	}
 	h.rep.add(row{Section: "e2e", Figure: fmt.Sprintf("webhook latency during e2e (achieved %s follows/s)", num(follows)), Value: st.Latency.String()})
 	h.rep.add(row{Section: "correctness", Figure: name, Value: d.String(), Verdict: verdict(d.ok())})
 	return nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // The smoke scenario runs the real receiver and workers against a real
@@ -136,5 +137,26 @@ func TestFlagErrors(t *testing.T) {
 		if !errors.Is(err, errUsage) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
+	}
+}
+
+func TestWindows(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1767225600, 0)
+	var samples []timedLatency
+	for sec := range 3 {
+		d := 2 * time.Millisecond
+		if sec == 1 {
+			d = 50 * time.Millisecond // the slow second
+		}
+		for i := range 100 {
+			samples = append(samples, timedLatency{At: t0.Add(time.Duration(sec)*time.Second + time.Duration(i)*10*time.Millisecond), D: d})
+		}
+	}
+	noise := []noiseSample{{At: t0.Add(1 * time.Second), Others: 0.1}, {At: t0.Add(2 * time.Second), Others: 1.5}, {At: t0.Add(3 * time.Second), Others: 0.3}}
+	got := windows(samples, noise, 10*time.Millisecond)
+	want := windowStats{Windows: 3, Over: 1, TargetMs: 10, MedianP99ms: 2, WorstP99ms: 50, OthersOverTarget: 1.5, OthersRest: 0.2}
+	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Errorf("windows (-want +got):\n%s", diff)
 	}
 }
