@@ -26,7 +26,6 @@ type Sender interface {
 // (devices.Registry).
 type DeviceStore interface {
 	List(ctx context.Context, userID string) ([]devices.Device, error)
-	Owners(ctx context.Context, tokens []string) (map[string]string, error)
 	Unregister(ctx context.Context, userID, token string) error
 }
 
@@ -343,36 +342,22 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 	return len(finished), nil
 }
 
-// targets returns the followee's devices that still need this push and that
-// the followee still owns (the token index is the source of truth: a token
-// that moved to another user must not get this user's push).
+// targets returns the followee's devices that still need this push. The
+// registry's List returns only tokens whose owner index names the followee
+// (the token index is the source of truth), read right before the send: a
+// token that moved to another user does not get this user's push.
 func (h *Handler) targets(ctx context.Context, to string, rec delivery.Record) ([]devices.Device, error) {
 	devs, err := h.devices.List(ctx, to)
 	if err != nil || len(devs) == 0 {
 		return nil, err
 	}
-	pending := devs[:0:0]
-	tokens := make([]string, 0, len(devs))
+	pending := devs[:0]
 	for _, d := range devs {
 		if !rec.Finished[delivery.TokenKey(d.Token)] {
 			pending = append(pending, d)
-			tokens = append(tokens, d.Token)
 		}
 	}
-	if len(pending) == 0 {
-		return nil, nil
-	}
-	owners, err := h.devices.Owners(ctx, tokens)
-	if err != nil {
-		return nil, err
-	}
-	out := pending[:0]
-	for _, d := range pending {
-		if owners[d.Token] == to {
-			out = append(out, d)
-		}
-	}
-	return out, nil
+	return pending, nil
 }
 
 func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome Outcome, sendErr error) {
