@@ -9,6 +9,7 @@ import (
 
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/followpush/followpush/delivery"
@@ -145,15 +146,22 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	log := h.log.With(slog.String("task_id", f.TaskID()), slog.String("from_account", f.From), slog.String("to_account", f.To))
 	err = h.process(ctx, log, f)
-	var re *RetryError
-	if errors.As(err, &re) {
-		h.metrics.tasks.WithLabelValues("retry").Inc()
-		log.Warn("push will be retried", "err", err)
-	} else if err != nil {
-		h.metrics.tasks.WithLabelValues("error").Inc()
-		log.Error("follow task failed", "err", err)
-	}
+	reportResult(log, h.metrics.tasks, err, "push will be retried", "follow task failed")
 	return err
+}
+
+// reportResult counts and logs the error a task handler returns: a retry
+// (a [*RetryError]) as a warning, anything else as an error.
+func reportResult(log *slog.Logger, counter *prometheus.CounterVec, err error, retryMsg, failMsg string) {
+	var re *RetryError
+	switch {
+	case errors.As(err, &re):
+		counter.WithLabelValues("retry").Inc()
+		log.Warn(retryMsg, "err", err)
+	case err != nil:
+		counter.WithLabelValues("error").Inc()
+		log.Error(failMsg, "err", err)
+	}
 }
 
 func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow) error {

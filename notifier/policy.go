@@ -95,14 +95,7 @@ func (h *Handler) ProcessDigest(ctx context.Context, t *asynq.Task) error {
 	}
 	log := h.log.With(slog.String("task_id", d.TaskID()), slog.String("to_account", d.To))
 	err = h.processDigest(ctx, log, d)
-	var re *RetryError
-	if errors.As(err, &re) {
-		h.metrics.digests.WithLabelValues("retry").Inc()
-		log.Warn("summary push will be retried", "err", err)
-	} else if err != nil {
-		h.metrics.digests.WithLabelValues("error").Inc()
-		log.Error("digest task failed", "err", err)
-	}
+	reportResult(log, h.metrics.digests, err, "summary push will be retried", "digest task failed")
 	return err
 }
 
