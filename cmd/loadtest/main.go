@@ -53,8 +53,11 @@ func main() {
 // errUsage marks bad flags (exit code 2).
 var errUsage = errors.New("usage")
 
-// scenarios lists the -scenario values; "all" runs the first five in order.
-var scenarios = []string{"ingest", "growth", "process", "scaling", "e2e", "smoke"}
+// scenarios lists the -scenario values; "all" runs the first six in order.
+var scenarios = []string{"ingest", "growth", "process", "scaling", "e2e", "policies", "smoke"}
+
+// allScenarios is how many of scenarios "all" runs.
+const allScenarios = 6
 
 // options are the parsed flags.
 type options struct {
@@ -108,7 +111,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	fs.StringVar(&o.scenario, "scenario", "all", "what to measure: all ("+strings.Join(scenarios[:5], ", ")+"), one of them, or smoke (a tiny correctness run of everything)")
+	fs.StringVar(&o.scenario, "scenario", "all", "what to measure: all ("+strings.Join(scenarios[:allScenarios], ", ")+"), one of them, or smoke (a tiny correctness run of everything)")
 	fs.StringVar(&o.binDir, "bin", "", "directory holding built receiver and worker binaries (default: build them into a temporary directory; needs the repository)")
 	fs.StringVar(&o.redisURL, "redis", "", "use this loopback Redis (redis://127.0.0.1:port/db; its database is FLUSHED between phases) instead of starting a redis-server")
 	fs.StringVar(&o.redisAOF, "redis-aof", "", "appendfsync policy (everysec, always, no) to run the started redis-server with an append-only file (default: no AOF, no snapshots)")
@@ -268,7 +271,7 @@ func run(ctx context.Context, args []string, _ func(string) string, stdout, stde
 	if err := h.setup(ctx, args); err != nil {
 		return err
 	}
-	todo := scenarios[:5]
+	todo := scenarios[:allScenarios]
 	if o.scenario != "all" {
 		todo = []string{o.scenario}
 	}

@@ -31,6 +31,8 @@ func (h *harness) scenario(ctx context.Context, name string) error {
 	case "e2e":
 		return h.e2e(ctx, h.spec(loadSpec{Rate: h.o.e2eRate, Followees: 1, Duration: 20 * time.Second}),
 			pick(h, "workers", h.o.workers, 2), pick(h, "sink-latency", h.o.sinkLatency, 0), true)
+	case "policies":
+		return h.policies(ctx, h.spec(loadSpec{Rate: 300, Followees: 1, Duration: 10 * time.Second}, "followees"), pick(h, "workers", h.o.workers, 2))
 	case "smoke":
 		return h.smoke(ctx)
 	}
