@@ -100,28 +100,7 @@ func checkBasicPath(t *testing.T, s *stack) {
 		}
 	})
 
-	t.Run("unfollow arriving first cancels the follow", func(t *testing.T) {
-		s.registerDevice("gina", "tok-gina", "android")
-		ev := nowMillis()
-		if status, b := s.webhook(webhook.CommandFollowDelete, unfollowBody("henry", ev+1, "gina")); status != http.StatusOK {
-			t.Fatalf("unfollow: %d %s", status, b)
-		}
-		if status, b := s.webhook(webhook.CommandFollowAdd, followBody("henry", ev, "gina")); status != http.StatusOK {
-			t.Fatalf("follow: %d %s", status, b)
-		}
-		// A follow of another pair proves the workers are running.
-		if status, b := s.webhook(webhook.CommandFollowAdd, followBody("ivan", ev, "gina")); status != http.StatusOK {
-			t.Fatalf("follow: %d %s", status, b)
-		}
-		s.waitIdle(30 * time.Second)
-		sc.mu.Lock()
-		got := sc.success["tok-gina"]
-		from := sc.messages["tok-gina"]["data"]
-		sc.mu.Unlock()
-		if got != 1 || from.(map[string]any)["from_account"] != "ivan" {
-			t.Errorf("gina got %d pushes, last with data %v; want exactly ivan's", got, from)
-		}
-	})
+	t.Run("unfollow arriving first cancels the follow", func(t *testing.T) { checkUnfollowFirstCancels(t, s, sc) })
 }
 
 // The whole path on a 3-master Redis Cluster (REDIS_CLUSTER_ADDRS), a

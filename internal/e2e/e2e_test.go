@@ -129,28 +129,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("unfollow arriving first cancels the follow", func(t *testing.T) {
-		s.registerDevice("gina", "tok-gina", "android")
-		ev := nowMillis()
-		if status, body := s.webhook(webhook.CommandFollowDelete, unfollowBody("henry", ev+1, "gina")); status != http.StatusOK {
-			t.Fatalf("unfollow: %d %s", status, body)
-		}
-		if status, body := s.webhook(webhook.CommandFollowAdd, followBody("henry", ev, "gina")); status != http.StatusOK {
-			t.Fatalf("follow: %d %s", status, body)
-		}
-		// A later follow of another pair proves the workers are running.
-		if status, body := s.webhook(webhook.CommandFollowAdd, followBody("ivan", ev, "gina")); status != http.StatusOK {
-			t.Fatalf("follow: %d %s", status, body)
-		}
-		s.waitIdle(30 * time.Second)
-		sc.mu.Lock()
-		from := sc.messages["tok-gina"]["data"].(map[string]any)["from_account"]
-		got := sc.success["tok-gina"]
-		sc.mu.Unlock()
-		if got != 1 || from != "ivan" {
-			t.Errorf("gina got %d pushes, last from %v; want exactly ivan's", got, from)
-		}
-	})
+	t.Run("unfollow arriving first cancels the follow", func(t *testing.T) { checkUnfollowFirstCancels(t, s, sc) })
 
 	t.Run("malformed and unauthenticated webhooks enqueue nothing", func(t *testing.T) {
 		before := len(s.fcm.Requests())
@@ -170,4 +149,30 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("bad webhooks left work: %+v, %d new FCM requests", qi, len(s.fcm.Requests())-before)
 		}
 	})
+}
+
+// checkUnfollowFirstCancels: an unfollow that arrives before its follow
+// (a reordered retry) cancels it; a follow of another pair to the same user,
+// which proves the workers are running, is pushed.
+func checkUnfollowFirstCancels(t *testing.T, s *stack, sc *script) {
+	t.Helper()
+	s.registerDevice("gina", "tok-gina", "android")
+	ev := nowMillis()
+	if status, body := s.webhook(webhook.CommandFollowDelete, unfollowBody("henry", ev+1, "gina")); status != http.StatusOK {
+		t.Fatalf("unfollow: %d %s", status, body)
+	}
+	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("henry", ev, "gina")); status != http.StatusOK {
+		t.Fatalf("follow: %d %s", status, body)
+	}
+	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("ivan", ev, "gina")); status != http.StatusOK {
+		t.Fatalf("follow: %d %s", status, body)
+	}
+	s.waitIdle(30 * time.Second)
+	sc.mu.Lock()
+	data, _ := sc.messages["tok-gina"]["data"].(map[string]any)
+	got := sc.success["tok-gina"]
+	sc.mu.Unlock()
+	if got != 1 || data["from_account"] != "ivan" {
+		t.Errorf("gina got %d pushes, last with data %v; want exactly ivan's", got, data)
+	}
 }
