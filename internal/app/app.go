@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -100,6 +101,7 @@ func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	fresh := trackFreshConns(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -110,11 +112,64 @@ func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 	log.Info("shutting down: finishing in-flight requests", "server", name, "timeout", shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	go fresh.closeUnused(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
+}
+
+// freshConns tracks connections that have not sent a byte yet
+// (http.StateNew). http.Server.Shutdown treats such a connection as busy
+// until it is 5 s old, so a client or load balancer that opened a spare
+// connection just before SIGTERM would hold a graceful shutdown for 5 s, and
+// past a shorter SHUTDOWN_TIMEOUT turn it into a failed one.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]time.Time // accepted at
+}
+
+// unusedAge is how long a connection must have stayed silent before shutdown
+// closes it: a client that has just dialled is about to send its request.
+const unusedAge = 250 * time.Millisecond
+
+func trackFreshConns(srv *http.Server) *freshConns {
+	f := &freshConns{conns: map[net.Conn]time.Time{}}
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if s == http.StateNew {
+			f.conns[c] = time.Now()
+		} else {
+			delete(f.conns, c)
+		}
+	}
+	return f
+}
+
+// closeUnused closes, until ctx ends, every connection that has stayed
+// silent for unusedAge: it carries no request, so closing it loses nothing
+// (Shutdown does the same to idle keep-alive connections).
+func (f *freshConns) closeUnused(ctx context.Context) {
+	tick := time.NewTicker(unusedAge / 5)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		f.mu.Lock()
+		for c, at := range f.conns {
+			if now.Sub(at) >= unusedAge {
+				_ = c.Close()
+				delete(f.conns, c)
+			}
+		}
+		f.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // CheckRedisSettings warns (once Redis answers; it retries in the background
