@@ -116,6 +116,7 @@ var Settings = []Setting{
 	{Name: "TENCENT_ADMIN_USERSIG", Programs: delivery, Help: "the admin account's UserSig (one for every app, or sdkappid=usersig,... per app); required with TENCENT_API_BASE; never logged"},
 	{Name: "DISPLAY_NAME_CACHE_TTL", Programs: delivery, Default: "1h", Help: "how long a follower's nickname (or its absence) is cached in Redis"},
 	{Name: "METRICS_ADDR", Programs: []Program{ProgramWorker}, Default: ":9091", Help: "address of the worker's /metrics, /healthz and /readyz; :0 picks a free port"},
+	{Name: "PPROF", Programs: []Program{ProgramWorker}, Default: "false", Help: "true also serves Go's profiler at /debug/pprof/ on METRICS_ADDR (keep that address private)"},
 	{Name: "SHUTDOWN_TIMEOUT", Programs: all, Default: "25s", Help: "on SIGTERM, how long in-flight requests and tasks may take to finish"},
 	{Name: "LOG_LEVEL", Programs: all, Default: "info", Help: "debug, info, warn or error"},
 }

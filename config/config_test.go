@@ -186,8 +186,8 @@ func TestSettingsTableMatchesLoaders(t *testing.T) {
 			l.raw("SPOOL_DIR", "")
 			l.intRange("SPOOL_MAX_BYTES", 0, 0, 1)
 		case ProgramWorker:
-			l.worker(l.redis(""))
-			l.listenAddr("METRICS_ADDR", ":9091")
+			w := l.worker(l.redis(""))
+			l.workerOps(&w)
 		case ProgramStandalone:
 			rd := l.redis("")
 			l.receiver(rd, "", "")

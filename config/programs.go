@@ -79,6 +79,9 @@ type Worker struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
 	LogLevel string
+	// Pprof is PPROF (default false): serve /debug/pprof/ on MetricsAddr;
+	// unused by standalone.
+	Pprof bool
 	// Policies are the notification policies and the push content settings
 	// (FOLLOW_COOLDOWN, MAX_PUSHES_PER_USER_PER_HOUR, FCM_RATE_LIMIT,
 	// AGGREGATION_*, PUSH_TEMPLATES_FILE, ANDROID_*, APNS_*, WEBPUSH_LINK).
@@ -119,7 +122,7 @@ func LoadReceiver(getenv func(string) string) (Receiver, error) {
 func LoadWorker(getenv func(string) string) (Worker, error) {
 	l := newLoader(getenv, ProgramWorker)
 	w := l.worker(l.redis("redis://127.0.0.1:6379/0"))
-	w.MetricsAddr = l.listenAddr("METRICS_ADDR", ":9091")
+	l.workerOps(&w)
 	if !w.FCMConfigured() && l.raw("FCM_ENDPOINT", "") == "" {
 		// Production default: Google's endpoint with application default
 		// credentials; a project id is still needed to address it.
@@ -191,6 +194,13 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")
 	}
 	return r
+}
+
+// workerOps reads the settings of the worker program's own ops listener
+// (standalone has none).
+func (l *loader) workerOps(w *Worker) {
+	w.MetricsAddr = l.listenAddr("METRICS_ADDR", ":9091")
+	w.Pprof = l.boolean("PPROF", false)
 }
 
 func (l *loader) worker(rd Redis) Worker {

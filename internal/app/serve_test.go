@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A graceful shutdown lets an in-flight request finish, and is not held up
@@ -62,5 +65,21 @@ func TestServeShutdownFinishesRequestsAndClosesUnusedConns(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// PPROF=true mounts Go's profiler on the worker's ops listener; off, the
+// path does not exist.
+func TestOpsHandlerPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		rec := httptest.NewRecorder()
+		OpsHandler(prometheus.NewRegistry(), nil, on).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if rec.Code != want {
+			t.Errorf("pprof %v: GET /debug/pprof/ = %d, want %d", on, rec.Code, want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	netpprof "net/http/pprof"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -140,9 +141,17 @@ func (w *Worker) Start() error { return w.Server.Start(w.mux) }
 // Shutdown stops the worker gracefully.
 func (w *Worker) Shutdown() { w.Server.Shutdown() }
 
-// OpsHandler serves /metrics, /healthz and /readyz for the worker.
-func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient) http.Handler {
+// OpsHandler serves /metrics, /healthz and /readyz for the worker, and
+// Go's profiler under /debug/pprof/ when pprof is true.
+func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if pprof {
+		mux.HandleFunc("GET /debug/pprof/", netpprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", netpprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", netpprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", netpprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", netpprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
