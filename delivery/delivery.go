@@ -178,24 +178,50 @@ func (s *Store) Cancel(ctx context.Context, app, from string, to []string, event
 // Load returns f's record, with Cancelled set when a later unfollow of the
 // same pair was recorded. A follow never seen before has a zero Record.
 func (s *Store) Load(ctx context.Context, f tasks.Follow) (Record, error) {
-	var (
-		ev *redis.MapStringStringCmd
-		cx *redis.FloatCmd
-	)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		ev = p.HGetAll(ctx, s.eventKey(f))
-		cx = p.ZScore(ctx, s.cancelKey(f.AppID, f.From, f.To), "t")
-		return nil
-	})
+	p := s.rdb.Pipeline()
+	q := s.QueueLoad(ctx, p, f)
+	_, _ = p.Exec(ctx) // errors are in q's commands
+	return q.Result()
+}
+
+// LoadQuery is a [Store.Load] riding on a caller's pipeline, so that it
+// shares a round trip with other reads: queue it with [Store.QueueLoad],
+// run the pipeline, then call Result.
+type LoadQuery struct {
+	f  tasks.Follow
+	ev *redis.MapStringStringCmd
+	cx *redis.FloatCmd
+}
+
+// QueueLoad queues the reads of f's record and cancellation on p.
+func (s *Store) QueueLoad(ctx context.Context, p redis.Pipeliner, f tasks.Follow) *LoadQuery {
+	return &LoadQuery{
+		f:  f,
+		ev: p.HGetAll(ctx, s.eventKey(f)),
+		cx: p.ZScore(ctx, s.cancelKey(f.AppID, f.From, f.To), "t"),
+	}
+}
+
+// Result returns what [Store.Load] returns, once the pipeline holding q
+// ran.
+func (q *LoadQuery) Result() (Record, error) {
+	if err := q.ev.Err(); err != nil {
+		return Record{}, fmt.Errorf("load delivery record: %w", err)
+	}
+	at, err := q.cx.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
 	}
-	rec := parseRecord(ev.Val())
-	if at, err := cx.Result(); err == nil && int64(at) > f.EventTime {
+	rec := parseRecord(q.ev.Val())
+	if err == nil && int64(at) > q.f.EventTime {
 		rec.Cancelled = true
 	}
 	return rec, nil
 }
+
+// Redis returns the Store's Redis client: a pipeline on it can carry
+// [Store.QueueLoad] together with other reads of the same Redis.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 // LoadRecord returns e's record without looking for cancellations (a
 // digest's). An event never seen before has a zero Record.
@@ -230,17 +256,7 @@ func (s *Store) MarkSent(ctx context.Context, e Event, tokens []string) error {
 	if len(tokens) == 0 {
 		return nil
 	}
-	fields := make([]any, 0, 2*len(tokens))
-	for _, t := range tokens {
-		fields = append(fields, "s:"+TokenKey(t), 1)
-	}
-	k := s.eventKey(e)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, fields...)
-		p.PExpireAt(ctx, k, s.recordExpiry(e))
-		return nil
-	})
-	if err != nil {
+	if err := s.mark(ctx, e, tokens, false); err != nil {
 		return fmt.Errorf("mark devices sent: %w", err)
 	}
 	return nil
@@ -250,16 +266,38 @@ func (s *Store) MarkSent(ctx context.Context, e Event, tokens []string) error {
 // (same app, follower, followee and EventTime; or the same digest) does
 // nothing until the record expires.
 func (s *Store) MarkDone(ctx context.Context, e Event) error {
-	k := s.eventKey(e)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, "done", 1)
-		p.PExpireAt(ctx, k, s.recordExpiry(e))
-		return nil
-	})
-	if err != nil {
+	if err := s.mark(ctx, e, nil, true); err != nil {
 		return fmt.Errorf("mark follow done: %w", err)
 	}
 	return nil
+}
+
+// Finish is MarkSent and MarkDone in one transaction (one round trip): how
+// a delivery that needs no retry ends.
+func (s *Store) Finish(ctx context.Context, e Event, tokens []string) error {
+	if err := s.mark(ctx, e, tokens, true); err != nil {
+		return fmt.Errorf("mark follow done: %w", err)
+	}
+	return nil
+}
+
+// mark sets the sent flags of tokens and, with done, the done flag of e's
+// record, and renews its expiry.
+func (s *Store) mark(ctx context.Context, e Event, tokens []string, done bool) error {
+	fields := make([]any, 0, 2*len(tokens)+2)
+	for _, t := range tokens {
+		fields = append(fields, "s:"+TokenKey(t), 1)
+	}
+	if done {
+		fields = append(fields, "done", 1)
+	}
+	k := s.eventKey(e)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, fields...)
+		p.PExpireAt(ctx, k, s.recordExpiry(e))
+		return nil
+	})
+	return err
 }
 
 // AddQuotaRetry counts one more quota-caused retry of e and returns the new

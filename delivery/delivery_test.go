@@ -96,6 +96,44 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// Finish records the sent devices and the done flag together, with the
+// record's expiry.
+func TestFinish(t *testing.T) {
+	t.Parallel()
+	st, srv := newStore(t)
+	ctx := context.Background()
+	f := tasks.Follow{AppID: "1", From: "a", To: "b", EventTime: time.Now().UnixMilli()}
+	if err := st.MarkSent(ctx, f, []string{"tok-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Finish(ctx, f, []string{"tok-2"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Load(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := delivery.Record{Done: true, Finished: map[string]bool{delivery.TokenKey("tok-1"): true, delivery.TokenKey("tok-2"): true}}
+	if d := cmp.Diff(want, rec); d != "" {
+		t.Fatalf("after Finish (-want +got):\n%s", d)
+	}
+	keys, err := srv.Client(t).Keys(ctx, "followpush:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys = %v, %v", keys, err)
+	}
+	if ttl := srv.Client(t).PTTL(ctx, keys[0]).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("record TTL = %s, want about 1h", ttl)
+	}
+	// Finishing with no devices (all dropped earlier) still marks done.
+	g := tasks.Follow{AppID: "1", From: "a", To: "c", EventTime: f.EventTime}
+	if err := st.Finish(ctx, g, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := st.Load(ctx, g); err != nil || !rec.Done || len(rec.Finished) != 0 {
+		t.Fatalf("Finish without tokens: %+v, %v", rec, err)
+	}
+}
+
 func TestTokenKeyIsStableAndDistinct(t *testing.T) {
 	t.Parallel()
 	if delivery.TokenKey("a") != delivery.TokenKey("a") || delivery.TokenKey("a") == delivery.TokenKey("b") {

@@ -156,25 +156,63 @@ func (r *Registry) Unregister(ctx context.Context, userID, token string) error {
 // An invalid userID gives an error wrapping [ErrInvalidUserID] and touches
 // nothing. Other errors come from Redis.
 func (r *Registry) List(ctx context.Context, userID string) ([]Device, error) {
+	p := r.rdb.TxPipeline()
+	q := r.QueueList(ctx, p, userID)
+	if q.err == nil {
+		_, _ = p.Exec(ctx) // errors are in q's commands
+	}
+	return q.Result(ctx)
+}
+
+// Redis returns the Registry's Redis client: a pipeline on it can carry
+// [Registry.QueueList] together with other reads of the same Redis.
+func (r *Registry) Redis() redis.UniversalClient { return r.rdb }
+
+// ListQuery is a [Registry.List] whose first reads ride on a caller's
+// pipeline, so that they share a round trip with other reads: queue it
+// with [Registry.QueueList], run the pipeline, then call Result.
+type ListQuery struct {
+	r    *Registry
+	user string
+	keys []string
+	err  error
+	zs   *redis.ZSliceCmd
+	hm   *redis.MapStringStringCmd
+}
+
+// QueueList queues the reads of userID's devices on p (a transaction
+// pipeline gives a consistent view; any pipeline will do, since
+// [ListQuery.Result] checks every token's owner anyway). An invalid userID
+// queues nothing and Result returns the error.
+func (r *Registry) QueueList(ctx context.Context, p redis.Pipeliner, userID string) *ListQuery {
+	q := &ListQuery{r: r, user: userID}
 	if err := ValidateUserID(userID); err != nil {
+		q.err = fmt.Errorf("list devices: %w", err)
+		return q
+	}
+	q.keys = r.userKeys(userID)
+	q.zs = p.ZRevRangeWithScores(ctx, q.keys[0], 0, -1)
+	q.hm = p.HGetAll(ctx, q.keys[1])
+	return q
+}
+
+// Result returns what [Registry.List] returns, once the pipeline holding
+// q ran. It reads the tokens' owners (one more round trip) and leaves out,
+// and removes, the entries whose token belongs to someone else.
+func (q *ListQuery) Result(ctx context.Context) ([]Device, error) {
+	if q.err != nil {
+		return nil, q.err
+	}
+	if err := firstError(q.zs.Err(), q.hm.Err()); err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
-	keys := r.userKeys(userID)
-	var zs *redis.ZSliceCmd
-	var hm *redis.MapStringStringCmd
-	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		zs = p.ZRevRangeWithScores(ctx, keys[0], 0, -1)
-		hm = p.HGetAll(ctx, keys[1])
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
-	}
-	metas := hm.Val()
-	all := make([]Device, 0, len(zs.Val()))
-	gens := make([]string, 0, len(zs.Val()))
-	tokens := make([]string, 0, len(zs.Val()))
-	for _, z := range zs.Val() {
+	r, userID, keys := q.r, q.user, q.keys
+	metas := q.hm.Val()
+	zs := q.zs.Val()
+	all := make([]Device, 0, len(zs))
+	gens := make([]string, 0, len(zs))
+	tokens := make([]string, 0, len(zs))
+	for _, z := range zs {
 		tok, _ := z.Member.(string)
 		var m meta
 		if raw, ok := metas[tok]; ok {

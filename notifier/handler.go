@@ -10,6 +10,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
 	"github.com/followpush/followpush/delivery"
@@ -37,6 +38,7 @@ type RecordStore interface {
 	Load(ctx context.Context, f tasks.Follow) (delivery.Record, error)
 	MarkSent(ctx context.Context, e delivery.Event, tokens []string) error
 	MarkDone(ctx context.Context, e delivery.Event) error
+	Finish(ctx context.Context, e delivery.Event, tokens []string) error
 	AddQuotaRetry(ctx context.Context, e delivery.Event) (int, error)
 }
 
@@ -92,6 +94,7 @@ type Handler struct {
 	metrics  *Metrics
 	opts     HandlerOptions
 	mismatch *rate.Limiter
+	joint    *jointStores // nil: records and devices are read separately
 }
 
 // NewHandler returns a Handler. metrics may be nil (not exported then).
@@ -131,6 +134,7 @@ func NewHandler(log *slog.Logger, devs DeviceStore, records RecordStore, sender 
 	return &Handler{
 		log: log, devices: devs, records: records, sender: sender, metrics: metrics, opts: opts,
 		mismatch: rate.NewLimiter(per, opts.MismatchDeletesPerMinute),
+		joint:    joinStores(records, devs),
 	}, nil
 }
 
@@ -171,7 +175,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		log.Warn("follow too old: dropped", "age", age.Round(time.Second).String(), "max_age", h.opts.MaxEventAge.String())
 		return nil
 	}
-	rec, err := h.records.Load(ctx, f)
+	rec, devs, err := h.load(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -186,10 +190,11 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return h.records.MarkDone(ctx, f)
 	}
 
-	targets, err := h.targets(ctx, f.To, rec)
+	all, err := devs(ctx)
 	if err != nil {
 		return err
 	}
+	targets := pending(all, rec)
 	if len(targets) == 0 {
 		h.metrics.tasks.WithLabelValues("no_devices").Inc()
 		log.Debug("no devices to push to")
@@ -216,9 +221,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	}
 	h.metrics.tasks.WithLabelValues("sent").Inc()
 	log.Info("follow delivered", "devices", n)
-	bctx, cancel := bookkeeping(ctx)
-	defer cancel()
-	return h.records.MarkDone(bctx, f)
+	return nil
 }
 
 // bookkeeping returns the context for recording what was sent: it survives
@@ -334,20 +337,22 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 	// (shutdown): otherwise the next attempt would send it again.
 	ctx, cancelBookkeeping := bookkeeping(ctx)
 	defer cancelBookkeeping()
+	if retry == nil {
+		// Done: the sent devices and the done flag in one round trip. If
+		// that fails the task is retried and sends again (the collapse id
+		// makes a repeat replace, not stack).
+		return len(finished), h.records.Finish(ctx, p.event, finished)
+	}
 	if err := h.records.MarkSent(ctx, p.event, finished); err != nil {
-		// The pushes went out; without the record a retry would repeat them
-		// (the collapse id makes a repeat replace, not stack).
+		// The pushes went out; without the record the retry repeats them.
 		log.Error("could not record sent devices", "err", err)
 	}
-	if retry != nil {
-		if retry.Quota {
-			if n, err := h.records.AddQuotaRetry(ctx, p.event); err == nil {
-				retry.QuotaRetries = n
-			}
+	if retry.Quota {
+		if n, err := h.records.AddQuotaRetry(ctx, p.event); err == nil {
+			retry.QuotaRetries = n
 		}
-		return len(finished), retry
 	}
-	return len(finished), nil
+	return len(finished), retry
 }
 
 // targets returns the followee's devices that still need this push. The
@@ -356,16 +361,60 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 // token that moved to another user does not get this user's push.
 func (h *Handler) targets(ctx context.Context, to string, rec delivery.Record) ([]devices.Device, error) {
 	devs, err := h.devices.List(ctx, to)
-	if err != nil || len(devs) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	pending := devs[:0]
+	return pending(devs, rec), nil
+}
+
+// pending returns the devices of devs that rec does not mark finished.
+func pending(devs []devices.Device, rec delivery.Record) []devices.Device {
+	out := devs[:0]
 	for _, d := range devs {
 		if !rec.Finished[delivery.TokenKey(d.Token)] {
-			pending = append(pending, d)
+			out = append(out, d)
 		}
 	}
-	return pending, nil
+	return out
+}
+
+// listFunc returns the followee's devices (see [Handler.targets]).
+type listFunc func(ctx context.Context) ([]devices.Device, error)
+
+// load reads f's delivery record and, when the record store and the
+// device registry share one Redis, the first reads of the followee's
+// devices in the same round trip; the returned listFunc finishes the
+// device list (the owner check) only when called.
+func (h *Handler) load(ctx context.Context, f tasks.Follow) (delivery.Record, listFunc, error) {
+	if h.joint == nil {
+		rec, err := h.records.Load(ctx, f)
+		return rec, func(ctx context.Context) ([]devices.Device, error) { return h.devices.List(ctx, f.To) }, err
+	}
+	p := h.joint.rdb.Pipeline()
+	lq := h.joint.records.QueueLoad(ctx, p, f)
+	dq := h.joint.devices.QueueList(ctx, p, f.To)
+	_, _ = p.Exec(ctx) // errors are in the queries' commands
+	rec, err := lq.Result()
+	return rec, dq.Result, err
+}
+
+// jointStores are a delivery.Store and a devices.Registry on the same
+// Redis client, read together by [Handler.load].
+type jointStores struct {
+	rdb     redis.UniversalClient
+	records *delivery.Store
+	devices *devices.Registry
+}
+
+// joinStores returns the stores as jointStores when they are a
+// *delivery.Store and a *devices.Registry sharing one Redis client.
+func joinStores(records RecordStore, devs DeviceStore) *jointStores {
+	st, ok1 := records.(*delivery.Store)
+	reg, ok2 := devs.(*devices.Registry)
+	if !ok1 || !ok2 || st.Redis() != reg.Redis() {
+		return nil
+	}
+	return &jointStores{rdb: st.Redis(), records: st, devices: reg}
 }
 
 func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome Outcome, sendErr error) {

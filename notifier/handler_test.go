@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +254,64 @@ func TestRetryDelay(t *testing.T) {
 	}
 	if notifier.IsFailure(&notifier.RetryError{Quota: true}) || !notifier.IsFailure(&notifier.RetryError{}) || !notifier.IsFailure(errors.New("x")) {
 		t.Error("IsFailure: only quota retries are not failures")
+	}
+}
+
+// roundTrips counts a client's Redis round trips: a command or a pipeline.
+// A new pooled connection's handshake (HELLO, CLIENT SETINFO) is not
+// counted: it is not paid per push.
+type roundTrips struct{ n atomic.Int64 }
+
+func (c *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !handshake(cmd) {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && !handshake(cmds[0]) {
+			c.n.Add(1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func handshake(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name() == "client" }
+
+// A follow pushed to a followee's devices costs the handler three Redis
+// round trips (the worker's throughput is bound by them): the record and
+// the device list in one, the tokens' owners, and the record of what was
+// sent together with the done flag. A repeat costs one and sends nothing.
+func TestHandlerRedisRoundTripsPerPush(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{})
+	f.register(t, "bob", "tok-1", "tok-2")
+	var rt roundTrips
+	f.rdb.AddHook(&rt)
+	fl := f.follow("bob")
+	if err := f.run(t, fl); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.fcm.Requests()); n != 2 {
+		t.Fatalf("%d FCM requests, want 2", n)
+	}
+	if n := rt.n.Load(); n != 3 {
+		t.Errorf("a push to 2 devices took %d Redis round trips, want 3", n)
+	}
+	rt.n.Store(0)
+	if err := f.run(t, fl); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.fcm.Requests()); n != 2 {
+		t.Fatalf("the repeat sent again: %d FCM requests in all", n)
+	}
+	if n := rt.n.Load(); n != 1 {
+		t.Errorf("a repeat took %d Redis round trips, want 1", n)
 	}
 }
