@@ -52,7 +52,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	opsDone := make(chan error, 1)
-	go func() { opsDone <- app.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof), cfg.ShutdownTimeout, log) }()
+	go func() {
+		opsDone <- app.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof), cfg.ShutdownTimeout, log)
+	}()
 	log.Info("worker started", "concurrency", cfg.Concurrency, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
 	<-ctx.Done()
 	log.Info("shutting down: no new tasks; in-flight tasks may finish", "timeout", cfg.ShutdownTimeout.String())
