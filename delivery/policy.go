@@ -254,6 +254,46 @@ func (s *Store) Admit(ctx context.Context, f tasks.Follow, p Policy, now time.Ti
 	if !p.Active() {
 		return Admission{Verdict: VerdictSend}, nil
 	}
+	keys, args := s.admitArgs(f, p, now)
+	return parseAdmission(admitScript.Run(ctx, s.rdb, keys, args...))
+}
+
+// AdmitQuery is a [Store.Admit] riding on a caller's pipeline, so that it
+// shares a round trip with other commands: queue it with
+// [Store.QueueAdmit], run the pipeline, then call Result.
+type AdmitQuery struct {
+	s   *Store
+	f   tasks.Follow
+	p   Policy
+	now time.Time
+	cmd *redis.Cmd // nil: no policy active
+}
+
+// QueueAdmit queues f's admission on pipe (pipe must be on the Store's
+// Redis). With no policy active it queues nothing.
+func (s *Store) QueueAdmit(ctx context.Context, pipe redis.Pipeliner, f tasks.Follow, p Policy, now time.Time) *AdmitQuery {
+	q := &AdmitQuery{s: s, f: f, p: p, now: now}
+	if p.Active() {
+		keys, args := s.admitArgs(f, p, now)
+		q.cmd = admitScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	return q
+}
+
+// Result returns what [Store.Admit] returns, once the pipeline holding q
+// ran. When Redis did not have the script cached (it restarted), the
+// script did not run: Result runs Admit itself.
+func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
+	if q.cmd == nil {
+		return Admission{Verdict: VerdictSend}, nil
+	}
+	if redis.HasErrorPrefix(q.cmd.Err(), "NOSCRIPT") {
+		return q.s.Admit(ctx, q.f, q.p, q.now)
+	}
+	return parseAdmission(q.cmd)
+}
+
+func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time) ([]string, []any) {
 	n := now.UnixMilli()
 	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To), s.unfollowsKey(f.To)}
 	args := []any{
@@ -263,7 +303,11 @@ func (s *Store) Admit(ctx context.Context, f tasks.Follow, p Policy, now time.Ti
 		ms(p.Window), boolArg(p.FirstImmediate), itoa(n + p.Window.Milliseconds()),
 		ms(s.stateTTL(p)),
 	}
-	res, err := admitScript.Run(ctx, s.rdb, keys, args...).Slice()
+	return keys, args
+}
+
+func parseAdmission(cmd *redis.Cmd) (Admission, error) {
+	res, err := cmd.Slice()
 	if err != nil {
 		return Admission{}, fmt.Errorf("apply notification policies: %w", err)
 	}

@@ -287,3 +287,49 @@ func TestAdmitAfterUnfollowIsCancelled(t *testing.T) {
 		{"fan5", 2 * time.Second, delivery.VerdictAggregated, time.Minute}, // follows again later
 	})
 }
+
+// QueueAdmit decides like Admit, in the caller's pipeline; when Redis has
+// lost its script cache (a restart) the queued script did not run, and
+// Result runs the admission itself, once.
+func TestQueueAdmitMatchesAdmitAndSurvivesScriptFlush(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	st := delivery.New(rdb, delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Cooldown: time.Hour}
+	queued := func(f tasks.Follow, now time.Time) delivery.Verdict {
+		t.Helper()
+		pipe := rdb.Pipeline()
+		q := st.QueueAdmit(ctx, pipe, f, p, now)
+		_, _ = pipe.Exec(ctx)
+		a, err := q.Result(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Verdict
+	}
+	for i, flush := range []bool{true, false} {
+		if flush {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		to := "bob" + string(rune('0'+i))
+		if v := queued(follow("alice", to, t0), t0); v != delivery.VerdictSend {
+			t.Fatalf("flush=%v: first follow: %s, want send", flush, v)
+		}
+		// The same pair again within the hour: the first admission counted once.
+		if v := queued(follow("alice", to, t0.Add(time.Minute)), t0.Add(time.Minute)); v != delivery.VerdictCooldown {
+			t.Fatalf("flush=%v: second follow: %s, want cooldown", flush, v)
+		}
+	}
+	// No policy: nothing queued, send.
+	pipe := rdb.Pipeline()
+	q := st.QueueAdmit(ctx, pipe, follow("a", "b", t0), delivery.Policy{}, t0)
+	if n := pipe.Len(); n != 0 {
+		t.Fatalf("inactive policy queued %d commands", n)
+	}
+	if a, err := q.Result(ctx); err != nil || a.Verdict != delivery.VerdictSend {
+		t.Fatalf("inactive policy: %+v, %v", a, err)
+	}
+}

@@ -93,6 +93,20 @@ func TestInterruptedMove(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{"tok": "bob"}, owners); diff != "" {
 		t.Errorf("Owners (-want +got):\n%s", diff)
 	}
+	// The two-step query with the owners queued on a second pipeline (what
+	// the worker does) sees it the same way.
+	p := rdb.Pipeline()
+	q := r.QueueList(ctx, p, "alice")
+	_, _ = p.Exec(ctx)
+	if n := q.Listed(); n != 1 {
+		t.Fatalf("Listed = %d, want the 1 entry still in alice's keys", n)
+	}
+	p = rdb.Pipeline()
+	q.QueueOwners(ctx, p)
+	_, _ = p.Exec(ctx)
+	if got, err := q.Result(ctx); err != nil || len(got) != 0 {
+		t.Errorf("QueueList+QueueOwners(alice) = %v, %v; want none", got, err)
+	}
 	for _, u := range []string{"alice", "bob"} {
 		got, err := r.List(ctx, u)
 		if err != nil {

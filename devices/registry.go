@@ -172,12 +172,13 @@ func (r *Registry) Redis() redis.UniversalClient { return r.rdb }
 // pipeline, so that they share a round trip with other reads: queue it
 // with [Registry.QueueList], run the pipeline, then call Result.
 type ListQuery struct {
-	r    *Registry
-	user string
-	keys []string
-	err  error
-	zs   *redis.ZSliceCmd
-	hm   *redis.MapStringStringCmd
+	r      *Registry
+	user   string
+	keys   []string
+	err    error
+	zs     *redis.ZSliceCmd
+	hm     *redis.MapStringStringCmd
+	owners []*redis.StringCmd // queued by QueueOwners; nil: Result reads them
 }
 
 // QueueList queues the reads of userID's devices on p (a transaction
@@ -196,9 +197,35 @@ func (r *Registry) QueueList(ctx context.Context, p redis.Pipeliner, userID stri
 	return q
 }
 
+// Listed returns how many entries userID's keys hold, once the pipeline
+// holding q ran: an upper bound of how many devices Result returns (0: no
+// devices, Result needs no round trip).
+func (q *ListQuery) Listed() int {
+	if q.err != nil || q.zs.Err() != nil {
+		return 0
+	}
+	return len(q.zs.Val())
+}
+
+// QueueOwners queues, on p (on the Registry's Redis), the owner reads that
+// Result would otherwise make in a round trip of its own; call it after
+// the pipeline holding q ran, and Result after p ran.
+func (q *ListQuery) QueueOwners(ctx context.Context, p redis.Pipeliner) {
+	if q.err != nil || q.zs.Err() != nil {
+		return
+	}
+	zs := q.zs.Val()
+	q.owners = make([]*redis.StringCmd, len(zs))
+	for i, z := range zs {
+		tok, _ := z.Member.(string)
+		q.owners[i] = p.Get(ctx, q.r.ownerKey(tok))
+	}
+}
+
 // Result returns what [Registry.List] returns, once the pipeline holding
-// q ran. It reads the tokens' owners (one more round trip) and leaves out,
-// and removes, the entries whose token belongs to someone else.
+// q ran. It reads the tokens' owners (one more round trip, unless
+// QueueOwners put it on another pipeline) and leaves out, and removes, the
+// entries whose token belongs to someone else.
 func (q *ListQuery) Result(ctx context.Context) ([]Device, error) {
 	if q.err != nil {
 		return nil, q.err
@@ -228,7 +255,13 @@ func (q *ListQuery) Result(ctx context.Context) ([]Device, error) {
 		gens = append(gens, m.Gen)
 		tokens = append(tokens, tok)
 	}
-	owners, err := r.owners(ctx, tokens)
+	var owners map[string]string
+	var err error
+	if q.owners != nil {
+		owners, err = r.parseOwners(tokens, q.owners)
+	} else {
+		owners, err = r.owners(ctx, tokens)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
@@ -272,9 +305,8 @@ func (r *Registry) Owners(ctx context.Context, tokens []string) (map[string]stri
 
 // owners is Owners without validation.
 func (r *Registry) owners(ctx context.Context, tokens []string) (map[string]string, error) {
-	owners := make(map[string]string, len(tokens))
 	if len(tokens) == 0 {
-		return owners, nil
+		return map[string]string{}, nil
 	}
 	cmds := make([]*redis.StringCmd, len(tokens))
 	pipe := r.rdb.Pipeline()
@@ -282,6 +314,13 @@ func (r *Registry) owners(ctx context.Context, tokens []string) (map[string]stri
 		cmds[i] = pipe.Get(ctx, r.ownerKey(t))
 	}
 	_, _ = pipe.Exec(ctx) // errors are in cmds; redis.Nil there is "no owner"
+	return r.parseOwners(tokens, cmds)
+}
+
+// parseOwners reads the answers of GETs of tokens' owner keys (see
+// [Registry.owners]).
+func (*Registry) parseOwners(tokens []string, cmds []*redis.StringCmd) (map[string]string, error) {
+	owners := make(map[string]string, len(tokens))
 	for i, c := range cmds {
 		v, err := c.Result()
 		if errors.Is(err, redis.Nil) {

@@ -134,7 +134,7 @@ func NewHandler(log *slog.Logger, devs DeviceStore, records RecordStore, sender 
 	return &Handler{
 		log: log, devices: devs, records: records, sender: sender, metrics: metrics, opts: opts,
 		mismatch: rate.NewLimiter(per, opts.MismatchDeletesPerMinute),
-		joint:    joinStores(records, devs),
+		joint:    joinStores(records, devs, opts.Policies),
 	}, nil
 }
 
@@ -168,7 +168,7 @@ func reportResult(log *slog.Logger, counter *prometheus.CounterVec, err error, r
 	}
 }
 
-func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow) error {
+func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow) (err error) {
 	now := h.opts.Now()
 	if age := now.Sub(f.Time()); age > h.opts.MaxEventAge {
 		h.metrics.tasks.WithLabelValues("stale").Inc()
@@ -189,27 +189,26 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		log.Info("unfollowed before the push: nothing sent")
 		return h.records.MarkDone(ctx, f)
 	}
+	if devs.Listed() == 0 {
+		return h.noDevices(ctx, log, f)
+	}
 
-	all, err := devs(ctx)
-	if err != nil {
-		return err
-	}
-	targets := pending(all, rec)
-	if len(targets) == 0 {
-		h.metrics.tasks.WithLabelValues("no_devices").Inc()
-		log.Debug("no devices to push to")
-		return h.records.MarkDone(ctx, f)
-	}
-	if h.opts.Policy.Active() && !rec.Admitted {
-		if send, err := h.admit(ctx, log, f, now); err != nil || !send {
-			return err
+	// The tokens' owners, and the policies' verdict, in one round trip.
+	// (Should no listed token turn out to be the followee's, the cooldown
+	// has started for nothing: harmless.)
+	needAdmit := h.opts.Policy.Active() && !rec.Admitted
+	var adm *delivery.AdmitQuery
+	if h.joint != nil {
+		p := h.joint.rdb.Pipeline()
+		devs.QueueOwners(ctx, p)
+		if needAdmit && h.joint.admits {
+			adm = h.joint.records.QueueAdmit(ctx, p, f, h.opts.Policy, now)
 		}
+		_, _ = p.Exec(ctx) // errors are in the queries' commands
 	}
-
-	n, err := h.deliver(ctx, log, f.To, h.followPush(f, h.displayNames(ctx, f.AppID, f.From)[f.From]), targets)
-	if err != nil {
-		var re *RetryError
-		if errors.As(err, &re) && h.opts.Policy.Active() {
+	admitted := false // by this attempt: a later failure must not lose it
+	defer func() {
+		if admitted && err != nil {
 			// The retry must send, whatever the policies say by then.
 			bctx, cancel := bookkeeping(ctx)
 			defer cancel()
@@ -217,11 +216,49 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 				log.Error("could not record the follow as admitted", "err", err)
 			}
 		}
+	}()
+	if needAdmit {
+		var a delivery.Admission
+		if adm != nil {
+			a, err = adm.Result(ctx)
+		} else {
+			a, err = h.opts.Policies.Admit(ctx, f, h.opts.Policy, now)
+		}
+		if err != nil {
+			return err
+		}
+		if a.Verdict != delivery.VerdictSend {
+			return h.notSent(ctx, log, f, a)
+		}
+		admitted = true
+	}
+	all, err := devs.Result(ctx)
+	if err != nil {
+		return err
+	}
+	targets := pending(all, rec)
+	if len(targets) == 0 {
+		return h.noDevices(ctx, log, f)
+	}
+
+	n, err := h.deliver(ctx, log, f.To, h.followPush(f, h.displayNames(ctx, f.AppID, f.From)[f.From]), targets)
+	if err != nil {
+		var re *RetryError
+		if errors.As(err, &re) && h.opts.Policy.Active() {
+			admitted = true // also when an earlier attempt admitted it
+		}
 		return err
 	}
 	h.metrics.tasks.WithLabelValues("sent").Inc()
 	log.Info("follow delivered", "devices", n)
 	return nil
+}
+
+// noDevices ends a follow whose followee has no device that needs it.
+func (h *Handler) noDevices(ctx context.Context, log *slog.Logger, f tasks.Follow) error {
+	h.metrics.tasks.WithLabelValues("no_devices").Inc()
+	log.Debug("no devices to push to")
+	return h.records.MarkDone(ctx, f)
 }
 
 // bookkeeping returns the context for recording what was sent: it survives
@@ -378,24 +415,40 @@ func pending(devs []devices.Device, rec delivery.Record) []devices.Device {
 	return out
 }
 
-// listFunc returns the followee's devices (see [Handler.targets]).
-type listFunc func(ctx context.Context) ([]devices.Device, error)
+// deviceQuery is the followee's device list, read in two round trips that
+// can carry other commands: the entries (with the delivery record), then
+// their owners. See [devices.ListQuery].
+type deviceQuery interface {
+	Listed() int
+	QueueOwners(ctx context.Context, p redis.Pipeliner)
+	Result(ctx context.Context) ([]devices.Device, error)
+}
+
+// listed is a deviceQuery over a list already read.
+type listed []devices.Device
+
+func (l listed) Listed() int                                      { return len(l) }
+func (listed) QueueOwners(context.Context, redis.Pipeliner)       {}
+func (l listed) Result(context.Context) ([]devices.Device, error) { return l, nil }
 
 // load reads f's delivery record and, when the record store and the
 // device registry share one Redis, the first reads of the followee's
-// devices in the same round trip; the returned listFunc finishes the
-// device list (the owner check) only when called.
-func (h *Handler) load(ctx context.Context, f tasks.Follow) (delivery.Record, listFunc, error) {
+// devices in the same round trip. Otherwise it lists the devices itself.
+func (h *Handler) load(ctx context.Context, f tasks.Follow) (delivery.Record, deviceQuery, error) {
 	if h.joint == nil {
 		rec, err := h.records.Load(ctx, f)
-		return rec, func(ctx context.Context) ([]devices.Device, error) { return h.devices.List(ctx, f.To) }, err
+		if err != nil || rec.Done || rec.Cancelled {
+			return rec, listed(nil), err
+		}
+		devs, err := h.devices.List(ctx, f.To)
+		return rec, listed(devs), err
 	}
 	p := h.joint.rdb.Pipeline()
 	lq := h.joint.records.QueueLoad(ctx, p, f)
 	dq := h.joint.devices.QueueList(ctx, p, f.To)
 	_, _ = p.Exec(ctx) // errors are in the queries' commands
 	rec, err := lq.Result()
-	return rec, dq.Result, err
+	return rec, dq, err
 }
 
 // jointStores are a delivery.Store and a devices.Registry on the same
@@ -404,17 +457,19 @@ type jointStores struct {
 	rdb     redis.UniversalClient
 	records *delivery.Store
 	devices *devices.Registry
+	admits  bool // records is also the PolicyStore: admissions ride along
 }
 
 // joinStores returns the stores as jointStores when they are a
 // *delivery.Store and a *devices.Registry sharing one Redis client.
-func joinStores(records RecordStore, devs DeviceStore) *jointStores {
+func joinStores(records RecordStore, devs DeviceStore, policies PolicyStore) *jointStores {
 	st, ok1 := records.(*delivery.Store)
 	reg, ok2 := devs.(*devices.Registry)
 	if !ok1 || !ok2 || st.Redis() != reg.Redis() {
 		return nil
 	}
-	return &jointStores{rdb: st.Redis(), records: st, devices: reg}
+	ps, _ := policies.(*delivery.Store)
+	return &jointStores{rdb: st.Redis(), records: st, devices: reg, admits: ps == st}
 }
 
 func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome Outcome, sendErr error) {

@@ -286,32 +286,47 @@ func handshake(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name(
 
 // A follow pushed to a followee's devices costs the handler three Redis
 // round trips (the worker's throughput is bound by them): the record and
-// the device list in one, the tokens' owners, and the record of what was
-// sent together with the done flag. A repeat costs one and sends nothing.
+// the device list in one; the tokens' owners, with the notification
+// policies' verdict when they are on; and the record of what was sent
+// together with the done flag. A repeat costs one and sends nothing.
 func TestHandlerRedisRoundTripsPerPush(t *testing.T) {
 	t.Parallel()
-	f := newHandlerFixture(t, notifier.HandlerOptions{})
-	f.register(t, "bob", "tok-1", "tok-2")
-	var rt roundTrips
-	f.rdb.AddHook(&rt)
-	fl := f.follow("bob")
-	if err := f.run(t, fl); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(f.fcm.Requests()); n != 2 {
-		t.Fatalf("%d FCM requests, want 2", n)
-	}
-	if n := rt.n.Load(); n != 3 {
-		t.Errorf("a push to 2 devices took %d Redis round trips, want 3", n)
-	}
-	rt.n.Store(0)
-	if err := f.run(t, fl); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(f.fcm.Requests()); n != 2 {
-		t.Fatalf("the repeat sent again: %d FCM requests in all", n)
-	}
-	if n := rt.n.Load(); n != 1 {
-		t.Errorf("a repeat took %d Redis round trips, want 1", n)
+	for _, sc := range []struct {
+		name   string
+		policy delivery.Policy
+	}{{"no policies", delivery.Policy{}}, {"cooldown", delivery.Policy{Cooldown: time.Hour}}} {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newHandlerFixture(t, notifier.HandlerOptions{Policy: sc.policy})
+			f.register(t, "bob", "tok-1", "tok-2")
+			// Warm up: the first use of a script loads it into Redis.
+			f.register(t, "carol", "tok-3")
+			if err := f.run(t, f.follow("carol")); err != nil {
+				t.Fatal(err)
+			}
+			f.fcm.Reset()
+			var rt roundTrips
+			f.rdb.AddHook(&rt)
+			fl := f.follow("bob")
+			if err := f.run(t, fl); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(f.fcm.Requests()); n != 2 {
+				t.Fatalf("%d FCM requests, want 2", n)
+			}
+			if n := rt.n.Load(); n != 3 {
+				t.Errorf("a push to 2 devices took %d Redis round trips, want 3", n)
+			}
+			rt.n.Store(0)
+			if err := f.run(t, fl); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(f.fcm.Requests()); n != 2 {
+				t.Fatalf("the repeat sent again: %d FCM requests in all", n)
+			}
+			if n := rt.n.Load(); n != 1 {
+				t.Errorf("a repeat took %d Redis round trips, want 1", n)
+			}
+		})
 	}
 }

@@ -36,34 +36,27 @@ type SendLimiter interface {
 	Wait(ctx context.Context, n int) (time.Duration, error)
 }
 
-// admit asks the policies about f. It returns true when f is to be pushed
-// on its own now; otherwise it has done what the verdict asks (scheduled
-// the summary f was folded into, marked f done) and counted it.
-func (h *Handler) admit(ctx context.Context, log *slog.Logger, f tasks.Follow, now time.Time) (bool, error) {
-	adm, err := h.opts.Policies.Admit(ctx, f, h.opts.Policy, now)
-	if err != nil {
-		return false, err
-	}
+// notSent does what a verdict other than send asks (schedules the summary
+// f was folded into, marks f done) and counts it.
+func (h *Handler) notSent(ctx context.Context, log *slog.Logger, f tasks.Follow, adm delivery.Admission) error {
 	switch adm.Verdict {
-	case delivery.VerdictSend:
-		return true, nil
 	case delivery.VerdictCancelled:
 		h.metrics.tasks.WithLabelValues("cancelled").Inc()
 		log.Info("unfollowed before the push: nothing sent")
-		return false, h.records.MarkDone(ctx, f)
+		return h.records.MarkDone(ctx, f)
 	case delivery.VerdictCooldown:
 		h.metrics.tasks.WithLabelValues("cooldown").Inc()
 		log.Info("pair notified within the cooldown: nothing sent", "cooldown", h.opts.Policy.Cooldown.String())
-		return false, h.records.MarkDone(ctx, f)
+		return h.records.MarkDone(ctx, f)
 	case delivery.VerdictAggregated, delivery.VerdictCapped:
 		if err := h.schedule(ctx, tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
-			return false, err
+			return err
 		}
 		h.metrics.tasks.WithLabelValues(string(adm.Verdict)).Inc()
 		log.Info("follow folded into a summary push", "reason", string(adm.Verdict), "due", time.UnixMilli(adm.Due).UTC().Format(time.RFC3339Nano))
-		return false, h.records.MarkDone(ctx, f)
+		return h.records.MarkDone(ctx, f)
 	}
-	return false, fmt.Errorf("notification policies: unknown verdict %q", adm.Verdict)
+	return fmt.Errorf("notification policies: unknown verdict %q", adm.Verdict)
 }
 
 // schedule makes sure digest d's task exists; one that exists already (the
