@@ -88,7 +88,7 @@ var Settings = []Setting{
 	{Name: "SPOOL_MAX_BYTES", Programs: []Program{ProgramReceiver}, Default: "67108864", Help: "size bound of the spool on disk; when full (and Redis down) webhooks get a 503"},
 	{Name: "WEBHOOK_MAX_BODY_BYTES", Programs: ingest, Default: "1048576", Help: "largest webhook body accepted (bigger: 413)"},
 	{Name: "WEBHOOK_MAX_FOLLOWS", Programs: ingest, Default: "1000", Help: "longest FollowList / To_Account list accepted (longer: 400)"},
-	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: "16", Help: "followee tasks of one webhook enqueued at once"},
+	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: "16", Help: "Redis pipelines (of up to 100 followee tasks) one webhook stores at once"},
 	{Name: "MAX_DEVICES_PER_USER", Programs: all, Default: "10", Help: "devices kept per user; registering one more evicts the least recently seen"},
 	{Name: "MAX_EVENT_AGE", Programs: all, Default: "1h", Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
 	{Name: "DEDUPE_TTL", Programs: delivery, Default: "1h", Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},

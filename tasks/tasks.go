@@ -2,10 +2,11 @@
 // asynq task types, their payloads, and the constructors that give every task
 // its queue, retry budget, timeout and deterministic id.
 //
-// The receiver builds tasks with [NewFollowTask]; the worker reads them back
-// with [ParseFollow]. The worker itself schedules [TypeDigest] tasks
-// ([NewDigestTask], [ParseDigest]) when notification policies fold follows
-// into one summary push. Nothing else crosses the queue.
+// The receiver builds tasks with [FollowSpec] (or [NewFollowTask]); the
+// worker reads them back with [ParseFollow]. The worker itself schedules
+// [TypeDigest] tasks ([NewDigestTask], [ParseDigest]) when notification
+// policies fold follows into one summary push. Nothing else crosses the
+// queue.
 package tasks
 
 import (
@@ -104,28 +105,70 @@ func (f Follow) Time() time.Time { return time.UnixMilli(f.EventTime) }
 // TaskID returns the asynq task id of f's task: "follow:" followed by [Follow.ID].
 func (f Follow) TaskID() string { return "follow:" + f.ID() }
 
-// NewFollowTask returns the asynq task for f, with queue [QueueFollow], task
-// id [Follow.TaskID], retry budget [DefaultMaxRetry] and timeout
-// [DefaultTimeout]; opts are appended and so override these. It returns an
-// error wrapping [ErrInvalidFollow] when f does not validate.
+// Spec is everything this service sets on an asynq task: its type and
+// payload and the options Queue, TaskID, MaxRetry and Timeout. [Spec.Task]
+// turns it into an *asynq.Task; the receiver also stores specs directly,
+// in batches (internal/asynqbatch, whose Task has the same fields so that
+// a Spec converts to it), and both paths must write the same task.
+type Spec struct {
+	Type     string
+	Payload  []byte
+	ID       string
+	Queue    string
+	MaxRetry int
+	Timeout  time.Duration
+}
+
+// Options are the asynq options s describes.
+func (s Spec) Options() []asynq.Option {
+	return []asynq.Option{
+		asynq.Queue(s.Queue),
+		asynq.TaskID(s.ID),
+		asynq.MaxRetry(s.MaxRetry),
+		asynq.Timeout(s.Timeout),
+	}
+}
+
+// Task returns the asynq task s describes; opts are appended to
+// [Spec.Options] and so override them.
+func (s Spec) Task(opts ...asynq.Option) *asynq.Task {
+	return asynq.NewTask(s.Type, s.Payload, append(s.Options(), opts...)...)
+}
+
+// FollowSpec returns the task for f: type [TypeFollow], f as JSON, queue
+// [QueueFollow], task id [Follow.TaskID], retry budget [DefaultMaxRetry]
+// and timeout [DefaultTimeout]. It returns an error wrapping
+// [ErrInvalidFollow] when f does not validate.
+func FollowSpec(f Follow) (Spec, error) {
+	if err := f.Validate(); err != nil {
+		return Spec{}, err
+	}
+	payload, err := json.Marshal(f)
+	if err != nil {
+		return Spec{}, fmt.Errorf("encode follow payload: %w", err)
+	}
+	return Spec{
+		Type:     TypeFollow,
+		Payload:  payload,
+		ID:       f.TaskID(),
+		Queue:    QueueFollow,
+		MaxRetry: DefaultMaxRetry,
+		Timeout:  DefaultTimeout,
+	}, nil
+}
+
+// NewFollowTask returns the asynq task for f described by [FollowSpec];
+// opts are appended and so override its options. It returns an error
+// wrapping [ErrInvalidFollow] when f does not validate.
 //
 // Enqueuing the same follow twice while the first task still exists fails
 // with asynq.ErrTaskIDConflict, which callers treat as success.
 func NewFollowTask(f Follow, opts ...asynq.Option) (*asynq.Task, error) {
-	if err := f.Validate(); err != nil {
+	s, err := FollowSpec(f)
+	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(f)
-	if err != nil {
-		return nil, fmt.Errorf("encode follow payload: %w", err)
-	}
-	all := append([]asynq.Option{
-		asynq.Queue(QueueFollow),
-		asynq.TaskID(f.TaskID()),
-		asynq.MaxRetry(DefaultMaxRetry),
-		asynq.Timeout(DefaultTimeout),
-	}, opts...)
-	return asynq.NewTask(TypeFollow, payload, all...), nil
+	return s.Task(opts...), nil
 }
 
 // ParseFollow decodes the payload of a [TypeFollow] task. A payload that does

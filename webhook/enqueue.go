@@ -2,46 +2,55 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
-	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/followpush/followpush/internal/asynqbatch"
 	"github.com/followpush/followpush/tasks"
 )
 
-// AsynqEnqueuer is the [Enqueuer] that stores follows as asynq tasks built by
-// tasks.NewFollowTask. A task whose id already exists (the same event, still
-// queued, running, or retrying) counts as a duplicate, not an error.
+// enqueueBatch is the most follow tasks stored in one Redis pipeline. A
+// FollowList is normally at most 20 followees, so one webhook is usually one
+// pipeline; a 1000-followee one is 10.
+const enqueueBatch = 100
+
+// AsynqEnqueuer is the [Enqueuer] that stores follows as the asynq tasks
+// described by tasks.FollowSpec, many per Redis round trip
+// (internal/asynqbatch; asynq's own client has no batch enqueue). A task
+// whose id already exists (the same event, still queued, running, or
+// retrying) counts as a duplicate, not an error.
 type AsynqEnqueuer struct {
-	client      *asynq.Client
+	batch       *asynqbatch.Client
 	concurrency int
 }
 
-// NewAsynqEnqueuer returns an AsynqEnqueuer that enqueues up to concurrency
-// tasks of one call at once (default 16 when concurrency < 1).
-func NewAsynqEnqueuer(client *asynq.Client, concurrency int) *AsynqEnqueuer {
+// NewAsynqEnqueuer returns an AsynqEnqueuer over rdb that stores the follows
+// of one call in pipelines of up to 100 tasks, at most concurrency
+// pipelines at once (default 16 when concurrency < 1).
+func NewAsynqEnqueuer(rdb redis.UniversalClient, concurrency int) *AsynqEnqueuer {
 	if concurrency < 1 {
 		concurrency = 16
 	}
-	return &AsynqEnqueuer{client: client, concurrency: concurrency}
+	return &AsynqEnqueuer{batch: asynqbatch.New(rdb), concurrency: concurrency}
 }
 
-// EnqueueFollows stores one task per follow, concurrently (bounded), and
-// returns when all are stored or one failed; the result counts what was
-// stored either way.
+// EnqueueFollows stores one task per follow and returns when all are stored
+// or one pipeline failed; the result counts what is known to be stored
+// either way. An invalid follow is an error before anything is stored.
 func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Follow) (EnqueueResult, error) {
-	if len(follows) == 1 {
-		dup, err := e.enqueue(ctx, follows[0])
-		switch {
-		case err != nil:
+	ts := make([]asynqbatch.Task, len(follows))
+	for i, f := range follows {
+		s, err := tasks.FollowSpec(f)
+		if err != nil {
 			return EnqueueResult{}, err
-		case dup:
-			return EnqueueResult{Duplicate: 1}, nil
 		}
-		return EnqueueResult{Enqueued: 1}, nil
+		ts[i] = asynqbatch.Task(s)
+	}
+	if len(ts) <= enqueueBatch {
+		return e.store(ctx, ts)
 	}
 	var (
 		mu  sync.Mutex
@@ -49,37 +58,35 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 		g   errgroup.Group
 	)
 	g.SetLimit(e.concurrency)
-	for _, f := range follows {
+	for start := 0; start < len(ts); start += enqueueBatch {
+		chunk := ts[start:min(start+enqueueBatch, len(ts))]
 		g.Go(func() error {
-			dup, err := e.enqueue(ctx, f)
-			if err != nil {
-				return err
-			}
+			r, err := e.store(ctx, chunk)
 			mu.Lock()
-			if dup {
-				res.Duplicate++
-			} else {
-				res.Enqueued++
-			}
+			res.Enqueued += r.Enqueued
+			res.Duplicate += r.Duplicate
 			mu.Unlock()
-			return nil
+			return err
 		})
 	}
 	err := g.Wait()
 	return res, err
 }
 
-func (e *AsynqEnqueuer) enqueue(ctx context.Context, f tasks.Follow) (duplicate bool, err error) {
-	t, err := tasks.NewFollowTask(f)
+// store enqueues ts in one pipeline. On error only the tasks known to be
+// created are counted.
+func (e *AsynqEnqueuer) store(ctx context.Context, ts []asynqbatch.Task) (EnqueueResult, error) {
+	var res EnqueueResult
+	created, err := e.batch.Enqueue(ctx, ts)
+	for _, c := range created {
+		if c {
+			res.Enqueued++
+		} else if err == nil {
+			res.Duplicate++
+		}
+	}
 	if err != nil {
-		return false, err
+		return res, fmt.Errorf("enqueue %d follow tasks: %w", len(ts), err)
 	}
-	_, err = e.client.EnqueueContext(ctx, t)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("enqueue follow task %s: %w", f.TaskID(), err)
-	}
-	return false, nil
+	return res, nil
 }

@@ -50,7 +50,6 @@ func newFixture(t *testing.T, opts webhook.Options) *fixture {
 	}
 	rdb := rc.Client()
 	t.Cleanup(func() { rdb.Close() })
-	client := asynq.NewClientFromRedisClient(rdb)
 	if opts.AppIDs == nil {
 		opts.AppIDs = []string{testApp}
 	}
@@ -58,7 +57,7 @@ func newFixture(t *testing.T, opts webhook.Options) *fixture {
 		opts.Now = func() time.Time { return testNow }
 	}
 	h := webhook.NewServer(opts, webhook.Deps{
-		Enqueuer:  webhook.NewAsynqEnqueuer(client, 4),
+		Enqueuer:  webhook.NewAsynqEnqueuer(rdb, 4),
 		Canceller: delivery.New(rdb, delivery.Options{}),
 		Devices:   devices.NewRegistry(rdb, devices.Options{}),
 		Ready:     webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),

@@ -32,8 +32,7 @@ func TestSpoolWhenRedisIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	client := asynq.NewClientFromRedisClient(rdb)
-	enq := webhook.NewAsynqEnqueuer(client, 4)
+	enq := webhook.NewAsynqEnqueuer(rdb, 4)
 	records := delivery.New(rdb, delivery.Options{})
 	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 100 * time.Millisecond, SpoolMaxBytes: 64 << 20}, webhook.Deps{
 		Enqueuer: enq, Canceller: records, Devices: devices.NewRegistry(rdb, devices.Options{}),
@@ -116,7 +115,7 @@ func TestSpoolFullAnswers5xx(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 50 * time.Millisecond, SpoolMaxBytes: 1 << 20}, webhook.Deps{
-		Enqueuer: webhook.NewAsynqEnqueuer(asynq.NewClientFromRedisClient(rdb), 4), Canceller: delivery.New(rdb, delivery.Options{}),
+		Enqueuer: webhook.NewAsynqEnqueuer(rdb, 4), Canceller: delivery.New(rdb, delivery.Options{}),
 		Devices: devices.NewRegistry(rdb, devices.Options{}),
 		Ready:   webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
 		Spool:   sp,

@@ -2,12 +2,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,21 +30,18 @@ func NewRegistry() *prometheus.Registry {
 // closed after it stops serving.
 type Receiver struct {
 	Handler http.Handler
-	client  *asynq.Client
 	spool   *spool.Spool
 	drained chan struct{}
 }
 
-// Close stops the spool drainer (its context must be done) and releases the
-// asynq client and the spool (not the shared Redis client).
+// Close stops the spool drainer (its context must be done) and closes the
+// spool, if any (not the shared Redis client).
 func (r *Receiver) Close() error {
-	var errs []error
-	if r.spool != nil {
-		<-r.drained
-		errs = append(errs, r.spool.Close())
+	if r.spool == nil {
+		return nil
 	}
-	errs = append(errs, r.client.Close())
-	return errors.Join(errs...)
+	<-r.drained
+	return r.spool.Close()
 }
 
 // NewReceiver assembles the receiver's HTTP handler over rdb. monitoring
@@ -54,16 +49,14 @@ func (r *Receiver) Close() error {
 // With cfg.SpoolDir set it opens the spool and drains it into Redis in the
 // background until ctx is done.
 func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry, monitoring http.Handler) (*Receiver, error) {
-	client := asynq.NewClientFromRedisClient(rdb)
-	rcv := &Receiver{client: client}
+	rcv := &Receiver{}
 	metrics := webhook.NewMetrics(reg)
-	enq := webhook.NewAsynqEnqueuer(client, cfg.EnqueueConcurrency)
+	enq := webhook.NewAsynqEnqueuer(rdb, cfg.EnqueueConcurrency)
 	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: cfg.MaxEventAge})
 	var sp webhook.Spool
 	if cfg.SpoolDir != "" {
 		s, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes})
 		if err != nil {
-			client.Close()
 			return nil, fmt.Errorf("open spool: %w", err)
 		}
 		if rec := s.Recovery(); rec != (spool.Recovery{}) {
