@@ -197,11 +197,23 @@ func (r *Registry) QueueList(ctx context.Context, p redis.Pipeliner, userID stri
 	return q
 }
 
+// Err returns the error of q's reads (or of its invalid user id), once
+// the pipeline holding q ran; Result returns it too.
+func (q *ListQuery) Err() error {
+	if q.err != nil {
+		return q.err
+	}
+	if err := firstError(q.zs.Err(), q.hm.Err()); err != nil {
+		return fmt.Errorf("list devices: %w", err)
+	}
+	return nil
+}
+
 // Listed returns how many entries userID's keys hold, once the pipeline
-// holding q ran: an upper bound of how many devices Result returns (0: no
-// devices, Result needs no round trip).
+// holding q ran: an upper bound of how many devices Result returns. It is
+// 0 when the reads failed: check Err first.
 func (q *ListQuery) Listed() int {
-	if q.err != nil || q.zs.Err() != nil {
+	if q.Err() != nil {
 		return 0
 	}
 	return len(q.zs.Val())
@@ -211,7 +223,7 @@ func (q *ListQuery) Listed() int {
 // Result would otherwise make in a round trip of its own; call it after
 // the pipeline holding q ran, and Result after p ran.
 func (q *ListQuery) QueueOwners(ctx context.Context, p redis.Pipeliner) {
-	if q.err != nil || q.zs.Err() != nil {
+	if q.Err() != nil {
 		return
 	}
 	zs := q.zs.Val()
@@ -227,11 +239,8 @@ func (q *ListQuery) QueueOwners(ctx context.Context, p redis.Pipeliner) {
 // QueueOwners put it on another pipeline) and leaves out, and removes, the
 // entries whose token belongs to someone else.
 func (q *ListQuery) Result(ctx context.Context) ([]Device, error) {
-	if q.err != nil {
-		return nil, q.err
-	}
-	if err := firstError(q.zs.Err(), q.hm.Err()); err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
+	if err := q.Err(); err != nil {
+		return nil, err
 	}
 	r, userID, keys := q.r, q.user, q.keys
 	metas := q.hm.Val()

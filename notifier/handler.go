@@ -189,13 +189,19 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		log.Info("unfollowed before the push: nothing sent")
 		return h.records.MarkDone(ctx, f)
 	}
+	if err := devs.Err(); err != nil {
+		return err // retried: a failed read is not "no devices"
+	}
 	if devs.Listed() == 0 {
 		return h.noDevices(ctx, log, f)
 	}
 
 	// The tokens' owners, and the policies' verdict, in one round trip.
-	// (Should no listed token turn out to be the followee's, the cooldown
-	// has started for nothing: harmless.)
+	// Should no listed token turn out to be the followee's (a move to
+	// another user left an entry behind), or every one have had this push
+	// already, the follow has still counted for the policies: a cooldown
+	// started, a cap slot taken, an aggregation window opened. Rare, and
+	// it only errs on the side of fewer pushes.
 	needAdmit := h.opts.Policy.Active() && !rec.Admitted
 	var adm *delivery.AdmitQuery
 	if h.joint != nil {
@@ -419,6 +425,7 @@ func pending(devs []devices.Device, rec delivery.Record) []devices.Device {
 // can carry other commands: the entries (with the delivery record), then
 // their owners. See [devices.ListQuery].
 type deviceQuery interface {
+	Err() error
 	Listed() int
 	QueueOwners(ctx context.Context, p redis.Pipeliner)
 	Result(ctx context.Context) ([]devices.Device, error)
@@ -427,6 +434,7 @@ type deviceQuery interface {
 // listed is a deviceQuery over a list already read.
 type listed []devices.Device
 
+func (listed) Err() error                                         { return nil }
 func (l listed) Listed() int                                      { return len(l) }
 func (listed) QueueOwners(context.Context, redis.Pipeliner)       {}
 func (l listed) Result(context.Context) ([]devices.Device, error) { return l, nil }

@@ -330,3 +330,49 @@ func TestHandlerRedisRoundTripsPerPush(t *testing.T) {
 		})
 	}
 }
+
+// failDeviceReads makes the device-list read of a pipeline fail while on,
+// as a timeout or a failing-over cluster node would.
+type failDeviceReads struct{ on atomic.Bool }
+
+func (h *failDeviceReads) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *failDeviceReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *failDeviceReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if h.on.Load() {
+			for _, c := range cmds {
+				if c.Name() == "zrevrange" {
+					c.SetErr(errors.New("i/o timeout (injected)"))
+				}
+			}
+		}
+		return err
+	}
+}
+
+// A failed read of the followee's devices is an error (the task is
+// retried), not "no devices": the retry sends the push.
+func TestHandlerDeviceReadFailureIsRetried(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}})
+	f.register(t, "bob", "tok-1")
+	var fail failDeviceReads
+	f.rdb.AddHook(&fail)
+	fail.on.Store(true)
+	fl := f.follow("bob")
+	if err := f.run(t, fl); err == nil {
+		t.Fatal("device read failed, yet the task succeeded")
+	}
+	if n := len(f.fcm.Requests()); n != 0 {
+		t.Fatalf("%d FCM requests without a device list", n)
+	}
+	fail.on.Store(false)
+	if err := f.run(t, fl); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 1 {
+		t.Fatalf("retry sent %d pushes, want 1", n)
+	}
+}

@@ -25,22 +25,28 @@ const DefaultRateLimitWait = 2 * time.Second
 // the "rate:" itself). Bursts up to one period's worth are allowed. It is
 // safe for concurrent use.
 //
-// To spare a Redis round trip per push, a RateLimit takes sends from Redis
-// in batches of 1 % of the rate (at most 100) and hands them out locally
-// for up to a tenth of the period; what is not used by then lapses. The
-// shared budget is never exceeded: a batch only moves sends a little
-// earlier within it. A rate below 200 per period takes one send at a time.
+// To spare a Redis round trip per push, a RateLimit takes grants from
+// Redis several at a time and hands them out locally for up to a tenth of
+// the period; grants not used by then lapse. Only one call fetches at a
+// time. A fetch takes what the caller needs, or more while demand keeps
+// up: the fetch size doubles when the previous grants ran out before
+// lapsing and halves when some lapsed, between 1 and 1 % of the rate (at
+// most 100). The shared budget is never exceeded (a send goes at most a
+// tenth of a period after its grant); what lapses is lost to every
+// worker, and the adaptive size keeps that small. A rate below 200 per
+// period fetches one grant at a time.
 type RateLimit struct {
 	limiter *redis_rate.Limiter
 	key     string
 	limit   redis_rate.Limit
 	maxWait time.Duration
-	batch   int
-	hold    time.Duration
+	batch   int           // largest fetch
+	hold    time.Duration // how long fetched grants stay usable
 
-	mu         sync.Mutex
-	spare      int       // sends taken from Redis, not handed out yet
-	spareUntil time.Time // when spare lapses
+	mu         sync.Mutex // held while fetching: one fetch at a time
+	fetch      int        // next fetch size, 1..batch
+	spare      int        // grants fetched, not handed out yet
+	spareUntil time.Time  // when spare lapses
 }
 
 // NewRateLimit returns a budget of rate sends per period (burst: rate) for
@@ -58,6 +64,7 @@ func NewRateLimit(rdb redis.UniversalClient, key string, rate int, period time.D
 		maxWait: max(maxWait, 0),
 		batch:   min(max(rate/100, 1), 100),
 		hold:    period / 10,
+		fetch:   1,
 	}
 }
 
@@ -70,23 +77,14 @@ func (r *RateLimit) Wait(ctx context.Context, n int) (time.Duration, error) {
 	n = max(1, min(n, r.limit.Burst))
 	deadline := time.Now().Add(r.maxWait)
 	for {
-		if r.takeSpare(n) {
-			return 0, nil
+		retryAfter, err := r.take(ctx, n)
+		if err != nil || retryAfter == 0 {
+			return 0, err
 		}
-		// At most a batch (or n) sends; fewer when fewer are left. What is
-		// granted goes to the spares, which this or another call takes.
-		res, err := r.limiter.AllowAtMost(ctx, r.key, r.limit, max(n, r.batch))
-		if err != nil {
-			return 0, fmt.Errorf("global send rate limit: %w", err)
+		if time.Now().Add(retryAfter).After(deadline) {
+			return retryAfter, nil
 		}
-		if res.Allowed > 0 {
-			r.addSpare(res.Allowed)
-			continue
-		}
-		if time.Now().Add(res.RetryAfter).After(deadline) {
-			return res.RetryAfter, nil
-		}
-		t := time.NewTimer(res.RetryAfter)
+		t := time.NewTimer(retryAfter)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -96,28 +94,41 @@ func (r *RateLimit) Wait(ctx context.Context, n int) (time.Duration, error) {
 	}
 }
 
-// takeSpare hands out n locally held sends, if there are that many.
-func (r *RateLimit) takeSpare(n int) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.spare < n || time.Now().After(r.spareUntil) {
-		return false
-	}
-	r.spare -= n
-	return true
-}
-
-// addSpare keeps k sends taken from Redis for later calls.
-func (r *RateLimit) addSpare(k int) {
-	if k <= 0 {
-		return
-	}
+// take hands out n grants, fetching from Redis when the spares fall
+// short. It returns 0 when it took them, or how long to wait for room.
+func (r *RateLimit) take(ctx context.Context, n int) (time.Duration, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
 	if now.After(r.spareUntil) {
+		if r.spare > 0 {
+			r.fetch = max(1, r.fetch/2) // grants lapsed: fetch fewer
+		}
 		r.spare = 0
 	}
-	r.spare += k
-	r.spareUntil = now.Add(r.hold)
+	if r.spare >= n {
+		r.spare -= n
+		return 0, nil
+	}
+	if !r.spareUntil.IsZero() && !now.After(r.spareUntil) {
+		r.fetch = min(r.batch, r.fetch*2) // ran out while valid: fetch more
+	}
+	res, err := r.limiter.AllowAtMost(ctx, r.key, r.limit, max(n-r.spare, r.fetch))
+	if err != nil {
+		return 0, fmt.Errorf("global send rate limit: %w", err)
+	}
+	if res.Allowed > 0 {
+		r.spare += res.Allowed
+		r.spareUntil = now.Add(r.hold)
+	}
+	if r.spare >= n {
+		r.spare -= n
+		return 0, nil
+	}
+	if res.Allowed > 0 || res.RetryAfter <= 0 {
+		// Fewer left than n: keep what was granted, ask again once
+		// the missing ones have been emitted.
+		return time.Duration(n-r.spare) * r.limit.Period / time.Duration(r.limit.Rate), nil
+	}
+	return res.RetryAfter, nil
 }

@@ -2,6 +2,7 @@ package notifier_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,9 +33,9 @@ func (c *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 	return next
 }
 
-// A RateLimit takes sends from Redis in batches of 1 % of the rate and
-// hands them out locally: 100 sends of a 10,000-per-period budget cost one
-// Redis call, not 100.
+// A RateLimit fetches grants from Redis several at a time, more while
+// demand keeps up: 1,000 sends of a 10,000-per-period budget cost 16 Redis
+// calls (fetches of 1, 2, 4, ... 64, then 100 each), not 1,000.
 func TestRateLimitTakesSendsInBatches(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Start(t).Client(t)
@@ -42,19 +43,50 @@ func TestRateLimitTakesSendsInBatches(t *testing.T) {
 	rdb.AddHook(&calls)
 	rl := notifier.NewRateLimit(rdb, "followpush:fcm", 10000, time.Hour, -1)
 	ctx := context.Background()
-	for i := range 100 {
+	for i := range 1000 {
 		if wait, err := rl.Wait(ctx, 1); err != nil || wait != 0 {
 			t.Fatalf("send %d: wait %s, err %v", i, wait, err)
 		}
 	}
-	if n := calls.n.Load(); n != 1 {
-		t.Fatalf("100 sends took %d Redis calls, want 1 (one batch of 100)", n)
+	if n := calls.n.Load(); n != 16 {
+		t.Fatalf("1,000 sends took %d Redis calls, want 16", n)
 	}
-	if wait, err := rl.Wait(ctx, 1); err != nil || wait != 0 {
-		t.Fatalf("send 101: wait %s, err %v", wait, err)
+}
+
+// A burst of concurrent calls fetches once at a time and takes little
+// more than it uses: after 100 concurrent sends on one worker, another
+// worker sharing the key still gets all but a batch of the rest.
+func TestRateLimitConcurrentBurstWastesLittle(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := notifier.NewRateLimit(srv.Client(t), "followpush:fcm", 10000, time.Hour, -1)
+	b := notifier.NewRateLimit(srv.Client(t), "followpush:fcm", 10000, time.Hour, -1)
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if wait, err := a.Wait(ctx, 1); err != nil || wait != 0 {
+				t.Errorf("burst send: wait %s, err %v", wait, err)
+			}
+		}()
 	}
-	if n := calls.n.Load(); n != 2 {
-		t.Fatalf("the 101st send took %d Redis calls in all, want 2 (a second batch)", n)
+	wg.Wait()
+	granted := 0
+	for {
+		wait, err := b.Wait(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wait != 0 {
+			break
+		}
+		granted++
+	}
+	// 10,000 - 100 sent - at most one fetch (100) left in a's spares.
+	if granted < 9800 {
+		t.Fatalf("the other worker got %d of the 9,900 sends left: the burst took %d", granted, 10000-granted)
 	}
 }
 

@@ -37,9 +37,10 @@ func NewAsynqEnqueuer(rdb redis.UniversalClient, concurrency int) *AsynqEnqueuer
 	return &AsynqEnqueuer{batch: asynqbatch.New(rdb), concurrency: concurrency}
 }
 
-// EnqueueFollows stores one task per follow and returns when all are stored
-// or one pipeline failed; the result counts what is known to be stored
-// either way. An invalid follow is an error before anything is stored.
+// EnqueueFollows stores one task per follow and returns once every
+// pipeline has answered, with the first error if any failed; the result
+// counts what is known to be stored either way. An invalid follow is an
+// error before anything is stored.
 func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Follow) (EnqueueResult, error) {
 	ts := make([]asynqbatch.Task, len(follows))
 	for i, f := range follows {

@@ -112,7 +112,9 @@ func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 	log.Info("shutting down: finishing in-flight requests", "server", name, "timeout", shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	go fresh.closeUnused(sctx)
+	// Run once Shutdown has marked the server as shutting down: from then
+	// on, net/http itself refuses a request whose header is not read yet.
+	srv.RegisterOnShutdown(func() { fresh.closeUnused(sctx) })
 	if err := srv.Shutdown(sctx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("http shutdown: %w", err)
@@ -120,18 +122,19 @@ func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 	return nil
 }
 
-// freshConns tracks connections that have not sent a byte yet
-// (http.StateNew). http.Server.Shutdown treats such a connection as busy
-// until it is 5 s old, so a client or load balancer that opened a spare
-// connection just before SIGTERM would hold a graceful shutdown for 5 s, and
-// past a shorter SHUTDOWN_TIMEOUT turn it into a failed one.
+// freshConns tracks connections whose first request header has not been
+// read yet (http.StateNew). http.Server.Shutdown treats such a connection
+// as busy until it is 5 s old, so a client or load balancer that opened a
+// spare connection just before SIGTERM would hold a graceful shutdown for
+// 5 s, and past a shorter SHUTDOWN_TIMEOUT turn it into a failed one.
 type freshConns struct {
 	mu    sync.Mutex
 	conns map[net.Conn]time.Time // accepted at
 }
 
-// unusedAge is how long a connection must have stayed silent before shutdown
-// closes it: a client that has just dialled is about to send its request.
+// unusedAge is how long a connection must have been without a request
+// before shutdown closes it: a client that has just dialled is about to
+// send its request.
 const unusedAge = 250 * time.Millisecond
 
 func trackFreshConns(srv *http.Server) *freshConns {
@@ -148,8 +151,9 @@ func trackFreshConns(srv *http.Server) *freshConns {
 	return f
 }
 
-// closeUnused closes, until ctx ends, every connection that has stayed
-// silent for unusedAge: it carries no request, so closing it loses nothing
+// closeUnused closes, until ctx ends, every connection still without a
+// request header after unusedAge. Once shutdown began, net/http would not
+// serve a request read from it anyway, so closing it loses nothing
 // (Shutdown does the same to idle keep-alive connections).
 func (f *freshConns) closeUnused(ctx context.Context) {
 	tick := time.NewTicker(unusedAge / 5)

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -101,7 +102,8 @@ func New(rdb redis.UniversalClient) *Client {
 }
 
 // Validate reports whether t can be enqueued: it returns an error for a
-// blank type, id or queue (what asynq's client refuses) or a negative
+// blank type, id or queue (what asynq's client refuses), one that is not
+// valid UTF-8 (what asynq's protobuf encoding refuses) or a negative
 // timeout.
 func (t Task) Validate() error {
 	switch {
@@ -113,6 +115,9 @@ func (t Task) Validate() error {
 		return fmt.Errorf("asynqbatch: task %s: queue name cannot be empty", t.ID)
 	case t.Timeout < 0:
 		return fmt.Errorf("asynqbatch: task %s: negative timeout %v", t.ID, t.Timeout)
+	case !utf8.ValidString(t.Type) || !utf8.ValidString(t.ID) || !utf8.ValidString(t.Queue):
+		// asynq's proto.Marshal refuses these; the worker could not decode them.
+		return fmt.Errorf("asynqbatch: task %q: type, ID and queue must be valid UTF-8", t.ID)
 	}
 	return nil
 }

@@ -300,6 +300,9 @@ func TestValidationWritesNothing(t *testing.T) {
 		"empty queue":      func(t *asynqbatch.Task) { t.Queue = "" },
 		"blank queue":      func(t *asynqbatch.Task) { t.Queue = " " },
 		"negative timeout": func(t *asynqbatch.Task) { t.Timeout = -time.Second },
+		"non-UTF-8 type":   func(t *asynqbatch.Task) { t.Type = "follow:\xff" },
+		"non-UTF-8 id":     func(t *asynqbatch.Task) { t.ID = "id-\xfe" },
+		"non-UTF-8 queue":  func(t *asynqbatch.Task) { t.Queue = "q\xc3" },
 	} {
 		b := task("bad")
 		bad(&b)
