@@ -33,7 +33,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return app.BadConfig(err)
 	}
-	log := app.NewLogger(stderr, cfg.Receiver.LogLevel)
+	logs := app.NewLogWriter(stderr, app.LogFlushInterval)
+	defer logs.Close()
+	log := app.NewLogger(logs, cfg.Receiver.LogLevel)
 	app.RouteRedisLogs(log)
 
 	if cfg.EmbeddedRedis {

@@ -27,7 +27,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return app.BadConfig(err)
 	}
-	log := app.NewLogger(stderr, cfg.LogLevel)
+	logs := app.NewLogWriter(stderr, app.LogFlushInterval)
+	defer logs.Close()
+	log := app.NewLogger(logs, cfg.LogLevel)
 	app.RouteRedisLogs(log)
 	rdb := cfg.Redis.Client()
 	defer rdb.Close()
