@@ -133,6 +133,17 @@ func (h *harness) setup(ctx context.Context, args []string) error {
 	for _, kv := range h.o.env {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
+		// The baselines and ideal rates follow what the workers will use.
+		switch k {
+		case "WORKER_CONCURRENCY":
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				h.workerConcurrency = n
+			}
+		case "WORKER_POLL_INTERVAL":
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				h.pollInterval = d
+			}
+		}
 	}
 	settings := map[string]any{}
 	for k, v := range env {
