@@ -228,6 +228,14 @@ func (p *TencentProfiles) portraitGet(ctx context.Context, appID string, users [
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("portrait_get: HTTP %d", resp.StatusCode)
 	}
+	return parsePortraitAnswer(raw, users)
+}
+
+// parsePortraitAnswer reads a portrait_get answer: every user asked for
+// gets an entry, the nickname Tencent returned or "" (no nickname, or a
+// per-user error). A failed call (ActionStatus not OK, an ErrorCode) is a
+// *tencentError.
+func parsePortraitAnswer(raw []byte, users []string) (map[string]string, error) {
 	var ans struct {
 		ActionStatus    string
 		ErrorCode       int
