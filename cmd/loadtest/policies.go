@@ -112,22 +112,21 @@ func (h *harness) policies(ctx context.Context, spec loadSpec, workers int) erro
 	counted := map[string]int{} // followee -> followers summed up by its pushes
 	covered := map[string]time.Time{}
 	var unexpected, summaries, foreign int
-	reqs := h.sink.fcm.Requests()
+	reqs := h.sink.sent()
 	for _, r := range reqs {
-		data, _ := r.Message["data"].(map[string]any)
-		to, _ := data["to_account"].(string)
+		data := r.data
+		to := data["to_account"]
 		pushes[to]++
 		if follows[to] == 0 {
 			unexpected++
 		}
 		var named []string
 		n := 1
-		if c, ok := data["count"].(string); ok {
+		if c, ok := data["count"]; ok {
 			summaries++
 			n, _ = strconv.Atoi(c)
-			list, _ := data["from_accounts"].(string)
-			_ = json.Unmarshal([]byte(list), &named)
-		} else if from, _ := data["from_account"].(string); from != "" {
+			_ = json.Unmarshal([]byte(data["from_accounts"]), &named)
+		} else if from := data["from_account"]; from != "" {
 			named = []string{from}
 		}
 		counted[to] += n
@@ -136,8 +135,8 @@ func (h *harness) policies(ctx context.Context, spec loadSpec, workers int) erro
 				foreign++
 				continue
 			}
-			if t, ok := covered[f]; !ok || r.Received.Before(t) {
-				covered[f] = r.Received
+			if t, ok := covered[f]; !ok || r.received.Before(t) {
+				covered[f] = r.received
 			}
 		}
 	}
