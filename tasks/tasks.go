@@ -111,12 +111,18 @@ func (f Follow) TaskID() string { return "follow:" + f.ID() }
 // in batches (internal/asynqbatch, whose Task has the same fields so that
 // a Spec converts to it), and both paths must write the same task.
 type Spec struct {
-	Type     string
-	Payload  []byte
-	ID       string
-	Queue    string
+	// Type is the asynq task type ([TypeFollow], [TypeDigest]).
+	Type string
+	// Payload is the task's JSON payload.
+	Payload []byte
+	// ID is the deterministic asynq task id (asynq.TaskID).
+	ID string
+	// Queue is the asynq queue ([QueueFollow]).
+	Queue string
+	// MaxRetry is the retry budget (asynq.MaxRetry).
 	MaxRetry int
-	Timeout  time.Duration
+	// Timeout bounds one processing attempt (asynq.Timeout).
+	Timeout time.Duration
 }
 
 // Options are the asynq options s describes.
