@@ -28,10 +28,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return app.BadConfig(err)
 	}
-	logs := app.NewLogWriter(stderr, app.LogFlushInterval)
-	defer logs.Close()
-	log := app.NewLogger(logs, cfg.LogLevel)
-	app.RouteRedisLogs(log)
+	log, flushLogs := app.StartLogging(stderr, cfg.LogLevel)
+	defer flushLogs()
 	rdb := cfg.Redis.Client()
 	defer rdb.Close()
 	app.CheckRedisSettings(ctx, rdb, log)

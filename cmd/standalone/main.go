@@ -33,10 +33,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return app.BadConfig(err)
 	}
-	logs := app.NewLogWriter(stderr, app.LogFlushInterval)
-	defer logs.Close()
-	log := app.NewLogger(logs, cfg.Receiver.LogLevel)
-	app.RouteRedisLogs(log)
+	log, flushLogs := app.StartLogging(stderr, cfg.Receiver.LogLevel)
+	defer flushLogs()
 
 	if cfg.EmbeddedRedis {
 		m := miniredis.NewMiniRedis()

@@ -2,6 +2,7 @@ package app
 
 import (
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -9,6 +10,17 @@ import (
 // LogFlushInterval is how often the programs' LogWriter writes out log
 // lines: the most a line is delayed.
 const LogFlushInterval = 50 * time.Millisecond
+
+// StartLogging sets up a program's logging: JSON lines at level (see
+// [NewLogger]) written to w in batches every [LogFlushInterval] (see
+// [LogWriter]), with go-redis's own lines routed in ([RouteRedisLogs]).
+// The program defers the returned func, which writes out what is pending.
+func StartLogging(w io.Writer, level string) (*slog.Logger, func()) {
+	lw := NewLogWriter(w, LogFlushInterval)
+	log := NewLogger(lw, level)
+	RouteRedisLogs(log)
+	return log, func() { _ = lw.Close() }
+}
 
 // logBufferMax is how many bytes of log lines a LogWriter holds before it
 // writes them out at once, whatever the time.
