@@ -2,7 +2,8 @@ package notifier
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -120,7 +121,7 @@ func NewLocalizedTemplates(texts map[string]Texts) (*Templates, error) {
 			merged[loc] = overlay(en, tx)
 		}
 	}
-	for _, loc := range sortedKeys(given) {
+	for _, loc := range slices.Sorted(maps.Keys(given)) {
 		if loc == DefaultLocale {
 			continue
 		}
@@ -134,7 +135,7 @@ func NewLocalizedTemplates(texts map[string]Texts) (*Templates, error) {
 		merged[loc] = overlay(base, given[loc])
 	}
 	t := &Templates{locales: map[string]*localeTemplates{}}
-	for _, loc := range sortedKeys(merged) {
+	for _, loc := range slices.Sorted(maps.Keys(merged)) {
 		lt, err := parseLocale(loc, merged[loc])
 		if err != nil {
 			return nil, err
@@ -236,7 +237,7 @@ func (t *Templates) Locale(tag string) string {
 }
 
 // Locales returns the configured locales, sorted.
-func (t *Templates) Locales() []string { return sortedKeys(t.locales) }
+func (t *Templates) Locales() []string { return slices.Sorted(maps.Keys(t.locales)) }
 
 // Render returns the title and body for f in [DefaultLocale].
 func (t *Templates) Render(f tasks.Follow) (Content, error) {
@@ -272,13 +273,4 @@ func render(title, body *template.Template, data any) (Content, error) {
 		return Content{}, err
 	}
 	return Content{Title: tb.String(), Body: bb.String()}, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

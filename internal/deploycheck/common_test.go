@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,7 +195,7 @@ func checkWorkload(w workload) []error {
 	if !strings.Contains(w.name, string(w.program)) {
 		errs = append(errs, fmt.Errorf("%s: %q runs the %s program: name and program disagree (copy-paste?)", w.where, w.name, w.program))
 	}
-	for _, name := range sortedKeys(w.env) {
+	for _, name := range slices.Sorted(maps.Keys(w.env)) {
 		if runtimeEnv[name] {
 			continue
 		}
@@ -287,15 +288,6 @@ func portNumber(v any) (int, bool) {
 	return 0, false
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // report fails t with every error.
 func report(t *testing.T, errs []error) {
 	t.Helper()
@@ -311,7 +303,7 @@ func TestEveryYAMLFileIsChecked(t *testing.T) {
 	t.Parallel()
 	files := readDeployFiles(t)
 	n := 0
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		if !isYAML(name) {
 			continue
 		}

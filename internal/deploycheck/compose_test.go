@@ -2,6 +2,7 @@ package deploycheck
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -142,7 +143,7 @@ func checkCompose(b []byte, df dockerfile) []error {
 	}
 
 	seen := map[config.Program]bool{}
-	for _, name := range sortedKeys(cf.Services) {
+	for _, name := range slices.Sorted(maps.Keys(cf.Services)) {
 		svc := cf.Services[name]
 		if !isOurImage(svc.Image) {
 			continue
@@ -250,7 +251,7 @@ func checkCompose(b []byte, df dockerfile) []error {
 				addr = v
 			}
 		}
-		for _, name := range sortedKeys(cf.Services) {
+		for _, name := range slices.Sorted(maps.Keys(cf.Services)) {
 			svc := cf.Services[name]
 			if v, ok := environment(svc.Environment)["REDIS_URL"]; ok && v.literal && isOurImage(svc.Image) {
 				if want, _, err := redisAddr(v.value); err == nil && addr != want {
@@ -279,12 +280,12 @@ func checkEnvExample(compose, example []byte) []error {
 		}
 	}
 	var errs []error
-	for _, k := range sortedKeys(used) {
+	for _, k := range slices.Sorted(maps.Keys(used)) {
 		if !documented[k] {
 			errs = append(errs, fmt.Errorf(".env.example lacks %s, which compose.yaml uses", k))
 		}
 	}
-	for _, k := range sortedKeys(documented) {
+	for _, k := range slices.Sorted(maps.Keys(documented)) {
 		if !used[k] {
 			errs = append(errs, fmt.Errorf(".env.example sets %s, which compose.yaml never uses", k))
 		}

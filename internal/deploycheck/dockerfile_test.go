@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -529,7 +530,7 @@ func TestStaticBuild(t *testing.T) {
 	cmd := exec.Command(goTool, args...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "GOOS=linux")
-	for _, k := range sortedKeys(gb.env) {
+	for _, k := range slices.Sorted(maps.Keys(gb.env)) {
 		cmd.Env = append(cmd.Env, k+"="+gb.env[k])
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -2,6 +2,7 @@ package deploycheck
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -238,7 +239,7 @@ type kustomization struct {
 // parseK8s decodes every document of every deploy/k8s/*.yaml file.
 func parseK8s(files map[string][]byte) ([]object, error) {
 	var objs []object
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		if path.Dir(name) != "k8s" || !isYAML(name) {
 			continue
 		}
@@ -326,8 +327,8 @@ func checkKubernetes(files map[string][]byte, df dockerfile) []error {
 			}
 		}
 	}
-	for _, name := range sortedKeys(set.configMaps) {
-		for _, key := range sortedKeys(set.configMaps[name].Data) {
+	for _, name := range slices.Sorted(maps.Keys(set.configMaps)) {
+		for _, key := range slices.Sorted(maps.Keys(set.configMaps[name].Data)) {
 			if slices.Contains(secretSettings, key) {
 				fail("%s: ConfigMap holds the secret %s; use a Secret", set.where["ConfigMap/"+name], key)
 			}
@@ -335,7 +336,7 @@ func checkKubernetes(files map[string][]byte, df dockerfile) []error {
 	}
 
 	workloads := map[string]workload{} // by Deployment name
-	for _, name := range sortedKeys(set.deployments) {
+	for _, name := range slices.Sorted(maps.Keys(set.deployments)) {
 		w, derrs := checkDeployment(set.where["Deployment/"+name], set.deployments[name], set, df)
 		errs = append(errs, derrs...)
 		if w.program != "" {
@@ -613,7 +614,7 @@ func checkCredentialsMount(where string, v envVar, c container, pod podSpec, set
 func checkService(o object, s service, set k8sSet, workloads map[string]workload) []error {
 	var errs []error
 	var targets []string
-	for _, name := range sortedKeys(set.deployments) {
+	for _, name := range slices.Sorted(maps.Keys(set.deployments)) {
 		if len(s.Spec.Selector) > 0 && subset(s.Spec.Selector, set.deployments[name].Spec.Template.Metadata.Labels) {
 			targets = append(targets, name)
 		}
@@ -746,7 +747,7 @@ func checkKustomization(k *kustomization, files map[string][]byte) []error {
 			errs = append(errs, fmt.Errorf("k8s/kustomization.yaml: resource %s does not exist", r))
 		}
 	}
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		base := path.Base(name)
 		if path.Dir(name) != "k8s" || !isYAML(name) || base == "kustomization.yaml" {
 			continue

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,7 +276,7 @@ func checkDashboard(b []byte, defined map[string]string) []error {
 		}
 	}
 	walk(d.Panels)
-	for _, m := range sortedKeys(documentedMetrics) {
+	for _, m := range slices.Sorted(maps.Keys(documentedMetrics)) {
 		if !used[m] {
 			errs = append(errs, fmt.Errorf("followpush.json: no panel shows %s", m))
 		}
@@ -298,7 +300,7 @@ func TestGrafanaDashboard(t *testing.T) {
 func TestDefinedMetrics(t *testing.T) {
 	t.Parallel()
 	defined := definedMetrics(t)
-	for _, name := range sortedKeys(documentedMetrics) {
+	for _, name := range slices.Sorted(maps.Keys(documentedMetrics)) {
 		if got, want := defined[name], documentedMetrics[name]; got != want {
 			t.Errorf("metric scan of %v: %s is %q, want %s", metricSources, name, got, want)
 		}
