@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -245,14 +247,7 @@ func (h *harness) drain(ctx context.Context, name string, expected map[followKey
 	if err := h.insp.UnpauseQueue(tasks.QueueFollow); err != nil {
 		return delivery{}, fmt.Errorf("unpause queue: %w", err)
 	}
-	qi, err := waitDrained(ctx, h.insp, tasks.QueueFollow, h.sink, len(expected), 30*time.Second, h.st)
-	cores := meter.cores()
-	calls, callsText := meter.redisCalls(ctx, len(expected))
-	for _, w := range ws {
-		if serr := h.st.stop(w); serr != nil && err == nil {
-			err = serr
-		}
-	}
+	qi, cores, calls, callsText, err := h.drainAndStop(ctx, ws, meter, len(expected))
 	if err != nil {
 		return delivery{}, fmt.Errorf("%s: %w", name, err)
 	}
@@ -371,14 +366,7 @@ func (h *harness) e2e(ctx context.Context, spec loadSpec, workers int, latency t
 	}
 	h.webhookFailures(name, st)
 	expected, maybe := expectFollows(res)
-	_, err = waitDrained(ctx, h.insp, tasks.QueueFollow, h.sink, len(expected), 30*time.Second, h.st)
-	cores := meter.cores()
-	calls, callsText := meter.redisCalls(ctx, len(expected))
-	for _, w := range ws {
-		if serr := h.st.stop(w); serr != nil && err == nil {
-			err = serr
-		}
-	}
+	_, cores, calls, callsText, err := h.drainAndStop(ctx, ws, meter, len(expected))
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -404,4 +392,19 @@ func (h *harness) e2e(ctx context.Context, spec loadSpec, workers int, latency t
 	h.rep.add(row{Section: "e2e", Figure: fmt.Sprintf("webhook latency during e2e (achieved %s follows/s)", num(follows)), Value: st.Latency.String()})
 	h.rep.add(row{Section: "correctness", Figure: name, Value: d.String(), Verdict: verdict(d.ok())})
 	return nil
+}
+
+// drainAndStop waits until the follow queue is drained and want pushes
+// arrived, reads the phase's CPU use and Redis commands per push, and stops
+// the workers; the first error wins.
+func (h *harness) drainAndStop(ctx context.Context, ws []*program, meter *cpuMeter, want int) (qi asynq.QueueInfo, cores, calls map[string]float64, callsText string, err error) {
+	qi, err = waitDrained(ctx, h.insp, tasks.QueueFollow, h.sink, want, 30*time.Second, h.st)
+	cores = meter.cores()
+	calls, callsText = meter.redisCalls(ctx, want)
+	for _, w := range ws {
+		if serr := h.st.stop(w); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return qi, cores, calls, callsText, err
 }
