@@ -43,7 +43,9 @@ const (
 	OutcomeThirdPartyAuth Outcome = "third_party_auth_error"
 	// OutcomeQuota: FCM QUOTA_EXCEEDED, or any 429 RESOURCE_EXHAUSTED.
 	OutcomeQuota Outcome = "quota_exceeded"
-	// OutcomeUnavailable: FCM UNAVAILABLE (503), FCM is overloaded.
+	// OutcomeUnavailable: FCM UNAVAILABLE (503), FCM is overloaded; also a
+	// send whose deadline ended while the client waited to retry a 503
+	// ([UnavailableError]).
 	OutcomeUnavailable Outcome = "unavailable"
 	// OutcomeInternal: FCM INTERNAL (500).
 	OutcomeInternal Outcome = "internal"
@@ -100,7 +102,10 @@ func Classify(err error) Outcome {
 	fe := firebaseError(err)
 	if fe == nil {
 		var netErr net.Error
+		var unavailable *UnavailableError
 		switch {
+		case errors.As(err, &unavailable):
+			return OutcomeUnavailable
 		case errors.Is(err, errInvalidMessage):
 			return OutcomeInvalidMessage
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.As(err, &netErr):
@@ -190,8 +195,12 @@ func (b errorBody) blamesToken() bool {
 //
 // firebase-admin-go exposes the header only this way, through
 // errorutils.HTTPResponse; it honours it itself only for 503, retrying
-// internally.
+// internally. For an [*UnavailableError] (a 503 whose retry the deadline cut
+// off) it is the time left until the end of that answer's Retry-After.
 func RetryAfter(err error, now time.Time) time.Duration {
+	if unavailable, ok := errors.AsType[*UnavailableError](err); ok {
+		return min(max(unavailable.Until.Sub(now), 0), maxRetryAfter)
+	}
 	fe := firebaseError(err)
 	if fe == nil {
 		return 0

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/messaging"
@@ -99,22 +101,27 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 	// this every request also goes through otelhttp's wrapper (about 3 %
 	// of a worker's CPU at full load).
 	authOpts = append(authOpts, option.WithTelemetryDisabled())
-	opts := authOpts
+	// The sender always brings its own HTTP client, so that answerRecorder
+	// sees FCM's raw answers (see [FCMSender.Send]).
+	var hc http.Client
 	if cfg.HTTPClient != nil {
-		hc := *cfg.HTTPClient
-		if cfg.CredentialsFile != "" || cfg.Endpoint == "" {
-			base := hc.Transport
-			if base == nil {
-				base = http.DefaultTransport
-			}
-			rt, err := htransport.NewTransport(ctx, base, authOpts...)
-			if err != nil {
-				return nil, fmt.Errorf("FCM credentials: %w", err)
-			}
-			hc.Transport = rt
-		}
-		opts = []option.ClientOption{option.WithHTTPClient(&hc)}
+		hc = *cfg.HTTPClient
 	}
+	base := hc.Transport
+	if base == nil {
+		base = defaultTransport()
+	}
+	hc.Transport = answerRecorder{next: base}
+	if cfg.CredentialsFile != "" || cfg.Endpoint == "" {
+		rt, err := htransport.NewTransport(ctx, hc.Transport, authOpts...)
+		if err != nil {
+			return nil, fmt.Errorf("FCM credentials: %w", err)
+		}
+		hc.Transport = rt
+	}
+	// authOpts stay for firebase.NewApp's project id discovery; requests
+	// go through hc.
+	opts := append(authOpts, option.WithHTTPClient(&hc))
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(strings.TrimRight(cfg.Endpoint, "/")+"/v1"))
 	}
@@ -141,12 +148,20 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 // SendEach refuses a whole batch for one such message, every message of that
 // batch gets the same error.
 //
-// The SDK retries network errors and 503s itself (up to 4 times, honouring
-// Retry-After up to 2 minutes): bound ctx with a deadline. A deadline that
-// ends during the SDK's wait between retries surfaces as a bare
-// context.DeadlineExceeded, FCM's answer being lost.
-func (s *FCMSender) Send(ctx context.Context, msgs []*messaging.Message) []error {
-	errs := make([]error, len(msgs))
+// The SDK retries network errors, 500s and 503s itself (up to 4 times,
+// honouring Retry-After up to 2 minutes): bound ctx with a deadline. A
+// deadline that ends during the SDK's wait between retries would surface as
+// a bare context.DeadlineExceeded, FCM's answer lost; so when FCM had
+// answered 503 before the deadline, the error is an [*UnavailableError]
+// with FCM's Retry-After instead, which [Classify] reports as
+// [OutcomeUnavailable] and [RetryAfter] honours. (SendEach shares one
+// deadline among its messages: each message cut off by it gets the longest
+// Retry-After of any 503 within the call.)
+func (s *FCMSender) Send(ctx context.Context, msgs []*messaging.Message) (errs []error) {
+	rec := &answerRecord{}
+	ctx = context.WithValue(ctx, answerRecordKey{}, rec)
+	defer func() { rec.apply(errs) }()
+	errs = make([]error, len(msgs))
 	if len(msgs) == 1 {
 		_, err := s.client.Send(ctx, msgs[0])
 		errs[0] = markUnsent(err)
@@ -182,4 +197,88 @@ func markUnsent(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", errInvalidMessage, err)
+}
+
+// UnavailableError is the error of a message whose send was cut off by the
+// context's deadline while firebase-admin-go waited to retry a 503 answer
+// (see [FCMSender.Send]). It wraps the context error.
+type UnavailableError struct {
+	// Until is when FCM's Retry-After ends (the time of the answer when it
+	// named none).
+	Until time.Time
+	err   error
+}
+
+// Error names the lost answer and the context error.
+func (e *UnavailableError) Error() string {
+	return "FCM answered 503 UNAVAILABLE, then the send's deadline ended the client's wait to retry: " + e.err.Error()
+}
+
+// Unwrap returns the context error.
+func (e *UnavailableError) Unwrap() error { return e.err }
+
+// answerRecordKey is the context key of a send's *answerRecord.
+type answerRecordKey struct{}
+
+// answerRecord keeps, for one call of [FCMSender.Send], the latest end of
+// Retry-After among FCM's 503 answers. Safe for concurrent use (SendEach
+// sends in parallel).
+type answerRecord struct {
+	mu    sync.Mutex
+	seen  bool
+	until time.Time
+}
+
+// note records a 503 answer received at now with Retry-After after.
+func (r *answerRecord) note(now time.Time, after time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = true
+	if u := now.Add(after); u.After(r.until) {
+		r.until = u
+	}
+}
+
+// apply replaces, in errs, the bare deadline errors by [*UnavailableError]s
+// when a 503 was recorded.
+func (r *answerRecord) apply(errs []error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.seen {
+		return
+	}
+	for i, err := range errs {
+		if errors.Is(err, context.DeadlineExceeded) && firebaseError(err) == nil {
+			errs[i] = &UnavailableError{Until: r.until, err: err}
+		}
+	}
+}
+
+// answerRecorder is the HTTP transport under the SDK's: it notes each 503
+// answer, with its Retry-After, in the request's *answerRecord.
+type answerRecorder struct {
+	next http.RoundTripper
+}
+
+// RoundTrip sends req with the next transport and notes a 503 answer.
+func (a answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusServiceUnavailable {
+		if rec, ok := req.Context().Value(answerRecordKey{}).(*answerRecord); ok {
+			now := time.Now()
+			rec.note(now, parseRetryAfter(resp.Header.Get("Retry-After"), now))
+		}
+	}
+	return resp, err
+}
+
+// defaultTransport is the transport of FCM requests when the configuration
+// names none: Go's default, keeping up to 100 idle connections to FCM (as
+// Google's own client libraries do) instead of 2, and checking idle HTTP/2
+// connections with a ping after 31 s.
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 100
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 31 * time.Second}
+	return t
 }

@@ -313,25 +313,90 @@ func TestFCMSenderSDKRetries503(t *testing.T) {
 	}
 }
 
-// TestFCMSenderDeadlineDuringSDKBackoff pins what a deadline does to the
-// SDK's 503 retries: the second retry waits 1 s, the deadline ends the wait,
-// and the error is the bare context error (FCM's answer is lost).
+// TestFCMSenderDeadlineDuringSDKBackoff: the SDK retries a 503 itself,
+// waiting out its Retry-After; a deadline that ends that wait must not lose
+// FCM's answer. The send is reported as unavailable, with the time left of
+// the Retry-After, so the task's own retry comes no earlier than FCM asked
+// (a bare deadline error would be a transport error, retried within about
+// a second).
 func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 	t.Parallel()
-	s := fcmtest.NewServer(t)
-	s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(0) })
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-	defer cancel()
-	err := newTestFCMSender(t, s).Send(ctx, tokenMessages("t"))[0]
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	send := func(t *testing.T, s *fcmtest.Server, tokens ...string) []error {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		return newTestFCMSender(t, s).Send(ctx, tokenMessages(tokens...))
 	}
-	if got := Classify(err); got != OutcomeTransport {
-		t.Errorf("Classify = %s, want %s", got, OutcomeTransport)
-	}
-	if n := len(s.Requests()); n != 2 {
-		t.Errorf("server got %d requests, want 2 (first try and the immediate retry)", n)
-	}
+
+	t.Run("retry-after kept", func(t *testing.T) {
+		t.Parallel()
+		s := fcmtest.NewServer(t)
+		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(30 * time.Second) })
+		err := send(t, s, "t")[0]
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want one wrapping context.DeadlineExceeded", err)
+		}
+		if got := Classify(err); got != OutcomeUnavailable {
+			t.Errorf("Classify = %s, want %s", got, OutcomeUnavailable)
+		}
+		if got := RetryAfter(err, time.Now()); got < 29*time.Second || got > 30*time.Second {
+			t.Errorf("RetryAfter = %s, want the rest of FCM's 30 s", got)
+		}
+		if n := len(s.Requests()); n != 1 {
+			t.Errorf("server got %d requests, want 1 (the SDK was still waiting out Retry-After)", n)
+		}
+	})
+
+	t.Run("no retry-after", func(t *testing.T) {
+		t.Parallel()
+		// The SDK retries at once, then waits 1 s: the deadline ends that.
+		s := fcmtest.NewServer(t)
+		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(0) })
+		err := send(t, s, "t")[0]
+		if got := Classify(err); got != OutcomeUnavailable {
+			t.Errorf("Classify = %s, want %s (err %v)", got, OutcomeUnavailable, err)
+		}
+		if got := RetryAfter(err, time.Now()); got != 0 {
+			t.Errorf("RetryAfter = %s, want 0", got)
+		}
+		if n := len(s.Requests()); n != 2 {
+			t.Errorf("server got %d requests, want 2 (first try and the immediate retry)", n)
+		}
+	})
+
+	t.Run("send each", func(t *testing.T) {
+		t.Parallel()
+		s := fcmtest.NewServer(t)
+		s.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+			if r.Token == "busy" {
+				return fcmtest.Unavailable(30 * time.Second)
+			}
+			return fcmtest.Response{}
+		})
+		errs := send(t, s, "busy", "fine")
+		if got := Classify(errs[0]); got != OutcomeUnavailable {
+			t.Errorf("busy: Classify = %s, want %s (err %v)", got, OutcomeUnavailable, errs[0])
+		}
+		if got := RetryAfter(errs[0], time.Now()); got < 29*time.Second {
+			t.Errorf("busy: RetryAfter = %s, want the rest of 30 s", got)
+		}
+		if errs[1] != nil {
+			t.Errorf("fine: err = %v, want nil", errs[1])
+		}
+	})
+
+	t.Run("no answer", func(t *testing.T) {
+		t.Parallel()
+		// A deadline with no 503 before it stays a transport error.
+		s := fcmtest.NewServer(t)
+		s.SetLatency(5 * time.Second)
+		err := send(t, s, "t")[0]
+		if got := Classify(err); got != OutcomeTransport {
+			t.Errorf("Classify = %s, want %s (err %v)", got, OutcomeTransport, err)
+		}
+		if got := RetryAfter(err, time.Now()); got != 0 {
+			t.Errorf("RetryAfter = %s, want 0", got)
+		}
+	})
 }
 
 func ExampleNewFCMSender() {
