@@ -15,8 +15,9 @@ type LogSender struct {
 }
 
 // Send logs each message at info level, message "push sent", with the
-// attributes backend="log", from_account and to_account (from the message's
-// data), token (masked by [MaskToken]), title and body, and returns nil for
+// attributes backend="log", task_id (the asynq task's id, from the
+// message's follow_id or digest_id), from_account and to_account (from the
+// message's data), token (masked by [MaskToken]), title and body, and returns nil for
 // it. A nil message gets an error that [Classify] reports as
 // [OutcomeInvalidMessage].
 func (s LogSender) Send(ctx context.Context, msgs []*messaging.Message) []error {
@@ -36,6 +37,7 @@ func (s LogSender) Send(ctx context.Context, msgs []*messaging.Message) []error 
 		}
 		log.LogAttrs(ctx, slog.LevelInfo, "push sent",
 			slog.String("backend", "log"),
+			slog.String("task_id", messageTaskID(m)),
 			slog.String("from_account", m.Data[DataFromAccount]),
 			slog.String("to_account", m.Data[DataToAccount]),
 			slog.String("token", MaskToken(m.Token)),
@@ -44,6 +46,18 @@ func (s LogSender) Send(ctx context.Context, msgs []*messaging.Message) []error 
 		)
 	}
 	return errs
+}
+
+// messageTaskID returns the id of the asynq task that built m, from the ids
+// in its data ("" if it carries neither).
+func messageTaskID(m *messaging.Message) string {
+	if id := m.Data[DataFollowID]; id != "" {
+		return "follow:" + id
+	}
+	if id := m.Data[DataDigestID]; id != "" {
+		return "digest:" + id
+	}
+	return ""
 }
 
 // maskKeep* are how many characters of a token [MaskToken] shows.

@@ -47,9 +47,9 @@ func TestLogSender(t *testing.T) {
 		got = append(got, rec)
 	}
 	want := []map[string]any{
-		{"level": "INFO", "msg": "push sent", "backend": "log", "from_account": "alice", "to_account": "bob",
+		{"level": "INFO", "msg": "push sent", "backend": "log", "task_id": f.TaskID(), "from_account": "alice", "to_account": "bob",
 			"token": "cAbCdE…xyz1", "title": "New follower", "body": "alice started following you"},
-		{"level": "INFO", "msg": "push sent", "backend": "log", "from_account": "alice", "to_account": "bob",
+		{"level": "INFO", "msg": "push sent", "backend": "log", "task_id": f.TaskID(), "from_account": "alice", "to_account": "bob",
 			"token": "***", "title": "Hi", "body": "there"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -127,7 +127,7 @@ func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 	fmt.Fprintf(&b, "  Redis:   %s\n", map[bool]string{true: "embedded, in memory", false: cfg.Receiver.Redis.Mode()}[cfg.EmbeddedRedis])
 	fmt.Fprintf(&b, "  pushes:  to %s\n", backend)
 	if cfg.GeneratedAPIToken {
-		fmt.Fprintf(&b, "  API_TOKEN (dev, made up for this run): %s\n", rc.APIToken)
+		fmt.Fprintf(&b, "  API_TOKEN (dev; set API_TOKEN to choose one): %s\n", rc.APIToken)
 	}
 	if rc.CallbackToken == "" {
 		fmt.Fprintf(&b, "  webhook signatures: NOT checked (TENCENT_CALLBACK_TOKEN unset)\n")

@@ -93,8 +93,9 @@ func TestStandaloneWalkthrough(t *testing.T) {
 		t.Skip("curl not installed")
 	}
 	for name, env := range map[string]map[string]string{
-		"generated API token": {},
-		"user API token":      {"API_TOKEN": "my-own-api-token-0123456789"},
+		"dev API token":   {},
+		"user API token":  {"API_TOKEN": "my-own-api-token-0123456789"},
+		"signed webhooks": {"TENCENT_CALLBACK_TOKEN": "walkthrough-callback-token"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -137,13 +138,17 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	cmds := regexp.MustCompile(`(?m)^  (curl .*(?:\n    .*)*)`).FindAllStringSubmatch(out, -1)
+	// A step is a curl command, maybe after a line computing the signature.
+	cmds := regexp.MustCompile(`(?m)^  ((?:RT=.*\n  )?curl .*(?:\n    .*)*)`).FindAllStringSubmatch(out, -1)
 	if len(cmds) != 2 {
 		t.Fatalf("want 2 curl commands in the walkthrough, found %d:\n%s", len(cmds), out)
 	}
+	if signed := strings.HasPrefix(cmds[1][1], "RT="); signed != (extra["TENCENT_CALLBACK_TOKEN"] != "") {
+		t.Fatalf("webhook step computes a signature: %v, want %v:\n%s", signed, !signed, cmds[1][1])
+	}
 	for _, c := range cmds {
 		sh := exec.Command("bash", "-c", strings.ReplaceAll(c[1], "\\\n", " ")+" -o /dev/null -w '%{http_code}' --fail")
-		sh.Env = append(os.Environ(), "API_TOKEN="+extra["API_TOKEN"])
+		sh.Env = append(os.Environ(), "API_TOKEN="+extra["API_TOKEN"], "TENCENT_CALLBACK_TOKEN="+extra["TENCENT_CALLBACK_TOKEN"])
 		b, err := sh.CombinedOutput()
 		if err != nil {
 			t.Fatalf("walkthrough command failed: %v\n%s\n%s", err, c[1], b)
