@@ -132,7 +132,7 @@ func BenchmarkAsynqEnqueuer(b *testing.B) {
 	rdb, flush := benchRedis(b)
 	enq := webhook.NewAsynqEnqueuer(rdb, 16)
 	ctx := context.Background()
-	for _, n := range []int{1, 20} {
+	for _, n := range []int{1, 20, 1000} {
 		b.Run(fmt.Sprintf("followees=%d", n), func(b *testing.B) {
 			flush()
 			b.ReportAllocs()
@@ -202,6 +202,49 @@ func BenchmarkBareAsynqEnqueue(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
 	})
+}
+
+// BenchmarkLongFollowList is the answer time of one webhook with the longest
+// FollowList accepted by default (WEBHOOK_MAX_FOLLOWS, 1000): HTTP on
+// loopback, the full handler, AsynqEnqueuer and a real redis-server, one
+// webhook at a time. ns/op is the time to the 200, against Tencent's 2 s;
+// compare with 1000 × BenchmarkBareAsynqEnqueue/sequential.
+func BenchmarkLongFollowList(b *testing.B) {
+	rdb, flush := benchRedis(b)
+	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, CallbackToken: testToken, MaxFollows: 1000},
+		webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(rdb, 16)})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const n = 1000
+	var body strings.Builder
+	body.WriteString(`{"CallbackCommand":"Follow.CallbackAfterFollowAdd","From_Account":"UserID_001","FollowList":[`)
+	for i := range n {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.WriteString(`{"To_Account":"UserID_` + strconv.Itoa(i+2) + `"}`)
+	}
+	flush()
+	b.ReportAllocs()
+	eventTime := time.Now().UnixMilli()
+	for b.Loop() {
+		eventTime++ // a new event each time, so every follow is stored
+		q := signedQuery(webhook.CommandFollowAdd, time.Now())
+		resp, err := srv.Client().Post(srv.URL+"/webhook?"+q.Encode(), "application/json",
+			strings.NewReader(body.String()+`],"EventTime":`+strconv.FormatInt(eventTime, 10)+`}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.StopTimer()
+	if got, err := rdb.LLen(context.Background(), "asynq:{follow}:pending").Result(); err != nil || got != int64(b.N*n) {
+		b.Fatalf("pending tasks = %d, %v; want %d", got, err, b.N*n)
+	}
 }
 
 // BenchmarkReceiverStack is the receiver's whole path per webhook, for
