@@ -34,14 +34,16 @@ func (h *harness) scenario(ctx context.Context, name string) error {
 		return h.e2e(ctx, h.spec(loadSpec{Rate: h.o.e2eRate, Followees: 1, Duration: 20 * time.Second}),
 			pick(h, "workers", h.o.workers, 2), pick(h, "sink-latency", h.o.sinkLatency, 0), true)
 	case "policies":
-		return h.policies(ctx, h.spec(loadSpec{Rate: 300, Followees: 1, Duration: 10 * time.Second}, "followees"), pick(h, "workers", h.o.workers, 2))
+		return h.policies(ctx, policiesSpec{load: h.spec(loadSpec{Rate: 300, Followees: 1, Duration: 10 * time.Second}, "followees"),
+			workers: pick(h, "workers", h.o.workers, 2), window: policiesWindow, users: pick(h, "users", h.o.users, policiesUsers), wait: policiesWait})
 	case "smoke":
 		return h.smoke(ctx)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }
 
-// smoke runs every scenario tiny: it shows that the harness and the
+// smoke runs every scenario tiny (policies with the shortest window
+// AGGREGATION_WINDOW allows, 1s): it shows that the harness and the
 // product work end to end, not how fast.
 func (h *harness) smoke(ctx context.Context) error {
 	if err := h.ingest(ctx, loadSpec{Concurrency: 8, Followees: 4, Count: 50},
@@ -57,7 +59,14 @@ func (h *harness) smoke(ctx context.Context) error {
 	if err := h.scaling(ctx, 200, []int{1, 2}, 10*time.Millisecond, false); err != nil {
 		return err
 	}
-	return h.e2e(ctx, loadSpec{Rate: 100, Concurrency: 8, Followees: 3, Count: 100}, 2, 0, false)
+	if err := h.e2e(ctx, loadSpec{Rate: 100, Concurrency: 8, Followees: 3, Count: 100}, 2, 0, false); err != nil {
+		return err
+	}
+	// 300 follows in about a second to 50 users: the most followed get
+	// summaries past their list of names, so both delay paths and the
+	// per-followee loss check run.
+	return h.policies(ctx, policiesSpec{load: loadSpec{Rate: 300, Concurrency: 8, Followees: 1, Count: 300},
+		workers: 2, window: time.Second, users: 50, wait: 30 * time.Second})
 }
 
 // webhookFailures records failed webhooks: a correctness failure in the

@@ -17,7 +17,9 @@ import (
 
 // The smoke scenario runs the real receiver and workers against a real
 // redis-server and the fake FCM, and passes only when every follow produced
-// exactly one push and every webhook was answered 200 OK.
+// exactly one push, every webhook was answered 200 OK, and the policies
+// phase (aggregation on) delivered every follow exactly once, some of them
+// only in a summary's count.
 func TestSmoke(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not on PATH")
@@ -53,6 +55,30 @@ func TestSmoke(t *testing.T) {
 	}
 	if checked < 4 { // process, scaling ×2, e2e
 		t.Errorf("%d phases checked delivery, want at least 4", checked)
+	}
+	policies := 0
+	for _, p := range rep.Phases {
+		raw, ok := p.Extra["tally"]
+		if !ok {
+			continue
+		}
+		policies++
+		var tl policyTally
+		if b, err := json.Marshal(raw); err != nil {
+			t.Fatal(err)
+		} else if err := json.Unmarshal(b, &tl); err != nil {
+			t.Fatal(err)
+		}
+		if tl.Follows != 300 || tl.Lost != 0 || tl.Uncovered != 0 || tl.Extra != 0 || tl.NamedTwice != 0 ||
+			tl.Unexpected != 0 || tl.Foreign != 0 || tl.Silent != 0 || tl.Delay.N != tl.Follows {
+			t.Errorf("%s: %+v, want 300 follows, each delivered exactly once", p.Name, tl)
+		}
+		if tl.Summaries == 0 || tl.CountOnly == 0 || tl.Pushes >= tl.Follows {
+			t.Errorf("%s: %d pushes, %d summaries, %d follows only counted: want aggregation with count-only follows", p.Name, tl.Pushes, tl.Summaries, tl.CountOnly)
+		}
+	}
+	if policies != 1 {
+		t.Errorf("%d policies phases, want 1", policies)
 	}
 	if t.Failed() {
 		t.Logf("stdout:\n%s", stdout.String())
