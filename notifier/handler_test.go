@@ -144,6 +144,36 @@ func TestHandlerFCMErrorTable(t *testing.T) {
 	}
 }
 
+// A task whose devices failed with QUOTA_EXCEEDED and with another
+// retryable error: the retry counts against the budget (not every failure
+// was a quota one) but still waits as long as a quota retry, so the device
+// over its quota is not tried again within seconds.
+func TestHandlerMixedQuotaFailureWaitsForTheQuota(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{})
+	f.fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		if r.Token == "tok-quota" {
+			return fcmtest.QuotaExceeded(0)
+		}
+		return fcmtest.Internal()
+	})
+	f.register(t, "bob", "tok-quota")
+	f.register(t, "bob", "tok-internal")
+	err := f.run(t, f.follow("bob"))
+	var re *notifier.RetryError
+	if !errors.As(err, &re) || re.Devices != 2 {
+		t.Fatalf("err = %v, want a RetryError for 2 devices", err)
+	}
+	if !notifier.IsFailure(err) {
+		t.Error("IsFailure = false, want true: the INTERNAL failure uses up the budget")
+	}
+	for n := range 4 {
+		if d := notifier.RetryDelay(n, err, nil); d < time.Minute {
+			t.Errorf("RetryDelay(%d) = %s, want at least the 60 s of a quota retry", n, d)
+		}
+	}
+}
+
 // A retry after one device failed sends only to that device.
 func TestHandlerRetrySendsOnlyToFailedDevices(t *testing.T) {
 	t.Parallel()
@@ -247,7 +277,7 @@ func TestRetryDelay(t *testing.T) {
 		between(t, "n=0 plain error", notifier.RetryDelay(0, errors.New("x"), nil), 500*time.Millisecond, time.Second)
 		between(t, "n=3 plain error", notifier.RetryDelay(3, errors.New("x"), nil), 4*time.Second, 8*time.Second)
 		between(t, "n=30 capped", notifier.RetryDelay(30, errors.New("x"), nil), 5*time.Minute, 10*time.Minute)
-		between(t, "Retry-After wins", notifier.RetryDelay(0, &notifier.RetryError{After: 42 * time.Second}, nil), 42*time.Second, 42*time.Second)
+		between(t, "Retry-After wins, plus up to 25 % jitter", notifier.RetryDelay(0, &notifier.RetryError{After: 42 * time.Second}, nil), 42*time.Second, 42*time.Second+42*time.Second/4)
 		between(t, "quota first", notifier.RetryDelay(0, &notifier.RetryError{Quota: true, QuotaRetries: 1}, nil), 60*time.Second, 75*time.Second)
 		between(t, "quota grows without n", notifier.RetryDelay(0, &notifier.RetryError{Quota: true, QuotaRetries: 3}, nil), 4*time.Minute, 5*time.Minute)
 		between(t, "quota Retry-After", notifier.RetryDelay(0, &notifier.RetryError{Quota: true, QuotaRetries: 1, After: 5 * time.Minute}, nil), 5*time.Minute, 375*time.Second)

@@ -20,6 +20,10 @@ type RetryError struct {
 	// Quota is true when every retryable failure was QUOTA_EXCEEDED: such a
 	// retry does not count against the task's retry budget.
 	Quota bool
+	// AnyQuota is true when some retryable failure was QUOTA_EXCEEDED: the
+	// retry then waits at least as long as a quota retry would, even when
+	// other devices failed otherwise (Quota false: the retry counts).
+	AnyQuota bool
 	// QuotaRetries counts the quota retries of this follow so far, so their
 	// backoff can grow although asynq's retry count does not.
 	QuotaRetries int
@@ -45,6 +49,7 @@ func (e *RetryError) add(o Outcome, after time.Duration) *RetryError {
 	e.Outcome = o
 	e.After = max(e.After, after)
 	e.Quota = e.Quota && o == OutcomeQuota
+	e.AnyQuota = e.AnyQuota || o == OutcomeQuota
 	return e
 }
 
@@ -57,29 +62,49 @@ const (
 
 // RetryDelay is the asynq RetryDelayFunc of follow tasks: exponential backoff
 // from 1 s (doubling per retry, at most 10 min) with equal jitter, never
-// shorter than FCM's Retry-After. For quota errors: max(Retry-After, 60 s
-// doubled with every quota retry, at most 30 min), plus up to 25 % jitter on
-// top, so it is never shorter than FCM asked. The stale cutoff
+// shorter than FCM's Retry-After. When Retry-After is the longer, the delay
+// is Retry-After plus up to 25 % of it (at most 10 min) of jitter on top, so
+// tasks told to come back at the same time do not all come back at once, and
+// none comes back earlier than FCM asked. For quota errors: max(Retry-After,
+// 60 s doubled with every quota retry, at most 30 min), plus up to 25 %
+// jitter on top, so it is never shorter than FCM asked; a retry for other
+// failures that also has a quota failure waits at least that long, and
+// counts against the budget. The stale cutoff
 // (MAX_EVENT_AGE) ends retries whatever their number. A retry for the
 // global send rate limit comes after the wait the limiter named (at least
 // 100 ms) plus up to 25 % jitter.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	return retryDelay(n, err, rand.N[time.Duration])
+}
+
+// retryDelay is [RetryDelay] drawing its jitter from randN, which returns a
+// duration in [0, d) for d > 0 (rand.N's contract).
+func retryDelay(n int, err error, randN func(d time.Duration) time.Duration) time.Duration {
 	var re *RetryError
 	if errors.As(err, &re) && re.Throttled {
 		d := max(re.After, 100*time.Millisecond)
-		return d + rand.N(d/4+1)
+		return d + randN(d/4+1)
 	}
 	if errors.As(err, &re) && re.Quota {
-		d := min(minQuotaDelay<<min(max(re.QuotaRetries-1, 0), 5), maxQuotaDelay)
-		d = max(d, re.After)
-		return d + rand.N(d/4+1)
+		return quotaDelay(re, randN)
 	}
 	d := time.Second << min(n, 10)
-	d = jitter(min(d, maxRetryDelay))
+	d = jitter(min(d, maxRetryDelay), randN)
 	if errors.As(err, &re) && re.After > d {
-		return re.After
+		d = re.After + randN(min(re.After/4, maxRetryDelay)+1)
+	}
+	if re != nil && re.AnyQuota {
+		d = max(d, quotaDelay(re, randN))
 	}
 	return d
+}
+
+// quotaDelay is the delay of a quota retry: max(Retry-After, 60 s doubled
+// with every quota retry, at most 30 min) plus up to 25 % jitter.
+func quotaDelay(re *RetryError, randN func(time.Duration) time.Duration) time.Duration {
+	d := min(minQuotaDelay<<min(max(re.QuotaRetries-1, 0), 5), maxQuotaDelay)
+	d = max(d, re.After)
+	return d + randN(d/4+1)
 }
 
 // IsFailure is the asynq IsFailure function: a quota retry, or one for the
@@ -90,10 +115,10 @@ func IsFailure(err error) bool {
 	return !(errors.As(err, &re) && (re.Quota || re.Throttled))
 }
 
-// jitter returns a duration in [d/2, d).
-func jitter(d time.Duration) time.Duration {
+// jitter returns a duration in [d/2, d), drawn with randN.
+func jitter(d time.Duration, randN func(time.Duration) time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2)
+	return d/2 + randN(d/2)
 }

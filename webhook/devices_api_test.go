@@ -151,3 +151,55 @@ func TestDeviceAPIRejectsBadInput(t *testing.T) {
 		t.Errorf("bad requests changed bob's devices: %d %s", status, body)
 	}
 }
+
+// The device body is decoded strictly, and the 400 names what is wrong:
+// encoding/json alone would let the last of two "platform" keys win, match
+// "PLATFORM" to platform, ignore unknown fields and take null as absent.
+func TestDeviceAPIStrictBody(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, webhook.Options{APIToken: testAPI})
+	auth := "Bearer " + testAPI
+	tests := []struct{ name, body, want string }{
+		{"duplicate key", `{"platform":"ios","platform":"android"}`, `duplicate key "platform"`},
+		{"duplicate key, one escaped", `{"locale":"en","\u006cocale":"de"}`, `duplicate key "locale"`},
+		{"field name in another case", `{"PLATFORM":"ios"}`, `unknown field "PLATFORM": field names are case-sensitive, want "platform"`},
+		{"unknown field", `{"platform":"ios","extra":true}`, `unknown field "extra"`},
+		{"null platform", `{"platform":null}`, `platform: got null, want string`},
+		{"null locale", `{"locale":null}`, `locale: got null, want string`},
+		{"number platform", `{"platform":1}`, `platform: got number, want string`},
+		{"trailing object", `{} {}`, `data after the JSON object at offset 3`},
+		{"trailing garbage", `{"platform":"ios"}x`, `data after the JSON object`},
+		{"null body", `null`, `body is not a JSON object`},
+		{"array body", `[{"platform":"ios"}]`, `body is not a JSON object`},
+		{"invalid UTF-8", "{\"locale\":\"\xff\"}", `not valid UTF-8`},
+		{"syntax error", `{"platform":"ios",}`, `invalid character '}'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			token := "tok-" + strings.ReplaceAll(tt.name, " ", "-")
+			status, _, body := apiDo(t, f.srv.URL, http.MethodPut, "/v1/users/strict/devices/"+token, auth, tt.body)
+			if status != http.StatusBadRequest {
+				t.Fatalf("status %d (%s), want 400 with %q", status, body, tt.want)
+			}
+			var e struct{ Error string }
+			if err := json.Unmarshal([]byte(body), &e); err != nil || !strings.Contains(e.Error, tt.want) {
+				t.Errorf("400 body %s; want an error with %q", body, tt.want)
+			}
+		})
+	}
+	// Well-formed bodies are still accepted: escapes decoded, surrounding
+	// whitespace allowed, platform lower-cased.
+	for _, body := range []string{"", " \r\n\t", `{}`, ` {"platform":"I\u004fS", "locale":"pt-BR"} `} {
+		if status, _, resp := apiDo(t, f.srv.URL, http.MethodPut, "/v1/users/strict-ok/devices/tok", auth, body); status != http.StatusNoContent {
+			t.Fatalf("PUT %q: %d %s, want 204", body, status, resp)
+		}
+	}
+	status, _, body := apiDo(t, f.srv.URL, http.MethodGet, "/v1/users/strict-ok/devices", auth, "")
+	if status != 200 || !strings.Contains(body, `"platform":"ios"`) || !strings.Contains(body, `"locale":"pt-BR"`) {
+		t.Errorf("GET after strict PUTs: %d %s", status, body)
+	}
+	if status, _, body := apiDo(t, f.srv.URL, http.MethodGet, "/v1/users/strict/devices", auth, ""); status != 200 || !strings.Contains(body, `"devices":[]`) {
+		t.Errorf("rejected bodies registered devices: %d %s", status, body)
+	}
+}

@@ -1,15 +1,14 @@
 package webhook
 
 import (
-	"bytes"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/followpush/followpush/devices"
 )
@@ -43,9 +42,11 @@ func (s *server) requireAPIToken(next http.HandlerFunc) http.Handler {
 	})
 }
 
+// deviceBody is the optional JSON body of PUT .../devices/{token}. A nil
+// field was absent.
 type deviceBody struct {
-	Platform *string `json:"platform"`
-	Locale   *string `json:"locale"`
+	Platform *string
+	Locale   *string
 }
 
 func (s *server) handlePutDevice(w http.ResponseWriter, r *http.Request) {
@@ -61,6 +62,13 @@ func (s *server) handlePutDevice(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// readDeviceBody reads the optional body of PUT .../devices/{token}: nothing
+// (or only JSON whitespace), or one JSON object with the optional string
+// fields "platform" (lower-cased) and "locale". Decoding is strict: the body
+// must be valid UTF-8 and at most maxDeviceBody bytes; duplicate keys,
+// unknown fields (field names are case-sensitive, unlike encoding/json's),
+// values that are not strings (null included) and data after the object are
+// rejected. Every error wraps errBadDeviceBody and names the problem.
 func readDeviceBody(r *http.Request) (devices.Registration, error) {
 	var reg devices.Registration
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxDeviceBody+1))
@@ -70,16 +78,9 @@ func readDeviceBody(r *http.Request) (devices.Registration, error) {
 	if len(body) > maxDeviceBody {
 		return reg, fmt.Errorf("%w: larger than %d bytes", errBadDeviceBody, maxDeviceBody)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return reg, nil
-	}
-	var b deviceBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&b); err != nil {
+	b, err := decodeDeviceBody(body)
+	if err != nil {
 		return reg, fmt.Errorf("%w: %v", errBadDeviceBody, err)
-	}
-	if dec.More() {
-		return reg, fmt.Errorf("%w: trailing data after the JSON object", errBadDeviceBody)
 	}
 	if b.Platform != nil {
 		reg.Platform = strings.ToLower(*b.Platform)
@@ -88,6 +89,86 @@ func readDeviceBody(r *http.Request) (devices.Registration, error) {
 		reg.Locale = *b.Locale
 	}
 	return reg, nil
+}
+
+// decodeDeviceBody decodes body strictly (see readDeviceBody) with the
+// callback parser's scanner: its first pass checks the syntax, duplicate keys
+// (compared unescaped) and nesting, as for webhook bodies; the second walks
+// the checked object's members for the two known string fields.
+func decodeDeviceBody(body []byte) (deviceBody, error) {
+	var b deviceBody
+	if !utf8.Valid(body) {
+		return b, errors.New("body is not valid UTF-8")
+	}
+	s := scanner{data: body}
+	s.skipSpace()
+	if s.pos == len(body) {
+		return b, nil
+	}
+	if body[s.pos] != '{' {
+		return b, errors.New("body is not a JSON object")
+	}
+	start := s.pos
+	if err := s.object(1, nil); err != nil {
+		return b, errors.New(scanProblem(err))
+	}
+	s.skipSpace()
+	if s.pos != len(body) {
+		return b, fmt.Errorf("data after the JSON object at offset %d", s.pos)
+	}
+
+	s.pos = start + 1
+	s.skipSpace()
+	if body[s.pos] == '}' {
+		return b, nil
+	}
+	for {
+		key, err := s.key()
+		if err != nil {
+			return b, errors.New(scanProblem(err))
+		}
+		var field **string
+		switch string(key) {
+		case "platform":
+			field = &b.Platform
+		case "locale":
+			field = &b.Locale
+		default:
+			return b, unknownDeviceField(key)
+		}
+		s.skipSpace()
+		if k := s.kind(span{start: s.pos}); k != "string" {
+			return b, fmt.Errorf("%s: got %s, want string", key, k)
+		}
+		v, err := s.strValue()
+		if err != nil {
+			return b, errors.New(scanProblem(err))
+		}
+		str := string(v)
+		*field = &str
+		s.skipSpace()
+		s.pos++ // ',' or '}', checked by the first pass
+		if body[s.pos-1] == '}' {
+			return b, nil
+		}
+	}
+}
+
+// unknownDeviceField describes a field the device body does not have, and
+// points out a known one spelt in another case.
+func unknownDeviceField(key []byte) error {
+	for _, known := range []string{"platform", "locale"} {
+		if strings.EqualFold(string(key), known) {
+			return fmt.Errorf("unknown field %s: field names are case-sensitive, want %q", quote(key), known)
+		}
+	}
+	return fmt.Errorf("unknown field %s: want \"platform\" or \"locale\"", quote(key))
+}
+
+// scanProblem is what an error of the scanner says, without the prefix of
+// ErrMalformed, which it wraps: the device body is not a callback.
+func scanProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": ")
 }
 
 func (s *server) handleDeleteDevice(w http.ResponseWriter, r *http.Request) {

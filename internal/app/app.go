@@ -90,14 +90,33 @@ func Listen(addr, name string, log *slog.Logger) (net.Listener, error) {
 // Serve serves h on ln until ctx is done, then shuts down gracefully: it
 // stops accepting, lets in-flight requests finish within shutdownTimeout,
 // and returns. The server has read, header, write and idle timeouts so a
-// slow client cannot hold a connection (slowloris). name labels its logs.
+// slow client cannot hold a connection (slowloris): 5 s to read a request's
+// header (a client that stalls or trickles its header is disconnected then),
+// 10 s to read the whole request, 15 s to write the answer, and 120 s for a
+// keep-alive connection to sit idle. name labels its logs.
 func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, shutdownTimeout time.Duration, log *slog.Logger) error {
+	return serve(ctx, ln, name, h, shutdownTimeout, serveTimeouts(), log)
+}
+
+// timeouts bounds how long an HTTP connection may take over each part of
+// its life: the http.Server fields of the same names.
+type timeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+// serveTimeouts returns the timeouts of [Serve].
+func serveTimeouts() timeouts {
+	return timeouts{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 15 * time.Second, Idle: 120 * time.Second}
+}
+
+// serve is [Serve] with the given timeouts.
+func serve(ctx context.Context, ln net.Listener, name string, h http.Handler, shutdownTimeout time.Duration, to timeouts, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: to.ReadHeader,
+		ReadTimeout:       to.Read,
+		WriteTimeout:      to.Write,
+		IdleTimeout:       to.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -179,18 +198,26 @@ func (f *freshConns) closeUnused(ctx context.Context) {
 // CheckRedisSettings warns (once Redis answers; it retries in the background
 // until ctx ends) when the server runs without appendonly yes or with a
 // maxmemory-policy other than noeviction: then acknowledged events can be
-// lost on a crash, or evicted under memory pressure.
+// lost on a crash, or evicted under memory pressure. When Redis refuses
+// CONFIG GET (an ACL user without the permission, NOPERM; the command
+// renamed or disabled, as managed Redis services do) it warns once that the
+// settings could not be verified, naming why, and gives up.
 func CheckRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
 	checkRedisSettings(ctx, rdb, log, func() {})
 }
 
 func checkRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger, done func()) {
 	check := func(ctx context.Context, c *redis.Client) error {
+		addr := c.Options().Addr
 		vals, err := c.ConfigGet(ctx, "*").Result()
+		if reason := configRefused(err); reason != "" {
+			log.Warn("could not verify the Redis settings: make sure Redis runs with appendonly yes and maxmemory-policy noeviction, or queued follows can be lost",
+				"redis", addr, "reason", reason, "err", err)
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		addr := c.Options().Addr
 		if v := vals["appendonly"]; v != "yes" {
 			log.Warn("Redis runs without appendonly yes: a Redis crash loses queued follows", "redis", addr, "appendonly", v)
 		}
@@ -211,7 +238,7 @@ func checkRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slo
 			default:
 				return
 			}
-			if err == nil || strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM") {
+			if err == nil {
 				return
 			}
 			select {
@@ -221,6 +248,24 @@ func checkRedisSettings(ctx context.Context, rdb redis.UniversalClient, log *slo
 			}
 		}
 	}()
+}
+
+// configRefused says why Redis answered CONFIG GET with an error that asking
+// again will not change, or returns "" for no error, a transport error, or a
+// passing state (loading, failover, too many clients, authentication) that a
+// retry can outlast.
+func configRefused(err error) string {
+	var rerr redis.Error
+	switch {
+	case !errors.As(err, &rerr):
+		return ""
+	case redis.IsPermissionError(err):
+		return "the Redis user may not run CONFIG GET (NOPERM)"
+	case redis.IsLoadingError(err), redis.IsTryAgainError(err), redis.IsClusterDownError(err),
+		redis.IsMasterDownError(err), redis.IsMaxClientsError(err), redis.IsAuthError(err):
+		return ""
+	}
+	return "Redis refused CONFIG GET (the command is unknown, renamed or disabled)"
 }
 
 // Main runs run with a root context cancelled on SIGINT/SIGTERM and exits
