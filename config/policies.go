@@ -27,11 +27,15 @@ type Policies struct {
 	// true).
 	AggregationFirstImmediate bool
 	// FCMRateLimit is FCM_RATE_LIMIT, sends per second for all workers
-	// together (default 8000; 0 = unlimited).
+	// together (default 8000; 0 = unlimited; at most 10000). Keep it below
+	// the Firebase project's FCM quota (by default 600,000 a minute, i.e.
+	// 10,000 a second, the maximum accepted), leaving room for the project's
+	// other senders.
 	FCMRateLimit int
 	// Templates are the per-locale texts of PUSH_TEMPLATES_FILE, keyed by
 	// the file's language tags, each template already checked to parse and
-	// render; nil when unset.
+	// render (a single follow; a summary of one follower, of two and of
+	// many); nil when unset.
 	Templates map[string]LocaleTexts
 	// AndroidChannelID is ANDROID_CHANNEL_ID (default "": the app's default
 	// channel).
@@ -144,15 +148,24 @@ func (l *loader) boolean(name string, def bool) bool {
 	return b
 }
 
+// templateDigestData is what a summary's templates see (notifier.DigestData).
+type templateDigestData struct {
+	From, To, AppID string
+	Names           []string
+	Count, Others   int
+}
+
 // templateSample* are what the notifier's templates see (notifier.Texts):
-// each template must render them without error.
+// each template must render every one of them without error. A summary
+// names one follower or two (notifier.DigestNames), with or without others:
+// a template that only works with two names, or with others, is refused.
 var (
-	templateSampleSingle = struct{ From, FromID, To, AppID string }{"Alice", "alice", "bob", "1400000000"}
-	templateSampleDigest = struct {
-		From, To, AppID string
-		Names           []string
-		Count, Others   int
-	}{"alice", "bob", "1400000000", []string{"alice", "carol"}, 5, 3}
+	templateSampleSingle  = []any{struct{ From, FromID, To, AppID string }{"Alice", "alice", "bob", "1400000000"}}
+	templateSampleDigests = []any{
+		templateDigestData{"alice", "bob", "1400000000", []string{"alice"}, 1, 0},
+		templateDigestData{"alice", "bob", "1400000000", []string{"alice", "carol"}, 2, 0},
+		templateDigestData{"alice", "bob", "1400000000", []string{"alice", "carol"}, 5, 3},
+	}
 	templateFuncs = template.FuncMap{"join": strings.Join}
 )
 
@@ -189,17 +202,20 @@ func (l *loader) templatesFile(name string) map[string]LocaleTexts {
 		tx := texts[loc]
 		for _, f := range []struct {
 			field, text string
-			sample      any
+			samples     []any
 		}{
 			{"title", tx.Title, templateSampleSingle}, {"body", tx.Body, templateSampleSingle},
-			{"digest_title", tx.DigestTitle, templateSampleDigest}, {"digest_body", tx.DigestBody, templateSampleDigest},
+			{"digest_title", tx.DigestTitle, templateSampleDigests}, {"digest_body", tx.DigestBody, templateSampleDigests},
 		} {
 			if f.text == "" {
 				continue
 			}
 			t, err := template.New(f.field).Funcs(templateFuncs).Option("missingkey=error").Parse(f.text)
-			if err == nil {
-				err = t.Execute(&strings.Builder{}, f.sample)
+			for _, sample := range f.samples {
+				if err != nil {
+					break
+				}
+				err = t.Execute(&strings.Builder{}, sample)
 			}
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s %s: %v", loc, f.field, err))

@@ -13,7 +13,8 @@
 // Key layout (prefix defaults to "followpush:"). Keys that one script
 // touches share a hash tag, so every operation works on Redis Cluster:
 //
-//	{prefix}{ev:<event id>}          HASH  "done" -> 1, "s:<token hash>" -> 1, "q" -> quota retries, "a" -> admitted; TTL = Options.RecordTTL
+//	{prefix}{ev:<event id>}          HASH  "done" -> 1, "s:<token hash>" -> 1, "q" -> quota retries, "a" -> admitted (a digest: taken),
+//	                                       "f" -> "<verdict>:<due>" folded into a summary; TTL = Options.RecordTTL
 //	                                       (event id: a follow's tasks.Follow.ID or a digest's tasks.Digest.ID)
 //	{prefix}{cx:<app,from,to hash>}  ZSET  one member "t" scored with the latest unfollow EventTime; TTL = Options.CancelTTL
 //	{prefix}{ag:<followee>}          ZSET  pending followers of the next summary push, scored with their follow's EventTime
@@ -21,7 +22,8 @@
 //	{prefix}{ag:<followee>}:cap      ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
 //	{prefix}{ag:<followee>}:cd       ZSET  cooldown: follower -> EventTime of the follow that notified (or was folded)
 //	{prefix}{ag:<followee>}:ux       ZSET  unfollows: follower -> latest unfollow EventTime; TTL = Options.CancelTTL
-//	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a digest took, so its retries resend the same summary; TTL = Options.RecordTTL
+//	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a digest took, so its retries resend the same summary;
+//	                                       TTL = the policy state's (see [Store.TakeDigest]), renewed by each retry
 package delivery
 
 import (
@@ -98,8 +100,13 @@ type Record struct {
 	QuotaRetries int
 	// Admitted: the notification policies let this follow through to be
 	// pushed on its own ([Store.MarkAdmitted]); a retry sends without asking
-	// them again.
+	// them again. For a digest: an earlier attempt took its followers
+	// ([Store.TakeDigest]), so a retry that finds no snapshot lost it.
 	Admitted bool
+	// Folded is the summary push the policies folded this follow into, when
+	// scheduling that summary failed ([Store.MarkFolded]): a retry schedules
+	// it without asking the policies again. Zero otherwise.
+	Folded Admission
 }
 
 // recordExpiry is when e's record may go: RecordTTL after the later of now
@@ -243,6 +250,8 @@ func parseRecord(fields map[string]string) Record {
 			rec.Admitted = true
 		case k == "q":
 			rec.QuotaRetries, _ = strconv.Atoi(v)
+		case k == "f":
+			rec.Folded = parseFolded(v)
 		case strings.HasPrefix(k, "s:"):
 			rec.Finished[k[2:]] = true
 		}
@@ -318,7 +327,7 @@ func (s *Store) AddQuotaRetry(ctx context.Context, e Event) (int, error) {
 
 // MarkAdmitted records that the notification policies let e through to be
 // pushed on its own ([Record.Admitted]), so that its retries do not ask
-// them again.
+// them again; for a digest, that its followers were taken.
 func (s *Store) MarkAdmitted(ctx context.Context, e Event) error {
 	k := s.eventKey(e)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -145,23 +146,52 @@ claim()
 return {'send', 0}
 `)
 
-// takeScript takes the followers of one digest.
+// takeScript takes the followers of one digest. Whether it takes them now
+// or answers a retry from the snapshot an earlier run took, it first drops
+// every follower whose unfollow (in the unfollows set) is later than their
+// follow: an unfollow is honoured until the summary goes out, also while
+// the summary is being retried. A retry renews the snapshot's expiry.
 //
-// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET
+// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET,
+// KEYS[5] unfollows ZSET
 // ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
 // ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
 // ARGV[8] key TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms
+//
+// Answers: {'send', followers with scores, 'new'|'retake'}, {'empty', 'new'|'retake'},
+// {'later', due}, {'superseded', due, pending count}.
 var takeScript = redis.NewScript(`
+local function drop_undone(k)
+  local n, nu = redis.call('ZCARD', k), redis.call('ZCARD', KEYS[5])
+  if n == 0 or nu == 0 then return end
+  if nu < n then
+    local ux = redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES')
+    for i = 1, #ux, 2 do
+      local s = redis.call('ZSCORE', k, ux[i])
+      if s and tonumber(s) < tonumber(ux[i + 1]) then redis.call('ZREM', k, ux[i]) end
+    end
+  else
+    local m = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+    for i = 1, #m, 2 do
+      local u = redis.call('ZSCORE', KEYS[5], m[i])
+      if u and tonumber(u) > tonumber(m[i + 1]) then redis.call('ZREM', k, m[i]) end
+    end
+  end
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then
-  return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')}
+  drop_undone(KEYS[4])
+  if redis.call('ZCARD', KEYS[4]) == 0 then return {'empty', 'retake'} end
+  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'retake'}
 end
 local due = redis.call('HGET', KEYS[2], 'due')
 if due and tonumber(due) ~= tonumber(ARGV[1]) then
   return {'superseded', due, redis.call('ZCARD', KEYS[1])}
 end
+drop_undone(KEYS[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[2])
-  return {'empty'}
+  return {'empty', 'new'}
 end
 local cap = tonumber(ARGV[3])
 if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
@@ -187,7 +217,7 @@ if tonumber(ARGV[6]) > 0 then
 else
   redis.call('DEL', KEYS[2])
 end
-return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')}
+return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'new'}
 `)
 
 // undoScript removes a follower from a followee's pending summary when its
@@ -223,8 +253,10 @@ func (s *Store) snapshotKey(d tasks.Digest) string {
 }
 
 // stateTTL is how long a followee's pending set and window outlive their
-// last write: long enough for a digest delayed by the cap and then retried
-// up to the stale cutoff (bounded by the record TTL).
+// last write, and a digest's snapshot its take or latest retry: long enough
+// for a digest delayed by the cap and then retried up to the stale cutoff
+// of its followers (MaxEventAge + Window + CapWindow, and MaxEventAge is at
+// most the record TTL).
 func (s *Store) stateTTL(p Policy) time.Duration {
 	return p.Window + CapWindow + s.recordTTL
 }
@@ -256,6 +288,36 @@ func (s *Store) Admit(ctx context.Context, f tasks.Follow, p Policy, now time.Ti
 	}
 	keys, args := s.admitArgs(f, p, now)
 	return parseAdmission(admitScript.Run(ctx, s.rdb, keys, args...))
+}
+
+// MarkFolded records in f's record that [Store.Admit] folded f into the
+// summary push of a ([VerdictAggregated] or [VerdictCapped], due a.Due), for
+// when scheduling that summary failed: f's retry finds it in
+// [Record.Folded] and schedules the summary again instead of asking Admit,
+// which could fold f a second time (into the next summary, once this one
+// went out) or push it on its own.
+func (s *Store) MarkFolded(ctx context.Context, f tasks.Follow, a Admission) error {
+	k := s.eventKey(f)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "f", string(a.Verdict)+":"+itoa(a.Due))
+		p.PExpireAt(ctx, k, s.recordExpiry(f))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark follow folded: %w", err)
+	}
+	return nil
+}
+
+// parseFolded reads [Record.Folded] as [Store.MarkFolded] wrote it; zero
+// when malformed.
+func parseFolded(v string) Admission {
+	verdict, due, _ := strings.Cut(v, ":")
+	d, err := strconv.ParseInt(due, 10, 64)
+	if err != nil || (verdict != string(VerdictAggregated) && verdict != string(VerdictCapped)) {
+		return Admission{}
+	}
+	return Admission{Verdict: Verdict(verdict), Due: d}
 }
 
 // AdmitQuery is a [Store.Admit] riding on a caller's pipeline, so that it
@@ -327,9 +389,10 @@ type BatchVerdict string
 // The verdicts of [Store.TakeDigest].
 const (
 	// BatchSend: send the summary of [Batch.Followers]. A retry of the same
-	// digest gets the same followers.
+	// digest gets the same followers, less those who unfollowed since.
 	BatchSend BatchVerdict = "send"
-	// BatchEmpty: nobody is pending (every folded follow was undone): send
+	// BatchEmpty: nobody is pending (every folded follow was undone), or,
+	// with [Batch.Retake], everyone the digest took unfollowed since: send
 	// nothing; the window closes.
 	BatchEmpty BatchVerdict = "empty"
 	// BatchLater: the followee is at its cap; the summary moved to
@@ -355,20 +418,31 @@ type Batch struct {
 	Followers []Follower
 	// Next is the due time (ms) of the digest to schedule, 0 for none.
 	Next int64
+	// Retake: the answer (BatchSend or BatchEmpty) comes from the followers
+	// an earlier TakeDigest of the same digest took. A digest that was taken
+	// before and gets another answer has lost its snapshot (it expired, or
+	// Redis lost it).
+	Retake bool
 }
 
 // TakeDigest takes the followers of digest d at now under policy p: on the
-// first run it moves the followee's pending set into a snapshot kept for
-// the record TTL (so retries resend the same summary), counts the push
-// against the cap and, with aggregation, opens the next window (follows
-// within it wait for the next summary). When the cap is full the summary
-// is put off instead ([BatchLater]).
+// first run it moves the followee's pending set into a snapshot (so retries
+// resend the same summary), counts the push against the cap and, with
+// aggregation, opens the next window (follows within it wait for the next
+// summary). When the cap is full the summary is put off instead
+// ([BatchLater]).
+//
+// Every run, the first and each retry's, leaves out the followers who
+// unfollowed (see [Store.Cancel]) after their follow; when nobody is left
+// the answer is [BatchEmpty]. The snapshot lives Window + [CapWindow] +
+// RecordTTL (at least the stale cutoff of a summary's followers) from the
+// take, renewed by each retry.
 func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now time.Time) (Batch, error) {
 	n := now.UnixMilli()
-	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d)}
+	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d), s.unfollowsKey(d.To)}
 	args := []any{
 		itoa(d.Due), itoa(n), p.MaxPerHour, itoa(n - CapWindow.Milliseconds()), ms(CapWindow),
-		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.recordTTL), itoa(n + p.Window.Milliseconds()),
+		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.stateTTL(p)), itoa(n + p.Window.Milliseconds()),
 	}
 	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil || len(res) == 0 {
@@ -376,7 +450,10 @@ func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now ti
 	}
 	b := Batch{Verdict: BatchVerdict(fmt.Sprint(res[0]))}
 	switch b.Verdict {
+	case BatchEmpty:
+		b.Retake = len(res) > 1 && res[1] == "retake"
 	case BatchSend:
+		b.Retake = len(res) > 2 && res[2] == "retake"
 		pairs, _ := res[1].([]any)
 		for i := 0; i+1 < len(pairs); i += 2 {
 			t, err := strconv.ParseFloat(fmt.Sprint(pairs[i+1]), 64)

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -136,6 +137,7 @@ func TestTakeDigest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		want.Retake = attempt > 0
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("attempt %d (-want +got):\n%s", attempt, diff)
 		}
@@ -232,6 +234,88 @@ func TestCancelUndoesPendingFollow(t *testing.T) {
 	d2 := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(20 * time.Minute).UnixMilli()}
 	if got, err := st.TakeDigest(ctx, d2, p, t0.Add(20*time.Minute)); err != nil || got.Verdict != delivery.BatchEmpty {
 		t.Errorf("summary with everyone undone = %+v, %v; want empty", got, err)
+	}
+}
+
+// An unfollow is honoured until the summary goes out: a retry of a digest
+// whose followers were taken leaves out those who unfollowed since (the
+// count shrinks with them), and answers empty when nobody is left. An
+// unfollow older than the follow (an earlier one, delivered late) leaves
+// the follower in.
+func TestTakeDigestRetryLeavesOutLaterUnfollows(t *testing.T) {
+	t.Parallel()
+	st := delivery.New(redistest.Start(t).Client(t), delivery.Options{})
+	ctx := context.Background()
+	p := delivery.Policy{Window: 10 * time.Minute}
+	runSteps(t, st, p, "bob", []step{
+		{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute},
+		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+		{"dave", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+	})
+	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	take := func(at time.Duration) delivery.Batch {
+		t.Helper()
+		b, err := st.TakeDigest(ctx, d, p, t0.Add(at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	unfollow := func(from string, at time.Duration) {
+		t.Helper()
+		if err := st.Cancel(ctx, "1400000000", from, []string{"bob"}, t0.Add(at).UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fl := func(id string, at time.Duration) delivery.Follower {
+		return delivery.Follower{ID: id, EventTime: t0.Add(at).UnixMilli()}
+	}
+	if got := take(10 * time.Minute); len(got.Followers) != 3 || got.Retake {
+		t.Fatalf("first take = %+v, want alice, carol and dave", got)
+	}
+	// The first attempt failed (FCM 5xx, rate limit); carol unfollows
+	// before the retry, and dave's unfollow from before his follow arrives
+	// late.
+	unfollow("carol", 11*time.Minute)
+	unfollow("dave", time.Minute)
+	want := delivery.Batch{Verdict: delivery.BatchSend, Retake: true, Followers: []delivery.Follower{fl("alice", 0), fl("dave", 2*time.Minute)}}
+	if diff := cmp.Diff(want, take(12*time.Minute)); diff != "" {
+		t.Errorf("retry after carol unfollowed (-want +got):\n%s", diff)
+	}
+	unfollow("alice", 13*time.Minute)
+	unfollow("dave", 13*time.Minute)
+	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchEmpty, Retake: true}, take(14*time.Minute)); diff != "" {
+		t.Errorf("retry after everyone unfollowed (-want +got):\n%s", diff)
+	}
+}
+
+// A digest's snapshot outlives the stale cutoff of its followers (window +
+// cap hour + MaxEventAge, at most the record TTL) counted from the take,
+// and each retry renews it: a summary retried for long is not lost.
+func TestTakeDigestSnapshotOutlivesRetries(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	st := delivery.New(rdb, delivery.Options{RecordTTL: time.Hour})
+	ctx := context.Background()
+	p := delivery.Policy{Window: 10 * time.Minute, MaxPerHour: 5}
+	runSteps(t, st, p, "bob", []step{{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute}})
+	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	snap := "followpush:{ag:bob}:snap:" + itoa(d.Due)
+	atLeast := p.Window + delivery.CapWindow + time.Hour - time.Minute
+	for attempt := range 2 {
+		if attempt > 0 {
+			// Most of the snapshot's life is gone: the retry renews it.
+			if err := rdb.PExpire(ctx, snap, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute))
+		if err != nil || b.Verdict != delivery.BatchSend {
+			t.Fatalf("attempt %d: %+v, %v", attempt, b, err)
+		}
+		if ttl := rdb.PTTL(ctx, snap).Val(); ttl < atLeast {
+			t.Errorf("attempt %d: snapshot TTL %s, want at least %s", attempt, ttl, atLeast)
+		}
 	}
 }
 
@@ -333,3 +417,5 @@ func TestQueueAdmitMatchesAdmitAndSurvivesScriptFlush(t *testing.T) {
 		t.Fatalf("inactive policy: %+v, %v", a, err)
 	}
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

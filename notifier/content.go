@@ -75,6 +75,7 @@ func BuiltinTexts() map[string]Texts {
 // They are safe for concurrent use.
 type Templates struct {
 	locales map[string]*localeTemplates
+	builtin map[string]*localeTemplates // BuiltinTexts, parsed: the fallback of a failing template
 }
 
 type localeTemplates struct {
@@ -102,7 +103,8 @@ func NewTemplates(title, body string) (*Templates, error) {
 // overlaid with texts, keyed by BCP 47 language tag ("en", "zh", "zh-TW",
 // "pt-BR"; case and "_" or "-" do not matter). A field left empty takes the
 // built-in text of the locale's language (or of English). Each template is
-// parsed and tried on sample data; the error names the locale and field.
+// parsed and tried on sample data (a summary of one follower, of two and of
+// many); the error names the locale and field.
 func NewLocalizedTemplates(texts map[string]Texts) (*Templates, error) {
 	builtin := BuiltinTexts()
 	given := map[string]Texts{}
@@ -134,7 +136,14 @@ func NewLocalizedTemplates(texts map[string]Texts) (*Templates, error) {
 		}
 		merged[loc] = overlay(base, given[loc])
 	}
-	t := &Templates{locales: map[string]*localeTemplates{}}
+	t := &Templates{locales: map[string]*localeTemplates{}, builtin: map[string]*localeTemplates{}}
+	for loc, tx := range builtin {
+		lt, err := parseLocale(loc, tx)
+		if err != nil {
+			return nil, fmt.Errorf("built-in texts: %w", err)
+		}
+		t.builtin[loc] = lt
+	}
 	for _, loc := range slices.Sorted(maps.Keys(merged)) {
 		lt, err := parseLocale(loc, merged[loc])
 		if err != nil {
@@ -162,10 +171,16 @@ func overlay(base, over Texts) Texts {
 
 var templateFuncs = template.FuncMap{"join": strings.Join}
 
-// sample data every template must render without error.
+// sample data every template must render without error: each shape the
+// data takes (a summary names one follower, or DigestNames, with or
+// without others).
 var (
-	sampleSingle = singleData{From: "Alice", FromID: "alice", To: "bob", AppID: "1400000000"}
-	sampleDigest = DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 5, Others: 3}
+	sampleSingle  = []any{singleData{From: "Alice", FromID: "alice", To: "bob", AppID: "1400000000"}}
+	sampleDigests = []any{
+		DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice"}, Count: 1, Others: 0},
+		DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 2, Others: 0},
+		DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 5, Others: 3},
+	}
 )
 
 func parseLocale(loc string, tx Texts) (*localeTemplates, error) {
@@ -173,19 +188,21 @@ func parseLocale(loc string, tx Texts) (*localeTemplates, error) {
 	for _, f := range []struct {
 		name, text string
 		dst        **template.Template
-		sample     any
+		samples    []any
 	}{
 		{"title", tx.Title, &lt.title, sampleSingle},
 		{"body", tx.Body, &lt.body, sampleSingle},
-		{"digest_title", tx.DigestTitle, &lt.digestTitle, sampleDigest},
-		{"digest_body", tx.DigestBody, &lt.digestBody, sampleDigest},
+		{"digest_title", tx.DigestTitle, &lt.digestTitle, sampleDigests},
+		{"digest_body", tx.DigestBody, &lt.digestBody, sampleDigests},
 	} {
 		tm, err := template.New(f.name).Funcs(templateFuncs).Option("missingkey=error").Parse(f.text)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s template: %w", loc, f.name, err)
 		}
-		if err := tm.Execute(&strings.Builder{}, f.sample); err != nil {
-			return nil, fmt.Errorf("%s %s template: %w", loc, f.name, err)
+		for _, sample := range f.samples {
+			if err := tm.Execute(&strings.Builder{}, sample); err != nil {
+				return nil, fmt.Errorf("%s %s template: %w", loc, f.name, err)
+			}
 		}
 		*f.dst = tm
 	}
@@ -262,6 +279,29 @@ func (t *Templates) RenderFollow(tag string, f tasks.Follow, fromName string) (C
 func (t *Templates) RenderDigest(tag string, d DigestData) (Content, error) {
 	lt := t.locales[t.Locale(tag)]
 	return render(lt.digestTitle, lt.digestBody, d)
+}
+
+// renderDigestOrBuiltin is [Templates.RenderDigest], except that when the
+// configured template of the locale fails on d, the summary is rendered with
+// the built-in text of the locale's language (English's when there is none)
+// and failed is that failure, for the caller to log. err is set only when
+// the built-in text fails too.
+func (t *Templates) renderDigestOrBuiltin(tag string, d DigestData) (c Content, failed, err error) {
+	loc := t.Locale(tag)
+	c, failed = t.RenderDigest(loc, d)
+	if failed == nil {
+		return c, nil, nil
+	}
+	failed = fmt.Errorf("%s summary template: %w", loc, failed)
+	lt, ok := t.builtin[language(loc)]
+	if !ok {
+		lt = t.builtin[DefaultLocale]
+	}
+	c, err = render(lt.digestTitle, lt.digestBody, d)
+	if err != nil {
+		return Content{}, failed, fmt.Errorf("%w; built-in text: %w", failed, err)
+	}
+	return c, failed, nil
 }
 
 func render(title, body *template.Template, data any) (Content, error) {

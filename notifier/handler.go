@@ -188,6 +188,10 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		h.metrics.tasks.WithLabelValues("cancelled").Inc()
 		log.Info("unfollowed before the push: nothing sent")
 		return h.records.MarkDone(ctx, f)
+	case rec.Folded.Verdict != "":
+		// An earlier attempt folded f into a summary but could not schedule
+		// it: schedule it, without asking the policies again.
+		return h.notSent(ctx, log, f, rec.Folded)
 	}
 	if err := devs.Err(); err != nil {
 		return err // retried: a failed read is not "no devices"
@@ -390,7 +394,7 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 		// The pushes went out; without the record the retry repeats them.
 		log.Error("could not record sent devices", "err", err)
 	}
-	if retry.Quota {
+	if retry.AnyQuota {
 		if n, err := h.records.AddQuotaRetry(ctx, p.event); err == nil {
 			retry.QuotaRetries = n
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -404,5 +405,43 @@ func TestHandlerDeviceReadFailureIsRetried(t *testing.T) {
 	}
 	if n := len(f.fcm.Requests()); n != 1 {
 		t.Fatalf("retry sent %d pushes, want 1", n)
+	}
+}
+
+// A summary push speaks each device's locale (zh, ja built in), for many
+// followers and for one.
+func TestHandlerSummaryInDeviceLocale(t *testing.T) {
+	t.Parallel()
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}})
+	f.register(t, "bob", "tok-zh", "android", "zh-CN")
+	f.register(t, "bob", "tok-ja", "ios", "ja-JP")
+	for i, from := range []string{"alice", "carol", "dave"} {
+		f.at(time.Duration(i) * time.Second)
+		if err := f.follow(t, from, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatal(err)
+	}
+	// The summary opened the next window: erin alone is its summary.
+	f.at(90 * time.Second)
+	if err := f.follow(t, "erin", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatal(err)
+	}
+	got := f.pushes()
+	slices.Sort(got[:2])
+	slices.Sort(got[2:])
+	want := []string{
+		"tok-ja: 3人の新しいフォロワー / aliceさん、carolさんほか1人にフォローされました",
+		"tok-zh: 3 位新粉丝 / alice、carol 等 3 人关注了你",
+		"tok-ja: 新しいフォロワー / erinさんにフォローされました",
+		"tok-zh: 新粉丝 / erin 关注了你",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("pushes (-want +got):\n%s", d)
 	}
 }

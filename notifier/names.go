@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,8 +45,16 @@ type TencentConfig struct {
 	KeyPrefix string
 	// Timeout bounds one portrait_get call (default 2 s).
 	Timeout time.Duration
+	// FailurePause: after a failed call (timeout, HTTP error, expired
+	// UserSig...), calls for the same SDKAppID are skipped for this long and
+	// followers not in the cache are named by UserID, so that a slow or
+	// down API does not slow every push (default 30 s). Then one call tries
+	// again; its success resumes calls, its failure pauses them again.
+	FailurePause time.Duration
 	// HTTPClient sends the calls (default: a client with Timeout).
 	HTTPClient *http.Client
+	// Now is the clock of FailurePause (default time.Now).
+	Now func() time.Time
 }
 
 // TencentProfiles resolves display names (the nickname,
@@ -57,6 +66,9 @@ type TencentProfiles struct {
 	rdb  redis.UniversalClient
 	http *http.Client
 	log  *slog.Logger
+
+	mu     sync.Mutex
+	paused map[string]time.Time // SDKAppID -> calls skipped until
 }
 
 // portraitGetMax is the most users portrait_get takes in one call.
@@ -95,11 +107,48 @@ func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
+	if cfg.FailurePause <= 0 {
+		cfg.FailurePause = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &TencentProfiles{cfg: cfg, rdb: rdb, http: hc, log: log}, nil
+	return &TencentProfiles{cfg: cfg, rdb: rdb, http: hc, log: log, paused: map[string]time.Time{}}, nil
+}
+
+// callAllowed reports whether a portrait_get call for app may go out: not
+// while calls are paused after a failure. Once the pause is over, it lets
+// one caller through and keeps the others out for another pause, so that
+// one call, not all of them, finds out whether the API is back.
+func (p *TencentProfiles) callAllowed(app string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until, paused := p.paused[app]
+	if !paused {
+		return true
+	}
+	now := p.cfg.Now()
+	if now.Before(until) {
+		return false
+	}
+	p.paused[app] = now.Add(p.cfg.FailurePause)
+	return true
+}
+
+// callDone records the outcome of a call for app: a failure pauses calls,
+// a success resumes them.
+func (p *TencentProfiles) callDone(app string, failed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if failed {
+		p.paused[app] = p.cfg.Now().Add(p.cfg.FailurePause)
+	} else {
+		delete(p.paused, app)
+	}
 }
 
 func (p *TencentProfiles) cacheKey(app, user string) string {
@@ -109,7 +158,8 @@ func (p *TencentProfiles) cacheKey(app, user string) string {
 // DisplayNames implements [NameResolver]: cached names first, the rest in
 // one portrait_get call per 100 users. A user without a nickname, or one
 // Tencent does not know, is cached as having none; a failed call is not
-// cached.
+// cached, and pauses calls for the app ([TencentConfig.FailurePause]):
+// meanwhile users not in the cache are named by UserID at once.
 func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userIDs []string) map[string]string {
 	out := make(map[string]string, len(userIDs))
 	for _, id := range userIDs {
@@ -140,7 +190,7 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 			missing = append(missing, id)
 		}
 	}
-	for len(missing) > 0 {
+	for len(missing) > 0 && p.callAllowed(appID) {
 		batch := missing[:min(len(missing), portraitGetMax)]
 		missing = missing[len(batch):]
 		names, err := p.portraitGet(ctx, appID, batch)
@@ -162,9 +212,14 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 			}
 		}
 		if err != nil {
-			p.log.Warn("display names not resolved: naming followers by UserID", "sdkappid", appID, "err", err)
+			if ctx.Err() == nil { // the API's failure, not the caller giving up
+				p.callDone(appID, true)
+			}
+			p.log.Warn("display names not resolved: naming followers by UserID", "sdkappid", appID, "err", err,
+				"paused", p.cfg.FailurePause.String())
 			continue
 		}
+		p.callDone(appID, false)
 		_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 			for _, id := range batch {
 				pl.Set(ctx, p.cacheKey(appID, id), names[id], p.cfg.CacheTTL)

@@ -3,11 +3,13 @@ package notifier_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,11 +28,15 @@ type tencentProfiles struct {
 	sig   string
 
 	mu    sync.Mutex
-	calls [][]string // To_Account of each call
+	hits  int        // requests, authenticated or not
+	calls [][]string // To_Account of each authenticated call
 	fail  int        // answer HTTP 500 to this many calls
 }
 
 func (s *tencentProfiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.hits++
+	s.mu.Unlock()
 	q := r.URL.Query()
 	answer := func(v any) { w.Header().Set("Content-Type", "application/json"); _ = json.NewEncoder(w).Encode(v) }
 	fail := func(code int, info string) {
@@ -84,6 +90,12 @@ func (s *tencentProfiles) callCount() int {
 	return len(s.calls)
 }
 
+func (s *tencentProfiles) hitCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hits
+}
+
 func newTencentProfiles(t *testing.T, fake *tencentProfiles) *notifier.TencentProfiles {
 	t.Helper()
 	srv := httptest.NewServer(fake)
@@ -119,35 +131,111 @@ func TestTencentProfilesResolvesAndCaches(t *testing.T) {
 func TestTencentProfilesFallsBackToUserIDs(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		fake  *tencentProfiles
-		sig   string
-		after string // the name once the server answers again
+		name      string
+		fake      *tencentProfiles
+		sig       string
+		after     string // the name once the pause after the failure is over
+		wantCalls int    // calls after two pauses: a failure is never cached
 	}{
-		{"HTTP 500 once", &tencentProfiles{sig: "good", nicks: map[string]string{"alice": "Alice"}, fail: 1}, "good", "Alice"},
-		{"expired UserSig", &tencentProfiles{sig: "good", nicks: map[string]string{"alice": "Alice"}}, "expired", "alice"},
+		// The second call succeeds and is cached: no third call.
+		{"HTTP 500 once", &tencentProfiles{sig: "good", nicks: map[string]string{"alice": "Alice"}, fail: 1}, "good", "Alice", 2},
+		// Every call fails and none is cached: one call per pause.
+		{"expired UserSig", &tencentProfiles{sig: "good", nicks: map[string]string{"alice": "Alice"}}, "expired", "alice", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(tt.fake)
 			t.Cleanup(srv.Close)
-			p, err := notifier.NewTencentProfiles(notifier.TencentConfig{BaseURL: srv.URL, UserSigs: map[string]string{"": tt.sig}},
+			clk := &clock{t: time.Unix(1_790_000_000, 0)}
+			p, err := notifier.NewTencentProfiles(notifier.TencentConfig{BaseURL: srv.URL, UserSigs: map[string]string{"": tt.sig}, Now: clk.Now},
 				redistest.Start(t).Client(t), slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := p.DisplayNames(context.Background(), "1400000000", []string{"alice"})
-			if d := cmp.Diff(map[string]string{"alice": "alice"}, got); d != "" {
-				t.Errorf("(-want +got):\n%s", d)
+			resolve := func(step string, want string, calls int) {
+				t.Helper()
+				got := p.DisplayNames(context.Background(), "1400000000", []string{"alice"})
+				if d := cmp.Diff(map[string]string{"alice": want}, got); d != "" {
+					t.Errorf("%s (-want +got):\n%s", step, d)
+				}
+				if n := tt.fake.hitCount(); n != calls {
+					t.Errorf("%s: portrait_get calls = %d, want %d", step, n, calls)
+				}
 			}
-			// A failure is not cached: the next push asks again.
-			again := p.DisplayNames(context.Background(), "1400000000", []string{"alice"})
-			if again["alice"] != tt.after {
-				t.Errorf("next time: %v, want %s", again, tt.after)
-			}
+			resolve("first", "alice", 1)
+			resolve("within the pause", "alice", 1) // no call: UserID at once
+			clk.Set(clk.Now().Add(30 * time.Second))
+			resolve("after the pause", tt.after, 2) // the failure was not cached
+			clk.Set(clk.Now().Add(30 * time.Second))
+			resolve("after another pause", tt.after, tt.wantCalls)
 		})
 	}
+}
+
+// slowProfiles is a portrait_get server that answers only once fast is
+// set; until then a call waits for the client to give up (or release to
+// be closed). Each call is announced on arrived.
+type slowProfiles struct {
+	fast    atomic.Bool
+	arrived chan string
+	release chan struct{}
+	inner   *tencentProfiles
+}
+
+func (s *slowProfiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.arrived <- r.URL.Path
+	if !s.fast.Load() {
+		// With the body read, the server notices the client hanging up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-s.release:
+		}
+		return
+	}
+	s.inner.ServeHTTP(w, r)
+}
+
+// After a failed call (a timeout of a slow API here), pushes do not wait
+// for the API: names not in the cache are UserIDs at once, without a call,
+// until the pause is over; then one call tries again, and its success
+// resumes calls.
+func TestTencentProfilesPausesCallsAfterAFailure(t *testing.T) {
+	t.Parallel()
+	fake := &slowProfiles{arrived: make(chan string, 10), release: make(chan struct{}),
+		inner: &tencentProfiles{sig: "sig", nicks: map[string]string{"alice": "Alice", "carol": "Carol"}}}
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(fake.release) }) // runs first
+	clk := &clock{t: time.Unix(1_790_000_000, 0)}
+	p, err := notifier.NewTencentProfiles(notifier.TencentConfig{
+		BaseURL: srv.URL, UserSigs: map[string]string{"": "sig"}, Timeout: time.Second, FailurePause: time.Minute, Now: clk.Now,
+	}, redistest.Start(t).Client(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	calls := func() int { return len(fake.arrived) }
+	resolve := func(step, user, want string, wantCalls int) {
+		t.Helper()
+		if got := p.DisplayNames(ctx, "1400000000", []string{user})[user]; got != want {
+			t.Errorf("%s: name %q, want %q", step, got, want)
+		}
+		if n := calls(); n != wantCalls {
+			t.Errorf("%s: portrait_get calls = %d, want %d", step, n, wantCalls)
+		}
+	}
+	resolve("slow API", "alice", "alice", 1) // waits for the timeout
+	resolve("next push", "alice", "alice", 1)
+	resolve("next push, another user", "carol", "carol", 1)
+	clk.Set(clk.Now().Add(59 * time.Second))
+	resolve("just before the pause ends", "alice", "alice", 1)
+
+	fake.fast.Store(true)
+	clk.Set(clk.Now().Add(time.Second))
+	resolve("after the pause", "alice", "Alice", 2)
+	resolve("calls resumed", "carol", "Carol", 3)
 }
 
 // The push names the follower by display name; the data keeps the UserID.

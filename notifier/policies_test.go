@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/delivery"
@@ -44,6 +46,21 @@ type policyFixture struct {
 	insp    *asynq.Inspector
 	clock   *clock
 	start   time.Time
+	metrics *prometheus.Registry
+	sched   *flakyScheduler
+}
+
+// flakyScheduler is an asynq client whose next fail enqueues fail.
+type flakyScheduler struct {
+	next notifier.Scheduler
+	fail atomic.Int32
+}
+
+func (s *flakyScheduler) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	if s.fail.Add(-1) >= 0 {
+		return nil, errors.New("redis: connection refused")
+	}
+	return s.next.EnqueueContext(ctx, t, opts...)
 }
 
 func newPolicyFixture(t *testing.T, opts notifier.HandlerOptions) *policyFixture {
@@ -57,11 +74,12 @@ func newPolicyFixture(t *testing.T, opts notifier.HandlerOptions) *policyFixture
 	start := time.Now().Truncate(time.Second)
 	f := &policyFixture{rdb: rdb, fcm: fcm, clock: &clock{t: start}, start: start,
 		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{}),
-		insp: asynq.NewInspectorFromRedisClient(rdb)}
+		insp: asynq.NewInspectorFromRedisClient(rdb), metrics: prometheus.NewRegistry(),
+		sched: &flakyScheduler{next: asynq.NewClientFromRedisClient(rdb)}}
 	opts.SendTimeout = 3 * time.Second
 	opts.Now = f.clock.Now
-	opts.Scheduler = asynq.NewClientFromRedisClient(rdb)
-	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, nil, opts)
+	opts.Scheduler = f.sched
+	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, notifier.NewMetrics(f.metrics), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +155,73 @@ func (f *policyFixture) runDigest(t *testing.T) (tasks.Digest, error) {
 		}
 	}
 	return d, err
+}
+
+// digestResults returns followpush_digests_total by result.
+func (f *policyFixture) digestResults(t *testing.T) map[string]float64 {
+	t.Helper()
+	families, err := f.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "followpush_digests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// runAllDigests runs every digest task in the queue, scheduled or already
+// due (pending), as asynq would, and returns how many it ran.
+func (f *policyFixture) runAllDigests(t *testing.T) int {
+	t.Helper()
+	var infos []*asynq.TaskInfo
+	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){f.insp.ListScheduledTasks, f.insp.ListPendingTasks} {
+		got, err := list(tasks.QueueFollow)
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			t.Fatal(err)
+		}
+		infos = append(infos, got...)
+	}
+	n := 0
+	for _, info := range infos {
+		if info.Type != tasks.TypeDigest {
+			continue
+		}
+		if err := f.h.ProcessDigest(context.Background(), asynq.NewTask(info.Type, info.Payload)); err != nil {
+			t.Fatalf("digest %s: %v", info.ID, err)
+		}
+		if err := f.insp.DeleteTask(tasks.QueueFollow, info.ID); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// failFirstSendPerToken makes FCM answer INTERNAL to the first push to
+// each device, and accept the rest.
+func (f *policyFixture) failFirstSendPerToken() {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	f.fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[r.Token] {
+			seen[r.Token] = true
+			return fcmtest.Internal()
+		}
+		return fcmtest.Response{}
+	})
 }
 
 // pushes returns, per FCM request so far, "token: title / body".
@@ -359,6 +444,231 @@ func TestHandlerUndoBeforeSummary(t *testing.T) {
 	}
 	if n := len(f.fcm.Requests()); n != 1 {
 		t.Errorf("a summary of nobody was sent: %v", f.pushes())
+	}
+}
+
+// An unfollow during a summary's retries (FCM 5xx here) takes the
+// follower out of the retry, and the count with it; when everyone in it
+// unfollowed, the retry sends nothing.
+func TestHandlerUndoDuringSummaryRetries(t *testing.T) {
+	t.Parallel()
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}})
+	f.failFirstSendPerToken()
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.register(t, "dan", "tok-dan", "android", "")
+	for i, from := range []string{"alice", "carol"} {
+		f.at(time.Duration(i) * time.Second)
+		if err := f.follow(t, from, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var re *notifier.RetryError
+	if _, err := f.runDigest(t); !errors.As(err, &re) {
+		t.Fatalf("first attempt: %v, want a retry", err)
+	}
+	f.at(time.Minute + 5*time.Second)
+	f.unfollow(t, "carol", "bob")
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	want := []string{
+		"tok-bob: 2 new followers / alice and carol started following you", // failed
+		"tok-bob: New follower / alice started following you",
+	}
+	if d := cmp.Diff(want, f.pushes()); d != "" {
+		t.Errorf("pushes (-want +got):\n%s", d)
+	}
+	if data := f.lastData(t); data["count"] != "1" || data["from_accounts"] != `["alice"]` {
+		t.Errorf("retry data count %v, from_accounts %v; want 1, alice", data["count"], data["from_accounts"])
+	}
+
+	// Everyone in the summary unfollows before the retry: nothing is sent.
+	for i, from := range []string{"erin", "fay"} {
+		f.at(10*time.Minute + time.Duration(i)*time.Second)
+		if err := f.follow(t, from, "dan"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.runDigest(t); !errors.As(err, &re) {
+		t.Fatalf("first attempt for dan: %v, want a retry", err)
+	}
+	f.at(11*time.Minute + 5*time.Second)
+	f.unfollow(t, "erin", "dan")
+	f.unfollow(t, "fay", "dan")
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatalf("retry for dan: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 3 {
+		t.Errorf("FCM requests = %d (%v), want 3: the retry of a summary of nobody sends nothing", n, f.pushes())
+	}
+	if got := f.digestResults(t); got["empty"] != 1 || got["sent"] != 1 {
+		t.Errorf("digest results = %v, want sent 1 and empty 1", got)
+	}
+}
+
+// hookNames is a NameResolver naming users by UserID that first runs hook
+// once: something that happens while the names are resolved.
+type hookNames struct {
+	once sync.Once
+	hook func()
+}
+
+func (n *hookNames) DisplayNames(_ context.Context, _ string, users []string) map[string]string {
+	n.once.Do(n.hook)
+	out := map[string]string{}
+	for _, u := range users {
+		out[u] = u
+	}
+	return out
+}
+
+// An unfollow that arrives while a summary's first attempt reads the
+// devices and the display names (up to seconds with a slow Tencent API)
+// still takes the follower out of it.
+func TestHandlerUndoWhileSummaryIsPrepared(t *testing.T) {
+	t.Parallel()
+	names := &hookNames{}
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}, Names: names})
+	names.hook = func() { f.unfollow(t, "carol", "bob") }
+	f.register(t, "bob", "tok-bob", "android", "")
+	for i, from := range []string{"alice", "carol", "dave"} {
+		f.at(time.Duration(i) * time.Second)
+		if err := f.follow(t, from, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"tok-bob: 2 new followers / alice and dave started following you"}
+	if d := cmp.Diff(want, f.pushes()); d != "" {
+		t.Errorf("pushes (-want +got):\n%s", d)
+	}
+	if data := f.lastData(t); data["count"] != "2" {
+		t.Errorf("data count = %v, want 2", data["count"])
+	}
+}
+
+// A summary whose snapshot is gone when its retry comes (expired, or lost
+// by Redis) is counted as stale, not as undone or superseded, and nothing
+// is sent.
+func TestHandlerSummaryWithLostSnapshotIsStale(t *testing.T) {
+	t.Parallel()
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute, MaxPerHour: 10}})
+	f.failFirstSendPerToken()
+	f.register(t, "bob", "tok-bob", "android", "")
+	for i, from := range []string{"alice", "carol"} {
+		f.at(time.Duration(i) * time.Second)
+		if err := f.follow(t, from, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var re *notifier.RetryError
+	d, err := f.runDigest(t)
+	if !errors.As(err, &re) {
+		t.Fatalf("first attempt: %v, want a retry", err)
+	}
+	snap := "followpush:{ag:bob}:snap:" + itoa(d.Due)
+	if n, err := f.rdb.Del(context.Background(), snap).Result(); err != nil || n != 1 {
+		t.Fatalf("delete snapshot %s: %d, %v", snap, n, err)
+	}
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 1 {
+		t.Errorf("FCM requests = %d, want only the failed first attempt", n)
+	}
+	if got := f.digestResults(t); got["stale"] != 1 || got["empty"] != 0 || got["superseded"] != 0 {
+		t.Errorf("digest results = %v, want stale 1", got)
+	}
+	if rec, err := f.records.LoadDigest(context.Background(), d); err != nil || !rec.Done {
+		t.Errorf("digest record = %+v, %v; want done", rec, err)
+	}
+}
+
+// When scheduling the summary fails after the follow was folded into it,
+// the retry schedules that summary again instead of asking the policies:
+// the follower is not named by a second summary.
+func TestHandlerFoldRetryDoesNotNotifyTwice(t *testing.T) {
+	t.Parallel()
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}})
+	f.register(t, "bob", "tok-bob", "android", "")
+	alice, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sched.fail.Store(1)
+	if err := f.h.ProcessTask(context.Background(), alice); err == nil {
+		t.Fatal("first attempt succeeded although scheduling the summary failed")
+	}
+	f.at(time.Second)
+	if err := f.follow(t, "carol", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatal(err)
+	}
+	// alice's retry comes after the summary went out.
+	f.at(time.Minute + 5*time.Second)
+	if err := f.h.ProcessTask(context.Background(), alice); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	f.at(5 * time.Minute)
+	f.runAllDigests(t)
+	want := []string{"tok-bob: 2 new followers / alice and carol started following you"}
+	if d := cmp.Diff(want, f.pushes()); d != "" {
+		t.Errorf("pushes (-want +got):\n%s", d)
+	}
+}
+
+// A template that passed the checks at start but fails on a summary's
+// followers does not lose the summary: the built-in text of the locale
+// goes out instead.
+func TestHandlerSummaryTemplateFailureFallsBackToBuiltin(t *testing.T) {
+	t.Parallel()
+	tmpl, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{
+		"ja": {DigestTitle: "{{slice .From 0 3}}さんたち"}, // fine for "alice", not for "ed"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}, Content: tmpl})
+	f.register(t, "bob", "tok-bob", "ios", "ja-JP")
+	for i, from := range []string{"ed", "fay"} {
+		f.at(time.Duration(i) * time.Second)
+		if err := f.follow(t, from, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatalf("summary: %v", err)
+	}
+	want := []string{"tok-bob: 2人の新しいフォロワー / edさん、fayさんにフォローされました"}
+	if d := cmp.Diff(want, f.pushes()); d != "" {
+		t.Errorf("pushes (-want +got):\n%s", d)
+	}
+}
+
+// Summary templates are tried on every shape of summary at start: one
+// follower, two, and many. One that works only for some is refused.
+func TestTemplatesAreTriedOnEverySummaryShape(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"second name always", `{{index .Names 0}}, {{index .Names 1}}`, false},
+		{"others always", `{{.From}} and {{len (slice .Names 0 2)}} more`, false},
+		{"second name when there is one", `{{index .Names 0}}{{if gt .Count 1}}, {{index .Names 1}}{{end}}`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{"fr": {DigestBody: tt.body}})
+			if (err == nil) != tt.ok {
+				t.Errorf("NewLocalizedTemplates(%q) error = %v, want ok %v", tt.body, err, tt.ok)
+			}
+		})
 	}
 }
 

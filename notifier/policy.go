@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"firebase.google.com/go/v4/messaging"
@@ -20,6 +21,7 @@ import (
 type PolicyStore interface {
 	Admit(ctx context.Context, f tasks.Follow, p delivery.Policy, now time.Time) (delivery.Admission, error)
 	MarkAdmitted(ctx context.Context, e delivery.Event) error
+	MarkFolded(ctx context.Context, f tasks.Follow, a delivery.Admission) error
 	TakeDigest(ctx context.Context, d tasks.Digest, p delivery.Policy, now time.Time) (delivery.Batch, error)
 	LoadDigest(ctx context.Context, d tasks.Digest) (delivery.Record, error)
 }
@@ -37,7 +39,8 @@ type SendLimiter interface {
 }
 
 // notSent does what a verdict other than send asks (schedules the summary
-// f was folded into, marks f done) and counts it.
+// f was folded into, marks f done) and counts it. It also serves the retry
+// of a follow folded by an earlier attempt ([delivery.Record.Folded]).
 func (h *Handler) notSent(ctx context.Context, log *slog.Logger, f tasks.Follow, adm delivery.Admission) error {
 	switch adm.Verdict {
 	case delivery.VerdictCancelled:
@@ -50,6 +53,14 @@ func (h *Handler) notSent(ctx context.Context, log *slog.Logger, f tasks.Follow,
 		return h.records.MarkDone(ctx, f)
 	case delivery.VerdictAggregated, delivery.VerdictCapped:
 		if err := h.schedule(ctx, tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
+			// f is in the summary already: the retry must only schedule it.
+			// Asking the policies again could fold f into the next summary
+			// too, once this one went out, or push it on its own.
+			bctx, cancel := bookkeeping(ctx)
+			defer cancel()
+			if merr := h.opts.Policies.MarkFolded(bctx, f, adm); merr != nil {
+				log.Error("could not record the follow as folded", "err", merr)
+			}
 			return err
 		}
 		h.metrics.tasks.WithLabelValues(string(adm.Verdict)).Inc()
@@ -77,8 +88,9 @@ func (h *Handler) schedule(ctx context.Context, d tasks.Digest) error {
 // and counting the rest (see [delivery.Store.TakeDigest]), in each device's
 // locale, with the collapse identity [DigestCollapseID]. Followers whose
 // follow is older than MaxEventAge plus the aggregation window (plus an
-// hour with the per-recipient cap) are left out. Its error is the retry
-// policy, as for follow tasks.
+// hour with the per-recipient cap) are left out, and so are followers who
+// unfollowed before the push went out (also between retries). Its error is
+// the retry policy, as for follow tasks.
 func (h *Handler) ProcessDigest(ctx context.Context, t *asynq.Task) error {
 	d, err := tasks.ParseDigest(t)
 	if err != nil {
@@ -92,7 +104,7 @@ func (h *Handler) ProcessDigest(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.Digest) error {
+func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.Digest) (err error) {
 	if h.opts.Policies == nil || h.opts.Scheduler == nil {
 		return fmt.Errorf("digest task without notification policies configured: %w", asynq.SkipRetry)
 	}
@@ -110,40 +122,22 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 	if err != nil {
 		return err
 	}
-	switch b.Verdict {
-	case delivery.BatchSend:
-	case delivery.BatchEmpty:
-		h.metrics.digests.WithLabelValues("empty").Inc()
-		log.Info("every follow of the summary was undone: nothing sent")
-		return h.records.MarkDone(ctx, d)
-	case delivery.BatchLater, delivery.BatchSuperseded:
-		if b.Next != 0 {
-			if err := h.schedule(ctx, tasks.Digest{AppID: d.AppID, To: d.To, Due: b.Next}); err != nil {
-				return err
+	if b.Verdict != delivery.BatchSend {
+		return h.digestNotSent(ctx, log, d, b, rec.Admitted)
+	}
+	defer func() {
+		if err != nil && !rec.Admitted {
+			// The followers are taken: should the retry find no snapshot, it
+			// was lost (not undone, not someone else's).
+			bctx, cancel := bookkeeping(ctx)
+			defer cancel()
+			if merr := h.opts.Policies.MarkAdmitted(bctx, d); merr != nil {
+				log.Error("could not record the summary as taken", "err", merr)
 			}
 		}
-		result := map[delivery.BatchVerdict]string{delivery.BatchLater: "deferred", delivery.BatchSuperseded: "superseded"}[b.Verdict]
-		h.metrics.digests.WithLabelValues(result).Inc()
-		log.Info("summary push put off", "reason", result, "next", time.UnixMilli(b.Next).UTC().Format(time.RFC3339Nano))
-		return h.records.MarkDone(ctx, d)
-	default:
-		return fmt.Errorf("take digest: unknown verdict %q", b.Verdict)
-	}
+	}()
 
-	// A summary is late by design (the window, the cap): its followers go
-	// stale that much later than a single follow.
-	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window
-	if h.opts.Policy.MaxPerHour > 0 {
-		maxAge += delivery.CapWindow
-	}
-	sum := Digest{Digest: d}
-	for _, f := range b.Followers {
-		if now.Sub(time.UnixMilli(f.EventTime)) > maxAge {
-			continue
-		}
-		sum.Followers = append(sum.Followers, f.ID)
-		sum.Latest = max(sum.Latest, f.EventTime)
-	}
+	sum, maxAge := h.digestOf(d, b.Followers, now)
 	if len(sum.Followers) == 0 {
 		h.metrics.digests.WithLabelValues("stale").Inc()
 		log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
@@ -158,7 +152,26 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 		log.Debug("no devices to push to")
 		return h.records.MarkDone(ctx, d)
 	}
-	n, err := h.deliver(ctx, log, d.To, h.digestPush(ctx, sum), targets)
+	p := h.digestPush(ctx, log, sum)
+
+	// Unfollows that arrived while the devices and the display names were
+	// read count too: read the followers once more right before sending.
+	b, err = h.opts.Policies.TakeDigest(ctx, d, h.opts.Policy, h.opts.Now())
+	if err != nil {
+		return err
+	}
+	if b.Verdict != delivery.BatchSend {
+		return h.digestNotSent(ctx, log, d, b, true)
+	}
+	if again, _ := h.digestOf(d, b.Followers, now); !slices.Equal(again.Followers, sum.Followers) {
+		if len(again.Followers) == 0 {
+			h.metrics.digests.WithLabelValues("stale").Inc()
+			log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
+			return h.records.MarkDone(ctx, d)
+		}
+		sum, p = again, h.digestPush(ctx, log, again)
+	}
+	n, err := h.deliver(ctx, log, d.To, p, targets)
 	if err != nil {
 		return err
 	}
@@ -168,7 +181,62 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 	return nil
 }
 
-func (h *Handler) digestPush(ctx context.Context, sum Digest) push {
+// digestNotSent does what a TakeDigest answer other than send asks and
+// counts it. taken: an earlier attempt (or call) took d's followers, so an
+// answer that does not come from their snapshot means the snapshot was
+// lost: its followers are counted as stale, not as undone.
+func (h *Handler) digestNotSent(ctx context.Context, log *slog.Logger, d tasks.Digest, b delivery.Batch, taken bool) error {
+	var result string
+	switch b.Verdict {
+	case delivery.BatchEmpty:
+		result = "empty"
+	case delivery.BatchLater:
+		result = "deferred"
+	case delivery.BatchSuperseded:
+		result = "superseded"
+	default:
+		return fmt.Errorf("take digest: unknown verdict %q", b.Verdict)
+	}
+	if b.Next != 0 {
+		if err := h.schedule(ctx, tasks.Digest{AppID: d.AppID, To: d.To, Due: b.Next}); err != nil {
+			return err
+		}
+	}
+	switch {
+	case taken && !b.Retake:
+		h.metrics.digests.WithLabelValues("stale").Inc()
+		log.Warn("the followers the summary took are gone (expired, or lost by Redis): dropped", "verdict", string(b.Verdict))
+	case b.Verdict == delivery.BatchEmpty:
+		h.metrics.digests.WithLabelValues(result).Inc()
+		log.Info("every follow of the summary was undone: nothing sent")
+	default:
+		h.metrics.digests.WithLabelValues(result).Inc()
+		log.Info("summary push put off", "reason", result, "next", time.UnixMilli(b.Next).UTC().Format(time.RFC3339Nano))
+	}
+	return h.records.MarkDone(ctx, d)
+}
+
+// digestOf returns the summary of digest d naming followers, leaving out
+// those too old at now, and the age past which they are.
+func (h *Handler) digestOf(d tasks.Digest, followers []delivery.Follower, now time.Time) (Digest, time.Duration) {
+	// A summary is late by design (the window, the cap): its followers go
+	// stale that much later than a single follow.
+	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window
+	if h.opts.Policy.MaxPerHour > 0 {
+		maxAge += delivery.CapWindow
+	}
+	sum := Digest{Digest: d}
+	for _, f := range followers {
+		if now.Sub(time.UnixMilli(f.EventTime)) > maxAge {
+			continue
+		}
+		sum.Followers = append(sum.Followers, f.ID)
+		sum.Latest = max(sum.Latest, f.EventTime)
+	}
+	return sum, maxAge
+}
+
+func (h *Handler) digestPush(ctx context.Context, log *slog.Logger, sum Digest) push {
 	named := sum.Followers[:min(len(sum.Followers), DigestNames)]
 	display := h.displayNames(ctx, sum.AppID, named...)
 	names := make([]string, len(named))
@@ -180,8 +248,16 @@ func (h *Handler) digestPush(ctx context.Context, sum Digest) push {
 		Names: names, Count: len(sum.Followers), Others: len(sum.Followers) - len(names),
 	}
 	return push{
-		event:  sum.Digest,
-		render: func(locale string) (Content, error) { return h.opts.Content.RenderDigest(locale, data) },
+		event: sum.Digest,
+		render: func(locale string) (Content, error) {
+			// The followers are taken: a template that fails on them must not
+			// lose the summary. The built-in text of the locale says it.
+			c, failed, err := h.opts.Content.renderDigestOrBuiltin(locale, data)
+			if failed != nil {
+				log.Error("summary template failed: built-in text sent", "locale", locale, "err", failed)
+			}
+			return c, err
+		},
 		message: func(token, platform string, c Content) *messaging.Message {
 			return h.opts.Message.DigestMessage(sum, token, platform, c)
 		},
