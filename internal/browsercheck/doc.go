@@ -10,9 +10,13 @@
 // checks, in the browser, the queues table on the dashboard and the retry tab
 // of the queue's page (task type and readable payload).
 //
-// Every run writes a full-page screenshot of that queue page to
-// testdata/asynqmon.png, overwriting the previous one; it is meant to be
-// committed, so a reviewer sees what the UI shows.
+// Every run takes a full-page screenshot of that queue page and writes it
+// to $FOLLOWPUSH_SCREENSHOT_DIR/asynqmon.png (CI can keep it as an
+// artifact), or to the test's temporary directory when that is unset; the
+// test logs the path. The committed testdata/asynqmon.png, which shows a
+// reviewer what the UI looks like, is rewritten only on request:
+//
+//	go test ./internal/browsercheck -run TestMonitoringShowsQueues -update
 //
 // The tests need Chromium (Debian/Ubuntu:
 // apt-get install -y --no-install-recommends chromium fonts-liberation), found

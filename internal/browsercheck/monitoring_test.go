@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,11 +26,18 @@ import (
 	"github.com/followpush/followpush/tasks"
 )
 
+// update rewrites the committed screenshot (see the package doc).
+var update = flag.Bool("update", false, "rewrite the committed screenshot "+committedScreenshot)
+
 const (
 	apiToken = "browsercheck-api-token-0123456789"
 	appID    = "1400000000" // standalone's default TENCENT_SDKAPPID
-	// screenshotPath is written on every run (see the package doc).
-	screenshotPath = "testdata/asynqmon.png"
+	// committedScreenshot is the screenshot in the repository, rewritten
+	// only with -update.
+	committedScreenshot = "testdata/asynqmon.png"
+	// screenshotDirEnv names a directory that receives the screenshot of
+	// every run; unset, it goes to the test's temporary directory.
+	screenshotDirEnv = "FOLLOWPUSH_SCREENSHOT_DIR"
 	// fcmRetryAfter keeps failed tasks in the retry state far longer than
 	// the test runs. Over 2 minutes, firebase-admin-go does not retry
 	// itself, so each task fails at its first send.
@@ -157,35 +166,115 @@ func TestMonitoringShowsQueues(t *testing.T) {
 	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
 	}
-	if err := os.MkdirAll(filepath.Dir(screenshotPath), 0o755); err != nil {
-		t.Fatal(err)
+	for _, p := range screenshotPaths(t, os.Getenv(screenshotDirEnv), *update) {
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		abs, _ := filepath.Abs(p)
+		t.Logf("screenshot of %s: %s (%d bytes)", retryURL, abs, len(png))
 	}
-	if err := os.WriteFile(screenshotPath, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	abs, _ := filepath.Abs(screenshotPath)
-	t.Logf("screenshot of %s: %s (%d bytes)", retryURL, abs, len(png))
 }
+
+// screenshotPaths returns where the screenshot goes: a file in dir (made
+// if need be), or in the test's temporary directory (removed after the
+// test) when dir is empty; and the committed file too when update is set.
+func screenshotPaths(t *testing.T, dir string, update bool) []string {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+		t.Logf("%s is unset: the screenshot is removed with the test's temporary directory", screenshotDirEnv)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{filepath.Join(dir, "asynqmon.png")}
+	if update {
+		paths = append(paths, committedScreenshot)
+	}
+	return paths
+}
+
+// errNoChromium says that no Chromium binary was found.
+var errNoChromium = errors.New("no Chromium: neither /usr/bin/chromium nor chromium or chromium-browser on PATH " +
+	"(Debian/Ubuntu: apt-get install -y --no-install-recommends chromium fonts-liberation)")
 
 // findChromium returns the Chromium binary to use. Without one the test is
 // skipped, or fails when CI=true.
 func findChromium(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
+	p, err := lookChromium(os.Stat, exec.LookPath)
+	if err != nil {
+		if mustHaveChromium(os.Getenv) {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return p
+}
+
+// lookChromium finds Chromium: /usr/bin/chromium (Debian's package), else
+// chromium or chromium-browser on PATH.
+func lookChromium(stat func(string) (os.FileInfo, error), lookPath func(string) (string, error)) (string, error) {
+	if _, err := stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium", nil
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+		if p, err := lookPath(name); err == nil {
+			return p, nil
 		}
 	}
-	const msg = "no Chromium: neither /usr/bin/chromium nor chromium or chromium-browser on PATH " +
-		"(Debian/Ubuntu: apt-get install -y --no-install-recommends chromium fonts-liberation)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
+	return "", errNoChromium
+}
+
+// mustHaveChromium reports whether a missing Chromium fails the test
+// rather than skipping it: in CI (CI=true, which .ci/run and most CI
+// services set).
+func mustHaveChromium(getenv func(string) string) bool { return getenv("CI") == "true" }
+
+// TestChromiumRequiredInCI: with CI=true a missing Chromium is a failure,
+// not a skip; where it is installed it is found.
+func TestChromiumRequiredInCI(t *testing.T) {
+	t.Parallel()
+	for env, want := range map[string]bool{"true": true, "": false, "false": false, "1": false} {
+		if got := mustHaveChromium(func(string) string { return env }); got != want {
+			t.Errorf("mustHaveChromium with CI=%q = %v, want %v", env, got, want)
+		}
 	}
-	t.Skip(msg)
-	return ""
+	none := func(string) (os.FileInfo, error) { return nil, os.ErrNotExist }
+	notOnPath := func(string) (string, error) { return "", exec.ErrNotFound }
+	if _, err := lookChromium(none, notOnPath); !errors.Is(err, errNoChromium) {
+		t.Errorf("lookChromium without Chromium: %v, want errNoChromium", err)
+	}
+	onPath := func(name string) (string, error) {
+		if name == "chromium-browser" {
+			return "/opt/bin/chromium-browser", nil
+		}
+		return "", exec.ErrNotFound
+	}
+	if p, err := lookChromium(none, onPath); err != nil || p != "/opt/bin/chromium-browser" {
+		t.Errorf("lookChromium with chromium-browser on PATH = %q, %v", p, err)
+	}
+}
+
+// TestScreenshotPaths: a run writes the screenshot where FOLLOWPUSH_SCREENSHOT_DIR
+// says or into a temporary directory, never over the committed file unless
+// -update is given.
+func TestScreenshotPaths(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "shots")
+	if got := screenshotPaths(t, dir, false); len(got) != 1 || got[0] != filepath.Join(dir, "asynqmon.png") {
+		t.Errorf("screenshotPaths(%s, false) = %v", dir, got)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Errorf("screenshotPaths did not make %s: %v", dir, err)
+	}
+	got := screenshotPaths(t, "", false)
+	if len(got) != 1 || got[0] == committedScreenshot || !strings.HasPrefix(got[0], os.TempDir()) {
+		t.Errorf("screenshotPaths(\"\", false) = %v, want one file in a temporary directory", got)
+	}
+	if got := screenshotPaths(t, dir, true); len(got) != 2 || got[1] != committedScreenshot {
+		t.Errorf("screenshotPaths(%s, true) = %v, want the committed file too", dir, got)
+	}
 }
 
 // buildStandalone builds cmd/standalone into a temporary directory and

@@ -123,6 +123,7 @@ type workload struct {
 	name    string         // Compose service or Kubernetes container name
 	program config.Program // which binary it runs
 	env     map[string]envVar
+	files   map[string]string // path → content of files mounted from ConfigMaps
 }
 
 // envVar is one environment variable of a workload.
@@ -130,6 +131,17 @@ type envVar struct {
 	value   string // the value, when literal
 	literal bool   // value is known (not from a Secret, not interpolated)
 	from    string // where it comes from, for messages
+	// sample is a value the program gets at run time, for the loader check:
+	// the literal, the interpolation resolved with .env.example, or the
+	// example Secret's value; sampleErr says why there is none.
+	sample    string
+	sampleErr error
+}
+
+// literalVar is an environment variable with a value written in the
+// manifest.
+func literalVar(value, from string) envVar {
+	return envVar{value: value, literal: true, from: from, sample: value}
 }
 
 // effective returns the value program w.program sees for setting name: the
@@ -222,7 +234,7 @@ func checkWorkload(w workload) []error {
 	if _, err := w.listenPort(); err != nil {
 		errs = append(errs, err)
 	}
-	return errs
+	return append(errs, loadCheck(w)...)
 }
 
 // redisAddr returns host:port and the database index of a redis:// URL.

@@ -1,11 +1,13 @@
 package deploycheck
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,17 +62,19 @@ func words(v any) []string {
 }
 
 // environment returns a service's environment (map or list syntax).
-// Values holding ${...} are interpolated from .env at run time: not literal.
-func environment(v any) map[string]envVar {
+// Values holding ${...} are interpolated from .env at run time: not
+// literal; their sample is the value .env.example (dotenv) gives them.
+func environment(v any, dotenv map[string]string) map[string]envVar {
 	env := map[string]envVar{}
 	add := func(k string, val *string) {
 		switch {
 		case val == nil:
-			env[k] = envVar{from: "the shell (pass-through)"}
-		case strings.Contains(*val, "${"):
-			env[k] = envVar{value: *val, from: "interpolation " + *val}
+			env[k] = envVar{from: "the shell (pass-through)", sampleErr: errors.New("passed through from the shell: no value to check")}
+		case strings.Contains(*val, "$"):
+			sample, err := interpolate(*val, dotenv)
+			env[k] = envVar{value: *val, from: "interpolation " + *val, sample: sample, sampleErr: err}
 		default:
-			env[k] = envVar{value: *val, literal: true, from: "environment"}
+			env[k] = literalVar(*val, "environment")
 		}
 	}
 	switch v := v.(type) {
@@ -107,12 +111,118 @@ func containerPort(v any) (int, bool) {
 	return portNumber(s[strings.LastIndex(s, ":")+1:])
 }
 
-// checkCompose checks deploy/compose.yaml.
-func checkCompose(b []byte, df dockerfile) []error {
+// composeWorkers is how many worker replicas compose.yaml runs (issue 5:
+// "workers scaled to 3"; deploy/README.md says three).
+const composeWorkers = 3
+
+// composeMount is one volume mount of a Compose service.
+type composeMount struct {
+	source, target string
+	readOnly       bool
+}
+
+// mounts returns a service's volume mounts (short "src:target[:ro]" or
+// long syntax).
+func (svc composeService) mounts() []composeMount {
+	var out []composeMount
+	for _, v := range svc.Volumes {
+		if m, ok := v.(map[string]any); ok {
+			ro, _ := m["read_only"].(bool)
+			out = append(out, composeMount{source: fmt.Sprint(m["source"]), target: fmt.Sprint(m["target"]), readOnly: ro})
+			continue
+		}
+		parts := strings.Split(fmt.Sprint(v), ":")
+		switch len(parts) {
+		case 1:
+			out = append(out, composeMount{target: parts[0]})
+		case 2:
+			out = append(out, composeMount{source: parts[0], target: parts[1]})
+		default:
+			out = append(out, composeMount{source: parts[0], target: parts[1], readOnly: strings.Contains(parts[2], "ro")})
+		}
+	}
+	return out
+}
+
+// composeRedis is where a Compose service's Redis is: host:port and
+// database for a single Redis, or the cluster nodes.
+type composeRedis struct {
+	addr    string
+	db      int
+	cluster string // sorted, comma-separated
+}
+
+func (r composeRedis) String() string {
+	if r.cluster != "" {
+		return "cluster " + r.cluster
+	}
+	return fmt.Sprintf("%s db %d", r.addr, r.db)
+}
+
+// programRedis returns the Redis a followpush workload uses, from its
+// sample environment.
+func programRedis(w workload) (composeRedis, bool) {
+	if v, ok := w.env["REDIS_CLUSTER_ADDRS"]; ok && v.sampleErr == nil && v.sample != "" {
+		return composeRedis{cluster: normalizeAddrs(v.sample)}, true
+	}
+	v, ok := w.env["REDIS_URL"]
+	if !ok || v.sampleErr != nil {
+		return composeRedis{}, false
+	}
+	addr, db, err := redisAddr(v.sample)
+	return composeRedis{addr: addr, db: db}, err == nil
+}
+
+// asynqmonRedis returns the Redis the asynqmon service's flags point at
+// (--redis-addr and --redis-db, --redis-url, or --redis-cluster-nodes;
+// asynqmon's defaults 127.0.0.1:6379 and 0).
+func asynqmonRedis(args []string) (composeRedis, error) {
+	r := composeRedis{addr: "127.0.0.1:6379"}
+	for _, a := range args {
+		name, v, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "redis-addr":
+			r.addr = v
+		case "redis-db":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return r, fmt.Errorf("--redis-db=%q: %v", v, err)
+			}
+			r.db = n
+		case "redis-url":
+			addr, db, err := redisAddr(v)
+			if err != nil {
+				return r, fmt.Errorf("--redis-url=%q: %v", v, err)
+			}
+			r.addr, r.db = addr, db
+		case "redis-cluster-nodes":
+			r.cluster = normalizeAddrs(v)
+		}
+	}
+	return r, nil
+}
+
+// normalizeAddrs returns a comma-separated address list sorted, without
+// blanks.
+func normalizeAddrs(list string) string {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
+
+// checkCompose checks deploy/compose.yaml, with .env.example standing in
+// for the operator's .env.
+func checkCompose(b, envExample []byte, df dockerfile) []error {
 	var cf composeFile
 	if err := yaml.Unmarshal(b, &cf); err != nil {
 		return []error{fmt.Errorf("compose.yaml: %v", err)}
 	}
+	dotenv := parseDotEnv(envExample)
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf("compose.yaml: "+format, args...)) }
 
@@ -143,6 +253,8 @@ func checkCompose(b []byte, df dockerfile) []error {
 	}
 
 	seen := map[config.Program]bool{}
+	redises := map[string]composeRedis{} // by service
+	workers := 0
 	for _, name := range slices.Sorted(maps.Keys(cf.Services)) {
 		svc := cf.Services[name]
 		if !isOurImage(svc.Image) {
@@ -159,8 +271,24 @@ func checkCompose(b []byte, df dockerfile) []error {
 			continue
 		}
 		seen[prog] = true
-		w := workload{where: where, name: name, program: prog, env: environment(svc.Environment)}
+		w := workload{where: where, name: name, program: prog, env: environment(svc.Environment, dotenv)}
 		errs = append(errs, checkWorkload(w)...)
+		if r, ok := programRedis(w); ok {
+			redises[name] = r
+		}
+		if prog == config.ProgramWorker {
+			workers += 1
+			if svc.Deploy.Replicas == nil || *svc.Deploy.Replicas != composeWorkers {
+				got := "unset (1)"
+				if svc.Deploy.Replicas != nil {
+					got = strconv.Itoa(*svc.Deploy.Replicas)
+				}
+				sfail("deploy.replicas is %s, want %d workers (deploy/README.md)", got, composeWorkers)
+			}
+		}
+		if v, ok := w.env["SPOOL_DIR"]; ok {
+			errs = append(errs, checkComposeSpool(where, v, svc, cf, df)...)
+		}
 
 		port, err := w.listenPort()
 		if err == nil {
@@ -196,7 +324,7 @@ func checkCompose(b []byte, df dockerfile) []error {
 			}
 		}
 		if !svc.ReadOnly {
-			sfail("read_only is not true (the programs write nothing)")
+			sfail("read_only is not true (the programs write only to volumes)")
 		}
 
 		st, err := w.shutdownTimeout()
@@ -243,24 +371,57 @@ func checkCompose(b []byte, df dockerfile) []error {
 		}
 	}
 
-	// asynqmon watches the same Redis.
-	if mon, ok := cf.Services["asynqmon"]; ok {
-		var addr string
-		for _, a := range words(mon.Command) {
-			if v, ok := strings.CutPrefix(a, "--redis-addr="); ok {
-				addr = v
-			}
-		}
-		for _, name := range slices.Sorted(maps.Keys(cf.Services)) {
-			svc := cf.Services[name]
-			if v, ok := environment(svc.Environment)["REDIS_URL"]; ok && v.literal && isOurImage(svc.Image) {
-				if want, _, err := redisAddr(v.value); err == nil && addr != want {
-					fail("asynqmon --redis-addr=%s, but %s uses %s", addr, name, want)
-				}
-			}
+	if workers != 1 {
+		fail("%d services run the worker, want one scaled to %d", workers, composeWorkers)
+	}
+
+	// asynqmon watches the same Redis and database as the programs.
+	mon, ok := cf.Services["asynqmon"]
+	if !ok {
+		fail("no asynqmon service (issue 5: compose runs asynqmon next to the programs)")
+		return errs
+	}
+	monRedis, err := asynqmonRedis(words(mon.Command))
+	if err != nil {
+		fail("asynqmon: %v", err)
+		return errs
+	}
+	if len(redises) == 0 {
+		fail("asynqmon: no followpush service has a Redis to compare with")
+	}
+	for _, name := range slices.Sorted(maps.Keys(redises)) {
+		if r := redises[name]; r != monRedis {
+			fail("asynqmon watches %s, but %s uses %s", monRedis, name, r)
 		}
 	}
 	return errs
+}
+
+// checkComposeSpool checks that SPOOL_DIR is on a writable named volume
+// whose mount point the image creates owned by its (non-root) user: Docker
+// gives a new named volume the ownership of the directory it is mounted
+// over, and a root-owned spool would make the receiver fail at start.
+func checkComposeSpool(where string, v envVar, svc composeService, cf composeFile, df dockerfile) []error {
+	if v.sampleErr != nil || !path.IsAbs(v.sample) {
+		return []error{fmt.Errorf("%s: SPOOL_DIR=%q must be an absolute path in the manifest", where, v.sample)}
+	}
+	dir := path.Clean(v.sample)
+	for _, m := range svc.mounts() {
+		if m.target != dir && !strings.HasPrefix(dir, path.Clean(m.target)+"/") {
+			continue
+		}
+		var errs []error
+		if m.readOnly {
+			errs = append(errs, fmt.Errorf("%s: SPOOL_DIR %s is on a read-only mount", where, dir))
+		}
+		if _, named := cf.Volumes[m.source]; !named {
+			errs = append(errs, fmt.Errorf("%s: SPOOL_DIR %s is on %q, not a named volume of compose.yaml", where, dir, m.source))
+		} else if owner, ok := df.ownedDirs[path.Clean(m.target)]; !ok || owner != df.user {
+			errs = append(errs, fmt.Errorf("%s: the image does not create %s owned by its user %s (a COPY --chown of a directory made in the build stage): the volume would be root-owned and unwritable", where, m.target, df.user))
+		}
+		return errs
+	}
+	return []error{fmt.Errorf("%s: SPOOL_DIR %s is on no volume: with read_only it cannot be written, and without a volume it would not survive the container", where, dir)}
 }
 
 var interpolationRE = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)`)
@@ -296,6 +457,6 @@ func checkEnvExample(compose, example []byte) []error {
 func TestCompose(t *testing.T) {
 	t.Parallel()
 	files := readDeployFiles(t)
-	report(t, checkCompose(files["compose.yaml"], loadDockerfile(t)))
+	report(t, checkCompose(files["compose.yaml"], files[".env.example"], loadDockerfile(t)))
 	report(t, checkEnvExample(files["compose.yaml"], files[".env.example"]))
 }

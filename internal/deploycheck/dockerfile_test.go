@@ -26,10 +26,14 @@ type dockerfile struct {
 	// From the final stage.
 	entrypoint    []string // exec-form ENTRYPOINT
 	entrypointErr error    // why the ENTRYPOINT is unusable, if it is
-	binaries      []string // files the final stage copies from the build stage
+	binaries      []string // programs the final stage copies from another stage to /
 	user          string   // the last USER
 	expose        []int
 	hasCmd        bool
+	// ownedDirs are directories of the final image made by a COPY --chown
+	// of a directory that a build stage created (RUN mkdir -p), with the
+	// --chown user.
+	ownedDirs map[string]string
 }
 
 type stage struct {
@@ -122,19 +126,84 @@ func parseDockerfile(text string) (dockerfile, error) {
 				}
 			}
 		case "COPY":
-			if !slices.ContainsFunc(in.flags, func(f string) bool { return strings.HasPrefix(f, "--from=") }) {
-				continue
-			}
+			from := flagValue(in.flags, "--from")
 			f := strings.Fields(in.args)
-			if len(f) < 2 {
+			if from == "" || len(f) < 2 {
 				continue
 			}
-			for _, src := range f[:len(f)-1] {
-				df.binaries = append(df.binaries, path.Base(src))
+			srcs, dest := f[:len(f)-1], f[len(f)-1]
+			if path.Clean(dest) == "/" {
+				for _, src := range srcs {
+					df.binaries = append(df.binaries, path.Base(src))
+				}
+				continue
+			}
+			owner := flagValue(in.flags, "--chown")
+			if owner == "" {
+				continue
+			}
+			made := df.madeDirs(from)
+			for _, src := range srcs {
+				src = path.Clean(src)
+				for _, d := range made {
+					if rel, ok := strings.CutPrefix(d, src+"/"); ok {
+						if df.ownedDirs == nil {
+							df.ownedDirs = map[string]string{}
+						}
+						df.ownedDirs[path.Join(dest, rel)] = owner
+					}
+				}
 			}
 		}
 	}
 	return df, nil
+}
+
+// flagValue returns the value of an instruction flag (--from=build).
+func flagValue(flags []string, name string) string {
+	for _, f := range flags {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// madeDirs returns the directories the named stage creates with mkdir -p
+// (and their parents).
+func (df dockerfile) madeDirs(stageName string) []string {
+	var dirs []string
+	for _, st := range df.stages {
+		if st.name != stageName {
+			continue
+		}
+		for _, in := range st.instrs {
+			if in.cmd != "RUN" {
+				continue
+			}
+			words, err := shellWords(in.args)
+			if err != nil {
+				continue
+			}
+			for i := 0; i < len(words); i++ {
+				if words[i] != "mkdir" {
+					continue
+				}
+				for _, a := range words[i+1:] {
+					if a == "&&" || a == ";" {
+						break
+					}
+					if strings.HasPrefix(a, "-") {
+						continue
+					}
+					for d := path.Clean(a); d != "/" && d != "."; d = path.Dir(d) {
+						dirs = append(dirs, d)
+					}
+				}
+			}
+		}
+	}
+	return dirs
 }
 
 // goBuild is the go build command of the Dockerfile's build stage.
@@ -265,17 +334,66 @@ func shellWords(s string) ([]string, error) {
 	return words, nil
 }
 
-// goModVersion returns the major.minor of go.mod's go directive.
-func goModVersion() (string, error) {
-	b, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
-	if err != nil {
-		return "", err
-	}
-	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(b)
+// goModVersions returns go.mod's go directive and its toolchain directive
+// (without the "go" prefix; "" when go.mod has none).
+func goModVersions(gomod []byte) (goVersion, toolchain string, err error) {
+	m := regexp.MustCompile(`(?m)^go\s+(\d+\.\d+(?:\.\d+)?)\s*$`).FindSubmatch(gomod)
 	if m == nil {
-		return "", errors.New("go.mod has no go directive")
+		return "", "", errors.New("go.mod has no go directive")
 	}
-	return string(m[1]), nil
+	goVersion = string(m[1])
+	if m := regexp.MustCompile(`(?m)^toolchain\s+go(\S+)\s*$`).FindSubmatch(gomod); m != nil {
+		toolchain = string(m[1])
+	}
+	return goVersion, toolchain, nil
+}
+
+// readGoMod returns the module's go.mod.
+func readGoMod() ([]byte, error) { return os.ReadFile(filepath.Join(repoRoot, "go.mod")) }
+
+// goVersionParts splits "1.26.10" into numbers; missing parts are 0.
+func goVersionParts(v string) ([3]int, bool) {
+	var out [3]int
+	parts := strings.Split(v, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return out, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return out, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
+
+// checkGoImage checks the Go version of the build stage's golang image tag
+// (golang:1.26.10-bookworm) against go.mod: exactly the toolchain directive
+// when go.mod has one (the version the module is built and tested with, a
+// security-fix release), else at least the go directive.
+func checkGoImage(image string, gomod []byte) error {
+	goVersion, toolchain, err := goModVersions(gomod)
+	if err != nil {
+		return err
+	}
+	_, tag, _ := strings.Cut(image, ":")
+	v, _, _ := strings.Cut(tag, "-")
+	got, ok := goVersionParts(v)
+	if !ok || strings.Count(v, ".") != 2 {
+		return fmt.Errorf("the build stage is FROM %s: pin a full Go version (golang:X.Y.Z-...), so builds are reproducible", image)
+	}
+	if toolchain != "" {
+		if v != toolchain {
+			return fmt.Errorf("the build stage is FROM %s, want Go %s (go.mod's toolchain directive)", image, toolchain)
+		}
+		return nil
+	}
+	min, _ := goVersionParts(goVersion)
+	if got[0] != min[0] || got[1] != min[1] || got[2] < min[2] {
+		return fmt.Errorf("the build stage is FROM %s, want Go %d.%d.x, at least %s (go.mod's go directive)", image, min[0], min[1], goVersion)
+	}
+	return nil
 }
 
 // imagePrograms are the programs the image ships (cmd/loadtest and other
@@ -286,7 +404,7 @@ var imagePrograms = []config.Program{config.ProgramReceiver, config.ProgramWorke
 // every program with CGO_ENABLED=0, a final stage that runs as non-root,
 // ships the binaries, exposes the default ports and has an exec-form
 // ENTRYPOINT.
-func checkDockerfile(df dockerfile, goVersion string) []error {
+func checkDockerfile(df dockerfile, gomod []byte) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf("Dockerfile: "+format, args...)) }
 	if len(df.stages) < 2 {
@@ -297,12 +415,12 @@ func checkDockerfile(df dockerfile, goVersion string) []error {
 		fail("%v", err)
 		return errs
 	}
-	image, tag, _ := strings.Cut(gb.stage.image, ":")
+	image, _, _ := strings.Cut(gb.stage.image, ":")
 	if path.Base(image) != "golang" {
 		fail("the build stage is FROM %s, want an official golang image", gb.stage.image)
 	}
-	if v, _, _ := strings.Cut(tag, "-"); v != goVersion && !strings.HasPrefix(v, goVersion+".") {
-		fail("the build stage is FROM %s, want Go %s (go.mod's go directive)", gb.stage.image, goVersion)
+	if err := checkGoImage(gb.stage.image, gomod); err != nil {
+		fail("%v", err)
 	}
 	if gb.env["CGO_ENABLED"] != "0" {
 		fail("go build runs without CGO_ENABLED=0: the binaries would need libc, which distroless/static lacks")
@@ -319,14 +437,16 @@ func checkDockerfile(df dockerfile, goVersion string) []error {
 		fail("go build has no -o directory")
 	}
 	final := df.stages[len(df.stages)-1]
-	if final.image == gb.stage.image || (gb.stage.name != "" && final.image == gb.stage.name) {
-		fail("the final stage is the build stage (%s): the image would carry the Go toolchain", final.image)
+	finalImage, _, _ := strings.Cut(final.image, ":")
+	if final.image == gb.stage.image || (gb.stage.name != "" && final.image == gb.stage.name) || path.Base(finalImage) == "golang" {
+		fail("the final stage is the build stage or a Go image (%s): the image would carry the Go toolchain", final.image)
 	}
 	copied := false
 	for _, in := range final.instrs {
-		if in.cmd == "COPY" && slices.Contains(in.flags, "--from="+gb.stage.name) {
+		f := strings.Fields(in.args)
+		if in.cmd == "COPY" && slices.Contains(in.flags, "--from="+gb.stage.name) && len(f) > 1 && path.Clean(f[len(f)-1]) == "/" {
 			copied = true
-			for _, src := range strings.Fields(in.args)[:len(strings.Fields(in.args))-1] {
+			for _, src := range f[:len(f)-1] {
 				if !strings.HasPrefix(src, strings.TrimSuffix(gb.outDir, "/")+"/") {
 					fail("line %d: copies %s, which is not under go build's -o %s", in.line, src, gb.outDir)
 				}
@@ -395,11 +515,57 @@ func loadDockerfile(t *testing.T) dockerfile {
 func TestDockerfile(t *testing.T) {
 	t.Parallel()
 	df := loadDockerfile(t)
-	goVersion, err := goModVersion()
+	gomod, err := readGoMod()
 	if err != nil {
 		t.Fatal(err)
 	}
-	report(t, checkDockerfile(df, goVersion))
+	report(t, checkDockerfile(df, gomod))
+}
+
+// TestGoImageVersion: the build image follows go.mod's toolchain directive
+// exactly when there is one, else is at least its go directive.
+func TestGoImageVersion(t *testing.T) {
+	t.Parallel()
+	withToolchain := []byte("module x\n\ngo 1.26.8\n\ntoolchain go1.26.10\n")
+	withoutToolchain := []byte("module x\n\ngo 1.26.8\n")
+	for _, tt := range []struct {
+		image string
+		gomod []byte
+		ok    bool
+	}{
+		{"golang:1.26.10-bookworm", withToolchain, true},
+		{"golang:1.26.8-bookworm", withToolchain, false},
+		{"golang:1.26.11-bookworm", withToolchain, false},
+		{"golang:1.26-bookworm", withToolchain, false},
+		{"golang:1.26.10-bookworm", withoutToolchain, true},
+		{"golang:1.26.8-bookworm", withoutToolchain, true},
+		{"golang:1.26.7-bookworm", withoutToolchain, false},
+		{"golang:1.25.9-bookworm", withoutToolchain, false},
+		{"golang:1.27.0-bookworm", withoutToolchain, false},
+	} {
+		if err := checkGoImage(tt.image, tt.gomod); (err == nil) != tt.ok {
+			t.Errorf("checkGoImage(%s, %q) = %v, want ok=%v", tt.image, tt.gomod, err, tt.ok)
+		}
+	}
+}
+
+// TestREADMEBuildImage: deploy/README.md names the builder image the
+// Dockerfile really uses.
+func TestREADMEBuildImage(t *testing.T) {
+	t.Parallel()
+	gb, err := loadDockerfile(t).goBuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := readDeployFiles(t)["README.md"]
+	if !strings.Contains(string(readme), "`"+gb.stage.image+"`") {
+		t.Errorf("deploy/README.md does not name the build stage's image `%s`", gb.stage.image)
+	}
+	for _, m := range regexp.MustCompile("`golang:[^`]+`").FindAllString(string(readme), -1) {
+		if m != "`"+gb.stage.image+"`" {
+			t.Errorf("deploy/README.md names %s, but the Dockerfile builds FROM %s", m, gb.stage.image)
+		}
+	}
 }
 
 // TestDockerignore checks that deploy/Dockerfile.dockerignore (BuildKit

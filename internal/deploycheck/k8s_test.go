@@ -1,6 +1,9 @@
 package deploycheck
 
 import (
+	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"path"
@@ -11,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"gopkg.in/yaml.v3"
 
 	"github.com/followpush/followpush/config"
+	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/webhook"
 )
 
 // object is one Kubernetes object (one YAML document under deploy/k8s/).
@@ -54,17 +61,34 @@ type podSpec struct {
 	TerminationGracePeriodSeconds *int            `yaml:"terminationGracePeriodSeconds"`
 	SecurityContext               securityContext `yaml:"securityContext"`
 	Containers                    []container     `yaml:"containers"`
-	Volumes                       []struct {
-		Name   string `yaml:"name"`
-		Secret *struct {
-			SecretName string `yaml:"secretName"`
-		} `yaml:"secret"`
-	} `yaml:"volumes"`
+	Volumes                       []volume        `yaml:"volumes"`
+}
+
+type volume struct {
+	Name   string `yaml:"name"`
+	Secret *struct {
+		SecretName string `yaml:"secretName"`
+	} `yaml:"secret"`
+	ConfigMap *struct {
+		Name  string `yaml:"name"`
+		Items []struct {
+			Key  string `yaml:"key"`
+			Path string `yaml:"path"`
+		} `yaml:"items"`
+	} `yaml:"configMap"`
+	EmptyDir *struct {
+		Medium    string `yaml:"medium"`
+		SizeLimit string `yaml:"sizeLimit"`
+	} `yaml:"emptyDir"`
+	PersistentVolumeClaim *struct {
+		ClaimName string `yaml:"claimName"`
+	} `yaml:"persistentVolumeClaim"`
 }
 
 type securityContext struct {
 	RunAsNonRoot             *bool  `yaml:"runAsNonRoot"`
 	RunAsUser                *int64 `yaml:"runAsUser"`
+	FSGroup                  *int64 `yaml:"fsGroup"`
 	ReadOnlyRootFilesystem   *bool  `yaml:"readOnlyRootFilesystem"`
 	AllowPrivilegeEscalation *bool  `yaml:"allowPrivilegeEscalation"`
 }
@@ -109,7 +133,18 @@ type container struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 		SubPath   string `yaml:"subPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
 	} `yaml:"volumeMounts"`
+}
+
+// volume returns the pod volume called name.
+func (p podSpec) volume(name string) (volume, bool) {
+	for _, v := range p.Volumes {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return volume{}, false
 }
 
 type keyRef struct {
@@ -164,6 +199,34 @@ func (s secret) has(key string) bool {
 	_, a := s.Data[key]
 	_, b := s.StringData[key]
 	return a || b
+}
+
+// value returns the (example) value of key.
+func (s secret) value(key string) (string, error) {
+	if v, ok := s.StringData[key]; ok {
+		return v, nil
+	}
+	v, ok := s.Data[key]
+	if !ok {
+		return "", fmt.Errorf("no key %s", key)
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	return string(b), err
+}
+
+// secretSample returns the envVar of a Secret key: its example value from
+// secret.example.yaml stands in for the real one in the loader check.
+func secretSample(set k8sSet, name, key string, optional bool) envVar {
+	v := envVar{from: "Secret " + name}
+	s, ok := set.secrets[name]
+	switch {
+	case ok && s.has(key):
+		v.sample, v.sampleErr = s.value(key)
+	case optional:
+	default:
+		v.sampleErr = fmt.Errorf("Secret %s has no key %s (not even in secret.example.yaml)", name, key)
+	}
+	return v
 }
 
 func (s secret) keys() []string {
@@ -222,8 +285,11 @@ type scaledObject struct {
 		MinReplicaCount int         `yaml:"minReplicaCount"`
 		MaxReplicaCount int         `yaml:"maxReplicaCount"`
 		Triggers        []struct {
-			Type     string            `yaml:"type"`
-			Metadata map[string]string `yaml:"metadata"`
+			Type              string            `yaml:"type"`
+			Metadata          map[string]string `yaml:"metadata"`
+			AuthenticationRef *struct {
+				Name string `yaml:"name"`
+			} `yaml:"authenticationRef"`
 		} `yaml:"triggers"`
 	} `yaml:"spec"`
 }
@@ -439,7 +505,7 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 					continue
 				}
 				for k, v := range cm.Data {
-					w.env[ef.Prefix+k] = envVar{value: v, literal: true, from: "ConfigMap " + ef.ConfigMapRef.Name}
+					w.env[ef.Prefix+k] = literalVar(v, "ConfigMap "+ef.ConfigMapRef.Name)
 				}
 			case ef.SecretRef != nil:
 				s, ok := set.secrets[ef.SecretRef.Name]
@@ -448,20 +514,20 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 					continue
 				}
 				for _, k := range s.keys() {
-					w.env[ef.Prefix+k] = envVar{from: "Secret " + ef.SecretRef.Name}
+					w.env[ef.Prefix+k] = secretSample(set, ef.SecretRef.Name, k, false)
 				}
 			}
 		}
 		for _, e := range c.Env {
 			switch {
 			case e.ValueFrom == nil:
-				w.env[e.Name] = envVar{value: e.Value, literal: true, from: "env"}
+				w.env[e.Name] = literalVar(e.Value, "env")
 			case e.ValueFrom.SecretKeyRef != nil:
 				r := e.ValueFrom.SecretKeyRef
 				if s, ok := set.secrets[r.Name]; !ok || !s.has(r.Key) {
 					cfail("env %s: Secret %s has no key %s (see secret.example.yaml)", e.Name, r.Name, r.Key)
 				}
-				w.env[e.Name] = envVar{from: "Secret " + r.Name}
+				w.env[e.Name] = secretSample(set, r.Name, r.Key, r.Optional)
 			case e.ValueFrom.ConfigMapKeyRef != nil:
 				r := e.ValueFrom.ConfigMapKeyRef
 				cm, ok := set.configMaps[r.Name]
@@ -469,12 +535,16 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 				if !ok || !has {
 					cfail("env %s: ConfigMap %s has no key %s", e.Name, r.Name, r.Key)
 				}
-				w.env[e.Name] = envVar{value: v, literal: true, from: "ConfigMap " + r.Name}
+				w.env[e.Name] = literalVar(v, "ConfigMap "+r.Name)
 			default:
-				w.env[e.Name] = envVar{from: "valueFrom"}
+				w.env[e.Name] = envVar{from: "valueFrom", sampleErr: errors.New("valueFrom other than secretKeyRef/configMapKeyRef: no value to check")}
 			}
 		}
+		w.files = configMapFiles(c, pod.Spec, set)
 		errs = append(errs, checkWorkload(w)...)
+		if v, ok := w.env["SPOOL_DIR"]; ok {
+			errs = append(errs, checkSpoolVolume(where, w, v, c, pod.Spec)...)
+		}
 		for _, name := range secretSettings {
 			if v, ok := w.env[name]; ok && !strings.HasPrefix(v.from, "Secret ") {
 				cfail("%s comes from %s; it is a secret: use a secretKeyRef", name, v.from)
@@ -582,6 +652,89 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 	return w, errs
 }
 
+// configMapFiles returns the files the container sees from mounted
+// ConfigMap volumes, by absolute path.
+func configMapFiles(c container, pod podSpec, set k8sSet) map[string]string {
+	files := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		vol, ok := pod.volume(m.Name)
+		if !ok || vol.ConfigMap == nil {
+			continue
+		}
+		cm := set.configMaps[vol.ConfigMap.Name]
+		paths := map[string]string{} // path in the volume → key
+		if len(vol.ConfigMap.Items) > 0 {
+			for _, it := range vol.ConfigMap.Items {
+				paths[it.Path] = it.Key
+			}
+		} else {
+			for k := range cm.Data {
+				paths[k] = k
+			}
+		}
+		for p, key := range paths {
+			content, ok := cm.Data[key]
+			if !ok {
+				continue
+			}
+			switch {
+			case m.SubPath == "":
+				files[path.Join(m.MountPath, p)] = content
+			case m.SubPath == p:
+				files[path.Clean(m.MountPath)] = content
+			}
+		}
+	}
+	return files
+}
+
+// checkSpoolVolume checks that SPOOL_DIR is on a writable volume of the
+// pod (the root filesystem is read-only): an emptyDir large enough for
+// SPOOL_MAX_BYTES, or a PersistentVolumeClaim with an fsGroup so the
+// non-root user can write it.
+func checkSpoolVolume(where string, w workload, v envVar, c container, pod podSpec) []error {
+	if !v.literal || !path.IsAbs(v.value) {
+		return []error{fmt.Errorf("%s: SPOOL_DIR=%q must be an absolute path in the manifest", where, v.value)}
+	}
+	dir := path.Clean(v.value)
+	for _, m := range c.VolumeMounts {
+		mp := path.Clean(m.MountPath)
+		if m.SubPath != "" || (mp != dir && !strings.HasPrefix(dir, mp+"/")) {
+			continue
+		}
+		if m.ReadOnly {
+			return []error{fmt.Errorf("%s: SPOOL_DIR %s is on read-only volumeMount %s", where, dir, m.Name)}
+		}
+		vol, ok := pod.volume(m.Name)
+		switch {
+		case !ok:
+			return []error{fmt.Errorf("%s: volumeMount %s names no volume", where, m.Name)}
+		case vol.EmptyDir != nil:
+			if vol.EmptyDir.SizeLimit == "" {
+				return nil
+			}
+			limit, err := quantityBytes(vol.EmptyDir.SizeLimit)
+			max, _ := w.effective("SPOOL_MAX_BYTES")
+			n, err2 := strconv.ParseInt(max, 10, 64)
+			if err != nil || err2 != nil {
+				return []error{fmt.Errorf("%s: cannot compare emptyDir sizeLimit %q with SPOOL_MAX_BYTES %q", where, vol.EmptyDir.SizeLimit, max)}
+			}
+			if limit <= n {
+				return []error{fmt.Errorf("%s: emptyDir %s sizeLimit %s is not above SPOOL_MAX_BYTES %d: the kubelet would evict the pod before the spool reports full", where, vol.Name, vol.EmptyDir.SizeLimit, n)}
+			}
+			return nil
+		case vol.PersistentVolumeClaim != nil:
+			if pod.SecurityContext.FSGroup == nil {
+				return []error{fmt.Errorf("%s: SPOOL_DIR is on PersistentVolumeClaim %s but the pod sets no fsGroup: the non-root user may not write it", where, vol.Name)}
+			}
+			return nil
+		default:
+			return []error{fmt.Errorf("%s: SPOOL_DIR %s is on volume %s, which is neither an emptyDir nor a PersistentVolumeClaim", where, dir, vol.Name)}
+		}
+	}
+	return []error{fmt.Errorf("%s: SPOOL_DIR %s is on no volume: the root filesystem is read-only", where, dir)}
+}
+
 // checkCredentialsMount checks that the GOOGLE_APPLICATION_CREDENTIALS file
 // is a key of a Secret mounted in the container.
 func checkCredentialsMount(where string, v envVar, c container, pod podSpec, set k8sSet) []error {
@@ -592,19 +745,17 @@ func checkCredentialsMount(where string, v envVar, c container, pod podSpec, set
 		if m.SubPath != "" || path.Dir(v.value) != path.Clean(m.MountPath) {
 			continue
 		}
-		for _, vol := range pod.Volumes {
-			if vol.Name != m.Name {
-				continue
-			}
-			if vol.Secret == nil {
-				return []error{fmt.Errorf("%s: GOOGLE_APPLICATION_CREDENTIALS %s is on volume %s, which is not a Secret", where, v.value, m.Name)}
-			}
-			if s, ok := set.secrets[vol.Secret.SecretName]; !ok || !s.has(path.Base(v.value)) {
-				return []error{fmt.Errorf("%s: GOOGLE_APPLICATION_CREDENTIALS %s: Secret %s has no key %s", where, v.value, vol.Secret.SecretName, path.Base(v.value))}
-			}
-			return nil
+		vol, ok := pod.volume(m.Name)
+		if !ok {
+			return []error{fmt.Errorf("%s: volumeMount %s names no volume", where, m.Name)}
 		}
-		return []error{fmt.Errorf("%s: volumeMount %s names no volume", where, m.Name)}
+		if vol.Secret == nil {
+			return []error{fmt.Errorf("%s: GOOGLE_APPLICATION_CREDENTIALS %s is on volume %s, which is not a Secret", where, v.value, m.Name)}
+		}
+		if s, ok := set.secrets[vol.Secret.SecretName]; !ok || !s.has(path.Base(v.value)) {
+			return []error{fmt.Errorf("%s: GOOGLE_APPLICATION_CREDENTIALS %s: Secret %s has no key %s", where, v.value, vol.Secret.SecretName, path.Base(v.value))}
+		}
+		return nil
 	}
 	return []error{fmt.Errorf("%s: GOOGLE_APPLICATION_CREDENTIALS %s is not in any mounted volume", where, v.value)}
 }
@@ -677,59 +828,133 @@ func checkHPA(o object, h hpa, set k8sSet) []error {
 	return errs
 }
 
+// kedaTriggerTypes are the KEDA trigger types that read a Redis list's
+// length, for each Redis mode of the worker (config.Redis.Mode).
+var kedaTriggerTypes = map[string]string{"url": "redis", "cluster": "redis-cluster", "sentinel": "redis-sentinel"}
+
+// redisMode returns the Redis mode of w, as config.Redis.Mode decides it:
+// a cluster, else sentinels, else REDIS_URL.
+func redisMode(w workload) string {
+	for _, m := range []struct{ setting, mode string }{{"REDIS_CLUSTER_ADDRS", "cluster"}, {"REDIS_SENTINEL_ADDRS", "sentinel"}} {
+		if v, ok := w.env[m.setting]; ok && (!v.literal || strings.TrimSpace(v.value) != "") {
+			return m.mode
+		}
+	}
+	return "url"
+}
+
 // checkScaledObject checks the KEDA trigger: the worker Deployment, scaled
 // on the length of asynq's pending list of the follow queue, in the Redis
-// the worker uses.
+// the worker uses: a redis trigger on REDIS_URL's address and database, a
+// redis-cluster trigger on REDIS_CLUSTER_ADDRS, or a redis-sentinel
+// trigger on REDIS_SENTINEL_ADDRS and REDIS_SENTINEL_MASTER (addresses
+// given literally or read from the worker's env with addressesFromEnv).
 func checkScaledObject(o object, so scaledObject, workloads map[string]workload) []error {
 	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{o}, args...)...))
+	}
 	w, ok := workloads[so.Spec.ScaleTargetRef.Name]
 	if !ok || (so.Spec.ScaleTargetRef.Kind != "" && so.Spec.ScaleTargetRef.Kind != "Deployment") {
 		return []error{fmt.Errorf("%s: scaleTargetRef %s is not a followpush Deployment", o, so.Spec.ScaleTargetRef.Name)}
 	}
 	if w.program != config.ProgramWorker {
-		errs = append(errs, fmt.Errorf("%s: scales %s, which runs the %s, not the worker", o, so.Spec.ScaleTargetRef.Name, w.program))
+		fail("scales %s, which runs the %s, not the worker", so.Spec.ScaleTargetRef.Name, w.program)
 	}
 	if so.Spec.MinReplicaCount < 1 || so.Spec.MaxReplicaCount < so.Spec.MinReplicaCount {
-		errs = append(errs, fmt.Errorf("%s: minReplicaCount %d, maxReplicaCount %d", o, so.Spec.MinReplicaCount, so.Spec.MaxReplicaCount))
+		fail("minReplicaCount %d, maxReplicaCount %d", so.Spec.MinReplicaCount, so.Spec.MaxReplicaCount)
 	}
-	redisURL, literal := w.effective("REDIS_URL")
+	mode := redisMode(w)
+	want := kedaTriggerTypes[mode]
 	found := 0
 	for _, tr := range so.Spec.Triggers {
-		if tr.Type != "redis" {
+		if !strings.HasPrefix(tr.Type, "redis") {
 			continue
 		}
 		found++
+		if tr.Type != want {
+			fail("trigger type %s, but the worker's Redis is in %s mode: want type %s", tr.Type, mode, want)
+			continue
+		}
 		md := tr.Metadata
 		if md["listName"] != followPendingKey {
-			errs = append(errs, fmt.Errorf("%s: redis trigger listName %q, want asynq's pending list %q", o, md["listName"], followPendingKey))
+			fail("%s trigger listName %q, want asynq's pending list %q", tr.Type, md["listName"], followPendingKey)
 		}
 		if n, err := strconv.Atoi(md["listLength"]); err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("%s: redis trigger listLength %q is not a positive number", o, md["listLength"]))
+			fail("%s trigger listLength %q is not a positive number", tr.Type, md["listLength"])
 		}
-		if !literal {
-			errs = append(errs, fmt.Errorf("%s: the worker's REDIS_URL comes from %s: cannot check the trigger's address", o, w.env["REDIS_URL"].from))
-			continue
+		if idx := md["databaseIndex"]; mode != "url" && idx != "" && idx != "0" {
+			fail("%s trigger databaseIndex %s: in %s mode the worker uses database 0", tr.Type, idx, mode)
 		}
-		addr, db, err := redisAddr(redisURL)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: worker REDIS_URL %q: %v", o, redisURL, err))
-			continue
+		if _, ok := w.env["REDIS_PASSWORD"]; ok && mode != "url" && md["passwordFromEnv"] != "REDIS_PASSWORD" && tr.AuthenticationRef == nil {
+			fail("the worker authenticates with REDIS_PASSWORD but the %s trigger has neither passwordFromEnv: REDIS_PASSWORD nor an authenticationRef", tr.Type)
 		}
-		if md["address"] != addr {
-			errs = append(errs, fmt.Errorf("%s: redis trigger address %q, but the worker's REDIS_URL is %s", o, md["address"], addr))
-		}
-		idx := md["databaseIndex"]
-		if idx == "" {
-			idx = "0"
-		}
-		if idx != strconv.Itoa(db) {
-			errs = append(errs, fmt.Errorf("%s: redis trigger databaseIndex %s, but the worker's REDIS_URL uses database %d", o, idx, db))
+		switch mode {
+		case "cluster":
+			errs = append(errs, checkTriggerAddrs(o, md, "REDIS_CLUSTER_ADDRS", w)...)
+		case "sentinel":
+			errs = append(errs, checkTriggerAddrs(o, md, "REDIS_SENTINEL_ADDRS", w)...)
+			master := w.env["REDIS_SENTINEL_MASTER"]
+			switch {
+			case md["sentinelMasterFromEnv"] != "":
+				if md["sentinelMasterFromEnv"] != "REDIS_SENTINEL_MASTER" {
+					fail("redis-sentinel trigger sentinelMasterFromEnv %s, want REDIS_SENTINEL_MASTER", md["sentinelMasterFromEnv"])
+				}
+			case !master.literal:
+				fail("the worker's REDIS_SENTINEL_MASTER comes from %s: use sentinelMasterFromEnv: REDIS_SENTINEL_MASTER", master.from)
+			case md["sentinelMaster"] != master.value:
+				fail("redis-sentinel trigger sentinelMaster %q, but the worker's REDIS_SENTINEL_MASTER is %q", md["sentinelMaster"], master.value)
+			}
+		default:
+			redisURL, literal := w.effective("REDIS_URL")
+			if !literal {
+				fail("the worker's REDIS_URL comes from %s: cannot check the trigger's address", w.env["REDIS_URL"].from)
+				continue
+			}
+			addr, db, err := redisAddr(redisURL)
+			if err != nil {
+				fail("worker REDIS_URL %q: %v", redisURL, err)
+				continue
+			}
+			if md["address"] != addr {
+				fail("redis trigger address %q, but the worker's REDIS_URL is %s", md["address"], addr)
+			}
+			idx := md["databaseIndex"]
+			if idx == "" {
+				idx = "0"
+			}
+			if idx != strconv.Itoa(db) {
+				fail("redis trigger databaseIndex %s, but the worker's REDIS_URL uses database %d", idx, db)
+			}
 		}
 	}
 	if found != 1 {
-		errs = append(errs, fmt.Errorf("%s: want one redis trigger, found %d", o, found))
+		fail("want one redis, redis-cluster or redis-sentinel trigger, found %d", found)
 	}
 	return errs
+}
+
+// checkTriggerAddrs checks a redis-cluster or redis-sentinel trigger's
+// addresses against the worker's setting: the same list, or read from that
+// very setting with addressesFromEnv.
+func checkTriggerAddrs(o object, md map[string]string, setting string, w workload) []error {
+	v, ok := w.env[setting]
+	if !ok {
+		return []error{fmt.Errorf("%s: the worker has no %s", o, setting)}
+	}
+	if env := md["addressesFromEnv"]; env != "" {
+		if env != setting {
+			return []error{fmt.Errorf("%s: trigger addressesFromEnv %s, but the worker's addresses are in %s", o, env, setting)}
+		}
+		return nil
+	}
+	if !v.literal {
+		return []error{fmt.Errorf("%s: the worker's %s comes from %s: use addressesFromEnv: %s", o, setting, v.from, setting)}
+	}
+	if got, want := normalizeAddrs(md["addresses"]), normalizeAddrs(v.value); got != want {
+		return []error{fmt.Errorf("%s: trigger addresses %q, but the worker's %s is %q", o, md["addresses"], setting, v.value)}
+	}
+	return nil
 }
 
 // checkKustomization checks that kustomization.yaml lists every manifest
@@ -815,11 +1040,59 @@ func TestKubernetes(t *testing.T) {
 	report(t, checkKubernetes(readDeployFiles(t), loadDockerfile(t)))
 }
 
-// TestKEDAListIsAsynqPendingKey pins the key format against the value it
-// must have for the queue in this repository.
+// TestKEDAListIsAsynqPendingKey stores follow tasks the two ways the
+// service does (asynq's client, and the receiver's batch enqueuer) in a
+// real redis-server and checks that the list the ScaledObject watches
+// holds exactly them.
 func TestKEDAListIsAsynqPendingKey(t *testing.T) {
 	t.Parallel()
-	if got, want := pendingKey("follow"), "asynq:{follow}:pending"; got != want {
-		t.Errorf("pendingKey(follow) = %q, want %q", got, want)
+	objs, err := parseK8s(readDeployFiles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lists []string
+	for _, o := range objs {
+		if o.Kind != "ScaledObject" {
+			continue
+		}
+		var so scaledObject
+		if err := o.node.Decode(&so); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range so.Spec.Triggers {
+			if l := tr.Metadata["listName"]; l != "" {
+				lists = append(lists, l)
+			}
+		}
+	}
+	if len(lists) != 1 {
+		t.Fatalf("ScaledObjects watch lists %v, want one", lists)
+	}
+
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := time.Now().UnixMilli()
+	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	if _, err := client.EnqueueContext(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	res, err := webhook.NewAsynqEnqueuer(rdb, 1).EnqueueFollows(ctx, []tasks.Follow{
+		{AppID: "1400000000", From: "alice", To: "carol", EventTime: now},
+		{AppID: "1400000000", From: "alice", To: "dave", EventTime: now},
+	})
+	if err != nil || res.Enqueued != 2 {
+		t.Fatalf("receiver enqueue: %+v, %v", res, err)
+	}
+	if n, err := rdb.LLen(ctx, lists[0]).Result(); err != nil || n != 3 {
+		t.Errorf("LLEN %s = %d (%v), want the 3 pending follow tasks", lists[0], n, err)
+	}
+	if got := pendingKey(tasks.QueueFollow); got != lists[0] {
+		t.Errorf("pendingKey(%s) = %q, but the ScaledObject watches %q", tasks.QueueFollow, got, lists[0])
 	}
 }

@@ -6,32 +6,36 @@ import (
 	"testing"
 )
 
-// runChecks runs the checker that owns deploy/ file name over files.
-func runChecks(t *testing.T, files map[string][]byte, name string) []error {
+// runChecks runs the checkers that read deploy/ file name over files
+// (schema: the metrics queries may use).
+func runChecks(t *testing.T, files map[string][]byte, name string, schema Schema) []error {
 	t.Helper()
 	df, err := parseDockerfile(string(files["Dockerfile"]))
 	if err != nil {
 		return []error{err}
 	}
-	switch {
-	case name == "Dockerfile":
-		goVersion, err := goModVersion()
+	switch name {
+	case "Dockerfile":
+		gomod, err := readGoMod()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return checkDockerfile(df, goVersion)
-	case name == ".env.example":
-		return checkEnvExample(files["compose.yaml"], files[".env.example"])
-	case name == "grafana/followpush.json":
-		return checkDashboard(files[name], definedMetrics(t))
+		// The image also serves Compose: its spool directory.
+		return append(checkDockerfile(df, gomod), checkCompose(files["compose.yaml"], files[".env.example"], df)...)
+	case ".env.example":
+		return append(checkEnvExample(files["compose.yaml"], files[".env.example"]), checkCompose(files["compose.yaml"], files[".env.example"], df)...)
+	case DashboardFile:
+		return append(checkDashboard(files[name], schema), checkScrapeJobs(files["README.md"], files[AlertsFile], files[name])...)
+	case "README.md":
+		return checkScrapeJobs(files[name], files[AlertsFile], files[DashboardFile])
 	}
 	switch yamlOwner(name) {
 	case "TestCompose":
-		return checkCompose(files[name], df)
+		return checkCompose(files[name], files[".env.example"], df)
 	case "TestKubernetes":
 		return checkKubernetes(files, df)
 	case "TestAlertRules":
-		return checkAlerts(files[name], definedMetrics(t))
+		return append(checkAlerts(files[name], schema), checkScrapeJobs(files["README.md"], files[name], files[DashboardFile])...)
 	}
 	t.Fatalf("no checker for %s", name)
 	return nil
@@ -43,6 +47,7 @@ func runChecks(t *testing.T, files map[string][]byte, name string) []error {
 func TestCheckersCatchMistakes(t *testing.T) {
 	t.Parallel()
 	real := readDeployFiles(t)
+	schema := deploySchema(t)
 	apiTokenFromSecret := `            - name: API_TOKEN
               valueFrom:
                 secretKeyRef:
@@ -85,6 +90,19 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"namespace set", "k8s/pdb.yaml", "  name: followpush-worker\n", "  name: followpush-worker\n  namespace: prod\n", false, "namespace-agnostic"},
 		{"credentials file not in the Secret", "k8s/worker-deployment.yaml", "/var/run/secrets/fcm/fcm.json", "/var/run/secrets/fcm/key.json", false, "has no key key.json"},
 		{"credentials file not mounted", "k8s/worker-deployment.yaml", "mountPath: /var/run/secrets/fcm", "mountPath: /etc/fcm", false, "is not in any mounted volume"},
+		{"MAX_EVENT_AGE not a duration", "k8s/configmap.yaml", "MAX_EVENT_AGE: 1h", "MAX_EVENT_AGE: 1hr", false, `would exit 2 at start: MAX_EVENT_AGE: "1hr" is not a duration`},
+		{"negative WORKER_CONCURRENCY", "k8s/configmap.yaml", `WORKER_CONCURRENCY: "100"`, `WORKER_CONCURRENCY: "-5"`, false, `would exit 2 at start: WORKER_CONCURRENCY: "-5" is not a whole number`},
+		{"worker without credentials", "k8s/worker-deployment.yaml", "            - name: GOOGLE_APPLICATION_CREDENTIALS\n              value: /var/run/secrets/fcm/fcm.json\n", "", false, "would exit 2 at start: FCM_PROJECT_ID: required when neither GOOGLE_APPLICATION_CREDENTIALS nor FCM_ENDPOINT is set"},
+		{"aggregation window not below MAX_EVENT_AGE", "k8s/configmap.yaml", `AGGREGATION_WINDOW: "0"`, `AGGREGATION_WINDOW: 2h`, false, "would exit 2 at start: AGGREGATION_WINDOW: 2h0m0s is not shorter than MAX_EVENT_AGE"},
+		{"bad push template", "k8s/configmap.yaml", `"title": "新粉絲"`, `"title": "{{.Nickname}}"`, false, "would exit 2 at start: PUSH_TEMPLATES_FILE"},
+		{"push templates not valid JSON", "k8s/configmap.yaml", `"zh-TW": {`, `"zh-TW" {`, false, "would exit 2 at start: PUSH_TEMPLATES_FILE"},
+		{"push templates not mounted", "k8s/worker-deployment.yaml", "mountPath: /etc/followpush/templates", "mountPath: /etc/followpush/texts", false, "PUSH_TEMPLATES_FILE=/etc/followpush/templates/push-templates.json is not a file of a ConfigMap mounted"},
+		{"example secret too short for the loader", "k8s/secret.example.yaml", "API_TOKEN: CHANGE-ME-long-random-api-token", "API_TOKEN: short", false, "would exit 2 at start: API_TOKEN: must be at least 16 bytes"},
+		{"UserSig in a ConfigMap", "k8s/configmap.yaml", "  LOG_LEVEL: info", "  LOG_LEVEL: info\n  TENCENT_ADMIN_USERSIG: x", false, "ConfigMap holds the secret TENCENT_ADMIN_USERSIG"},
+		{"spool emptyDir below SPOOL_MAX_BYTES", "k8s/receiver-deployment.yaml", "sizeLimit: 128Mi", "sizeLimit: 32Mi", false, "is not above SPOOL_MAX_BYTES 67108864"},
+		{"spool on no volume", "k8s/receiver-deployment.yaml", "mountPath: /var/lib/followpush/spool", "mountPath: /var/lib/followpush/other", false, "SPOOL_DIR /var/lib/followpush/spool is on no volume"},
+		{"spool on a read-only mount", "k8s/receiver-deployment.yaml", "mountPath: /var/lib/followpush/spool\n", "mountPath: /var/lib/followpush/spool\n              readOnly: true\n", false, "is on read-only volumeMount spool"},
+		{"KEDA cluster trigger on a single Redis", "k8s/worker-scaledobject.yaml", "- type: redis\n", "- type: redis-cluster\n", false, "trigger type redis-cluster, but the worker's Redis is in url mode: want type redis"},
 		{"scrape port", "k8s/receiver-deployment.yaml", `prometheus.io/port: "8080"`, `prometheus.io/port: "9091"`, false, "prometheus.io/port is \"9091\""},
 		{"HPA target", "k8s/receiver-hpa.yaml", "    name: followpush-receiver\n  minReplicas", "    name: followpush-recv\n  minReplicas", false, "is not a Deployment defined here"},
 		{"kustomization misses a file", "k8s/kustomization.yaml", "  - pdb.yaml\n", "", false, "does not list pdb.yaml"},
@@ -101,7 +119,17 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"compose credentials path", "compose.yaml", "GOOGLE_APPLICATION_CREDENTIALS: /run/secrets/fcm.json", "GOOGLE_APPLICATION_CREDENTIALS: /run/secrets/firebase.json", false, "none of its secrets' paths"},
 		{"compose starts before Redis is healthy", "compose.yaml", "condition: service_healthy", "condition: service_started", false, "depends_on redis is not condition: service_healthy"},
 		{"compose worker runs the default program", "compose.yaml", "    entrypoint: [\"/worker\"]\n", "", false, "\"worker\" runs the receiver program"},
-		{"asynqmon elsewhere", "compose.yaml", "--redis-addr=redis:6379", "--redis-addr=localhost:6379", false, "asynqmon --redis-addr=localhost:6379"},
+		{"asynqmon elsewhere", "compose.yaml", "--redis-addr=redis:6379", "--redis-addr=localhost:6379", false, "asynqmon watches localhost:6379 db 0, but receiver uses redis:6379 db 0"},
+		{"asynqmon on another database", "compose.yaml", "--redis-db=0", "--redis-db=1", false, "asynqmon watches redis:6379 db 1, but worker uses redis:6379 db 0"},
+		{"no asynqmon", "compose.yaml", "  asynqmon:\n", "  queue-ui:\n", false, "no asynqmon service"},
+		{"two workers", "compose.yaml", "replicas: 3", "replicas: 2", false, "deploy.replicas is 2, want 3 workers"},
+		{"compose worker without credentials", "compose.yaml", "      GOOGLE_APPLICATION_CREDENTIALS: /run/secrets/fcm.json\n", "", false, "would exit 2 at start: FCM_PROJECT_ID: required when neither GOOGLE_APPLICATION_CREDENTIALS nor FCM_ENDPOINT is set"},
+		{".env.example aggregation window too long", ".env.example", "AGGREGATION_WINDOW=0", "AGGREGATION_WINDOW=2h", false, "would exit 2 at start: AGGREGATION_WINDOW: 2h0m0s is not shorter than MAX_EVENT_AGE"},
+		{".env.example negative concurrency", ".env.example", "WORKER_CONCURRENCY=100", "WORKER_CONCURRENCY=-5", false, `would exit 2 at start: WORKER_CONCURRENCY: "-5" is not a whole number`},
+		{".env.example short API token", ".env.example", "API_TOKEN=change-me-to-a-long-random-string", "API_TOKEN=short", false, "would exit 2 at start: API_TOKEN: must be at least 16 bytes"},
+		{"compose spool on no volume", "compose.yaml", "      - receiver-spool:/var/lib/followpush/spool\n", "", false, "SPOOL_DIR /var/lib/followpush/spool is on no volume"},
+		{"compose spool on a bind mount", "compose.yaml", "- receiver-spool:/var/lib/followpush/spool", "- ./spool:/var/lib/followpush/spool", false, "not a named volume"},
+		{"image spool directory root-owned", "Dockerfile", "COPY --from=build --chown=65532:65532 /state /var/lib/followpush", "COPY --from=build /state /var/lib/followpush", false, "the image does not create /var/lib/followpush/spool owned by its user 65532:65532"},
 		{"compose writable", "compose.yaml", "read_only: true", "read_only: false", false, "read_only is not true"},
 		{".env.example incomplete", ".env.example", "API_TOKEN=change-me-to-a-long-random-string\n", "", false, ".env.example lacks API_TOKEN"},
 
@@ -114,21 +142,39 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"shell-form entrypoint", "Dockerfile", `ENTRYPOINT ["/receiver"]`, "ENTRYPOINT /receiver", false, "not exec form"},
 		{"CMD next to ENTRYPOINT", "Dockerfile", `ENTRYPOINT ["/receiver"]`, "ENTRYPOINT [\"/receiver\"]\nCMD [\"-h\"]", false, "has a CMD"},
 		{"metrics port not exposed", "Dockerfile", "EXPOSE 8080 9091", "EXPOSE 8080", false, "lacks 9091"},
-		{"Go version", "Dockerfile", "FROM golang:1.26.8-bookworm AS build", "FROM golang:1.25-bookworm AS build", false, "want Go 1.26"},
-		{"single stage", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26.8-bookworm", false, "the final stage is the build stage"},
+		{"Go version", "Dockerfile", "FROM golang:1.26.10-bookworm AS build", "FROM golang:1.25.9-bookworm AS build", false, "FROM golang:1.25.9-bookworm, want Go 1.26."},
+		{"Go version not pinned", "Dockerfile", "FROM golang:1.26.10-bookworm AS build", "FROM golang:1.26-bookworm AS build", false, "pin a full Go version"},
+		{"single stage", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26.10-bookworm", false, "the final stage is the build stage or a Go image"},
+		{"final stage on another Go image", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26.8-bookworm", false, "the final stage is the build stage or a Go image"},
 
 		// Alerts.
-		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_tokens_kept_total", "followpush_tokens_kept", false, "followpush_tokens_kept is not a followpush metric"},
+		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_tokens_kept_total", "followpush_tokens_kept", false, "followpush_tokens_kept is not an exported metric"},
+		{"unknown asynq metric", "prometheus/alerts.yaml", "asynq_queue_latency_seconds{", "asynq_queue_latency{", false, "asynq_queue_latency is not an exported metric"},
+		{"result value typo", "prometheus/alerts.yaml", `result="unavailable"`, `result="unavailabe"`, false, `"unavailabe" is not a value of result`},
+		{"outcome value typo", "prometheus/alerts.yaml", `outcome="quota_exceeded"`, `outcome="quota_exeeded"`, false, `"quota_exeeded" is not a value of outcome`},
+		{"outcome alternative typo", "prometheus/alerts.yaml", `unavailable|internal|unknown|transport`, `unavailable|internal|unknwn|transport`, false, `"unknwn" is not a value of outcome`},
+		{"queue value typo", "prometheus/alerts.yaml", `asynq_queue_paused_total{queue="follow"}`, `asynq_queue_paused_total{queue="folow"}`, false, `"folow" is not a value of queue`},
+		{"state value typo", "prometheus/alerts.yaml", `state="archived"`, `state="archive"`, false, `"archive" is not a value of state`},
+		{"label that does not exist", "prometheus/alerts.yaml", `{queue="follow",state="archived"}`, `{queue="follow",stat="archived"}`, false, "asynq_tasks_enqueued_total has no label stat"},
+		{"state on asynq_queue_size", "prometheus/alerts.yaml", `asynq_queue_latency_seconds{queue="follow"}`, `asynq_queue_size{queue="follow",state="pending"}`, false, "asynq_queue_size has no label state"},
+		{"grouping label that does not exist", "prometheus/alerts.yaml", "max by (queue) (asynq_queue_latency_seconds", "max by (qeue) (asynq_queue_latency_seconds", false, "groups by qeue"},
+		{"up without job", "prometheus/alerts.yaml", `up{job=~"followpush-(receiver|worker)"} == 0`, `up == 0`, false, "up without a job matcher"},
+		{"up of an unknown job", "prometheus/alerts.yaml", `up{job="followpush-worker"}`, `up{job="followpush-workers"}`, false, `up{job="followpush-workers"} matches none of the scrape jobs`},
 		{"bare histogram", "prometheus/alerts.yaml", "followpush_webhook_duration_seconds_bucket", "followpush_webhook_duration_seconds", false, "is a histogram"},
 		{"counter with _count", "prometheus/alerts.yaml", `followpush_tasks_total{result="stale"}`, `followpush_tasks_total_count{result="stale"}`, false, "it has no _count series"},
 		{"alert without for", "prometheus/alerts.yaml", "        for: 5m\n", "", false, "no for"},
 		{"bad severity", "prometheus/alerts.yaml", "severity: critical", "severity: page", false, "labels.severity \"page\""},
 		{"no summary", "prometheus/alerts.yaml", "summary: FCM quota exceeded", "summry: FCM quota exceeded", false, "no annotations.summary"},
 		{"misspelt key", "prometheus/alerts.yaml", "    rules:", "    rulez:", false, "rulez"},
-		{"unbalanced expr", "prometheus/alerts.yaml", "sum(increase(followpush_tokens_kept_total[10m])) > 0", "sum(increase(followpush_tokens_kept_total[10m]) > 0", false, "unclosed quote or bracket"},
+		{"unbalanced expr", "prometheus/alerts.yaml", "sum(increase(followpush_tokens_kept_total[10m])) > 0", "sum(increase(followpush_tokens_kept_total[10m]) > 0", false, `unclosed "("`},
 
 		// Dashboard.
-		{"unknown metric on the dashboard", "grafana/followpush.json", "followpush_pushes_total[", "followpush_push_total[", false, "followpush_push_total is not a followpush metric"},
+		{"unknown metric on the dashboard", "grafana/followpush.json", "followpush_pushes_total[", "followpush_push_total[", false, "followpush_push_total is not an exported metric"},
+		{"dashboard grouping typo", "grafana/followpush.json", "sum by (command, result)", "sum by (command, reslt)", false, "groups by reslt"},
+		{"queue latency missing from the dashboard", "grafana/followpush.json", "asynq_queue_latency_seconds{", "asynq_queue_size{", false, "no panel shows asynq_queue_latency_seconds"},
+		{"spool depth missing from the dashboard", "grafana/followpush.json", "(followpush_spool_depth)", "(followpush_spool_bytes)", false, "no panel shows followpush_spool_depth"},
+		{"rate limited missing from the dashboard", "grafana/followpush.json", "followpush_rate_limited_total[", "followpush_digests_total[", false, "no panel shows followpush_rate_limited_total"},
+		{"scrape job renamed", "README.md", "- job_name: followpush-worker", "- job_name: followpush-workers", false, `up{job="followpush-worker"} matches none of the scrape jobs`},
 		{"documented metric missing from the dashboard", "grafana/followpush.json", "followpush_pushes_total[", "followpush_tasks_total[", false, "no panel shows followpush_pushes_total"},
 		{"panel without expr", "grafana/followpush.json", `"expr": "sum by (result) (rate(followpush_tasks_total`, `"exp": "sum by (result) (rate(followpush_tasks_total`, false, "empty expr"},
 		{"dashboard does not parse", "grafana/followpush.json", `"panels": [`, `"panels": [[`, false, "followpush.json: invalid character"},
@@ -150,7 +196,7 @@ func TestCheckersCatchMistakes(t *testing.T) {
 				text = strings.Replace(text, tt.old, tt.new, 1)
 			}
 			files[tt.file] = []byte(text)
-			errs := runChecks(t, files, tt.file)
+			errs := runChecks(t, files, tt.file, schema)
 			for _, err := range errs {
 				if strings.Contains(err.Error(), tt.want) {
 					return
@@ -167,8 +213,9 @@ func TestCheckersCatchMistakes(t *testing.T) {
 func TestRealFilesPassEveryChecker(t *testing.T) {
 	t.Parallel()
 	files := readDeployFiles(t)
-	for _, name := range []string{"Dockerfile", ".env.example", "grafana/followpush.json", "compose.yaml", "k8s/kustomization.yaml", "prometheus/alerts.yaml"} {
-		report(t, runChecks(t, files, name))
+	schema := deploySchema(t)
+	for _, name := range []string{"Dockerfile", ".env.example", DashboardFile, "README.md", "compose.yaml", "k8s/kustomization.yaml", AlertsFile} {
+		report(t, runChecks(t, files, name, schema))
 	}
 }
 
