@@ -60,7 +60,8 @@ func FuzzDeviceBody(f *testing.F) {
 // refDeviceBody is readDeviceBody's decoding written the slow, obvious way
 // with encoding/json: refStructure (json.Decoder.Token) rejects duplicate
 // keys, deep nesting and trailing data; a map of raw values then gives the
-// fields, exact names only, each a JSON string (not null).
+// fields, exact names only, each a JSON string or null (= absent); other
+// fields are ignored unless they are a known name in another case.
 func refDeviceBody(body []byte) (devices.Registration, bool) {
 	var reg devices.Registration
 	if len(body) > maxDeviceBody {
@@ -77,17 +78,24 @@ func refDeviceBody(body []byte) (devices.Registration, bool) {
 		return reg, false
 	}
 	for name, raw := range top {
+		known := name == "platform" || name == "locale"
+		if !known {
+			if strings.EqualFold(name, "platform") || strings.EqualFold(name, "locale") {
+				return reg, false
+			}
+			continue
+		}
+		if string(raw) == "null" {
+			continue
+		}
 		var v string
 		if raw[0] != '"' || json.Unmarshal(raw, &v) != nil {
 			return reg, false
 		}
-		switch name {
-		case "platform":
+		if name == "platform" {
 			reg.Platform = strings.ToLower(v)
-		case "locale":
+		} else {
 			reg.Locale = v
-		default:
-			return reg, false
 		}
 	}
 	return reg, true

@@ -64,11 +64,13 @@ func (s *server) handlePutDevice(w http.ResponseWriter, r *http.Request) {
 
 // readDeviceBody reads the optional body of PUT .../devices/{token}: nothing
 // (or only JSON whitespace), or one JSON object with the optional string
-// fields "platform" (lower-cased) and "locale". Decoding is strict: the body
-// must be valid UTF-8 and at most maxDeviceBody bytes; duplicate keys,
-// unknown fields (field names are case-sensitive, unlike encoding/json's),
-// values that are not strings (null included) and data after the object are
-// rejected. Every error wraps errBadDeviceBody and names the problem.
+// fields "platform" (lower-cased) and "locale". Decoding is strict where
+// leniency would lose or change data: the body must be valid UTF-8 and at
+// most maxDeviceBody bytes; duplicate keys, a known field name in another
+// case (field names are case-sensitive, unlike encoding/json's), values that
+// are neither strings nor null, and data after the object are rejected.
+// Unknown fields are ignored and null is an absent field, as clients send
+// them. Every error wraps errBadDeviceBody and names the problem.
 func readDeviceBody(r *http.Request) (devices.Registration, error) {
 	var reg devices.Registration
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxDeviceBody+1))
@@ -94,7 +96,7 @@ func readDeviceBody(r *http.Request) (devices.Registration, error) {
 // decodeDeviceBody decodes body strictly (see readDeviceBody) with the
 // callback parser's scanner: its first pass checks the syntax, duplicate keys
 // (compared unescaped) and nesting, as for webhook bodies; the second walks
-// the checked object's members for the two known string fields.
+// the checked object's members for the two known fields.
 func decodeDeviceBody(body []byte) (deviceBody, error) {
 	var b deviceBody
 	if !utf8.Valid(body) {
@@ -134,18 +136,28 @@ func decodeDeviceBody(body []byte) (deviceBody, error) {
 		case "locale":
 			field = &b.Locale
 		default:
-			return b, unknownDeviceField(key)
+			if err := misspeltDeviceField(key); err != nil {
+				return b, err
+			}
 		}
 		s.skipSpace()
-		if k := s.kind(span{start: s.pos}); k != "string" {
+		switch k := s.kind(span{start: s.pos}); {
+		case field == nil || k == "null":
+			// An unknown field is ignored, as in callbacks (clients add
+			// fields); null is the field left out.
+			if err := s.value(1); err != nil {
+				return b, errors.New(scanProblem(err))
+			}
+		case k != "string":
 			return b, fmt.Errorf("%s: got %s, want string", key, k)
+		default:
+			v, err := s.strValue()
+			if err != nil {
+				return b, errors.New(scanProblem(err))
+			}
+			str := string(v)
+			*field = &str
 		}
-		v, err := s.strValue()
-		if err != nil {
-			return b, errors.New(scanProblem(err))
-		}
-		str := string(v)
-		*field = &str
 		s.skipSpace()
 		s.pos++ // ',' or '}', checked by the first pass
 		if body[s.pos-1] == '}' {
@@ -154,15 +166,16 @@ func decodeDeviceBody(body []byte) (deviceBody, error) {
 	}
 }
 
-// unknownDeviceField describes a field the device body does not have, and
-// points out a known one spelt in another case.
-func unknownDeviceField(key []byte) error {
+// misspeltDeviceField returns an error for a key that is a known field
+// spelt in another case ("PLATFORM"): encoding/json would take it for the
+// field, this parser would ignore it, so it is refused rather than lost.
+func misspeltDeviceField(key []byte) error {
 	for _, known := range []string{"platform", "locale"} {
 		if strings.EqualFold(string(key), known) {
-			return fmt.Errorf("unknown field %s: field names are case-sensitive, want %q", quote(key), known)
+			return fmt.Errorf("field %s: field names are case-sensitive, want %q", quote(key), known)
 		}
 	}
-	return fmt.Errorf("unknown field %s: want \"platform\" or \"locale\"", quote(key))
+	return nil
 }
 
 // scanProblem is what an error of the scanner says, without the prefix of
