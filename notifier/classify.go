@@ -196,10 +196,11 @@ func (b errorBody) blamesToken() bool {
 // firebase-admin-go exposes the header only this way, through
 // errorutils.HTTPResponse; it honours it itself only for 503, retrying
 // internally. For an [*UnavailableError] (a 503 whose retry the deadline cut
-// off) it is the time left until the end of that answer's Retry-After.
+// off) it is what was left of that answer's Retry-After when the send
+// returned.
 func RetryAfter(err error, now time.Time) time.Duration {
 	if unavailable, ok := errors.AsType[*UnavailableError](err); ok {
-		return min(max(unavailable.Until.Sub(now), 0), maxRetryAfter)
+		return min(unavailable.RetryAfter, maxRetryAfter)
 	}
 	fe := firebaseError(err)
 	if fe == nil {

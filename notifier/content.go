@@ -281,27 +281,44 @@ func (t *Templates) RenderDigest(tag string, d DigestData) (Content, error) {
 	return render(lt.digestTitle, lt.digestBody, d)
 }
 
-// renderDigestOrBuiltin is [Templates.RenderDigest], except that when the
-// configured template of the locale fails on d, the summary is rendered with
-// the built-in text of the locale's language (English's when there is none)
-// and failed is that failure, for the caller to log. err is set only when
-// the built-in text fails too.
-func (t *Templates) renderDigestOrBuiltin(tag string, d DigestData) (c Content, failed, err error) {
+// renderOrBuiltin renders data with the templates pick takes from the
+// locale that serves tag, except that when they fail on data, it renders
+// with the built-in text of the locale's language (English's when there is
+// none) and failed is that failure, for the caller to log. err is set only
+// when the built-in text fails too. kind names the push in failed.
+func (t *Templates) renderOrBuiltin(tag, kind string, pick func(*localeTemplates) (title, body *template.Template), data any) (c Content, failed, err error) {
 	loc := t.Locale(tag)
-	c, failed = t.RenderDigest(loc, d)
+	title, body := pick(t.locales[loc])
+	c, failed = render(title, body, data)
 	if failed == nil {
 		return c, nil, nil
 	}
-	failed = fmt.Errorf("%s summary template: %w", loc, failed)
+	failed = fmt.Errorf("%s %s template: %w", loc, kind, failed)
 	lt, ok := t.builtin[language(loc)]
 	if !ok {
 		lt = t.builtin[DefaultLocale]
 	}
-	c, err = render(lt.digestTitle, lt.digestBody, d)
+	title, body = pick(lt)
+	c, err = render(title, body, data)
 	if err != nil {
 		return Content{}, failed, fmt.Errorf("%w; built-in text: %w", failed, err)
 	}
 	return c, failed, nil
+}
+
+// renderFollowOrBuiltin is [Templates.RenderFollow] falling back to the
+// built-in text (see renderOrBuiltin).
+func (t *Templates) renderFollowOrBuiltin(tag string, f tasks.Follow, fromName string) (c Content, failed, err error) {
+	return t.renderOrBuiltin(tag, "follow", func(lt *localeTemplates) (*template.Template, *template.Template) { return lt.title, lt.body },
+		singleData{From: fromName, FromID: f.From, To: f.To, AppID: f.AppID})
+}
+
+// renderDigestOrBuiltin is [Templates.RenderDigest] falling back to the
+// built-in text (see renderOrBuiltin).
+func (t *Templates) renderDigestOrBuiltin(tag string, d DigestData) (c Content, failed, err error) {
+	return t.renderOrBuiltin(tag, "summary", func(lt *localeTemplates) (*template.Template, *template.Template) {
+		return lt.digestTitle, lt.digestBody
+	}, d)
 }
 
 func render(title, body *template.Template, data any) (Content, error) {

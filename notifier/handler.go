@@ -251,7 +251,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return h.noDevices(ctx, log, f)
 	}
 
-	n, err := h.deliver(ctx, log, f.To, h.followPush(f, h.displayNames(ctx, f.AppID, f.From)[f.From]), targets)
+	n, err := h.deliver(ctx, log, f.To, h.followPush(log, f, h.displayNames(ctx, f.AppID, f.From)[f.From]), targets)
 	if err != nil {
 		var re *RetryError
 		if errors.As(err, &re) && h.opts.Policy.Active() {
@@ -305,11 +305,19 @@ func (h *Handler) displayNames(ctx context.Context, app string, users ...string)
 	return names
 }
 
-func (h *Handler) followPush(f tasks.Follow, fromName string) push {
+func (h *Handler) followPush(log *slog.Logger, f tasks.Follow, fromName string) push {
 	return push{
-		event:  f,
-		since:  f.Time(),
-		render: func(locale string) (Content, error) { return h.opts.Content.RenderFollow(locale, f, fromName) },
+		event: f,
+		since: f.Time(),
+		render: func(locale string) (Content, error) {
+			// A display name is whatever the follower chose: a template that
+			// fails on it must not lose the push. The built-in text says it.
+			c, failed, err := h.opts.Content.renderFollowOrBuiltin(locale, f, fromName)
+			if failed != nil {
+				log.Error("follow template failed: built-in text sent", "locale", locale, "err", failed)
+			}
+			return c, err
+		},
 		message: func(token, platform string, c Content) *messaging.Message {
 			return h.opts.Message.FollowMessage(f, token, platform, c)
 		},

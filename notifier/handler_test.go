@@ -175,6 +175,34 @@ func TestHandlerMixedQuotaFailureWaitsForTheQuota(t *testing.T) {
 	}
 }
 
+// A follow template that passes the start-up check but fails on a
+// follower's name at run time does not lose the push: the built-in text of
+// the locale goes out instead.
+func TestHandlerFollowTemplateFailureFallsBackToBuiltin(t *testing.T) {
+	t.Parallel()
+	tmpl, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{
+		"en": {Title: "{{slice .From 0 3}} is here"}, // fine for "alice", not for "ed"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newHandlerFixture(t, notifier.HandlerOptions{Content: tmpl})
+	f.register(t, "bob", "tok-bob")
+	fl := f.follow("bob")
+	fl.From = "ed"
+	if err := f.run(t, fl); err != nil {
+		t.Fatalf("ProcessTask: %v", err)
+	}
+	reqs := f.fcm.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("FCM got %d requests, want 1", len(reqs))
+	}
+	n, _ := reqs[0].Message["notification"].(map[string]any)
+	if n["title"] != notifier.DefaultTitle || n["body"] != "ed started following you" {
+		t.Errorf("notification = %v, want the built-in English text", n)
+	}
+}
+
 // A retry after one device failed sends only to that device.
 func TestHandlerRetrySendsOnlyToFailedDevices(t *testing.T) {
 	t.Parallel()

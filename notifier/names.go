@@ -49,7 +49,8 @@ type TencentConfig struct {
 	// UserSig...), calls for the same SDKAppID are skipped for this long and
 	// followers not in the cache are named by UserID, so that a slow or
 	// down API does not slow every push (default 30 s). Then one call tries
-	// again; its success resumes calls, its failure pauses them again.
+	// again; its success resumes calls, its failure pauses them again. The
+	// pause is per process: each worker finds out on its own.
 	FailurePause time.Duration
 	// HTTPClient sends the calls (default: a client with Timeout).
 	HTTPClient *http.Client
@@ -212,11 +213,13 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 			}
 		}
 		if err != nil {
+			paused := time.Duration(0)
 			if ctx.Err() == nil { // the API's failure, not the caller giving up
 				p.callDone(appID, true)
+				paused = p.cfg.FailurePause
 			}
 			p.log.Warn("display names not resolved: naming followers by UserID", "sdkappid", appID, "err", err,
-				"paused", p.cfg.FailurePause.String())
+				"paused", paused.String())
 			continue
 		}
 		p.callDone(appID, false)

@@ -32,9 +32,12 @@ type FCMConfig struct {
 	// CredentialsFile, requests carry no Authorization. Default: Google's FCM.
 	Endpoint string
 	// HTTPClient, if set, is the client requests go through: its Transport
-	// (default http.DefaultTransport) carries them, after the sender has
-	// added authentication to it, and its Timeout applies. Default: the
-	// client Google's libraries build.
+	// carries them, under the sender's own layers (authentication, and the
+	// recording of 503 answers, see [FCMSender.Send]), and its Timeout
+	// applies. Default: a client on Go's default transport keeping up to 100
+	// idle connections per host, as Google's libraries do. (Google's mTLS
+	// options such as GOOGLE_API_USE_CLIENT_CERTIFICATE are not used: FCM
+	// does not need them.)
 	HTTPClient *http.Client
 }
 
@@ -87,7 +90,7 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 		if projectID == "" {
 			projectID = file.ProjectID
 		}
-		authOpts = []option.ClientOption{option.WithCredentialsJSON(data), option.WithScopes(messagingScope)}
+		authOpts = []option.ClientOption{option.WithAuthCredentialsJSON(option.ServiceAccount, data), option.WithScopes(messagingScope)}
 	case cfg.Endpoint != "":
 		authOpts = []option.ClientOption{option.WithoutAuthentication()}
 	default:
@@ -148,7 +151,7 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 // SendEach refuses a whole batch for one such message, every message of that
 // batch gets the same error.
 //
-// The SDK retries network errors, 500s and 503s itself (up to 4 times,
+// The SDK retries network errors and 503s itself (up to 4 times,
 // honouring Retry-After up to 2 minutes): bound ctx with a deadline. A
 // deadline that ends during the SDK's wait between retries would surface as
 // a bare context.DeadlineExceeded, FCM's answer lost; so when FCM had
@@ -203,10 +206,10 @@ func markUnsent(err error) error {
 // context's deadline while firebase-admin-go waited to retry a 503 answer
 // (see [FCMSender.Send]). It wraps the context error.
 type UnavailableError struct {
-	// Until is when FCM's Retry-After ends (the time of the answer when it
-	// named none).
-	Until time.Time
-	err   error
+	// RetryAfter is what was left of FCM's Retry-After when the send
+	// returned (0 when it named none or it had passed).
+	RetryAfter time.Duration
+	err        error
 }
 
 // Error names the lost answer and the context error.
@@ -247,9 +250,10 @@ func (r *answerRecord) apply(errs []error) {
 	if !r.seen {
 		return
 	}
+	left := max(time.Until(r.until), 0)
 	for i, err := range errs {
 		if errors.Is(err, context.DeadlineExceeded) && firebaseError(err) == nil {
-			errs[i] = &UnavailableError{Until: r.until, err: err}
+			errs[i] = &UnavailableError{RetryAfter: left, err: err}
 		}
 	}
 }

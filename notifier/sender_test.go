@@ -346,6 +346,31 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		}
 	})
 
+	t.Run("retry-after kept, with OAuth", func(t *testing.T) {
+		t.Parallel()
+		// With a credentials file the recording transport sits under the
+		// OAuth one; the 503 is still seen.
+		s := fcmtest.NewServer(t)
+		s.SetRequireAuth(true)
+		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(30 * time.Second) })
+		snd, err := NewFCMSender(t.Context(), FCMConfig{Endpoint: s.URL(), CredentialsFile: s.WriteServiceAccount(t, t.TempDir())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		err = snd.Send(ctx, tokenMessages("t"))[0]
+		if got := Classify(err); got != OutcomeUnavailable {
+			t.Errorf("Classify = %s, want %s (err %v)", got, OutcomeUnavailable, err)
+		}
+		if got := RetryAfter(err, time.Now()); got < 29*time.Second {
+			t.Errorf("RetryAfter = %s, want the rest of FCM's 30 s", got)
+		}
+		if reqs := s.Requests(); len(reqs) != 1 || reqs[0].Authorization == "" {
+			t.Errorf("server got %d requests (%+v), want 1 with a bearer token", len(reqs), reqs)
+		}
+	})
+
 	t.Run("no retry-after", func(t *testing.T) {
 		t.Parallel()
 		// The SDK retries at once, then waits 1 s: the deadline ends that.
