@@ -52,7 +52,10 @@ func SourceMetrics(moduleRoot string) (Schema, error) {
 			name := ""
 			for _, e := range lit.Elts {
 				kv, ok := e.(*ast.KeyValueExpr)
-				if id, isID := kv.Key.(*ast.Ident); ok && isID && id.Name == "Name" {
+				if !ok {
+					continue
+				}
+				if id, isID := kv.Key.(*ast.Ident); isID && id.Name == "Name" {
 					name, err = stringLit(kv.Value)
 					if err != nil {
 						bad = fmt.Errorf("%s: Name: %v", where, err)
