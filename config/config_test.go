@@ -36,8 +36,23 @@ func TestLoadStandaloneDefaults(t *testing.T) {
 	if !s.EmbeddedRedis || s.Receiver.ListenAddr != "127.0.0.1:8080" || s.Receiver.AppIDs[0] != "1400000000" {
 		t.Errorf("standalone defaults: embedded=%v listen=%q apps=%v", s.EmbeddedRedis, s.Receiver.ListenAddr, s.Receiver.AppIDs)
 	}
-	if !s.GeneratedAPIToken || len(s.Receiver.APIToken) < 16 {
-		t.Errorf("standalone should make up a dev API token, got %q", s.Receiver.APIToken)
+	if !s.GeneratedAPIToken || s.Receiver.APIToken != DevAPIToken {
+		t.Errorf("standalone on loopback should use the fixed dev API token, got %q (generated %v)", s.Receiver.APIToken, s.GeneratedAPIToken)
+	}
+	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.0.2.1:8080"} {
+		s, err := LoadStandalone(env(map[string]string{"LISTEN_ADDR": addr}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok := s.Receiver.APIToken; tok == DevAPIToken || len(tok) < 16 {
+			t.Errorf("standalone on %s: API token %q, want a random one", addr, tok)
+		}
+	}
+	for _, addr := range []string{"localhost:9000", "[::1]:8080", "127.0.0.2:80"} {
+		s, _ := LoadStandalone(env(map[string]string{"LISTEN_ADDR": addr}))
+		if s.Receiver.APIToken != DevAPIToken {
+			t.Errorf("standalone on %s: API token %q, want %q", addr, s.Receiver.APIToken, DevAPIToken)
+		}
 	}
 	if s.Worker.FCMConfigured() {
 		t.Error("standalone without FCM settings should push to the log")
@@ -61,6 +76,9 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 		{"cluster and sentinel", receiverErr, map[string]string{
 			"TENCENT_SDKAPPID": "1", "REDIS_CLUSTER_ADDRS": "127.0.0.1:7000", "REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m",
 		}, []string{"REDIS_CLUSTER_ADDRS"}},
+		{"receiver spool", receiverErr, map[string]string{
+			"TENCENT_SDKAPPID": "1", "SPOOL_DIR": "/tmp/spool", "SPOOL_MAX_BYTES": "1000", "SPOOL_DRAIN_BATCH": "0",
+		}, []string{"SPOOL_MAX_BYTES", "SPOOL_DRAIN_BATCH"}},
 		{"sentinel without master", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "REDIS_SENTINEL_ADDRS": "127.0.0.1:26379"}, []string{"REDIS_SENTINEL_MASTER"}},
 		{"bad cluster addr", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "REDIS_CLUSTER_ADDRS": "127.0.0.1"}, []string{"REDIS_CLUSTER_ADDRS"}},
 		{"worker without fcm", workerErr, map[string]string{}, []string{"FCM_PROJECT_ID"}},
@@ -235,6 +253,50 @@ func TestReadmeListsEverySetting(t *testing.T) {
 	for _, s := range Settings {
 		if !strings.Contains(string(readme), "| `"+s.Name+"` |") {
 			t.Errorf("README's configuration table lacks %s", s.Name)
+		}
+	}
+}
+
+// Summary templates are tried on every shape of summary (one follower, two,
+// many), single-follow templates on a follow: a template that works for some
+// summaries only is refused at start, not found out when a summary fails.
+func TestTemplatesFileTriesEverySummaryShape(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, texts string
+		wantErr     string // "" = accepted
+	}{
+		{"second name always", `{"fr": {"digest_body": "{{index .Names 0}} et {{index .Names 1}}"}}`, "fr digest_body"},
+		{"others always", `{"fr": {"digest_title": "{{.From}} +{{len (slice .Names 1 2)}}"}}`, "fr digest_title"},
+		{"second name when there is one", `{"fr": {"digest_body": "{{index .Names 0}}{{if gt .Count 1}} et {{index .Names 1}}{{end}}"}}`, ""},
+		{"single follow", `{"fr": {"body": "{{.From}} vous suit", "title": "{{.FromID}}"}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := t.TempDir() + "/templates.json"
+			if err := os.WriteFile(path, []byte(tt.texts), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadWorker(env(map[string]string{"FCM_PROJECT_ID": "p", "PUSH_TEMPLATES_FILE": path}))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), "PUSH_TEMPLATES_FILE: ") || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("error = %v, want one naming PUSH_TEMPLATES_FILE and %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// FCM_RATE_LIMIT goes up to FCM's default project quota (600,000 a minute,
+// 10,000 a second), not past it.
+func TestFCMRateLimitBound(t *testing.T) {
+	t.Parallel()
+	for v, ok := range map[string]bool{"10000": true, "10001": false} {
+		_, err := LoadWorker(env(map[string]string{"FCM_PROJECT_ID": "p", "FCM_RATE_LIMIT": v}))
+		if (err == nil) != ok {
+			t.Errorf("FCM_RATE_LIMIT=%s: error %v, want accepted %v", v, err, ok)
 		}
 	}
 }

@@ -33,6 +33,11 @@ type Receiver struct {
 	SpoolDir string
 	// SpoolMaxBytes is SPOOL_MAX_BYTES (default 64 MiB).
 	SpoolMaxBytes int64
+	// SpoolDrainBatch is SPOOL_DRAIN_BATCH (default 100, 1 to 10000): how
+	// many spooled events one drain step stores in Redis before it saves
+	// its read position; a receiver that dies mid-drain re-offers at most
+	// one step (harmlessly: the same tasks, the same delivery records).
+	SpoolDrainBatch int
 	// MaxBodyBytes is WEBHOOK_MAX_BODY_BYTES (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxFollows is WEBHOOK_MAX_FOLLOWS (default 1000).
@@ -112,8 +117,6 @@ type Standalone struct {
 func LoadReceiver(getenv func(string) string) (Receiver, error) {
 	l := newLoader(getenv, ProgramReceiver)
 	r := l.receiver(l.redis("redis://127.0.0.1:6379/0"), ":8080", "")
-	r.SpoolDir = l.raw("SPOOL_DIR", "")
-	r.SpoolMaxBytes = int64(l.intRange("SPOOL_MAX_BYTES", 64<<20, 1<<20, 1<<40))
 	return r, l.err()
 }
 
@@ -131,19 +134,43 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 	return w, l.err()
 }
 
+// DevAPIToken is standalone's API token when API_TOKEN is unset and it
+// listens on loopback only (the default), the same on every run so that
+// scripts written against one run keep working. On any other address
+// standalone makes up a random one instead.
+const DevAPIToken = "followpush-dev-token"
+
+// loopbackAddr reports whether the listen address addr ("host:port") is on
+// a loopback interface only ("localhost", 127.0.0.0/8, ::1).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // LoadStandalone reads standalone's settings: those of receiver and worker,
 // with the defaults of a first try (embedded Redis, loopback listener, a dev
-// SDKAppID and API token, pushes to the log).
+// SDKAppID and API token ([DevAPIToken]), pushes to the log).
 func LoadStandalone(getenv func(string) string) (Standalone, error) {
 	l := newLoader(getenv, ProgramStandalone)
 	rd := l.redis("")
 	s := Standalone{EmbeddedRedis: rd.Mode() == "embedded"}
 	devToken := ""
 	if strings.TrimSpace(getenv("API_TOKEN")) == "" {
-		devToken = "dev-" + randomHex(12)
+		devToken = DevAPIToken
 		s.GeneratedAPIToken = true
 	}
 	s.Receiver = l.receiver(rd, "127.0.0.1:8080", devToken)
+	if s.GeneratedAPIToken && !loopbackAddr(s.Receiver.ListenAddr) {
+		// Reachable from other hosts: a well-known token would let anyone in.
+		s.Receiver.APIToken = "dev-" + randomHex(12)
+	}
 	s.Worker = l.worker(rd)
 	s.Receiver.Redis.PoolSize = s.Worker.Redis.PoolSize // one client serves both halves
 	return s, l.err()
@@ -171,6 +198,9 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
 		LogLevel:           l.logLevel(),
 	}
+	if l.program == ProgramReceiver {
+		l.spool(&r)
+	}
 	if len(r.AppIDs) == 0 && appDefault != "" {
 		r.AppIDs = []string{appDefault}
 	}
@@ -194,6 +224,14 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")
 	}
 	return r
+}
+
+// spool reads the spool settings, which only the receiver program has
+// (standalone has none).
+func (l *loader) spool(r *Receiver) {
+	r.SpoolDir = l.raw("SPOOL_DIR", "")
+	r.SpoolMaxBytes = int64(l.intRange("SPOOL_MAX_BYTES", 64<<20, 1<<20, 1<<40))
+	r.SpoolDrainBatch = l.intRange("SPOOL_DRAIN_BATCH", 100, 1, 10000)
 }
 
 // workerOps reads the settings of the worker program's own ops listener

@@ -49,7 +49,11 @@ type Drainer struct {
 	// NewMetrics(nil)).
 	Logger  *slog.Logger
 	Metrics *Metrics
-	// Batch is how many events one drain step moves (default 100).
+	// Batch is how many events one drain step moves (default 100; the
+	// receiver's SPOOL_DRAIN_BATCH). A step stores its events in Redis and
+	// then saves the spool's read position, so a crash re-offers at most
+	// one step. Each step is logged ("spool drained into Redis", with the
+	// events moved and those still pending).
 	Batch int
 	// Idle is how often an empty spool is looked at (default 1 s); after a
 	// failure the wait doubles up to 30 s.

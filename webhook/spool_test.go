@@ -2,9 +2,12 @@ package webhook_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,5 +136,108 @@ func TestSpoolFullAnswers5xx(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 {
 		t.Errorf("/readyz with Redis down and spool full = %d, want 503", resp.StatusCode)
+	}
+}
+
+// flakyEnqueuer is an Enqueuer that fails while down, fails its failOn-th
+// successful-looking call once, and records the follows of every call.
+type flakyEnqueuer struct {
+	mu     sync.Mutex
+	down   bool
+	failOn int // 1-based call number (counted while up) that fails once; 0 = none
+	upCall int
+	calls  [][]tasks.Follow
+}
+
+func (e *flakyEnqueuer) EnqueueFollows(_ context.Context, follows []tasks.Follow) (webhook.EnqueueResult, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.down {
+		return webhook.EnqueueResult{}, errors.New("redis down")
+	}
+	e.upCall++
+	e.calls = append(e.calls, follows)
+	if e.upCall == e.failOn {
+		return webhook.EnqueueResult{}, errors.New("redis hiccup")
+	}
+	return webhook.EnqueueResult{Enqueued: len(follows)}, nil
+}
+
+type nopCanceller struct{}
+
+func (nopCanceller) Cancel(context.Context, string, string, []string, int64) error { return nil }
+
+// The drainer moves spooled events in steps of Batch and re-offers a step
+// whose enqueue failed: 25 spooled webhooks with Batch 10 are stored as
+// 10, 10 (failed), 10 again, 5.
+func TestDrainerMovesInBatches(t *testing.T) {
+	t.Parallel()
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	enq := &flakyEnqueuer{down: true, failOn: 2}
+	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: time.Millisecond, SpoolMaxBytes: 64 << 20}, webhook.Deps{
+		Enqueuer: enq, Canceller: nopCanceller{}, Spool: sp,
+		Ready: webhook.PingFunc(func(context.Context) error { return nil }),
+	})
+	srv := newHTTPServer(t, h)
+	q := url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}
+	const n = 25
+	for i := range n {
+		body := fmt.Sprintf(`{"From_Account":"fan-%02d","FollowList":[{"To_Account":"star"}],"EventTime":1702018343678}`, i)
+		if status, answer := post(t, srv, q, body); status != 200 {
+			t.Fatalf("webhook %d with the enqueuer down: %d %v", i, status, answer)
+		}
+	}
+	if sp.Len() != n {
+		t.Fatalf("spool holds %d events, want %d", sp.Len(), n)
+	}
+
+	enq.mu.Lock()
+	enq.down = false
+	enq.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d := &webhook.Drainer{Spool: sp, Enqueuer: enq, Canceller: nopCanceller{}, Logger: slog.New(slog.DiscardHandler),
+		Metrics: webhook.NewMetrics(nil), Batch: 10, Idle: time.Millisecond}
+	go func() { defer close(done); d.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for sp.Len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling the spool against a deadline
+	}
+	cancel()
+	<-done
+	if sp.Len() != 0 {
+		t.Fatalf("spool not drained: %d left", sp.Len())
+	}
+
+	enq.mu.Lock()
+	defer enq.mu.Unlock()
+	var sizes []int
+	var froms [][]string
+	for _, c := range enq.calls {
+		sizes = append(sizes, len(c))
+		var f []string
+		for _, x := range c {
+			f = append(f, x.From)
+		}
+		froms = append(froms, f)
+	}
+	if d := cmp.Diff([]int{10, 10, 10, 5}, sizes); d != "" {
+		t.Fatalf("follows per enqueue call (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(froms[1], froms[2]); d != "" {
+		t.Errorf("the failed step was not offered again as it was (-failed +next):\n%s", d)
+	}
+	seen := map[string]bool{}
+	for _, c := range froms {
+		for _, f := range c {
+			seen[f] = true
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct followers drained, want %d", len(seen), n)
 	}
 }

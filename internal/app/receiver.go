@@ -47,7 +47,7 @@ func (r *Receiver) Close() error {
 // NewReceiver assembles the receiver's HTTP handler over rdb. monitoring
 // (asynqmon, see [Monitoring]) is mounted at /monitoring/ when not nil.
 // With cfg.SpoolDir set it opens the spool and drains it into Redis in the
-// background until ctx is done.
+// background, cfg.SpoolDrainBatch events per step, until ctx is done.
 func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry, monitoring http.Handler) (*Receiver, error) {
 	rcv := &Receiver{}
 	metrics := webhook.NewMetrics(reg)
@@ -62,10 +62,10 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 		if rec := s.Recovery(); rec != (spool.Recovery{}) {
 			log.Warn("spool repaired at open", "torn_bytes", rec.TornBytes, "corrupt_bytes", rec.CorruptBytes, "position_reset", rec.PositionReset)
 		}
-		log.Info("spool open", "dir", cfg.SpoolDir, "pending", s.Len(), "max_bytes", cfg.SpoolMaxBytes)
+		log.Info("spool open", "dir", cfg.SpoolDir, "pending", s.Len(), "max_bytes", cfg.SpoolMaxBytes, "drain_batch", cfg.SpoolDrainBatch)
 		rcv.spool, sp = s, s
 		rcv.drained = make(chan struct{})
-		d := &webhook.Drainer{Spool: s, Enqueuer: enq, Canceller: canceller, Logger: log, Metrics: metrics}
+		d := &webhook.Drainer{Spool: s, Enqueuer: enq, Canceller: canceller, Logger: log, Metrics: metrics, Batch: cfg.SpoolDrainBatch}
 		go func() { defer close(rcv.drained); d.Run(ctx) }()
 	}
 	rcv.Handler = webhook.NewServer(webhook.Options{

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/webhook"
 )
 
@@ -55,22 +57,27 @@ func (s *script) snapshot() (calls, success map[string]int) {
 // The whole path with a receiver and two workers as separate processes:
 // exactly one push per device, a repeated webhook sends nothing more, a
 // device behind a 503 storm gets its push after retries, a dead token is
-// removed, an unfollow that arrives first cancels, bad input enqueues nothing.
+// removed, an unfollow that arrives first cancels, bad input enqueues nothing,
+// and no process logs a secret (tokens, Sign values, whole device tokens).
 func TestEndToEnd(t *testing.T) {
 	s := startStack(t, 2, nil)
 	unavailable := fcmtest.Unavailable(0)
+	// Two tokens long enough (20 bytes or more) that the logs show them
+	// masked rather than as "***": the secret scan below checks that the
+	// lines about them are there and the whole tokens are not.
+	const deadDave, flakyErin = "dead-dave-4f1c9a2be07d", "flaky-erin-93d0c6a1f25e"
 	sc := newScript(map[string][]fcmtest.Response{
-		"dead-dave":  {fcmtest.Unregistered()},
-		"flaky-erin": {unavailable, unavailable, unavailable}, // more than the SDK's own retries within FCM_SEND_TIMEOUT
+		deadDave:  {fcmtest.Unregistered()},
+		flakyErin: {unavailable, unavailable, unavailable}, // more than the SDK's own retries within FCM_SEND_TIMEOUT
 	})
 	s.fcm.SetResponder(sc.respond)
 
 	s.registerDevice("bob", "tok-bob-android", "android")
 	s.registerDevice("bob", "tok-bob-ios", "ios")
 	s.registerDevice("carol", "tok-carol", "web")
-	s.registerDevice("dave", "dead-dave", "android")
+	s.registerDevice("dave", deadDave, "android")
 	s.registerDevice("dave", "tok-dave", "android")
-	s.registerDevice("erin", "flaky-erin", "ios")
+	s.registerDevice("erin", flakyErin, "ios")
 
 	event := nowMillis()
 	follow := followBody("alice", event, "bob", "carol", "dave", "erin", "frank-has-no-device", "alice", "bob")
@@ -80,15 +87,15 @@ func TestEndToEnd(t *testing.T) {
 	s.waitIdle(30 * time.Second)
 
 	calls, success := sc.snapshot()
-	wantSuccess := map[string]int{"tok-bob-android": 1, "tok-bob-ios": 1, "tok-carol": 1, "tok-dave": 1, "flaky-erin": 1}
+	wantSuccess := map[string]int{"tok-bob-android": 1, "tok-bob-ios": 1, "tok-carol": 1, "tok-dave": 1, flakyErin: 1}
 	if d := cmp.Diff(wantSuccess, success); d != "" {
 		t.Errorf("pushes accepted per device (-want +got):\n%s", d)
 	}
-	if calls["dead-dave"] != 1 {
-		t.Errorf("dead token was tried %d times, want 1 (no retry after UNREGISTERED)", calls["dead-dave"])
+	if calls[deadDave] != 1 {
+		t.Errorf("dead token was tried %d times, want 1 (no retry after UNREGISTERED)", calls[deadDave])
 	}
-	if calls["flaky-erin"] < 4 {
-		t.Errorf("flaky device saw %d requests, want the 3 failures and a success", calls["flaky-erin"])
+	if calls[flakyErin] < 4 {
+		t.Errorf("flaky device saw %d requests, want the 3 failures and a success", calls[flakyErin])
 	}
 	if d := cmp.Diff([]string{"tok-dave"}, s.devices("dave")); d != "" {
 		t.Errorf("dave's devices after UNREGISTERED (-want +got):\n%s", d)
@@ -147,6 +154,29 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if qi.Pending+qi.Active+qi.Scheduled+qi.Retry != 0 || len(s.fcm.Requests()) != before {
 			t.Errorf("bad webhooks left work: %+v, %d new FCM requests", qi, len(s.fcm.Requests())-before)
+		}
+	})
+
+	t.Run("no secret in any log", func(t *testing.T) {
+		logs := s.checkLogsKeepSecrets(t)
+		// The scan sees the lines that name the tokens: the retried and the
+		// dropped device are logged, masked.
+		for _, tok := range []string{flakyErin, deadDave} {
+			if !strings.Contains(logs, notifier.MaskToken(tok)) {
+				t.Errorf("no log line names %s masked as %q: the scan did not see the lines it guards", tok, notifier.MaskToken(tok))
+			}
+		}
+		// The 503s reached the worker, which had asynq retry erin's task:
+		// the SDK's own retries alone could make the requests counted above.
+		retried := false
+		for line := range strings.Lines(logs) {
+			if strings.Contains(line, `"msg":"push will be retried"`) && strings.Contains(line, `"to_account":"erin"`) &&
+				strings.Contains(line, string(notifier.OutcomeUnavailable)) {
+				retried = true
+			}
+		}
+		if !retried {
+			t.Error(`no "push will be retried" line for erin's 503s: the worker never retried the task`)
 		}
 	})
 }

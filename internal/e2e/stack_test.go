@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,11 +65,16 @@ type stack struct {
 	base     string
 	insp     *asynq.Inspector
 	env      map[string]string
+
+	mu      sync.Mutex
+	procs   []*proc.Process // every process started, killed ones included
+	secrets map[string]bool // values no process may log (see checkLogsKeepSecrets)
 }
 
 func startStack(t *testing.T, workers int, extra map[string]string) *stack {
 	t.Helper()
-	s := &stack{t: t, redis: redistest.Start(t, redistest.AOF("everysec")), fcm: fcmtest.NewServer(t)}
+	s := &stack{t: t, redis: redistest.Start(t, redistest.AOF("everysec")), fcm: fcmtest.NewServer(t),
+		secrets: map[string]bool{callbackToken: true, apiToken: true}}
 	s.env = map[string]string{
 		"REDIS_URL":              s.redis.URL(0),
 		"TENCENT_SDKAPPID":       appID,
@@ -111,6 +118,9 @@ func (s *stack) start(name string) *proc.Process {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
 	s.t.Cleanup(func() {
 		if err := p.Stop(10 * time.Second); err != nil {
 			s.t.Errorf("%s: %v", name, err)
@@ -159,6 +169,7 @@ func (s *stack) registerDevice(user, token, platform string) {
 	if status/100 != 2 {
 		s.t.Fatalf("register %s for %s: %d %s", token, user, status, b)
 	}
+	s.noteSecret(token)
 }
 
 func (s *stack) devices(user string) []string {
@@ -193,13 +204,59 @@ func (s *stack) webhook(command string, body any) (int, []byte) {
 
 func (s *stack) webhookRaw(command string, body []byte) (int, []byte) {
 	s.t.Helper()
+	return s.do(http.MethodPost, "/webhook?"+s.signedQuery(command).Encode(), body, nil)
+}
+
+// signedQuery is the query string of a callback as Tencent sends it, signed
+// now; the Sign is noted as a secret.
+func (s *stack) signedQuery(command string) url.Values {
 	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	q := url.Values{
+	sign := webhook.Sign(callbackToken, rt)
+	s.noteSecret(sign)
+	return url.Values{
 		"SdkAppid": {appID}, "CallbackCommand": {command}, "contenttype": {"json"},
 		"ClientIP": {"127.0.0.1"}, "OptPlatform": {"RESTAPI"},
-		"RequestTime": {rt}, "Sign": {webhook.Sign(callbackToken, rt)},
+		"RequestTime": {rt}, "Sign": {sign},
 	}
-	return s.do(http.MethodPost, "/webhook?"+q.Encode(), body, nil)
+}
+
+// noteSecret adds v to the values no process may log.
+func (s *stack) noteSecret(v string) {
+	s.mu.Lock()
+	s.secrets[v] = true
+	s.mu.Unlock()
+}
+
+// checkLogsKeepSecrets fails t if the output (stdout and stderr) of any
+// process of the stack holds a secret: the callback token, the API token, a
+// Sign that was sent, or a whole device token that was registered. It
+// returns all that output, for callers that also check what must be there.
+func (s *stack) checkLogsKeepSecrets(t *testing.T) string {
+	t.Helper()
+	s.mu.Lock()
+	procs := append([]*proc.Process(nil), s.procs...)
+	secrets := make([]string, 0, len(s.secrets))
+	for v := range s.secrets {
+		secrets = append(secrets, v)
+	}
+	s.mu.Unlock()
+	var all strings.Builder
+	for _, p := range procs {
+		out := p.Output()
+		all.WriteString(out)
+		all.WriteByte('\n')
+		for _, v := range secrets {
+			if i := strings.Index(out, v); i >= 0 {
+				line := out[strings.LastIndexByte(out[:i], '\n')+1:]
+				line, _, _ = strings.Cut(line, "\n")
+				t.Errorf("%s logged a secret (%d bytes, starting %.4q): %s", p.Name, len(v), v, strings.ReplaceAll(line, v, "<SECRET>"))
+			}
+		}
+	}
+	if strings.TrimSpace(all.String()) == "" {
+		t.Error("the processes printed nothing: the secret scan saw no logs")
+	}
+	return all.String()
 }
 
 func followBody(from string, eventTime int64, to ...string) map[string]any {
