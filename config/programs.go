@@ -140,9 +140,9 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 // standalone makes up a random one instead.
 const DevAPIToken = "followpush-dev-token"
 
-// loopbackAddr reports whether the listen address addr ("host:port") is on
+// LoopbackOnly reports whether the listen address addr ("host:port") binds
 // a loopback interface only ("localhost", 127.0.0.0/8, ::1).
-func loopbackAddr(addr string) bool {
+func LoopbackOnly(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
@@ -167,7 +167,7 @@ func LoadStandalone(getenv func(string) string) (Standalone, error) {
 		s.GeneratedAPIToken = true
 	}
 	s.Receiver = l.receiver(rd, "127.0.0.1:8080", devToken)
-	if s.GeneratedAPIToken && !loopbackAddr(s.Receiver.ListenAddr) {
+	if s.GeneratedAPIToken && !LoopbackOnly(s.Receiver.ListenAddr) {
 		// Reachable from other hosts: a well-known token would let anyone in.
 		s.Receiver.APIToken = "dev-" + randomHex(12)
 	}

@@ -443,12 +443,7 @@ func TestHandlerSummaryInDeviceLocale(t *testing.T) {
 	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}})
 	f.register(t, "bob", "tok-zh", "android", "zh-CN")
 	f.register(t, "bob", "tok-ja", "ios", "ja-JP")
-	for i, from := range []string{"alice", "carol", "dave"} {
-		f.at(time.Duration(i) * time.Second)
-		if err := f.follow(t, from, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.followEachSecond(t, "bob", "alice", "carol", "dave")
 	if _, err := f.runDigest(t); err != nil {
 		t.Fatal(err)
 	}

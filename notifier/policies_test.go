@@ -109,6 +109,18 @@ func (f *policyFixture) follow(t *testing.T, from, to string) error {
 	return f.h.ProcessTask(context.Background(), task)
 }
 
+// followEachSecond has each of froms follow to, one a second from the
+// fixture's start (0 s, 1 s, ...), failing the test on an error.
+func (f *policyFixture) followEachSecond(t *testing.T, to string, froms ...string) {
+	t.Helper()
+	for i, from := range froms {
+		f.at(time.Duration(i) * time.Second)
+		if err := f.follow(t, from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (f *policyFixture) unfollow(t *testing.T, from, to string) {
 	t.Helper()
 	if err := f.records.Cancel(context.Background(), "1400000000", from, []string{to}, f.clock.Now().UnixMilli()); err != nil {
@@ -416,12 +428,7 @@ func TestHandlerUndoBeforeSummary(t *testing.T) {
 	t.Parallel()
 	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}})
 	f.register(t, "bob", "tok-bob", "web", "")
-	for i, from := range []string{"alice", "carol", "dave"} {
-		f.at(time.Duration(i) * time.Second)
-		if err := f.follow(t, from, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.followEachSecond(t, "bob", "alice", "carol", "dave")
 	f.at(10 * time.Second)
 	f.unfollow(t, "carol", "bob")
 	if _, err := f.runDigest(t); err != nil {
@@ -456,12 +463,7 @@ func TestHandlerUndoDuringSummaryRetries(t *testing.T) {
 	f.failFirstSendPerToken()
 	f.register(t, "bob", "tok-bob", "android", "")
 	f.register(t, "dan", "tok-dan", "android", "")
-	for i, from := range []string{"alice", "carol"} {
-		f.at(time.Duration(i) * time.Second)
-		if err := f.follow(t, from, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.followEachSecond(t, "bob", "alice", "carol")
 	var re *notifier.RetryError
 	if _, err := f.runDigest(t); !errors.As(err, &re) {
 		t.Fatalf("first attempt: %v, want a retry", err)
@@ -531,12 +533,7 @@ func TestHandlerUndoWhileSummaryIsPrepared(t *testing.T) {
 	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}, Names: names})
 	names.hook = func() { f.unfollow(t, "carol", "bob") }
 	f.register(t, "bob", "tok-bob", "android", "")
-	for i, from := range []string{"alice", "carol", "dave"} {
-		f.at(time.Duration(i) * time.Second)
-		if err := f.follow(t, from, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.followEachSecond(t, "bob", "alice", "carol", "dave")
 	if _, err := f.runDigest(t); err != nil {
 		t.Fatal(err)
 	}
@@ -557,12 +554,7 @@ func TestHandlerSummaryWithLostSnapshotIsStale(t *testing.T) {
 	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute, MaxPerHour: 10}})
 	f.failFirstSendPerToken()
 	f.register(t, "bob", "tok-bob", "android", "")
-	for i, from := range []string{"alice", "carol"} {
-		f.at(time.Duration(i) * time.Second)
-		if err := f.follow(t, from, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.followEachSecond(t, "bob", "alice", "carol")
 	var re *notifier.RetryError
 	d, err := f.runDigest(t)
 	if !errors.As(err, &re) {
@@ -634,12 +626,7 @@ func TestHandlerSummaryTemplateFailureFallsBackToBuiltin(t *testing.T) {
 	}
 	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}, Content: tmpl})
 	f.register(t, "bob", "tok-bob", "ios", "ja-JP")
-	for i, from := range []string{"ed", "fay"} {
-		f.at(time.Duration(i) * time.Second)
-		if err := f.follow(t, from, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.followEachSecond(t, "bob", "ed", "fay")
 	if _, err := f.runDigest(t); err != nil {
 		t.Fatalf("summary: %v", err)
 	}

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch rc := cfg.Receiver; {
 	case rc.MonitoringUser != "":
 		monitoring = app.Monitoring(rdb, rc.MonitoringUser, rc.MonitoringPassword)
-	case app.IsLoopback(rc.ListenAddr):
+	case config.LoopbackOnly(rc.ListenAddr):
 		monitoring = app.Monitoring(rdb, "", "") // loopback only: no auth
 	default:
 		log.Warn("asynqmon not mounted: LISTEN_ADDR is not loopback and MONITORING_USER is unset")

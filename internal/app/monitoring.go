@@ -3,7 +3,6 @@ package app
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"net"
 	"net/http"
 
 	"github.com/hibiken/asynq/x/metrics"
@@ -49,17 +48,4 @@ func Monitoring(rdb redis.UniversalClient, user, password string) http.Handler {
 // statistics scripts on every scrape.
 func RegisterQueueMetrics(reg prometheus.Registerer, rdb redis.UniversalClient) {
 	reg.MustRegister(metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)))
-}
-
-// IsLoopback reports whether a listen address binds loopback only.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
