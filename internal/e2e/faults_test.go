@@ -313,6 +313,10 @@ func TestFaultRedisRestart(t *testing.T) {
 	followees := users("r", 600)
 	s.registerAll(followees)
 
+	// A slow FCM keeps a backlog in Redis (40 worker slots at 300 ms are
+	// about 130 follows/s; the webhooks bring 200/s), so the restart has
+	// queued tasks to keep.
+	s.fcm.SetLatency(300 * time.Millisecond)
 	run := newFollowRun(s)
 	posted := make(chan struct{})
 	go func() { run.post(context.Background(), followees, 2, 4, 10*time.Millisecond); close(posted) }()
@@ -325,6 +329,13 @@ func TestFaultRedisRestart(t *testing.T) {
 			t.Fatalf("only %d webhooks answered after 30 s", run.answered())
 		}
 		time.Sleep(5 * time.Millisecond) // polling the senders' progress against a deadline
+	}
+	qi, err := s.insp.GetQueueInfo("follow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qi.Pending+qi.Active == 0 {
+		t.Fatalf("no follow queued or running when Redis stops: the restart would keep nothing (%+v)", qi)
 	}
 	s.redis.Stop()
 	time.Sleep(3 * time.Second) // the fault: Redis is down for 3 s
@@ -341,8 +352,8 @@ func TestFaultRedisRestart(t *testing.T) {
 			failed += n
 		}
 	}
-	t.Logf("FAULT redis-down-3s: follows=%d accepted=%d lost=%d duplicated=%d answered-5xx=%d statuses=%v queue-idle-after-restart=%s",
-		len(followees), accepted, lost, dup, failed, run.statuses, idle.Round(time.Second))
+	t.Logf("FAULT redis-down-3s: follows=%d accepted=%d lost=%d duplicated=%d answered-5xx=%d statuses=%v queued-at-stop=%d running-at-stop=%d queue-idle-after-restart=%s",
+		len(followees), accepted, lost, dup, failed, run.statuses, qi.Pending, qi.Active, idle.Round(time.Second))
 	if lost != 0 {
 		t.Errorf("lost %d follows answered 200", lost)
 	}

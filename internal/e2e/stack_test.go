@@ -142,19 +142,23 @@ func (s *stack) addWorker(ctx context.Context) *proc.Process {
 	return w
 }
 
-// do sends an HTTP request to the receiver and returns status and body.
+// do sends an HTTP request to the receiver and returns status and body. A
+// request that gets no answer fails the test (with Errorf, as senders run
+// in goroutines of their own) and returns status 0.
 func (s *stack) do(method, path string, body []byte, header map[string]string) (int, []byte) {
 	s.t.Helper()
 	req, err := http.NewRequest(method, s.base+path, bytes.NewReader(body))
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return 0, nil
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return 0, nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
