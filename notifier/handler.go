@@ -273,9 +273,36 @@ func (h *Handler) noDevices(ctx context.Context, log *slog.Logger, f tasks.Follo
 
 // bookkeeping returns the context for recording what was sent: it survives
 // the task's cancellation (asynq giving up on it at shutdown), or the next
-// attempt would send it again.
+// attempt would send it again, and lasts bookkeepingTimeout.
 func bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	return context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+}
+
+// bookkeepingTimeout bounds how long a worker keeps trying to record pushes
+// that went out (see persist): long enough for a Redis restart or a
+// Sentinel failover, short against SHUTDOWN_TIMEOUT's default.
+const bookkeepingTimeout = 10 * time.Second
+
+// persist runs write, an idempotent record of pushes that went out, until
+// it succeeds or ctx ends, waiting 50 ms, doubling up to 1 s, between
+// tries. A short Redis outage right after a send then delays the record
+// instead of losing it, which would make the task send again.
+func persist(ctx context.Context, write func(context.Context) error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := write(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return err
+		case <-timer.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // push is one notification to one followee's devices: a single follow's or
@@ -393,12 +420,13 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 	ctx, cancelBookkeeping := bookkeeping(ctx)
 	defer cancelBookkeeping()
 	if retry == nil {
-		// Done: the sent devices and the done flag in one round trip. If
-		// that fails the task is retried and sends again (the collapse id
-		// makes a repeat replace, not stack).
-		return len(finished), h.records.Finish(ctx, p.event, finished)
+		// Done: the sent devices and the done flag in one round trip,
+		// tried until bookkeepingTimeout. If that fails the task is
+		// retried and sends again (the collapse id makes a repeat
+		// replace, not stack).
+		return len(finished), persist(ctx, func(ctx context.Context) error { return h.records.Finish(ctx, p.event, finished) })
 	}
-	if err := h.records.MarkSent(ctx, p.event, finished); err != nil {
+	if err := persist(ctx, func(ctx context.Context) error { return h.records.MarkSent(ctx, p.event, finished) }); err != nil {
 		// The pushes went out; without the record the retry repeats them.
 		log.Error("could not record sent devices", "err", err)
 	}

@@ -24,6 +24,7 @@ import (
 
 type handlerFixture struct {
 	h       *notifier.Handler
+	redis   *redistest.Server
 	rdb     *redis.Client
 	fcm     *fcmtest.Server
 	reg     *devices.Registry
@@ -33,13 +34,14 @@ type handlerFixture struct {
 
 func newHandlerFixture(t *testing.T, opts notifier.HandlerOptions) *handlerFixture {
 	t.Helper()
-	rdb := redistest.Start(t).Client(t)
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
 	fcm := fcmtest.NewServer(t)
 	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &handlerFixture{rdb: rdb, fcm: fcm, now: time.Now(),
+	f := &handlerFixture{redis: srv, rdb: rdb, fcm: fcm, now: time.Now(),
 		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{})}
 	if opts.SendTimeout == 0 {
 		opts.SendTimeout = 3 * time.Second
@@ -200,6 +202,41 @@ func TestHandlerFollowTemplateFailureFallsBackToBuiltin(t *testing.T) {
 	n, _ := reqs[0].Message["notification"].(map[string]any)
 	if n["title"] != notifier.DefaultTitle || n["body"] != "ed started following you" {
 		t.Errorf("notification = %v, want the built-in English text", n)
+	}
+}
+
+// Redis goes away while FCM carries the push and comes back 4 s later:
+// the worker keeps trying to record the send, so the task ends done and
+// running it again sends nothing (without the retries the record fails,
+// the task is retried and the device gets the push twice).
+func TestHandlerRecordsSendAcrossRedisRestart(t *testing.T) {
+	t.Parallel()
+	f := newHandlerFixture(t, notifier.HandlerOptions{})
+	f.register(t, "bob", "tok-bob")
+	restarted := make(chan struct{})
+	var once sync.Once
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response {
+		once.Do(func() {
+			f.redis.Stop()
+			go func() {
+				defer close(restarted)
+				time.Sleep(4 * time.Second) // the fault: Redis is down for 4 s, past go-redis's own retries
+				f.redis.Restart()
+			}()
+		})
+		return fcmtest.Response{}
+	})
+	fl := f.follow("bob")
+	err := f.run(t, fl)
+	<-restarted
+	if err != nil {
+		t.Fatalf("ProcessTask: %v, want the send recorded once Redis is back", err)
+	}
+	if err := f.run(t, fl); err != nil {
+		t.Fatalf("second ProcessTask: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 1 {
+		t.Errorf("FCM got %d requests, want 1: the send was not recorded", n)
 	}
 }
 
