@@ -350,3 +350,21 @@ func yamlOwner(name string) string {
 	}
 	return ""
 }
+
+// sameKeys compares two sets both ways, in sorted order: an error
+// formatted with missing (%s: the key) for each key of want not in got, and
+// with extra for each key of got not in want.
+func sameKeys(want, got map[string]bool, missing, extra string) []error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if !got[k] {
+			errs = append(errs, fmt.Errorf(missing, k))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if !want[k] {
+			errs = append(errs, fmt.Errorf(extra, k))
+		}
+	}
+	return errs
+}

@@ -440,18 +440,9 @@ func checkEnvExample(compose, example []byte) []error {
 			documented[k] = true
 		}
 	}
-	var errs []error
-	for _, k := range slices.Sorted(maps.Keys(used)) {
-		if !documented[k] {
-			errs = append(errs, fmt.Errorf(".env.example lacks %s, which compose.yaml uses", k))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(documented)) {
-		if !used[k] {
-			errs = append(errs, fmt.Errorf(".env.example sets %s, which compose.yaml never uses", k))
-		}
-	}
-	return errs
+	return sameKeys(used, documented,
+		".env.example lacks %s, which compose.yaml uses",
+		".env.example sets %s, which compose.yaml never uses")
 }
 
 func TestCompose(t *testing.T) {

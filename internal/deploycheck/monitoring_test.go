@@ -445,18 +445,9 @@ func checkRunbook(runbook string, alerts []byte) []error {
 			documented[m[1]] = true
 		}
 	}
-	var errs []error
-	for _, a := range slices.Sorted(maps.Keys(rules)) {
-		if !documented[a] {
-			errs = append(errs, fmt.Errorf("README Runbook has no row for alert %s", a))
-		}
-	}
-	for _, a := range slices.Sorted(maps.Keys(documented)) {
-		if !rules[a] {
-			errs = append(errs, fmt.Errorf("README Runbook has a row for %s, which alerts.yaml does not define", a))
-		}
-	}
-	return errs
+	return sameKeys(rules, documented,
+		"README Runbook has no row for alert %s",
+		"README Runbook has a row for %s, which alerts.yaml does not define")
 }
 
 var jobNameRE = regexp.MustCompile(`(?m)^\s*- job_name:\s*(\S+)\s*$`)
