@@ -185,7 +185,7 @@ func BenchmarkAggregationIdle(b *testing.B) {
 			now := time.Now()
 			parallel(b, n, func(i int) error {
 				f := tasks.Follow{AppID: "1400000000", From: "fan", To: "u" + strconv.Itoa(i), EventTime: now.UnixMilli()}
-				adm, err := st.Admit(context.Background(), f, p, now)
+				adm, err := st.Admit(context.Background(), f, p, now, time.Minute)
 				if err != nil {
 					return err
 				}
@@ -247,7 +247,7 @@ func BenchmarkAggregationPerFollow(b *testing.B) {
 		for b.Loop() {
 			i++
 			f := tasks.Follow{AppID: "1400000000", From: "f" + strconv.Itoa(i), To: "u" + strconv.Itoa(i%followees), EventTime: now.UnixMilli()}
-			adm, err := st.Admit(context.Background(), f, p, now)
+			adm, err := st.Admit(context.Background(), f, p, now, time.Minute)
 			if err != nil {
 				b.Fatal(err)
 			}

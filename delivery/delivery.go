@@ -1,29 +1,35 @@
-// Package delivery keeps the per-event records that make delivery
-// exactly-once where it can be: which devices already got a follow's push,
-// whether the follow is finished, and unfollows that cancel pending pushes.
-// It also keeps the state of the notification policies (cooldown,
-// per-recipient cap, aggregation into summary pushes): see [Policy].
+// Package delivery keeps the state that makes delivery exactly-once where
+// it can be, and the state of the notification policies:
 //
-// The receiver writes cancellations ([Store.Cancel]); the worker reads a
-// follow's [Record] before sending ([Store.Load]), asks the policies whether
-// to push it now ([Store.Admit]) and writes back what it did
-// ([Store.MarkSent], [Store.MarkDone]). Summary pushes take their followers
-// with [Store.TakeDigest].
+//   - per event (a follow, or a summary push): which devices already got
+//     its push, whether any device accepted it, whether it is finished;
+//   - per followee: the unfollows that cancel pending pushes, and the
+//     policies' state: the claim each (follower, followee) pair holds on a
+//     push (the cooldown), the per-recipient cap, the pending summary and
+//     the snapshots of summaries being sent. See [Policy].
 //
-// Key layout (prefix defaults to "followpush:"). Keys that one script
-// touches share a hash tag, so every operation works on Redis Cluster:
+// The receiver writes unfollows ([Store.Cancel]); the worker reads an
+// event's [Record] before sending ([Store.QueueLoad]), commits to a push
+// ([Store.QueueAdmit] for a follow, [Store.TakeDigest] for a summary) and
+// settles each attempt ([Store.Settle], [Store.SettleDigest]).
 //
-//	{prefix}{ev:<event id>}          HASH  "done" -> 1, "s:<token hash>" -> 1, "q" -> quota retries, "a" -> admitted (a digest: taken),
-//	                                       "f" -> "<verdict>:<due>" folded into a summary; TTL = Options.RecordTTL
-//	                                       (event id: a follow's tasks.Follow.ID or a digest's tasks.Digest.ID)
-//	{prefix}{cx:<app,from,to hash>}  ZSET  one member "t" scored with the latest unfollow EventTime; TTL = Options.CancelTTL
-//	{prefix}{ag:<followee>}          ZSET  pending followers of the next summary push, scored with their follow's EventTime
-//	{prefix}{ag:<followee>}:win      HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped, "opener" -> follow id
-//	{prefix}{ag:<followee>}:cap      ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
-//	{prefix}{ag:<followee>}:cd       ZSET  cooldown: follower -> EventTime of the follow that notified (or was folded)
-//	{prefix}{ag:<followee>}:ux       ZSET  unfollows: follower -> latest unfollow EventTime; TTL = Options.CancelTTL
-//	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a digest took, so its retries resend the same summary;
-//	                                       TTL = the policy state's (see [Store.TakeDigest]), renewed by each retry
+// Key layout (prefix defaults to "followpush:"). Everything about one
+// followee shares the hash tag {ag:<followee>}, so every script and
+// transaction works on Redis Cluster:
+//
+//	{prefix}{ag:<followee>}:ev:<id>    HASH  one event's record: "done" -> 1, "s:<token hash>" -> 1 (device needs nothing more),
+//	                                         "r" -> 1 (a device accepted the push), "q" -> quota retries, "a" -> 1 (a summary took
+//	                                         its followers); TTL see Options.RecordTTL (id: tasks.Follow.ID or tasks.Digest.ID)
+//	{prefix}{ag:<followee>}:ux         ZSET  unfollows: follower -> latest unfollow EventTime; TTL Options.CancelTTL
+//	{prefix}{ag:<followee>}:cd         ZSET  claims: follower -> EventTime of the follow that holds the pair's claim
+//	{prefix}{ag:<followee>}:cl         HASH  claims not settled yet: follower -> "<follow id> h <in flight until ms>" (to be
+//	                                         pushed on its own) or "<follow id> f 0" (folded into a summary); a claim in :cd
+//	                                         without an entry here reached a device
+//	{prefix}{ag:<followee>}            ZSET  pending followers of the next summary push, scored with their follow's EventTime
+//	{prefix}{ag:<followee>}:win        HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped, "opener" -> follow id
+//	{prefix}{ag:<followee>}:cap        ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
+//	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a summary took, so its retries resend the same summary
+//	{prefix}{ag:<followee>}:sending    STRING the due time of the summary being sent right now; expires with its lease
 package delivery
 
 import (
@@ -41,21 +47,40 @@ import (
 	"github.com/followpush/followpush/tasks"
 )
 
+// ClockSkewMargin is added to every lifetime that must outlast an event's
+// stale cutoff (records, unfollows, claims), so that workers and Redis
+// whose clocks differ by up to half of it still agree: a repeat that one
+// worker finds fresh always finds the record another worker wrote.
+const ClockSkewMargin = 10 * time.Minute
+
+// Defaults of [Options].
+const (
+	// DefaultRecordTTL is Options.RecordTTL's default.
+	DefaultRecordTTL = time.Hour
+	// DefaultCancelTTL is Options.CancelTTL's default.
+	DefaultCancelTTL = time.Hour
+	// DefaultPrefix is Options.Prefix's default.
+	DefaultPrefix = "followpush:"
+)
+
 // Options configure a [Store].
 type Options struct {
-	// Prefix starts every key (default "followpush:").
+	// Prefix starts every key (default [DefaultPrefix]).
 	Prefix string
-	// RecordTTL is how long a follow's record lives after its last write
-	// (default 1 h). It must be at least the worker's maximum event age, or a
-	// repeated webhook arriving after the record expired could push again.
+	// RecordTTL is how long an event's record lives after its last write,
+	// counted from the later of that write and the event's own time, plus
+	// [ClockSkewMargin] (default [DefaultRecordTTL]). It must be at least
+	// the worker's maximum event age, or a repeated webhook arriving after
+	// the record expired could push again.
 	RecordTTL time.Duration
-	// CancelTTL is how long an unfollow keeps cancelling (default 1 h): set it
-	// to the maximum event age, after which a pending follow is stale anyway.
+	// CancelTTL is how long an unfollow keeps cancelling, plus
+	// [ClockSkewMargin] (default [DefaultCancelTTL]): set it to the
+	// maximum event age, after which a pending follow is stale anyway.
 	CancelTTL time.Duration
 }
 
-// Store reads and writes delivery records in Redis. It is safe for
-// concurrent use.
+// Store reads and writes delivery records and policy state in Redis. It is
+// safe for concurrent use.
 type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
@@ -66,62 +91,54 @@ type Store struct {
 // New returns a Store over rdb.
 func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
-		opts.Prefix = "followpush:"
+		opts.Prefix = DefaultPrefix
 	}
 	if opts.RecordTTL <= 0 {
-		opts.RecordTTL = time.Hour
+		opts.RecordTTL = DefaultRecordTTL
 	}
 	if opts.CancelTTL <= 0 {
-		opts.CancelTTL = time.Hour
+		opts.CancelTTL = DefaultCancelTTL
 	}
 	return &Store{rdb: rdb, prefix: opts.Prefix, recordTTL: opts.RecordTTL, cancelTTL: opts.CancelTTL}
 }
 
+// Redis returns the Store's Redis client: a pipeline on it can carry
+// [Store.QueueLoad] and [Store.QueueAdmit] together with other reads of
+// the same Redis.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
 // Event is anything with a delivery record: a follow ([tasks.Follow]) or a
 // summary push ([tasks.Digest]). ID must be unique across both; Time is the
-// event's own time (a follow's EventTime, a digest's due time).
+// event's own time (a follow's EventTime, a digest's due time); Followee
+// is the user the push goes to, under whose hash tag the record lives.
 type Event interface {
 	ID() string
 	Time() time.Time
+	Followee() string
 }
 
-// Record is what is known about one follow event's (or digest's) delivery.
+// Record is what is known about one event's delivery.
 type Record struct {
-	// Done: the follow was fully handled (pushed, or nothing to push); a
+	// Done: the event was fully handled (pushed, or nothing to push); a
 	// repeat must do nothing.
 	Done bool
-	// Cancelled: an unfollow of the same pair, later than the follow, arrived.
+	// Cancelled: an unfollow of the same pair, later than the follow, was
+	// recorded (users share one namespace across apps, so an unfollow
+	// from any app counts). Always false for a summary.
 	Cancelled bool
 	// Finished holds the hashes ([TokenKey]) of devices that need nothing
-	// more for this follow: sent, or dropped for good.
+	// more for this event: sent, or dropped for good.
 	Finished map[string]bool
+	// Reached: FCM accepted this event's push for at least one device in
+	// an earlier attempt.
+	Reached bool
 	// QuotaRetries counts retries caused by FCM quota errors, which asynq
 	// does not count (they are not failures), so that their backoff can grow.
 	QuotaRetries int
-	// Admitted: the notification policies let this follow through to be
-	// pushed on its own ([Store.MarkAdmitted]); a retry sends without asking
-	// them again. For a digest: an earlier attempt took its followers
-	// ([Store.TakeDigest]), so a retry that finds no snapshot lost it.
-	Admitted bool
-	// Folded is the summary push the policies folded this follow into, when
-	// scheduling that summary failed ([Store.MarkFolded]): a retry schedules
-	// it without asking the policies again. Zero otherwise.
-	Folded Admission
-}
-
-// recordExpiry is when e's record may go: RecordTTL after the later of now
-// and e's time, so that a record outlives the stale cutoff even for an
-// event stamped in the future (clock skew): a repeat can never find it gone
-// while the event is still fresh enough to push.
-func (s *Store) recordExpiry(e Event) time.Time {
-	return maxTime(time.Now(), e.Time()).Add(s.recordTTL)
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+	// Taken (summaries only): an earlier attempt took the summary's
+	// followers ([Store.TakeDigest]), so a retry that finds no snapshot
+	// lost it.
+	Taken bool
 }
 
 // TokenKey is the short, stable name of a device token inside a record.
@@ -130,37 +147,39 @@ func TokenKey(token string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (s *Store) eventKey(e Event) string { return s.prefix + "{ev:" + e.ID() + "}" }
+func (s *Store) tag(followee string) string   { return s.prefix + "{ag:" + followee + "}" }
+func (s *Store) eventKey(e Event) string      { return s.tag(e.Followee()) + ":ev:" + e.ID() }
+func (s *Store) unfollowsKey(to string) string { return s.tag(to) + ":ux" }
 
-func (s *Store) cancelKey(app, from, to string) string {
-	sum := sha256.Sum256([]byte(strconv.Itoa(len(app)) + ":" + app + strconv.Itoa(len(from)) + ":" + from + to))
-	return s.prefix + "{cx:" + hex.EncodeToString(sum[:16]) + "}"
+// recordLife is the relative lifetime of e's record written at now: until
+// RecordTTL after the later of now and e's time (an event stamped in the
+// future by a fast clock keeps its record that much longer), plus
+// [ClockSkewMargin]. Relative, so Redis's own clock does not matter.
+func (s *Store) recordLife(e Event, now time.Time) time.Duration {
+	return max(e.Time().Sub(now), 0) + s.recordTTL + ClockSkewMargin
 }
 
-// Cancel records that from unfollowed each of to in app at eventTime (ms):
-// a pending follow of the same pair with an earlier EventTime will not be
-// pushed. An older unfollow never overwrites a newer one, so retries that
-// arrive out of order cannot resurrect a cancelled push.
+// Cancel records that from unfollowed each of to at eventTime (ms): a
+// pending follow of the same pair with an earlier EventTime will not be
+// pushed, whatever app either came from. An older unfollow never
+// overwrites a newer one, so retries that arrive out of order cannot
+// resurrect a cancelled push.
 //
 // Cancel also undoes a follow already folded into a followee's pending
-// summary push (aggregation, or over the per-recipient cap): when from is
-// pending there with a follow older than the unfollow, it is removed (a
-// summary left with nobody is not sent), and the cooldown that follow
-// started is lifted, since it notified nobody; and the unfollow is noted
-// under the followee's hash tag, so that [Store.Admit] refuses a follow
-// task that loaded its record just before. All of it is one pipeline.
+// summary push: when from is pending there with a follow older than the
+// unfollow, it is removed (a summary left with nobody is not sent) and
+// the claim that follow held is dropped. It is one pipeline of one script
+// per followee.
 func (s *Store) Cancel(ctx context.Context, app, from string, to []string, eventTime int64) error {
 	if len(to) == 0 {
 		return nil
 	}
-	run := func(undo func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd) error {
+	ttl := s.cancelTTL + ClockSkewMargin
+	run := func(eval func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd) error {
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, t := range to {
-				k := s.cancelKey(app, from, t)
-				p.ZAddGT(ctx, k, redis.Z{Score: float64(eventTime), Member: "t"})
-				p.PExpire(ctx, k, s.cancelTTL)
-				undo(p, []string{s.pendingKey(t), s.cooldownKey(t), s.unfollowsKey(t)},
-					from, eventTime, s.cancelTTL.Milliseconds(), "("+strconv.FormatInt(eventTime-s.cancelTTL.Milliseconds(), 10))
+				eval(p, []string{s.pendingKey(t), s.cooldownKey(t), s.claimKey(t), s.unfollowsKey(t)},
+					from, eventTime, ttl.Milliseconds(), excl(eventTime-ttl.Milliseconds()))
 			}
 			return nil
 		})
@@ -171,7 +190,7 @@ func (s *Store) Cancel(ctx context.Context, app, from string, to []string, event
 	})
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// The script cache was empty (a restarted or new Redis): send the
-		// script itself once. Every command above is idempotent.
+		// script itself once. The script is idempotent.
 		err = run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
 			return undoScript.Eval(ctx, p, keys, args...)
 		})
@@ -197,15 +216,16 @@ func (s *Store) Load(ctx context.Context, f tasks.Follow) (Record, error) {
 type LoadQuery struct {
 	f  tasks.Follow
 	ev *redis.MapStringStringCmd
-	cx *redis.FloatCmd
+	ux *redis.FloatCmd
 }
 
-// QueueLoad queues the reads of f's record and cancellation on p.
+// QueueLoad queues the reads of f's record and of the pair's latest
+// unfollow on p.
 func (s *Store) QueueLoad(ctx context.Context, p redis.Pipeliner, f tasks.Follow) *LoadQuery {
 	return &LoadQuery{
 		f:  f,
 		ev: p.HGetAll(ctx, s.eventKey(f)),
-		cx: p.ZScore(ctx, s.cancelKey(f.AppID, f.From, f.To), "t"),
+		ux: p.ZScore(ctx, s.unfollowsKey(f.To), f.From),
 	}
 }
 
@@ -215,25 +235,19 @@ func (q *LoadQuery) Result() (Record, error) {
 	if err := q.ev.Err(); err != nil {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
 	}
-	at, err := q.cx.Result()
+	at, err := q.ux.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
 	}
 	rec := parseRecord(q.ev.Val())
-	if err == nil && int64(at) > q.f.EventTime {
-		rec.Cancelled = true
-	}
+	rec.Cancelled = err == nil && int64(at) > q.f.EventTime
 	return rec, nil
 }
 
-// Redis returns the Store's Redis client: a pipeline on it can carry
-// [Store.QueueLoad] together with other reads of the same Redis.
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
-
-// LoadRecord returns e's record without looking for cancellations (a
-// digest's). An event never seen before has a zero Record.
-func (s *Store) LoadRecord(ctx context.Context, e Event) (Record, error) {
-	ev, err := s.rdb.HGetAll(ctx, s.eventKey(e)).Result()
+// LoadDigest returns the delivery record of summary d. A summary never
+// seen before has a zero Record.
+func (s *Store) LoadDigest(ctx context.Context, d tasks.Digest) (Record, error) {
+	ev, err := s.rdb.HGetAll(ctx, s.eventKey(d)).Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
 	}
@@ -246,12 +260,12 @@ func parseRecord(fields map[string]string) Record {
 		switch {
 		case k == "done":
 			rec.Done = true
+		case k == "r":
+			rec.Reached = true
 		case k == "a":
-			rec.Admitted = true
+			rec.Taken = true
 		case k == "q":
 			rec.QuotaRetries, _ = strconv.Atoi(v)
-		case k == "f":
-			rec.Folded = parseFolded(v)
 		case strings.HasPrefix(k, "s:"):
 			rec.Finished[k[2:]] = true
 		}
@@ -259,84 +273,136 @@ func parseRecord(fields map[string]string) Record {
 	return rec
 }
 
-// MarkSent records that the devices with these tokens need nothing more
-// for e (they were sent the push, or dropped for good).
-func (s *Store) MarkSent(ctx context.Context, e Event, tokens []string) error {
-	if len(tokens) == 0 {
-		return nil
-	}
-	if err := s.mark(ctx, e, tokens, false); err != nil {
-		return fmt.Errorf("mark devices sent: %w", err)
-	}
-	return nil
+// Attempt is what one attempt at an event's push did, for [Store.Settle]
+// and [Store.SettleDigest].
+type Attempt struct {
+	// Finished are the tokens of devices that need nothing more: FCM
+	// accepted the push, or dropped them for good.
+	Finished []string
+	// Accepted: FCM accepted the push for at least one device.
+	Accepted bool
+	// Final: the event ends with this attempt (no retry follows): it is
+	// marked done, or (FailedForGood) left for asynq to archive.
+	Final bool
+	// FailedForGood, with Final: the attempt failed and the task will be
+	// archived (its retries are used up, or the failure is permanent), so
+	// the record is not marked done: an operator may run it again.
+	FailedForGood bool
+	// QuotaRetry: the attempt is retried because of FCM quota errors; the
+	// record counts it ([Record.QuotaRetries]).
+	QuotaRetry bool
 }
 
-// MarkDone records that e is fully handled: a repeat of the same event
-// (same app, follower, followee and EventTime; or the same digest) does
-// nothing until the record expires.
-func (s *Store) MarkDone(ctx context.Context, e Event) error {
-	if err := s.mark(ctx, e, nil, true); err != nil {
-		return fmt.Errorf("mark follow done: %w", err)
-	}
-	return nil
-}
-
-// Finish is MarkSent and MarkDone in one transaction (one round trip): how
-// a delivery that needs no retry ends.
-func (s *Store) Finish(ctx context.Context, e Event, tokens []string) error {
-	if err := s.mark(ctx, e, tokens, true); err != nil {
-		return fmt.Errorf("mark follow done: %w", err)
-	}
-	return nil
-}
-
-// mark sets the sent flags of tokens and, with done, the done flag of e's
-// record, and renews its expiry.
-func (s *Store) mark(ctx context.Context, e Event, tokens []string, done bool) error {
-	fields := make([]any, 0, 2*len(tokens)+2)
-	for _, t := range tokens {
-		fields = append(fields, "s:"+TokenKey(t), 1)
-	}
-	if done {
-		fields = append(fields, "done", 1)
-	}
-	k := s.eventKey(e)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, fields...)
-		p.PExpireAt(ctx, k, s.recordExpiry(e))
-		return nil
-	})
-	return err
-}
-
-// AddQuotaRetry counts one more quota-caused retry of e and returns the new
-// count.
-func (s *Store) AddQuotaRetry(ctx context.Context, e Event) (int, error) {
-	k := s.eventKey(e)
-	var n *redis.IntCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.HIncrBy(ctx, k, "q", 1)
-		p.PExpireAt(ctx, k, s.recordExpiry(e))
-		return nil
-	})
+// Settle records what attempt a did for follow f at now, in one script: the
+// finished devices, whether a device accepted, the done flag and the quota
+// retry count (returned). It also settles the pair's claim when f holds it
+// as a push of its own: once a device accepted, the claim stands (the
+// cooldown runs); when f ends without any device accepting (cancelled,
+// stale, no devices, every device dead, retries used up) the claim and
+// f's cap slot are released, so another follow of the pair is pushed; on
+// a retry the claim stays, no longer in flight.
+func (s *Store) Settle(ctx context.Context, f tasks.Follow, a Attempt, now time.Time) (int, error) {
+	keys := []string{s.eventKey(f), s.cooldownKey(f.To), s.claimKey(f.To), s.capKey(f.To)}
+	args := append([]any{f.From, boolArg(a.Final && !a.FailedForGood), boolArg(a.Final),
+		boolArg(a.Accepted), boolArg(a.QuotaRetry), ms(s.recordLife(f, now)), f.ID()}, tokenArgs(a.Finished)...)
+	q, err := settleScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
-		return 0, fmt.Errorf("count quota retry: %w", err)
+		return 0, fmt.Errorf("record delivery: %w", err)
 	}
-	return int(n.Val()), nil
+	return q, nil
 }
 
-// MarkAdmitted records that the notification policies let e through to be
-// pushed on its own ([Record.Admitted]), so that its retries do not ask
-// them again; for a digest, that its followers were taken.
-func (s *Store) MarkAdmitted(ctx context.Context, e Event) error {
-	k := s.eventKey(e)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, "a", 1)
-		p.PExpireAt(ctx, k, s.recordExpiry(e))
-		return nil
-	})
+// SettleDigest records what attempt a did for summary d at now, like
+// [Store.Settle], and settles the claims of the followers it named: cutoff
+// (ms) is the oldest follow it named, older ones were left out as stale.
+// Once a device accepted, the named followers' claims stand; when the
+// summary ends without any device accepting, their claims and its cap
+// slot are released. It also ends the summary's in-flight lease.
+func (s *Store) SettleDigest(ctx context.Context, d tasks.Digest, a Attempt, cutoff int64, now time.Time) (int, error) {
+	keys := []string{s.eventKey(d), s.snapshotKey(d), s.cooldownKey(d.To), s.claimKey(d.To), s.capKey(d.To), s.sendingKey(d.To)}
+	args := append([]any{d.ID(), boolArg(a.Final && !a.FailedForGood), boolArg(a.Final),
+		boolArg(a.Accepted), boolArg(a.QuotaRetry), ms(s.recordLife(d, now)), itoa(cutoff), itoa(d.Due)}, tokenArgs(a.Finished)...)
+	q, err := settleDigestScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
-		return fmt.Errorf("mark follow admitted: %w", err)
+		return 0, fmt.Errorf("record summary delivery: %w", err)
 	}
-	return nil
+	return q, nil
 }
+
+func tokenArgs(tokens []string) []any {
+	out := make([]any, len(tokens))
+	for i, t := range tokens {
+		out[i] = TokenKey(t)
+	}
+	return out
+}
+
+// recordFields is the part of settleScript and settleDigestScript that
+// writes the record: ARGV[2] "1" done, ARGV[4] "1" accepted, ARGV[5] "1"
+// quota retry, ARGV[6] record TTL ms, ARGV[first..] token hashes. It
+// leaves q (the quota retry count) and reached (a device accepted, now or
+// earlier) set.
+const recordFields = `
+for i = FIRST_TOKEN, #ARGV do redis.call('HSET', KEYS[1], 's:' .. ARGV[i], 1) end
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'r', 1) end
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'done', 1) end
+local q = 0
+if ARGV[5] == '1' then q = redis.call('HINCRBY', KEYS[1], 'q', 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+local reached = redis.call('HEXISTS', KEYS[1], 'r') == 1
+`
+
+// settleScript settles one attempt of a follow.
+//
+// KEYS[1] record HASH, KEYS[2] claims ZSET, KEYS[3] unsettled claims HASH, KEYS[4] cap ZSET
+// ARGV[1] follower, ARGV[2] "1" mark done, ARGV[3] "1" final, ARGV[4] "1" accepted,
+// ARGV[5] "1" quota retry, ARGV[6] record TTL ms, ARGV[7] follow id, ARGV[8..] token hashes
+var settleScript = redis.NewScript(strings.ReplaceAll(`
+local from, id = ARGV[1], ARGV[7]
+`+recordFields+`
+local v = redis.call('HGET', KEYS[3], from)
+if v and string.sub(v, 1, #id + 3) == id .. ' h ' then
+  if reached then
+    redis.call('HDEL', KEYS[3], from)
+  elseif ARGV[3] == '1' then
+    redis.call('ZREM', KEYS[2], from)
+    redis.call('HDEL', KEYS[3], from)
+  else
+    redis.call('HSET', KEYS[3], from, id .. ' h 0')
+  end
+end
+if ARGV[3] == '1' and not reached then redis.call('ZREM', KEYS[4], id) end
+return q
+`, "FIRST_TOKEN", "8"))
+
+// settleDigestScript settles one attempt of a summary.
+//
+// KEYS[1] record HASH, KEYS[2] snapshot ZSET, KEYS[3] claims ZSET, KEYS[4] unsettled claims HASH,
+// KEYS[5] cap ZSET, KEYS[6] sending STRING
+// ARGV[1] digest id, ARGV[2] "1" mark done, ARGV[3] "1" final, ARGV[4] "1" accepted,
+// ARGV[5] "1" quota retry, ARGV[6] record TTL ms, ARGV[7] cutoff ms, ARGV[8] due ms, ARGV[9..] token hashes
+var settleDigestScript = redis.NewScript(strings.ReplaceAll(`
+`+recordFields+`
+if redis.call('GET', KEYS[6]) == ARGV[8] then redis.call('DEL', KEYS[6]) end
+local confirm, release = ARGV[4] == '1', ARGV[3] == '1' and not reached
+if confirm or release then
+  local cutoff = tonumber(ARGV[7])
+  local m = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+  for i = 1, #m, 2 do
+    local c = redis.call('ZSCORE', KEYS[3], m[i])
+    if c and tonumber(c) == tonumber(m[i + 1]) then
+      local v = redis.call('HGET', KEYS[4], m[i])
+      if v and string.find(v, ' f ', 1, true) then
+        if confirm and tonumber(m[i + 1]) >= cutoff then
+          redis.call('HDEL', KEYS[4], m[i])
+        elseif release or confirm then
+          redis.call('ZREM', KEYS[3], m[i])
+          redis.call('HDEL', KEYS[4], m[i])
+        end
+      end
+    end
+  end
+end
+if release then redis.call('ZREM', KEYS[5], ARGV[1]) end
+return q
+`, "FIRST_TOKEN", "9"))

@@ -44,17 +44,23 @@ func TestCancelOnlyCancelsOlderFollows(t *testing.T) {
 	if rec, err := st.Load(ctx, other); err != nil || rec.Cancelled {
 		t.Fatalf("unfollowing bob cancelled the follow of carol: %+v, %v", rec, err)
 	}
-	// Another app's identical pair is a different event.
-	if rec, err := st.Load(ctx, tasks.Follow{AppID: "1400000001", From: "alice", To: "bob", EventTime: 1000}); err != nil || rec.Cancelled {
-		t.Fatalf("cancel leaked across apps: %+v, %v", rec, err)
+	// All apps share one user namespace: alice unfollowed bob, whichever
+	// app the follow came from.
+	if rec, err := st.Load(ctx, tasks.Follow{AppID: "1400000001", From: "alice", To: "bob", EventTime: 1000}); err != nil || !rec.Cancelled {
+		t.Fatalf("the unfollow did not cancel the same pair's follow from another app: %+v, %v", rec, err)
 	}
 }
 
-func TestRecordRoundTrip(t *testing.T) {
+// Settle records an attempt: the finished devices, whether any device
+// accepted, the quota retries; a final attempt marks the record done,
+// unless it failed for good (asynq archives the task: an operator may run
+// it again).
+func TestSettleRecordsAttempts(t *testing.T) {
 	t.Parallel()
 	st, srv := newStore(t)
 	ctx := context.Background()
-	f := tasks.Follow{AppID: "1", From: "a", To: "b", EventTime: 42}
+	now := time.Now()
+	f := tasks.Follow{AppID: "1", From: "a", To: "b", EventTime: now.UnixMilli()}
 
 	rec, err := st.Load(ctx, f)
 	if err != nil {
@@ -63,74 +69,72 @@ func TestRecordRoundTrip(t *testing.T) {
 	if d := cmp.Diff(delivery.Record{Finished: map[string]bool{}}, rec); d != "" {
 		t.Fatalf("fresh record (-want +got):\n%s", d)
 	}
-	if err := st.MarkSent(ctx, f, []string{"tok-1", "tok-2"}); err != nil {
+	for i, want := range []int{1, 2} {
+		q, err := st.Settle(ctx, f, delivery.Attempt{Finished: []string{"tok-1"}, QuotaRetry: true}, now)
+		if err != nil || q != want {
+			t.Fatalf("quota retry %d: count %d, %v; want %d", i, q, err, want)
+		}
+	}
+	if _, err := st.Settle(ctx, f, delivery.Attempt{Finished: []string{"tok-2"}, Accepted: true}, now); err != nil {
 		t.Fatal(err)
-	}
-	if n, err := st.AddQuotaRetry(ctx, f); err != nil || n != 1 {
-		t.Fatalf("AddQuotaRetry = %d, %v", n, err)
-	}
-	if n, _ := st.AddQuotaRetry(ctx, f); n != 2 {
-		t.Fatalf("second AddQuotaRetry = %d, want 2", n)
 	}
 	rec, err = st.Load(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := delivery.Record{QuotaRetries: 2, Finished: map[string]bool{delivery.TokenKey("tok-1"): true, delivery.TokenKey("tok-2"): true}}
+	want := delivery.Record{QuotaRetries: 2, Reached: true, Finished: map[string]bool{delivery.TokenKey("tok-1"): true, delivery.TokenKey("tok-2"): true}}
 	if d := cmp.Diff(want, rec); d != "" {
-		t.Fatalf("after MarkSent (-want +got):\n%s", d)
+		t.Fatalf("after two attempts (-want +got):\n%s", d)
 	}
-	if err := st.MarkDone(ctx, f); err != nil {
+	if _, err := st.Settle(ctx, f, delivery.Attempt{Final: true}, now); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := st.Load(ctx, f); !rec.Done {
-		t.Fatal("MarkDone not visible")
+	if rec, _ := st.Load(ctx, f); !rec.Done || !rec.Reached {
+		t.Fatalf("final attempt: %+v, want done and reached", rec)
 	}
-	// Records expire: nothing is kept forever.
-	keys, err := srv.Client(t).Keys(ctx, "followpush:*").Result()
+
+	g := tasks.Follow{AppID: "1", From: "a", To: "c", EventTime: now.UnixMilli()}
+	if _, err := st.Settle(ctx, g, delivery.Attempt{Final: true, FailedForGood: true}, now); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := st.Load(ctx, g); rec.Done {
+		t.Fatal("an attempt that failed for good marked the record done: running the archived task again would do nothing")
+	}
+	if n := srv.Client(t).Exists(ctx, "followpush:{ag:c}:ev:"+g.ID()).Val(); n != 0 {
+		t.Fatal("an attempt that failed for good with nothing sent left a record")
+	}
+
+	// Records expire: nothing is kept forever. The lifetime is the record
+	// TTL plus the clock-skew margin.
+	keys, err := srv.Client(t).Keys(ctx, "followpush:*:ev:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("keys = %v, %v", keys, err)
 	}
-	if ttl := srv.Client(t).PTTL(ctx, keys[0]).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
-		t.Fatalf("record TTL = %s, want about 1h", ttl)
+	life := time.Hour + delivery.ClockSkewMargin
+	if ttl := srv.Client(t).PTTL(ctx, keys[0]).Val(); ttl <= life-time.Minute || ttl > life {
+		t.Fatalf("record TTL = %s, want about %s", ttl, life)
 	}
 }
 
-// Finish records the sent devices and the done flag together, with the
-// record's expiry.
-func TestFinish(t *testing.T) {
+// A record outlives its event's stale cutoff on every clock: it lives
+// RecordTTL plus a margin from the later of the write and the event's own
+// time, so an event stamped ahead of the worker's clock keeps it longer.
+func TestRecordOutlivesItsEventUnderClockSkew(t *testing.T) {
 	t.Parallel()
 	st, srv := newStore(t)
 	ctx := context.Background()
-	f := tasks.Follow{AppID: "1", From: "a", To: "b", EventTime: time.Now().UnixMilli()}
-	if err := st.MarkSent(ctx, f, []string{"tok-1"}); err != nil {
+	now := time.Now()
+	ahead := tasks.Follow{AppID: "1", From: "a", To: "b", EventTime: now.Add(3 * time.Minute).UnixMilli()}
+	if _, err := st.Settle(ctx, ahead, delivery.Attempt{Final: true}, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Finish(ctx, f, []string{"tok-2"}); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := st.Load(ctx, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := delivery.Record{Done: true, Finished: map[string]bool{delivery.TokenKey("tok-1"): true, delivery.TokenKey("tok-2"): true}}
-	if d := cmp.Diff(want, rec); d != "" {
-		t.Fatalf("after Finish (-want +got):\n%s", d)
-	}
-	keys, err := srv.Client(t).Keys(ctx, "followpush:*").Result()
+	keys, err := srv.Client(t).Keys(ctx, "followpush:*:ev:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("keys = %v, %v", keys, err)
 	}
-	if ttl := srv.Client(t).PTTL(ctx, keys[0]).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
-		t.Fatalf("record TTL = %s, want about 1h", ttl)
-	}
-	// Finishing with no devices (all dropped earlier) still marks done.
-	g := tasks.Follow{AppID: "1", From: "a", To: "c", EventTime: f.EventTime}
-	if err := st.Finish(ctx, g, nil); err != nil {
-		t.Fatal(err)
-	}
-	if rec, err := st.Load(ctx, g); err != nil || !rec.Done || len(rec.Finished) != 0 {
-		t.Fatalf("Finish without tokens: %+v, %v", rec, err)
+	want := 3*time.Minute + time.Hour + delivery.ClockSkewMargin
+	if ttl := srv.Client(t).PTTL(ctx, keys[0]).Val(); ttl <= want-time.Minute || ttl > want {
+		t.Fatalf("record TTL = %s, want about %s", ttl, want)
 	}
 }
 

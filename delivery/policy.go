@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,17 +23,18 @@ const CapWindow = time.Hour
 // ({prefix}{ag:<followee>}, see the package documentation), so each decision
 // is one atomic script, also on Redis Cluster.
 type Policy struct {
-	// Cooldown: once a follow of a pair (follower, followee; whatever the
-	// app) notified, or was folded into a pending summary, other follows of
-	// the same pair with an EventTime less than Cooldown later notify nothing
-	// (follow → unfollow → follow again does not push twice). An unfollow
-	// that undoes a still-pending folded follow lifts its cooldown, since it
-	// notified nobody. 0 = off.
+	// Cooldown: once a push for a follow of a pair (follower, followee;
+	// whatever the app) reached a device, other follows of the same pair
+	// with an EventTime less than Cooldown later push nothing (follow →
+	// unfollow → follow again does not push twice). A follow that has not
+	// reached a device yet holds no cooldown: see [Store.QueueAdmit].
+	// 0 = off.
 	Cooldown time.Duration
 	// MaxPerHour caps the follower pushes (single or summary) one followee
 	// gets in any sliding hour ([CapWindow]); follows beyond it are folded
 	// into the followee's next summary push, due when the cap allows one
-	// more. 0 = unlimited.
+	// more. A push that ends without reaching any device gives its slot
+	// back. 0 = unlimited.
 	MaxPerHour int
 	// Window is the aggregation window: follows of the same followee within
 	// it become one summary push at its end, and a summary sent opens the
@@ -47,73 +47,139 @@ type Policy struct {
 	FirstImmediate bool
 }
 
-// Active reports whether any policy is on; an inactive Policy needs no
-// call to [Store.Admit].
+// Active reports whether any policy is on. With none on, a follow's
+// admission only checks for a later unfollow.
 func (p Policy) Active() bool { return p.Cooldown > 0 || p.MaxPerHour > 0 || p.Window > 0 }
 
-// Verdict is what [Store.Admit] decided for a follow.
+// Verdict is what [Store.QueueAdmit] decided for a follow.
 type Verdict string
 
-// The verdicts of [Store.Admit].
+// The verdicts of an admission.
 const (
-	// VerdictSend: push the follow on its own, now.
+	// VerdictSend: push the follow on its own, now. With policies on, the
+	// follow holds its pair's claim, in flight until [Admission.Until].
 	VerdictSend Verdict = "send"
-	// VerdictCooldown: the pair notified recently; push nothing.
-	VerdictCooldown Verdict = "cooldown"
-	// VerdictCancelled: an unfollow later than the follow arrived (after
-	// the follow's record was loaded); push nothing.
+	// VerdictCancelled: an unfollow of the pair later than the follow was
+	// recorded; push nothing.
 	VerdictCancelled Verdict = "cancelled"
-	// VerdictAggregated: the follow was folded into the followee's pending
-	// summary, which is due at [Admission.Due].
+	// VerdictCooldown: a push for an earlier follow of the pair reached a
+	// device less than Policy.Cooldown before; push nothing.
+	VerdictCooldown Verdict = "cooldown"
+	// VerdictSuperseded: a newer follow of the same pair holds the claim
+	// and will notify; push nothing.
+	VerdictSuperseded Verdict = "superseded"
+	// VerdictWait: another follow of the pair (or a summary naming it) is
+	// being sent right now; ask again after [Admission.Until], when its
+	// outcome decides (a push that reached a device starts the cooldown;
+	// one that did not leaves the pair to this follow).
+	VerdictWait Verdict = "wait"
+	// VerdictAggregated: the follow is folded into the followee's pending
+	// summary, which is due at [Admission.Due]. A retry of a follow folded
+	// earlier gets this answer again while the summary is pending: the
+	// follow is folded only once.
 	VerdictAggregated Verdict = "aggregated"
-	// VerdictCapped: the followee is at its per-hour cap; the follow was
+	// VerdictCapped: the followee is at its per-hour cap; the follow is
 	// folded into the pending summary, due at [Admission.Due].
 	VerdictCapped Verdict = "capped"
+	// VerdictSummarized: the follow was folded earlier and a summary has
+	// taken it; nothing more to do.
+	VerdictSummarized Verdict = "summarized"
 )
 
-// Admission is the answer of [Store.Admit].
+// Admission is the answer of an admission.
 type Admission struct {
 	Verdict Verdict
-	// Due is when the summary push the follow was folded into is due, in
+	// Due is when the summary push the follow is folded into is due, in
 	// milliseconds since the epoch (VerdictAggregated, VerdictCapped; 0
 	// otherwise). The caller makes sure a [tasks.Digest] task for it
 	// exists; scheduling the same digest twice is harmless.
 	Due int64
+	// Until is when the push blocking a VerdictWait ends at the latest.
+	Until time.Time
 }
 
-// admitScript decides one follow. It never pushes a follow twice on its
-// own: a retry of a follow it let through (found in the cap log or as the
-// window's opener) is let through again.
+// admitScript decides one follow and, when it is to be pushed, commits to
+// the push: the follow takes its pair's claim, in flight until the lease
+// ends. See [Store.QueueAdmit] for the rules.
 //
-// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] cooldown ZSET,
-// KEYS[5] unfollows ZSET
+// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] claims ZSET,
+// KEYS[5] unsettled claims HASH, KEYS[6] unfollows ZSET, KEYS[7] sending STRING,
+// KEYS[8] the follow's record HASH
 // ARGV[1] follower, ARGV[2] EventTime ms, ARGV[3] follow id, ARGV[4] now ms,
-// ARGV[5] cooldown ms (0 = off), ARGV[6] "(" cooldown prune bound,
+// ARGV[5] cooldown ms (0 = off), ARGV[6] claim prune bound (inclusive),
 // ARGV[7] cap (0 = off), ARGV[8] cap window ms, ARGV[9] cap prune bound (inclusive),
 // ARGV[10] window ms (0 = off), ARGV[11] "1" first immediate, ARGV[12] now+window ms,
-// ARGV[13] key TTL ms
+// ARGV[13] state TTL ms, ARGV[14] in flight until ms, ARGV[15] claims TTL ms
 var admitScript = redis.NewScript(`
 local from, et, id, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local cd, cap, win = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[10])
-if cap > 0 and redis.call('ZSCORE', KEYS[3], id) then return {'send', 0} end
-if win > 0 and redis.call('HGET', KEYS[2], 'opener') == id then return {'send', 0} end
-local u = redis.call('ZSCORE', KEYS[5], from)
+local u = redis.call('ZSCORE', KEYS[6], from)
 if u and tonumber(u) > et then return {'cancelled', 0} end
-if cd > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[6])
-  local c = redis.call('ZSCORE', KEYS[4], from)
-  if c and tonumber(c) ~= et then return {'cooldown', 0} end
+local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6], 'LIMIT', 0, 100)
+if #old > 0 then
+  redis.call('ZREM', KEYS[4], unpack(old))
+  redis.call('HDEL', KEYS[5], unpack(old))
 end
-local function claim()
-  if cd > 0 then
-    redis.call('ZADD', KEYS[4], ARGV[2], from)
-    redis.call('PEXPIRE', KEYS[4], ARGV[5])
+local function claim(state)
+  redis.call('ZADD', KEYS[4], et, from)
+  redis.call('HSET', KEYS[5], from, id .. ' ' .. state)
+  redis.call('PEXPIRE', KEYS[4], ARGV[15])
+  redis.call('PEXPIRE', KEYS[5], ARGV[15])
+end
+local function pending_summary()
+  local due = redis.call('HGET', KEYS[2], 'due')
+  if not due then return nil end
+  return {redis.call('HGET', KEYS[2], 'why') or 'aggregated', due}
+end
+local c = redis.call('ZSCORE', KEYS[4], from)
+if c then
+  c = tonumber(c)
+  local v = redis.call('HGET', KEYS[5], from)
+  local owner, state, till = nil, 'r', 0
+  if v then
+    local o, s, t = string.match(v, '^(%S+) (%a) (%d+)$')
+    owner, state, till = o, s, tonumber(t)
+  end
+  if (v and owner == id) or (not v and c == et) then
+    if state == 'f' then
+      local s = redis.call('ZSCORE', KEYS[1], from)
+      local ps = pending_summary()
+      if s and tonumber(s) == et and ps then return ps end
+      return {'summarized', 0}
+    end
+    if state == 'r' and redis.call('HEXISTS', KEYS[8], 'r') == 0 then
+      return {'summarized', 0} -- a summary naming f reached a device
+    end
+    if state == 'h' then redis.call('HSET', KEYS[5], from, id .. ' h ' .. ARGV[14]) end
+    return {'send', 0}
+  end
+  if c > et then return {'superseded', 0} end
+  if state == 'r' then
+    if cd > 0 and et - c < cd then return {'cooldown', 0} end
+  elseif state == 'h' then
+    if till > now then return {'wait', till} end
+    redis.call('ZREM', KEYS[3], owner)
+  else
+    local s = redis.call('ZSCORE', KEYS[1], from)
+    local ps = pending_summary()
+    if s and tonumber(s) == c and ps then
+      redis.call('ZADD', KEYS[1], et, from)
+      redis.call('PEXPIRE', KEYS[1], ARGV[13])
+      claim('f 0')
+      return ps
+    end
+    local sd = redis.call('GET', KEYS[7])
+    if sd then
+      local ss = redis.call('ZSCORE', KEYS[1] .. ':snap:' .. sd, from)
+      local ttl = redis.call('PTTL', KEYS[7])
+      if ss and tonumber(ss) == c and ttl > 0 then return {'wait', now + ttl} end
+    end
   end
 end
 local function fold(due, why)
-  redis.call('ZADD', KEYS[1], 'GT', ARGV[2], from)
+  redis.call('ZADD', KEYS[1], et, from)
   redis.call('PEXPIRE', KEYS[1], ARGV[13])
-  claim()
+  claim('f 0')
   return {why, due}
 end
 local function open(due, why, opener)
@@ -142,53 +208,68 @@ if cap > 0 then
   redis.call('PEXPIRE', KEYS[3], ARGV[8])
 end
 if win > 0 then open(ARGV[12], 'aggregated', id) end
-claim()
+claim('h ' .. ARGV[14])
 return {'send', 0}
 `)
 
-// takeScript takes the followers of one digest. Whether it takes them now
-// or answers a retry from the snapshot an earlier run took, it first drops
-// every follower whose unfollow (in the unfollows set) is later than their
-// follow: an unfollow is honoured until the summary goes out, also while
-// the summary is being retried. A retry renews the snapshot's expiry.
-//
-// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET,
-// KEYS[5] unfollows ZSET
-// ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
-// ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
-// ARGV[8] key TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms
-//
-// Answers: {'send', followers with scores, 'new'|'retake'}, {'empty', 'new'|'retake'},
-// {'later', due}, {'superseded', due, pending count}.
-var takeScript = redis.NewScript(`
-local function drop_undone(k)
-  local n, nu = redis.call('ZCARD', k), redis.call('ZCARD', KEYS[5])
-  if n == 0 or nu == 0 then return end
-  if nu < n then
-    local ux = redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES')
-    for i = 1, #ux, 2 do
-      local s = redis.call('ZSCORE', k, ux[i])
-      if s and tonumber(s) < tonumber(ux[i + 1]) then redis.call('ZREM', k, ux[i]) end
-    end
-  else
-    local m = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
-    for i = 1, #m, 2 do
-      local u = redis.call('ZSCORE', KEYS[5], m[i])
-      if u and tonumber(u) > tonumber(m[i + 1]) then redis.call('ZREM', k, m[i]) end
+// liveFollowers is the part of takeScript that drops from a set of
+// followers (a pending set or a snapshot) those who unfollowed after
+// their follow, and those whose pair's claim a newer follow holds (that
+// follow notifies instead). An unfollowed follower's claim goes with it.
+const liveFollowers = `
+local function keep_live(k)
+  local m = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  for i = 1, #m, 2 do
+    local f, s = m[i], tonumber(m[i + 1])
+    local u = redis.call('ZSCORE', KEYS[5], f)
+    local c = redis.call('ZSCORE', KEYS[6], f)
+    if u and tonumber(u) > s then
+      redis.call('ZREM', k, f)
+      if c and tonumber(c) == s then
+        redis.call('ZREM', KEYS[6], f)
+        redis.call('HDEL', KEYS[7], f)
+      end
+    elseif c and tonumber(c) ~= s then
+      redis.call('ZREM', k, f)
     end
   end
 end
+`
+
+// takeScript takes the followers of one summary. Whether it takes them
+// now or answers a retry from the snapshot an earlier run took, it first
+// keeps only live followers (see liveFollowers): an unfollow is honoured
+// until the summary goes out, also while it is being retried. With a
+// lease, the answer commits to sending: the summary is in flight until the
+// lease ends (or [Store.SettleDigest]). A retry renews the snapshot's
+// expiry.
+//
+// KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET,
+// KEYS[5] unfollows ZSET, KEYS[6] claims ZSET, KEYS[7] unsettled claims HASH,
+// KEYS[8] digest record HASH, KEYS[9] sending STRING
+// ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
+// ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
+// ARGV[8] state TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms,
+// ARGV[11] lease ms (0: not committing), ARGV[12] record TTL ms
+//
+// Answers: {'send', followers with scores, 'new'|'retake'}, {'empty', 'new'|'retake'},
+// {'later', due}, {'superseded', due, pending count}.
+var takeScript = redis.NewScript(liveFollowers + `
+local function commit()
+  if ARGV[11] ~= '0' then redis.call('SET', KEYS[9], ARGV[1], 'PX', ARGV[11]) end
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then
-  drop_undone(KEYS[4])
+  keep_live(KEYS[4])
   if redis.call('ZCARD', KEYS[4]) == 0 then return {'empty', 'retake'} end
   redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  commit()
   return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'retake'}
 end
 local due = redis.call('HGET', KEYS[2], 'due')
 if due and tonumber(due) ~= tonumber(ARGV[1]) then
   return {'superseded', due, redis.call('ZCARD', KEYS[1])}
 end
-drop_undone(KEYS[1])
+keep_live(KEYS[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[2])
   return {'empty', 'new'}
@@ -211,54 +292,71 @@ if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
 end
 redis.call('RENAME', KEYS[1], KEYS[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
+redis.call('HSET', KEYS[8], 'a', 1)
+redis.call('PEXPIRE', KEYS[8], ARGV[12])
 if tonumber(ARGV[6]) > 0 then
   redis.call('HSET', KEYS[2], 'due', ARGV[10], 'why', 'aggregated', 'opener', '')
   redis.call('PEXPIRE', KEYS[2], ARGV[8])
 else
   redis.call('DEL', KEYS[2])
 end
+commit()
 return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'new'}
 `)
 
-// undoScript removes a follower from a followee's pending summary when its
-// folded follow is older than the unfollow, and lifts the cooldown that
-// follow started. It also notes the unfollow in the followee's slot, so a
-// follow task that loaded its record before the unfollow and asks Admit
-// after it is cancelled there (the {cx:} key lives on another slot).
+// undoScript records an unfollow under the followee's hash tag, and
+// removes the follower from the followee's pending summary when its folded
+// follow is older than the unfollow, dropping the claim that follow held.
 //
-// KEYS[1] pending ZSET, KEYS[2] cooldown ZSET, KEYS[3] unfollows ZSET;
+// KEYS[1] pending ZSET, KEYS[2] claims ZSET, KEYS[3] unsettled claims HASH, KEYS[4] unfollows ZSET;
 // ARGV[1] follower, ARGV[2] unfollow EventTime ms, ARGV[3] unfollows TTL ms,
 // ARGV[4] unfollows prune bound (exclusive)
 var undoScript = redis.NewScript(`
-redis.call('ZADD', KEYS[3], 'GT', ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], 'GT', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s and tonumber(s) < tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   local c = redis.call('ZSCORE', KEYS[2], ARGV[1])
-  if c and tonumber(c) == tonumber(s) then redis.call('ZREM', KEYS[2], ARGV[1]) end
+  if c and tonumber(c) == tonumber(s) then
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('HDEL', KEYS[3], ARGV[1])
+  end
   return 1
 end
 return 0
 `)
 
-func (s *Store) pendingKey(to string) string   { return s.prefix + "{ag:" + to + "}" }
-func (s *Store) windowKey(to string) string    { return s.pendingKey(to) + ":win" }
-func (s *Store) capKey(to string) string       { return s.pendingKey(to) + ":cap" }
-func (s *Store) cooldownKey(to string) string  { return s.pendingKey(to) + ":cd" }
-func (s *Store) unfollowsKey(to string) string { return s.pendingKey(to) + ":ux" }
+func (s *Store) pendingKey(to string) string  { return s.tag(to) }
+func (s *Store) windowKey(to string) string   { return s.tag(to) + ":win" }
+func (s *Store) capKey(to string) string      { return s.tag(to) + ":cap" }
+func (s *Store) cooldownKey(to string) string { return s.tag(to) + ":cd" }
+func (s *Store) claimKey(to string) string    { return s.tag(to) + ":cl" }
+func (s *Store) sendingKey(to string) string  { return s.tag(to) + ":sending" }
 func (s *Store) snapshotKey(d tasks.Digest) string {
-	return s.pendingKey(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
+	return s.tag(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
 }
 
 // stateTTL is how long a followee's pending set and window outlive their
 // last write, and a digest's snapshot its take or latest retry: long enough
 // for a digest delayed by the cap and then retried up to the stale cutoff
 // of its followers (MaxEventAge + Window + CapWindow, and MaxEventAge is at
-// most the record TTL).
+// most the record TTL), plus [ClockSkewMargin].
 func (s *Store) stateTTL(p Policy) time.Duration {
-	return p.Window + CapWindow + s.recordTTL
+	return p.Window + CapWindow + s.recordTTL + ClockSkewMargin
+}
+
+// claimKeep is how long a pair's claim is kept after its follow's
+// EventTime: the cooldown, or, when longer, as long as the follow can
+// still be pushed (on its own until its record goes, in a summary up to a
+// window and, with a cap, an hour later).
+func (s *Store) claimKeep(p Policy) time.Duration {
+	keep := s.recordTTL + p.Window
+	if p.MaxPerHour > 0 {
+		keep += CapWindow
+	}
+	return max(p.Cooldown, keep) + ClockSkewMargin
 }
 
 func ms(d time.Duration) string    { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -267,13 +365,49 @@ func excl(n int64) string          { return "(" + strconv.FormatInt(n, 10) }
 func boolArg(b bool) string        { return map[bool]string{true: "1", false: "0"}[b] }
 func toInt64(v any) (int64, error) { return strconv.ParseInt(fmt.Sprint(v), 10, 64) }
 
-// Admit applies p to follow f at now and returns what to do with it. With
-// an inactive p it returns [VerdictSend] without touching Redis. The order:
+// Admit is [Store.QueueAdmit] in a round trip of its own.
+func (s *Store) Admit(ctx context.Context, f tasks.Follow, p Policy, now time.Time, lease time.Duration) (Admission, error) {
+	pipe := s.rdb.Pipeline()
+	q := s.QueueAdmit(ctx, pipe, f, p, now, lease)
+	_, _ = pipe.Exec(ctx) // errors are in q's command
+	return q.Result(ctx)
+}
+
+// AdmitQuery is an admission riding on a caller's pipeline, so that it
+// shares a round trip with other commands: queue it with
+// [Store.QueueAdmit], run the pipeline, then call Result.
+type AdmitQuery struct {
+	s     *Store
+	f     tasks.Follow
+	p     Policy
+	now   time.Time
+	lease time.Duration
+	cmd   *redis.Cmd     // the script (policies on)
+	ux    *redis.FloatCmd // the pair's latest unfollow (policies off)
+}
+
+// QueueAdmit queues, on pipe (on the Store's Redis), the decision about
+// follow f at now under p, and, when the answer is [VerdictSend], the
+// commitment to push it: an unfollow recorded after this point no longer
+// stops the push (it was attempted before). The rules, in order:
 //
-//  1. a retry of a follow Admit already let through is let through again;
-//     an unfollow later than f (recorded by [Store.Cancel]) → [VerdictCancelled];
-//  2. cooldown: the pair notified (or was folded) within p.Cooldown of f's
-//     EventTime → [VerdictCooldown];
+//  1. an unfollow of the pair later than f → [VerdictCancelled];
+//  2. (policies on) the pair's claim, held by at most one follow of the
+//     pair at a time:
+//     - f holds it: a retry of f. Pushed on its own: [VerdictSend] again
+//     (to the devices that still need it); folded: the same summary's
+//     verdict while it is pending, [VerdictSummarized] once taken (or
+//     once the summary reached a device);
+//     - a newer follow holds it → [VerdictSuperseded];
+//     - an older follow whose push reached a device less than
+//     p.Cooldown before f → [VerdictCooldown];
+//     - an older follow being pushed right now (or a summary naming it
+//     being sent) → [VerdictWait];
+//     - an older follow folded into the still pending summary: f takes
+//     its place there (the follower is named once) → that summary's verdict;
+//     - otherwise the older follow's claim lapses (it was undone, went
+//     stale, or its push has not reached anyone yet and is superseded by
+//     f; it gives its cap slot back) and f is decided as below;
 //  3. a summary is pending for the followee (a window is open, or follows
 //     wait for the cap) → folded into it;
 //  4. aggregation without FirstImmediate → folded, opening a window;
@@ -281,89 +415,56 @@ func toInt64(v any) (int64, error) { return strconv.ParseInt(fmt.Sprint(v), 10, 
 //     summary due when the cap allows one more push;
 //  6. otherwise [VerdictSend]; with aggregation, f opens a window.
 //
-// Folding a follow and letting it through both start its pair's cooldown.
-func (s *Store) Admit(ctx context.Context, f tasks.Follow, p Policy, now time.Time) (Admission, error) {
+// Folding f, or sending it, gives f the pair's claim; a push takes a cap
+// slot. The claim of a push to be sent is in flight until now + lease:
+// another follow of the pair meanwhile waits for its outcome. With no
+// policy active only rule 1 applies (and no policy key is written).
+func (s *Store) QueueAdmit(ctx context.Context, pipe redis.Pipeliner, f tasks.Follow, p Policy, now time.Time, lease time.Duration) *AdmitQuery {
+	q := &AdmitQuery{s: s, f: f, p: p, now: now, lease: lease}
 	if !p.Active() {
-		return Admission{Verdict: VerdictSend}, nil
+		q.ux = pipe.ZScore(ctx, s.unfollowsKey(f.To), f.From)
+		return q
 	}
-	keys, args := s.admitArgs(f, p, now)
-	return parseAdmission(admitScript.Run(ctx, s.rdb, keys, args...))
-}
-
-// MarkFolded records in f's record that [Store.Admit] folded f into the
-// summary push of a ([VerdictAggregated] or [VerdictCapped], due a.Due), for
-// when scheduling that summary failed: f's retry finds it in
-// [Record.Folded] and schedules the summary again instead of asking Admit,
-// which could fold f a second time (into the next summary, once this one
-// went out) or push it on its own.
-func (s *Store) MarkFolded(ctx context.Context, f tasks.Follow, a Admission) error {
-	k := s.eventKey(f)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, "f", string(a.Verdict)+":"+itoa(a.Due))
-		p.PExpireAt(ctx, k, s.recordExpiry(f))
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mark follow folded: %w", err)
-	}
-	return nil
-}
-
-// parseFolded reads [Record.Folded] as [Store.MarkFolded] wrote it; zero
-// when malformed.
-func parseFolded(v string) Admission {
-	verdict, due, _ := strings.Cut(v, ":")
-	d, err := strconv.ParseInt(due, 10, 64)
-	if err != nil || (verdict != string(VerdictAggregated) && verdict != string(VerdictCapped)) {
-		return Admission{}
-	}
-	return Admission{Verdict: Verdict(verdict), Due: d}
-}
-
-// AdmitQuery is a [Store.Admit] riding on a caller's pipeline, so that it
-// shares a round trip with other commands: queue it with
-// [Store.QueueAdmit], run the pipeline, then call Result.
-type AdmitQuery struct {
-	s   *Store
-	f   tasks.Follow
-	p   Policy
-	now time.Time
-	cmd *redis.Cmd // nil: no policy active
-}
-
-// QueueAdmit queues f's admission on pipe (pipe must be on the Store's
-// Redis). With no policy active it queues nothing.
-func (s *Store) QueueAdmit(ctx context.Context, pipe redis.Pipeliner, f tasks.Follow, p Policy, now time.Time) *AdmitQuery {
-	q := &AdmitQuery{s: s, f: f, p: p, now: now}
-	if p.Active() {
-		keys, args := s.admitArgs(f, p, now)
-		q.cmd = admitScript.EvalSha(ctx, pipe, keys, args...)
-	}
+	keys, args := s.admitArgs(f, p, now, lease)
+	q.cmd = admitScript.EvalSha(ctx, pipe, keys, args...)
 	return q
 }
 
-// Result returns what [Store.Admit] returns, once the pipeline holding q
-// ran. When Redis did not have the script cached (it restarted), the
-// script did not run: Result runs Admit itself.
+// Result returns the admission, once the pipeline holding q ran. When
+// Redis did not have the script cached (it restarted), the script did not
+// run: Result runs it itself.
 func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
-	if q.cmd == nil {
+	if q.ux != nil {
+		at, err := q.ux.Result()
+		switch {
+		case err == redis.Nil:
+			return Admission{Verdict: VerdictSend}, nil
+		case err != nil:
+			return Admission{}, fmt.Errorf("apply notification policies: %w", err)
+		case int64(at) > q.f.EventTime:
+			return Admission{Verdict: VerdictCancelled}, nil
+		}
 		return Admission{Verdict: VerdictSend}, nil
 	}
-	if redis.HasErrorPrefix(q.cmd.Err(), "NOSCRIPT") {
-		return q.s.Admit(ctx, q.f, q.p, q.now)
+	cmd := q.cmd
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		keys, args := q.s.admitArgs(q.f, q.p, q.now, q.lease)
+		cmd = admitScript.Run(ctx, q.s.rdb, keys, args...)
 	}
-	return parseAdmission(q.cmd)
+	return parseAdmission(cmd)
 }
 
-func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time) ([]string, []any) {
+func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Duration) ([]string, []any) {
 	n := now.UnixMilli()
-	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To), s.unfollowsKey(f.To)}
+	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To),
+		s.claimKey(f.To), s.unfollowsKey(f.To), s.sendingKey(f.To), s.eventKey(f)}
+	keep := s.claimKeep(p)
 	args := []any{
 		f.From, itoa(f.EventTime), f.ID(), itoa(n),
-		ms(p.Cooldown), excl(n - p.Cooldown.Milliseconds()),
+		ms(p.Cooldown), itoa(n - keep.Milliseconds()),
 		p.MaxPerHour, ms(CapWindow), itoa(n - CapWindow.Milliseconds()),
 		ms(p.Window), boolArg(p.FirstImmediate), itoa(n + p.Window.Milliseconds()),
-		ms(s.stateTTL(p)),
+		ms(s.stateTTL(p)), itoa(n + lease.Milliseconds()), ms(keep + ClockSkewMargin),
 	}
 	return keys, args
 }
@@ -376,11 +477,21 @@ func parseAdmission(cmd *redis.Cmd) (Admission, error) {
 	if len(res) != 2 {
 		return Admission{}, fmt.Errorf("apply notification policies: unexpected answer %v", res)
 	}
-	due, err := toInt64(res[1])
+	n, err := toInt64(res[1])
 	if err != nil {
-		return Admission{}, fmt.Errorf("apply notification policies: bad due time %v", res[1])
+		return Admission{}, fmt.Errorf("apply notification policies: bad time %v", res[1])
 	}
-	return Admission{Verdict: Verdict(fmt.Sprint(res[0])), Due: due}, nil
+	a := Admission{Verdict: Verdict(fmt.Sprint(res[0]))}
+	switch a.Verdict {
+	case VerdictAggregated, VerdictCapped:
+		a.Due = n
+	case VerdictWait:
+		a.Until = time.UnixMilli(n)
+	case VerdictSend, VerdictCancelled, VerdictCooldown, VerdictSuperseded, VerdictSummarized:
+	default:
+		return Admission{}, fmt.Errorf("apply notification policies: unknown verdict %q", a.Verdict)
+	}
+	return a, nil
 }
 
 // BatchVerdict is what [Store.TakeDigest] found.
@@ -389,10 +500,11 @@ type BatchVerdict string
 // The verdicts of [Store.TakeDigest].
 const (
 	// BatchSend: send the summary of [Batch.Followers]. A retry of the same
-	// digest gets the same followers, less those who unfollowed since.
+	// digest gets the same followers, less those who unfollowed since and
+	// those a newer follow of theirs superseded.
 	BatchSend BatchVerdict = "send"
 	// BatchEmpty: nobody is pending (every folded follow was undone), or,
-	// with [Batch.Retake], everyone the digest took unfollowed since: send
+	// with [Batch.Retake], everyone the digest took is gone since: send
 	// nothing; the window closes.
 	BatchEmpty BatchVerdict = "empty"
 	// BatchLater: the followee is at its cap; the summary moved to
@@ -433,16 +545,23 @@ type Batch struct {
 // ([BatchLater]).
 //
 // Every run, the first and each retry's, leaves out the followers who
-// unfollowed (see [Store.Cancel]) after their follow; when nobody is left
-// the answer is [BatchEmpty]. The snapshot lives Window + [CapWindow] +
-// RecordTTL (at least the stale cutoff of a summary's followers) from the
-// take, renewed by each retry.
-func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now time.Time) (Batch, error) {
+// unfollowed (see [Store.Cancel]) after their follow, and those whose newer
+// follow took over their claim; when nobody is left the answer is
+// [BatchEmpty]. The snapshot lives as long as the policy state (at least
+// the stale cutoff of a summary's followers) from the take, renewed by
+// each retry.
+//
+// With lease > 0, a BatchSend answer commits to sending: the followers
+// taken count as being pushed until now + lease or [Store.SettleDigest],
+// and an unfollow recorded after this point no longer takes them out.
+func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now time.Time, lease time.Duration) (Batch, error) {
 	n := now.UnixMilli()
-	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d), s.unfollowsKey(d.To)}
+	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d), s.unfollowsKey(d.To),
+		s.cooldownKey(d.To), s.claimKey(d.To), s.eventKey(d), s.sendingKey(d.To)}
 	args := []any{
 		itoa(d.Due), itoa(n), p.MaxPerHour, itoa(n - CapWindow.Milliseconds()), ms(CapWindow),
 		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.stateTTL(p)), itoa(n + p.Window.Milliseconds()),
+		ms(lease), ms(s.recordLife(d, now)),
 	}
 	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil || len(res) == 0 {
@@ -474,11 +593,8 @@ func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now ti
 		if pending, _ := toInt64(res[2]); pending > 0 {
 			b.Next = due
 		}
+	default:
+		return Batch{}, fmt.Errorf("take digest followers: unknown verdict %q", b.Verdict)
 	}
 	return b, nil
-}
-
-// LoadDigest returns the delivery record of digest d.
-func (s *Store) LoadDigest(ctx context.Context, d tasks.Digest) (Record, error) {
-	return s.LoadRecord(ctx, d)
 }

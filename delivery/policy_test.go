@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/internal/redistest"
@@ -21,39 +20,87 @@ func follow(from, to string, at time.Time) tasks.Follow {
 	return tasks.Follow{AppID: "1400000000", From: from, To: to, EventTime: at.UnixMilli()}
 }
 
+// lease is how long the tests' admissions keep a push in flight.
+const lease = 30 * time.Second
+
 // step is one follow through Admit at a time, with the verdict wanted.
+// A follow admitted to be sent then reaches a device (its attempt is
+// settled accepted and final) unless end says otherwise.
 type step struct {
 	from    string
 	at      time.Duration // event time and "now", from t0
 	want    delivery.Verdict
 	wantDue time.Duration // from t0; for folded verdicts
+	end     end
 }
+
+// end is how a push admitted in a step ends.
+type end int
+
+const (
+	reached  end = iota // settled: a device accepted it; done
+	inFlight            // not settled: still being sent
+	retried             // settled: no device accepted it, to be retried
+	failed              // settled: no device accepted it; done
+)
 
 func runSteps(t *testing.T, st *delivery.Store, p delivery.Policy, to string, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		at := t0.Add(s.at)
-		got, err := st.Admit(context.Background(), follow(s.from, to, at), p, at)
+		f := follow(s.from, to, at)
+		got, err := st.Admit(context.Background(), f, p, at, lease)
 		if err != nil {
 			t.Fatalf("step %d (%s at %s): %v", i, s.from, s.at, err)
 		}
 		want := delivery.Admission{Verdict: s.want}
-		if s.want == delivery.VerdictAggregated || s.want == delivery.VerdictCapped {
+		switch s.want {
+		case delivery.VerdictAggregated, delivery.VerdictCapped:
 			want.Due = t0.Add(s.wantDue).UnixMilli()
+		case delivery.VerdictWait:
+			want.Until = got.Until
 		}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("step %d (%s at %s) (-want +got):\n%s", i, s.from, s.at, d)
 		}
+		if got.Verdict == delivery.VerdictSend && s.end != inFlight {
+			a := map[end]delivery.Attempt{
+				reached: {Accepted: true, Final: true},
+				retried: {},
+				failed:  {Final: true},
+			}[s.end]
+			if _, err := st.Settle(context.Background(), f, a, at); err != nil {
+				t.Fatalf("step %d: settle: %v", i, err)
+			}
+		}
 	}
 }
 
-func TestAdmitInactivePolicySendsWithoutRedis(t *testing.T) {
+// An inactive policy only checks for a later unfollow: one read, no
+// policy key written.
+func TestAdmitInactivePolicyOnlyChecksUnfollows(t *testing.T) {
 	t.Parallel()
-	// A client to nowhere: an inactive policy must not touch Redis.
-	st := delivery.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), delivery.Options{})
-	got, err := st.Admit(context.Background(), follow("a", "b", t0), delivery.Policy{}, t0)
-	if err != nil || got.Verdict != delivery.VerdictSend {
-		t.Fatalf("Admit = %+v, %v; want send without Redis", got, err)
+	rdb := redistest.Start(t).Client(t)
+	st := delivery.New(rdb, delivery.Options{})
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	q := st.QueueAdmit(ctx, pipe, follow("a", "b", t0), delivery.Policy{}, t0, lease)
+	if n := pipe.Len(); n != 1 {
+		t.Fatalf("inactive policy queued %d commands, want the unfollow read alone", n)
+	}
+	_, _ = pipe.Exec(ctx)
+	if a, err := q.Result(ctx); err != nil || a.Verdict != delivery.VerdictSend {
+		t.Fatalf("inactive policy: %+v, %v; want send", a, err)
+	}
+	if err := st.Cancel(ctx, "1400000000", "a", []string{"b"}, t0.Add(time.Second).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := st.Admit(ctx, follow("a", "b", t0), delivery.Policy{}, t0, lease); err != nil || a.Verdict != delivery.VerdictCancelled {
+		t.Fatalf("inactive policy after a later unfollow: %+v, %v; want cancelled", a, err)
+	}
+	keys, err := rdb.Keys(ctx, "followpush:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys = %v, %v; want the unfollow alone", keys, err)
 	}
 }
 
@@ -66,42 +113,47 @@ func TestAdmit(t *testing.T) {
 		steps  []step
 	}{
 		{"cooldown: the same pair notifies once", delivery.Policy{Cooldown: 24 * time.Hour}, []step{
-			{"alice", 0, delivery.VerdictSend, 0},
-			{"alice", 0, delivery.VerdictSend, 0}, // a retry of the same follow
-			{"alice", time.Minute, delivery.VerdictCooldown, 0},
-			{"carol", time.Minute, delivery.VerdictSend, 0},
-			{"alice", 23 * time.Hour, delivery.VerdictCooldown, 0},
-			{"alice", 24*time.Hour + time.Millisecond, delivery.VerdictSend, 0},
+			{"alice", 0, delivery.VerdictSend, 0, 0},
+			{"alice", 0, delivery.VerdictSend, 0, 0}, // a retry of the same follow
+			{"alice", time.Minute, delivery.VerdictCooldown, 0, 0},
+			{"carol", time.Minute, delivery.VerdictSend, 0, 0},
+			{"alice", 23 * time.Hour, delivery.VerdictCooldown, 0, 0},
+			{"alice", 24*time.Hour + time.Millisecond, delivery.VerdictSend, 0, 0},
 		}},
 		{"cap: over it folds until the oldest push leaves the hour", delivery.Policy{MaxPerHour: 2}, []step{
-			{"a", 0, delivery.VerdictSend, 0},
-			{"b", 10 * time.Minute, delivery.VerdictSend, 0},
-			{"c", 20 * time.Minute, delivery.VerdictCapped, time.Hour},
-			{"d", 30 * time.Minute, delivery.VerdictCapped, time.Hour},
-			{"a", 40 * time.Minute, delivery.VerdictCapped, time.Hour}, // no cooldown: folded again
+			{"a", 0, delivery.VerdictSend, 0, 0},
+			{"b", 10 * time.Minute, delivery.VerdictSend, 0, 0},
+			{"c", 20 * time.Minute, delivery.VerdictCapped, time.Hour, 0},
+			{"d", 30 * time.Minute, delivery.VerdictCapped, time.Hour, 0},
+			{"a", 40 * time.Minute, delivery.VerdictCapped, time.Hour, 0}, // no cooldown: folded again
 		}},
 		{"aggregation, first immediate", delivery.Policy{Window: 10 * time.Minute, FirstImmediate: true}, []step{
-			{"a", 0, delivery.VerdictSend, 0},
-			{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
-			{"c", 9 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
-			{"a", 0, delivery.VerdictSend, 0}, // a retry of the window's opener
+			{"a", 0, delivery.VerdictSend, 0, 0},
+			{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
+			{"c", 9 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
+			{"a", 0, delivery.VerdictSend, 0, 0}, // a retry of the window's opener
 		}},
 		{"aggregation, quiet period ends the window", delivery.Policy{Window: 10 * time.Minute, FirstImmediate: true}, []step{
-			{"a", 0, delivery.VerdictSend, 0},
-			{"b", 11 * time.Minute, delivery.VerdictSend, 0},
+			{"a", 0, delivery.VerdictSend, 0, 0},
+			{"b", 11 * time.Minute, delivery.VerdictSend, 0, 0},
 		}},
 		{"aggregation, first waits too", delivery.Policy{Window: 10 * time.Minute}, []step{
-			{"a", 0, delivery.VerdictAggregated, 10 * time.Minute},
-			{"b", 5 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+			{"a", 0, delivery.VerdictAggregated, 10 * time.Minute, 0},
+			{"b", 5 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 		}},
-		{"cooldown covers folded follows", delivery.Policy{Window: 10 * time.Minute, Cooldown: time.Hour}, []step{
-			{"a", 0, delivery.VerdictAggregated, 10 * time.Minute},
-			{"a", time.Minute, delivery.VerdictCooldown, 0},
+		{"a pair folded twice is named once", delivery.Policy{Window: 10 * time.Minute, Cooldown: time.Hour}, []step{
+			{"a", 0, delivery.VerdictAggregated, 10 * time.Minute, 0},
+			{"a", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
+		}},
+		{"cooldown counts from a push that reached a device", delivery.Policy{Cooldown: time.Hour}, []step{
+			{"a", 0, delivery.VerdictSend, 0, failed}, // every device dead: no cooldown
+			{"a", time.Minute, delivery.VerdictSend, 0, inFlight},
+			{"a", time.Minute + 10*time.Second, delivery.VerdictWait, 0, 0}, // the push in flight decides
 		}},
 		{"cap and aggregation: the summary waits for the cap", delivery.Policy{Window: time.Minute, FirstImmediate: true, MaxPerHour: 1}, []step{
-			{"a", 0, delivery.VerdictSend, 0},
-			{"b", 2 * time.Minute, delivery.VerdictCapped, time.Hour},
-			{"c", 3 * time.Minute, delivery.VerdictCapped, time.Hour},
+			{"a", 0, delivery.VerdictSend, 0, 0},
+			{"b", 2 * time.Minute, delivery.VerdictCapped, time.Hour, 0},
+			{"c", 3 * time.Minute, delivery.VerdictCapped, time.Hour, 0},
 		}},
 	}
 	for i, tt := range tests {
@@ -122,9 +174,9 @@ func TestTakeDigest(t *testing.T) {
 	ctx := context.Background()
 	p := delivery.Policy{Window: 10 * time.Minute, FirstImmediate: true}
 	runSteps(t, st, p, "bob", []step{
-		{"a", 0, delivery.VerdictSend, 0},
-		{"c", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
-		{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+		{"a", 0, delivery.VerdictSend, 0, 0},
+		{"c", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
+		{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 	})
 	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
 	at := t0.Add(10*time.Minute + time.Second)
@@ -133,7 +185,7 @@ func TestTakeDigest(t *testing.T) {
 		{ID: "c", EventTime: t0.Add(2 * time.Minute).UnixMilli()},
 	}}
 	for attempt := range 2 {
-		got, err := st.TakeDigest(ctx, d, p, at)
+		got, err := st.TakeDigest(ctx, d, p, at, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,10 +196,10 @@ func TestTakeDigest(t *testing.T) {
 	}
 	// The summary opened the next window: a follow within it is folded
 	// into the next summary, due one window after the first was taken.
-	runSteps(t, st, p, "bob", []step{{"e", 15 * time.Minute, delivery.VerdictAggregated, 20*time.Minute + time.Second}})
+	runSteps(t, st, p, "bob", []step{{"e", 15 * time.Minute, delivery.VerdictAggregated, 20*time.Minute + time.Second, 0}})
 	// A duplicate of an older digest is superseded and names the current one.
 	old := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(5 * time.Minute).UnixMilli()}
-	got, err := st.TakeDigest(ctx, old, p, at)
+	got, err := st.TakeDigest(ctx, old, p, at, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,27 +216,27 @@ func TestTakeDigestWaitsForTheCap(t *testing.T) {
 	ctx := context.Background()
 	p := delivery.Policy{Window: time.Minute, FirstImmediate: true, MaxPerHour: 2}
 	runSteps(t, st, p, "bob", []step{
-		{"a", 0, delivery.VerdictSend, 0},
-		{"b", 30 * time.Second, delivery.VerdictAggregated, time.Minute},
+		{"a", 0, delivery.VerdictSend, 0, 0},
+		{"b", 30 * time.Second, delivery.VerdictAggregated, time.Minute, 0},
 	})
 	d1 := tasks.Digest{AppID: "1", To: "bob", Due: t0.Add(time.Minute).UnixMilli()}
-	if got, err := st.TakeDigest(ctx, d1, p, t0.Add(time.Minute)); err != nil || len(got.Followers) != 1 {
+	if got, err := st.TakeDigest(ctx, d1, p, t0.Add(time.Minute), 0); err != nil || len(got.Followers) != 1 {
 		t.Fatalf("first summary = %+v, %v; want b", got, err)
 	}
 	// Two pushes in the hour now: the next summary waits for the first to
 	// leave it, at t0 + 1h.
-	runSteps(t, st, p, "bob", []step{{"c", 90 * time.Second, delivery.VerdictAggregated, 2 * time.Minute}})
+	runSteps(t, st, p, "bob", []step{{"c", 90 * time.Second, delivery.VerdictAggregated, 2 * time.Minute, 0}})
 	d2 := tasks.Digest{AppID: "1", To: "bob", Due: t0.Add(2 * time.Minute).UnixMilli()}
-	got, err := st.TakeDigest(ctx, d2, p, t0.Add(2*time.Minute))
+	got, err := st.TakeDigest(ctx, d2, p, t0.Add(2*time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchLater, Next: t0.Add(time.Hour).UnixMilli()}, got); diff != "" {
 		t.Fatalf("summary at the cap (-want +got):\n%s", diff)
 	}
-	runSteps(t, st, p, "bob", []step{{"d", 3 * time.Minute, delivery.VerdictCapped, time.Hour}})
+	runSteps(t, st, p, "bob", []step{{"d", 3 * time.Minute, delivery.VerdictCapped, time.Hour, 0}})
 	d3 := tasks.Digest{AppID: "1", To: "bob", Due: got.Next}
-	got, err = st.TakeDigest(ctx, d3, p, t0.Add(time.Hour))
+	got, err = st.TakeDigest(ctx, d3, p, t0.Add(time.Hour), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +254,8 @@ func TestCancelUndoesPendingFollow(t *testing.T) {
 	ctx := context.Background()
 	p := delivery.Policy{Window: 10 * time.Minute, Cooldown: time.Hour}
 	runSteps(t, st, p, "bob", []step{
-		{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute},
-		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+		{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute, 0},
+		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 	})
 	// An unfollow older than carol's follow (a late retry) changes nothing.
 	if err := st.Cancel(ctx, "1400000000", "carol", []string{"bob"}, t0.Add(30*time.Second).UnixMilli()); err != nil {
@@ -213,7 +265,7 @@ func TestCancelUndoesPendingFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
-	got, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute))
+	got, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,18 +273,22 @@ func TestCancelUndoesPendingFollow(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("summary after alice unfollowed (-want +got):\n%s", diff)
 	}
+	// The summary reaches a device.
+	if _, err := st.SettleDigest(ctx, d, delivery.Attempt{Accepted: true, Final: true}, t0.UnixMilli(), t0.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	// alice's folded follow notified nobody: following again is not held
 	// back by the cooldown; carol's is.
 	runSteps(t, st, p, "bob", []step{
-		{"alice", 11 * time.Minute, delivery.VerdictAggregated, 20 * time.Minute},
-		{"carol", 12 * time.Minute, delivery.VerdictCooldown, 0},
+		{"alice", 11 * time.Minute, delivery.VerdictAggregated, 20 * time.Minute, 0},
+		{"carol", 12 * time.Minute, delivery.VerdictCooldown, 0, 0},
 	})
 	// Undoing the only pending follow leaves nothing to send.
 	if err := st.Cancel(ctx, "1400000000", "alice", []string{"bob"}, t0.Add(13*time.Minute).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
 	d2 := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(20 * time.Minute).UnixMilli()}
-	if got, err := st.TakeDigest(ctx, d2, p, t0.Add(20*time.Minute)); err != nil || got.Verdict != delivery.BatchEmpty {
+	if got, err := st.TakeDigest(ctx, d2, p, t0.Add(20*time.Minute), 0); err != nil || got.Verdict != delivery.BatchEmpty {
 		t.Errorf("summary with everyone undone = %+v, %v; want empty", got, err)
 	}
 }
@@ -248,14 +304,14 @@ func TestTakeDigestRetryLeavesOutLaterUnfollows(t *testing.T) {
 	ctx := context.Background()
 	p := delivery.Policy{Window: 10 * time.Minute}
 	runSteps(t, st, p, "bob", []step{
-		{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute},
-		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
-		{"dave", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute},
+		{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute, 0},
+		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
+		{"dave", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 	})
 	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
 	take := func(at time.Duration) delivery.Batch {
 		t.Helper()
-		b, err := st.TakeDigest(ctx, d, p, t0.Add(at))
+		b, err := st.TakeDigest(ctx, d, p, t0.Add(at), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +354,7 @@ func TestTakeDigestSnapshotOutlivesRetries(t *testing.T) {
 	st := delivery.New(rdb, delivery.Options{RecordTTL: time.Hour})
 	ctx := context.Background()
 	p := delivery.Policy{Window: 10 * time.Minute, MaxPerHour: 5}
-	runSteps(t, st, p, "bob", []step{{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute}})
+	runSteps(t, st, p, "bob", []step{{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute, 0}})
 	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
 	snap := "followpush:{ag:bob}:snap:" + itoa(d.Due)
 	atLeast := p.Window + delivery.CapWindow + time.Hour - time.Minute
@@ -309,7 +365,7 @@ func TestTakeDigestSnapshotOutlivesRetries(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		b, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute))
+		b, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute), 0)
 		if err != nil || b.Verdict != delivery.BatchSend {
 			t.Fatalf("attempt %d: %+v, %v", attempt, b, err)
 		}
@@ -332,15 +388,15 @@ func TestPoliciesOnRedisCluster(t *testing.T) {
 	p := delivery.Policy{Window: time.Minute, FirstImmediate: true, MaxPerHour: 5, Cooldown: time.Hour}
 	for i, to := range []string{"bob", "carol", "dave", "erin"} {
 		runSteps(t, st, p, to, []step{
-			{"a", 0, delivery.VerdictSend, 0},
-			{"b", time.Second, delivery.VerdictAggregated, time.Minute},
-			{"c", 2 * time.Second, delivery.VerdictAggregated, time.Minute},
+			{"a", 0, delivery.VerdictSend, 0, 0},
+			{"b", time.Second, delivery.VerdictAggregated, time.Minute, 0},
+			{"c", 2 * time.Second, delivery.VerdictAggregated, time.Minute, 0},
 		})
 		if err := st.Cancel(ctx, "1", "c", []string{to}, t0.Add(3*time.Second).UnixMilli()); err != nil {
 			t.Fatalf("%d: cancel: %v", i, err)
 		}
 		d := tasks.Digest{AppID: "1", To: to, Due: t0.Add(time.Minute).UnixMilli()}
-		got, err := st.TakeDigest(ctx, d, p, t0.Add(time.Minute))
+		got, err := st.TakeDigest(ctx, d, p, t0.Add(time.Minute), 0)
 		if err != nil {
 			t.Fatalf("%s: %v", to, err)
 		}
@@ -366,9 +422,9 @@ func TestAdmitAfterUnfollowIsCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSteps(t, st, p, "star", []step{
-		{"fan5", 0, delivery.VerdictCancelled, 0},
-		{"fan6", 0, delivery.VerdictAggregated, time.Minute},
-		{"fan5", 2 * time.Second, delivery.VerdictAggregated, time.Minute}, // follows again later
+		{"fan5", 0, delivery.VerdictCancelled, 0, 0},
+		{"fan6", 0, delivery.VerdictAggregated, time.Minute, 0},
+		{"fan5", 2 * time.Second, delivery.VerdictAggregated, time.Minute, 0}, // follows again later
 	})
 }
 
@@ -384,7 +440,7 @@ func TestQueueAdmitMatchesAdmitAndSurvivesScriptFlush(t *testing.T) {
 	queued := func(f tasks.Follow, now time.Time) delivery.Verdict {
 		t.Helper()
 		pipe := rdb.Pipeline()
-		q := st.QueueAdmit(ctx, pipe, f, p, now)
+		q := st.QueueAdmit(ctx, pipe, f, p, now, lease)
 		_, _ = pipe.Exec(ctx)
 		a, err := q.Result(ctx)
 		if err != nil {
@@ -399,22 +455,17 @@ func TestQueueAdmitMatchesAdmitAndSurvivesScriptFlush(t *testing.T) {
 			}
 		}
 		to := "bob" + string(rune('0'+i))
-		if v := queued(follow("alice", to, t0), t0); v != delivery.VerdictSend {
+		first := follow("alice", to, t0)
+		if v := queued(first, t0); v != delivery.VerdictSend {
 			t.Fatalf("flush=%v: first follow: %s, want send", flush, v)
+		}
+		if _, err := st.Settle(ctx, first, delivery.Attempt{Accepted: true, Final: true}, t0); err != nil {
+			t.Fatal(err)
 		}
 		// The same pair again within the hour: the first admission counted once.
 		if v := queued(follow("alice", to, t0.Add(time.Minute)), t0.Add(time.Minute)); v != delivery.VerdictCooldown {
 			t.Fatalf("flush=%v: second follow: %s, want cooldown", flush, v)
 		}
-	}
-	// No policy: nothing queued, send.
-	pipe := rdb.Pipeline()
-	q := st.QueueAdmit(ctx, pipe, follow("a", "b", t0), delivery.Policy{}, t0)
-	if n := pipe.Len(); n != 0 {
-		t.Fatalf("inactive policy queued %d commands", n)
-	}
-	if a, err := q.Result(ctx); err != nil || a.Verdict != delivery.VerdictSend {
-		t.Fatalf("inactive policy: %+v, %v", a, err)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
 	"github.com/followpush/followpush/delivery"
@@ -22,24 +21,6 @@ import (
 // accepted it). [FCMSender] and [LogSender] implement it.
 type Sender interface {
 	Send(ctx context.Context, msgs []*messaging.Message) []error
-}
-
-// DeviceStore is what the handler needs of the device registry
-// (devices.Registry).
-type DeviceStore interface {
-	List(ctx context.Context, userID string) ([]devices.Device, error)
-	Unregister(ctx context.Context, userID, token string) error
-}
-
-// RecordStore is what the handler needs of the delivery records
-// (delivery.Store). The event of MarkSent, MarkDone and AddQuotaRetry is a
-// tasks.Follow or, for summary pushes, a tasks.Digest.
-type RecordStore interface {
-	Load(ctx context.Context, f tasks.Follow) (delivery.Record, error)
-	MarkSent(ctx context.Context, e delivery.Event, tokens []string) error
-	MarkDone(ctx context.Context, e delivery.Event) error
-	Finish(ctx context.Context, e delivery.Event, tokens []string) error
-	AddQuotaRetry(ctx context.Context, e delivery.Event) (int, error)
 }
 
 // HandlerOptions tune a [Handler].
@@ -59,12 +40,8 @@ type HandlerOptions struct {
 	Message MessageOptions
 	// Policy is the notification policies: cooldown, per-recipient cap,
 	// aggregation (default: the zero Policy, all off: one push per follow,
-	// at once). Any policy on needs Policies, and the cap or aggregation
-	// need Scheduler.
+	// at once). The cap and aggregation need Scheduler.
 	Policy delivery.Policy
-	// Policies keeps the policies' state (a *delivery.Store). Default: the
-	// RecordStore, when it is one.
-	Policies PolicyStore
 	// Scheduler enqueues digest tasks (an *asynq.Client); required with
 	// the per-recipient cap or aggregation.
 	Scheduler Scheduler
@@ -86,19 +63,39 @@ type HandlerOptions struct {
 // Handler is the asynq handler of [tasks.TypeFollow] tasks
 // ([Handler.ProcessTask]) and, with notification policies, of
 // [tasks.TypeDigest] tasks ([Handler.ProcessDigest]).
+//
+// A push goes through the same steps whatever it is for (a follow, a
+// summary): read what is known (the event's record, the followee's
+// devices); commit to the push in Redis (the last point where an unfollow
+// stops it, and where the policies decide); send; settle the attempt (the
+// devices that need nothing more, whether any device accepted, done or to
+// be retried). The policies' claims settle with the attempt: see
+// delivery.Store.Settle.
 type Handler struct {
 	log      *slog.Logger
-	devices  DeviceStore
-	records  RecordStore
+	devices  *devices.Registry
+	store    *delivery.Store
 	sender   Sender
 	metrics  *Metrics
 	opts     HandlerOptions
 	mismatch *rate.Limiter
-	joint    *jointStores // nil: records and devices are read separately
+	// lease is how long a committed push counts as in flight: the send,
+	// the rate limit's wait and the settling, with room to spare.
+	lease time.Duration
+
+	// step, when set (tests), is called at each step boundary of a task.
+	step func(ctx context.Context, step string)
+	// retries reports a task's retry count and budget (asynq's, from ctx).
+	retries func(ctx context.Context) (retried, max int, ok bool)
 }
 
-// NewHandler returns a Handler. metrics may be nil (not exported then).
-func NewHandler(log *slog.Logger, devs DeviceStore, records RecordStore, sender Sender, metrics *Metrics, opts HandlerOptions) (*Handler, error) {
+// NewHandler returns a Handler over the device registry devs and the
+// delivery store, which must share one Redis client (the handler reads
+// both in the same pipelines). metrics may be nil (not exported then).
+func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store, sender Sender, metrics *Metrics, opts HandlerOptions) (*Handler, error) {
+	if devs == nil || store == nil || devs.Redis() != store.Redis() {
+		return nil, errors.New("the device registry and the delivery store must share one Redis client")
+	}
 	if opts.MaxEventAge <= 0 {
 		opts.MaxEventAge = time.Hour
 	}
@@ -121,21 +118,24 @@ func NewHandler(log *slog.Logger, devs DeviceStore, records RecordStore, sender 
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	if opts.Policies == nil {
-		opts.Policies, _ = records.(PolicyStore)
-	}
-	if opts.Policy.Active() && opts.Policies == nil {
-		return nil, errors.New("notification policies need a PolicyStore (HandlerOptions.Policies)")
-	}
 	if (opts.Policy.MaxPerHour > 0 || opts.Policy.Window > 0) && opts.Scheduler == nil {
 		return nil, errors.New("the per-recipient cap and aggregation need a Scheduler (HandlerOptions.Scheduler)")
 	}
 	per := rate.Every(time.Minute / time.Duration(opts.MismatchDeletesPerMinute))
 	return &Handler{
-		log: log, devices: devs, records: records, sender: sender, metrics: metrics, opts: opts,
+		log: log, devices: devs, store: store, sender: sender, metrics: metrics, opts: opts,
 		mismatch: rate.NewLimiter(per, opts.MismatchDeletesPerMinute),
-		joint:    joinStores(records, devs, opts.Policies),
+		lease:    DefaultRateLimitWait + opts.SendTimeout + bookkeepingTimeout + 5*time.Second,
+		retries:  asynqRetries,
 	}, nil
+}
+
+// asynqRetries reads the retry count and budget asynq puts in a task's
+// context.
+func asynqRetries(ctx context.Context) (int, int, bool) {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	m, ok2 := asynq.GetMaxRetry(ctx)
+	return n, m, ok1 && ok2
 }
 
 // ProcessTask sends f's push to every device of the followee that has not
@@ -150,15 +150,19 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	log := h.log.With(slog.String("task_id", f.TaskID()), slog.String("from_account", f.From), slog.String("to_account", f.To))
 	err = h.process(ctx, log, f)
-	reportResult(log, h.metrics.tasks, err, "push will be retried", "follow task failed")
+	h.reportResult(ctx, log, h.metrics.tasks, err, "push will be retried", "follow task failed")
 	return err
 }
 
 // reportResult counts and logs the error a task handler returns: a retry
-// (a [*RetryError]) as a warning, anything else as an error.
-func reportResult(log *slog.Logger, counter *prometheus.CounterVec, err error, retryMsg, failMsg string) {
+// (a [*RetryError]) as a warning, the last one (asynq archives the task)
+// as an error, anything else as an error.
+func (h *Handler) reportResult(ctx context.Context, log *slog.Logger, counter *prometheus.CounterVec, err error, retryMsg, failMsg string) {
 	var re *RetryError
 	switch {
+	case errors.As(err, &re) && h.lastAttempt(ctx, err):
+		counter.WithLabelValues("exhausted").Inc()
+		log.Error("retries used up: the task is archived, the push not sent", "err", err)
 	case errors.As(err, &re):
 		counter.WithLabelValues("retry").Inc()
 		log.Warn(retryMsg, "err", err)
@@ -168,17 +172,46 @@ func reportResult(log *slog.Logger, counter *prometheus.CounterVec, err error, r
 	}
 }
 
-func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow) (err error) {
+// lastAttempt reports whether a task failing with err is not retried:
+// err counts against the retry budget and the budget is used up.
+func (h *Handler) lastAttempt(ctx context.Context, err error) bool {
+	if !IsFailure(err) {
+		return false
+	}
+	n, m, ok := h.retries(ctx)
+	return ok && n >= m
+}
+
+// at marks a step boundary of a task (see Handler.step).
+func (h *Handler) at(ctx context.Context, step string) {
+	if h.step != nil {
+		h.step(ctx, step)
+	}
+}
+
+func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow) error {
 	now := h.opts.Now()
 	if age := now.Sub(f.Time()); age > h.opts.MaxEventAge {
 		h.metrics.tasks.WithLabelValues("stale").Inc()
 		log.Warn("follow too old: dropped", "age", age.Round(time.Second).String(), "max_age", h.opts.MaxEventAge.String())
-		return nil
+		if !h.opts.Policy.Active() {
+			return nil // nothing to settle: no claim, no cap slot
+		}
+		return h.end(ctx, f, now)
 	}
-	rec, devs, err := h.load(ctx, f)
+
+	// What is known: the record, the pair's latest unfollow and the
+	// followee's devices, in one round trip.
+	rdb := h.store.Redis()
+	pipe := rdb.Pipeline()
+	lq := h.store.QueueLoad(ctx, pipe, f)
+	dq := h.devices.QueueList(ctx, pipe, f.To)
+	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
+	rec, err := lq.Result()
 	if err != nil {
 		return err
 	}
+	h.at(ctx, "loaded")
 	switch {
 	case rec.Done:
 		h.metrics.tasks.WithLabelValues("duplicate").Inc()
@@ -187,88 +220,179 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	case rec.Cancelled:
 		h.metrics.tasks.WithLabelValues("cancelled").Inc()
 		log.Info("unfollowed before the push: nothing sent")
-		return h.records.MarkDone(ctx, f)
-	case rec.Folded.Verdict != "":
-		// An earlier attempt folded f into a summary but could not schedule
-		// it: schedule it, without asking the policies again.
-		return h.notSent(ctx, log, f, rec.Folded)
+		return h.end(ctx, f, now)
 	}
-	if err := devs.Err(); err != nil {
+	if err := dq.Err(); err != nil {
 		return err // retried: a failed read is not "no devices"
 	}
-	if devs.Listed() == 0 {
-		return h.noDevices(ctx, log, f)
+	if dq.Listed() == 0 {
+		h.metrics.tasks.WithLabelValues("no_devices").Inc()
+		log.Debug("no devices to push to")
+		return h.end(ctx, f, now)
 	}
 
-	// The tokens' owners, and the policies' verdict, in one round trip.
-	// Should no listed token turn out to be the followee's (a move to
-	// another user left an entry behind), or every one have had this push
-	// already, the follow has still counted for the policies: a cooldown
-	// started, a cap slot taken, an aggregation window opened. Rare, and
-	// it only errs on the side of fewer pushes.
-	needAdmit := h.opts.Policy.Active() && !rec.Admitted
-	var adm *delivery.AdmitQuery
-	if h.joint != nil {
-		p := h.joint.rdb.Pipeline()
-		devs.QueueOwners(ctx, p)
-		if needAdmit && h.joint.admits {
-			adm = h.joint.records.QueueAdmit(ctx, p, f, h.opts.Policy, now)
-		}
-		_, _ = p.Exec(ctx) // errors are in the queries' commands
+	// The commitment: the tokens' owners and the admission (the last
+	// unfollow check; with policies, their verdict and the pair's claim)
+	// in one round trip.
+	pipe = rdb.Pipeline()
+	dq.QueueOwners(ctx, pipe)
+	aq := h.store.QueueAdmit(ctx, pipe, f, h.opts.Policy, now, h.lease)
+	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
+	adm, err := aq.Result(ctx)
+	if err != nil {
+		return err
 	}
-	admitted := false // by this attempt: a later failure must not lose it
-	defer func() {
-		if admitted && err != nil {
-			// The retry must send, whatever the policies say by then.
-			bctx, cancel := bookkeeping(ctx)
-			defer cancel()
-			if err := h.opts.Policies.MarkAdmitted(bctx, f); err != nil {
-				log.Error("could not record the follow as admitted", "err", err)
-			}
-		}
-	}()
-	if needAdmit {
-		var a delivery.Admission
-		if adm != nil {
-			a, err = adm.Result(ctx)
-		} else {
-			a, err = h.opts.Policies.Admit(ctx, f, h.opts.Policy, now)
-		}
-		if err != nil {
-			return err
-		}
-		if a.Verdict != delivery.VerdictSend {
-			return h.notSent(ctx, log, f, a)
-		}
-		admitted = true
+	h.at(ctx, "committed")
+	switch adm.Verdict {
+	case delivery.VerdictSend:
+	case delivery.VerdictWait:
+		wait := max(adm.Until.Sub(now), 100*time.Millisecond)
+		log.Info("another push for this pair is in flight: waiting for its outcome", "wait", wait.String())
+		return &RetryError{Reason: "another push for the same pair is in flight", After: wait, Throttled: true}
+	case delivery.VerdictAggregated, delivery.VerdictCapped:
+		return h.folded(ctx, log, f, adm, now)
+	default:
+		result, msg := verdictResult(adm.Verdict)
+		h.metrics.tasks.WithLabelValues(result).Inc()
+		log.Info(msg, "cooldown", h.opts.Policy.Cooldown.String())
+		return h.end(ctx, f, now)
 	}
-	all, err := devs.Result(ctx)
+
+	all, err := dq.Result(ctx)
 	if err != nil {
 		return err
 	}
 	targets := pending(all, rec)
 	if len(targets) == 0 {
-		return h.noDevices(ctx, log, f)
-	}
-
-	n, err := h.deliver(ctx, log, f.To, h.followPush(log, f, h.displayNames(ctx, f.AppID, f.From)[f.From]), targets)
-	if err != nil {
-		var re *RetryError
-		if errors.As(err, &re) && h.opts.Policy.Active() {
-			admitted = true // also when an earlier attempt admitted it
+		// Nobody left to send to: every device had this push already (an
+		// earlier attempt's record was written, its done flag was not), or
+		// no listed token turned out to be the followee's.
+		if err := h.end(ctx, f, now); err != nil || rec.Reached {
+			return h.ended(log, h.metrics.tasks, true, 0, "follow", err)
 		}
+		h.metrics.tasks.WithLabelValues("no_devices").Inc()
+		log.Debug("no devices to push to")
+		return nil
+	}
+	p := h.followPush(log, f, h.displayNames(ctx, f.AppID, f.From)[f.From])
+	a, retry, err := h.deliver(ctx, log, f.To, p, targets)
+	h.at(ctx, "sent")
+	if err := h.settle(ctx, log, a, retry, err, func(ctx context.Context, a delivery.Attempt) (int, error) {
+		return h.store.Settle(ctx, f, a, h.opts.Now())
+	}); err != nil {
 		return err
 	}
-	h.metrics.tasks.WithLabelValues("sent").Inc()
-	log.Info("follow delivered", "devices", n)
+	h.at(ctx, "settled")
+	return h.ended(log, h.metrics.tasks, rec.Reached || a.Accepted, len(a.Finished), "follow", firstErr(err, asRetry(retry)))
+}
+
+// verdictResult names the result (followpush_tasks_total) and the log
+// message of an admission that ends a follow without a push.
+func verdictResult(v delivery.Verdict) (string, string) {
+	switch v {
+	case delivery.VerdictCancelled:
+		return "cancelled", "unfollowed before the push: nothing sent"
+	case delivery.VerdictCooldown:
+		return "cooldown", "a push for this pair reached the followee within the cooldown: nothing sent"
+	case delivery.VerdictSuperseded:
+		return "superseded", "a newer follow of the same pair notifies instead: nothing sent"
+	case delivery.VerdictSummarized:
+		return "aggregated", "follow folded into a summary push earlier, and the summary took it"
+	}
+	return "error", "unknown verdict " + string(v)
+}
+
+// ended counts and logs how a push's task ended, once it is settled, and
+// returns err (the task's retry policy; then it counts nothing): sent when
+// a device accepted the push in any attempt (reached), undelivered when
+// it ended without one. finished is how many devices this attempt
+// finished.
+func (h *Handler) ended(log *slog.Logger, counter *prometheus.CounterVec, reached bool, finished int, what string, err error) error {
+	if err != nil {
+		return err
+	}
+	if reached {
+		counter.WithLabelValues("sent").Inc()
+		log.Info(what+" delivered", "devices", finished)
+		return nil
+	}
+	counter.WithLabelValues("undelivered").Inc()
+	log.Warn(what + " not delivered: no device accepted the push (dead tokens, or FCM refused it for good)")
 	return nil
 }
 
-// noDevices ends a follow whose followee has no device that needs it.
-func (h *Handler) noDevices(ctx context.Context, log *slog.Logger, f tasks.Follow) error {
-	h.metrics.tasks.WithLabelValues("no_devices").Inc()
-	log.Debug("no devices to push to")
-	return h.records.MarkDone(ctx, f)
+// end settles a follow that ends without being sent in this attempt: the
+// record is done, and a claim or cap slot the follow holds without having
+// reached anyone is released.
+func (h *Handler) end(ctx context.Context, f tasks.Follow, now time.Time) error {
+	_, err := h.store.Settle(ctx, f, delivery.Attempt{Final: true}, now)
+	return err
+}
+
+// settle records attempt a (what deliver returned: the attempt, the
+// retry it asks for, its error) through write, until it succeeds or
+// bookkeepingTimeout passes: the pushes went out, and without the record
+// the next attempt would send them again. A retry whose budget is used up
+// ends the event (failed for good); a quota retry is counted and its
+// count lands in retry.
+func (h *Handler) settle(ctx context.Context, log *slog.Logger, a delivery.Attempt, retry *RetryError, err error,
+	write func(context.Context, delivery.Attempt) (int, error)) error {
+	switch {
+	case err != nil: // nothing sent: a render failure (permanent) or the limiter's error
+		if !errors.Is(err, asynq.SkipRetry) {
+			if !h.opts.Policy.Active() {
+				return nil
+			}
+			// Let the claim go out of flight.
+		} else {
+			a.Final, a.FailedForGood = true, true
+		}
+	case retry == nil:
+		a.Final = true
+	case h.lastAttempt(ctx, retry):
+		a.Final, a.FailedForGood = true, true
+	default:
+		a.QuotaRetry = retry.AnyQuota
+		if retry.Throttled && len(a.Finished) == 0 && !h.opts.Policy.Active() {
+			return nil // nothing was sent and there is no claim to settle
+		}
+	}
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	var q int
+	werr := persist(bctx, func(ctx context.Context) error {
+		var err error
+		q, err = write(ctx, a)
+		return err
+	})
+	if werr != nil {
+		// The pushes went out; without the record the retry repeats them
+		// (the collapse id makes a repeat replace, not stack).
+		log.Error("could not record what was sent", "err", werr)
+		if retry == nil && err == nil {
+			return werr
+		}
+	}
+	if retry != nil && a.QuotaRetry && werr == nil {
+		retry.QuotaRetries = q
+	}
+	return nil
+}
+
+func asRetry(r *RetryError) error {
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // bookkeeping returns the context for recording what was sent: it survives
@@ -308,8 +432,6 @@ func persist(ctx context.Context, write func(context.Context) error) error {
 // push is one notification to one followee's devices: a single follow's or
 // a summary's.
 type push struct {
-	// event names the delivery record.
-	event delivery.Event
 	// since is observed by followpush_push_delay_seconds when FCM accepts;
 	// zero: not observed.
 	since time.Time
@@ -334,7 +456,6 @@ func (h *Handler) displayNames(ctx context.Context, app string, users ...string)
 
 func (h *Handler) followPush(log *slog.Logger, f tasks.Follow, fromName string) push {
 	return push{
-		event: f,
 		since: f.Time(),
 		render: func(locale string) (Content, error) {
 			// A display name is whatever the follower chose: a template that
@@ -352,9 +473,11 @@ func (h *Handler) followPush(log *slog.Logger, f tasks.Follow, fromName string) 
 }
 
 // deliver sends p to the targets (devices of user), within the global send
-// rate limit, records the devices that need nothing more and returns how
-// many they are, or a *RetryError when some should be tried again.
-func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p push, targets []devices.Device) (int, error) {
+// rate limit, and returns what the attempt did (the devices that need
+// nothing more, whether FCM accepted any) and a *RetryError when some
+// devices should be tried again. Its error is a render failure (wrapping
+// asynq.SkipRetry) or the rate limiter's: nothing was sent then.
+func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p push, targets []devices.Device) (delivery.Attempt, *RetryError, error) {
 	contents := map[string]Content{}
 	msgs := make([]*messaging.Message, len(targets))
 	for i, d := range targets {
@@ -363,7 +486,7 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 		if !ok {
 			var err error
 			if c, err = p.render(locale); err != nil {
-				return 0, fmt.Errorf("render push content: %w: %w", err, asynq.SkipRetry)
+				return delivery.Attempt{}, nil, fmt.Errorf("render push content: %w: %w", err, asynq.SkipRetry)
 			}
 			contents[locale] = c
 		}
@@ -372,11 +495,11 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 	if h.opts.Limiter != nil {
 		wait, err := h.opts.Limiter.Wait(ctx, len(msgs))
 		if err != nil {
-			return 0, err
+			return delivery.Attempt{}, nil, err
 		}
 		if wait > 0 {
 			h.metrics.rateLimited.Add(float64(len(msgs)))
-			return 0, &RetryError{Outcome: OutcomeRateLimited, After: wait, Throttled: true, Devices: len(msgs)}
+			return delivery.Attempt{}, &RetryError{Outcome: OutcomeRateLimited, After: wait, Throttled: true, Devices: len(msgs)}, nil
 		}
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, h.opts.SendTimeout)
@@ -385,8 +508,8 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 	accepted := h.opts.Now()
 
 	var (
-		finished []string
-		retry    *RetryError
+		a     delivery.Attempt
+		retry *RetryError
 	)
 	for i, d := range targets {
 		outcome := Classify(errs[i])
@@ -394,7 +517,8 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 		dlog := log.With(slog.String("token", MaskToken(d.Token)), slog.String("outcome", string(outcome)))
 		switch {
 		case outcome == OutcomeSent:
-			finished = append(finished, d.Token)
+			a.Finished = append(a.Finished, d.Token)
+			a.Accepted = true
 			if !p.since.IsZero() {
 				h.metrics.delay.Observe(accepted.Sub(p.since).Seconds())
 			}
@@ -402,52 +526,20 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 			retry = retry.add(outcome, RetryAfter(errs[i], accepted))
 			dlog.Info("push failed, will retry", "err", errs[i])
 		case outcome.DropsToken():
-			finished = append(finished, d.Token)
+			a.Finished = append(a.Finished, d.Token)
 			h.dropToken(ctx, dlog, user, d.Token, outcome, errs[i])
 		case outcome == OutcomeInvalidMessage:
-			finished = append(finished, d.Token)
+			a.Finished = append(a.Finished, d.Token)
 			dlog.Error("FCM rejected our message: a bug in followpush, not retried", "err", errs[i])
 		case outcome == OutcomeThirdPartyAuth:
-			finished = append(finished, d.Token)
+			a.Finished = append(a.Finished, d.Token)
 			dlog.Error("FCM third-party auth error: check the APNs/web-push credentials in the Firebase project", "err", errs[i])
 		default:
-			finished = append(finished, d.Token)
+			a.Finished = append(a.Finished, d.Token)
 			dlog.Error("push failed, not retried", "err", errs[i])
 		}
 	}
-	// Record what was sent even if asynq gave up on the task meanwhile
-	// (shutdown): otherwise the next attempt would send it again.
-	ctx, cancelBookkeeping := bookkeeping(ctx)
-	defer cancelBookkeeping()
-	if retry == nil {
-		// Done: the sent devices and the done flag in one round trip,
-		// tried until bookkeepingTimeout. If that fails the task is
-		// retried and sends again (the collapse id makes a repeat
-		// replace, not stack).
-		return len(finished), persist(ctx, func(ctx context.Context) error { return h.records.Finish(ctx, p.event, finished) })
-	}
-	if err := persist(ctx, func(ctx context.Context) error { return h.records.MarkSent(ctx, p.event, finished) }); err != nil {
-		// The pushes went out; without the record the retry repeats them.
-		log.Error("could not record sent devices", "err", err)
-	}
-	if retry.AnyQuota {
-		if n, err := h.records.AddQuotaRetry(ctx, p.event); err == nil {
-			retry.QuotaRetries = n
-		}
-	}
-	return len(finished), retry
-}
-
-// targets returns the followee's devices that still need this push. The
-// registry's List returns only tokens whose owner index names the followee
-// (the token index is the source of truth), read right before the send: a
-// token that moved to another user does not get this user's push.
-func (h *Handler) targets(ctx context.Context, to string, rec delivery.Record) ([]devices.Device, error) {
-	devs, err := h.devices.List(ctx, to)
-	if err != nil {
-		return nil, err
-	}
-	return pending(devs, rec), nil
+	return a, retry, nil
 }
 
 // pending returns the devices of devs that rec does not mark finished.
@@ -459,65 +551,6 @@ func pending(devs []devices.Device, rec delivery.Record) []devices.Device {
 		}
 	}
 	return out
-}
-
-// deviceQuery is the followee's device list, read in two round trips that
-// can carry other commands: the entries (with the delivery record), then
-// their owners. See [devices.ListQuery].
-type deviceQuery interface {
-	Err() error
-	Listed() int
-	QueueOwners(ctx context.Context, p redis.Pipeliner)
-	Result(ctx context.Context) ([]devices.Device, error)
-}
-
-// listed is a deviceQuery over a list already read.
-type listed []devices.Device
-
-func (listed) Err() error                                         { return nil }
-func (l listed) Listed() int                                      { return len(l) }
-func (listed) QueueOwners(context.Context, redis.Pipeliner)       {}
-func (l listed) Result(context.Context) ([]devices.Device, error) { return l, nil }
-
-// load reads f's delivery record and, when the record store and the
-// device registry share one Redis, the first reads of the followee's
-// devices in the same round trip. Otherwise it lists the devices itself.
-func (h *Handler) load(ctx context.Context, f tasks.Follow) (delivery.Record, deviceQuery, error) {
-	if h.joint == nil {
-		rec, err := h.records.Load(ctx, f)
-		if err != nil || rec.Done || rec.Cancelled {
-			return rec, listed(nil), err
-		}
-		devs, err := h.devices.List(ctx, f.To)
-		return rec, listed(devs), err
-	}
-	p := h.joint.rdb.Pipeline()
-	lq := h.joint.records.QueueLoad(ctx, p, f)
-	dq := h.joint.devices.QueueList(ctx, p, f.To)
-	_, _ = p.Exec(ctx) // errors are in the queries' commands
-	rec, err := lq.Result()
-	return rec, dq, err
-}
-
-// jointStores are a delivery.Store and a devices.Registry on the same
-// Redis client, read together by [Handler.load].
-type jointStores struct {
-	rdb     redis.UniversalClient
-	records *delivery.Store
-	devices *devices.Registry
-	admits  bool // records is also the PolicyStore: admissions ride along
-}
-
-// joinStores returns the stores as jointStores when they are a
-// *delivery.Store and a *devices.Registry sharing one Redis client.
-func joinStores(records RecordStore, devs DeviceStore, policies PolicyStore) *jointStores {
-	st, ok1 := records.(*delivery.Store)
-	reg, ok2 := devs.(*devices.Registry)
-	if !ok1 || !ok2 || st.Redis() != reg.Redis() {
-		return nil
-	}
-	ps, _ := policies.(*delivery.Store)
-	return &jointStores{rdb: st.Redis(), records: st, devices: reg, admits: ps == st}
 }
 
 func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome Outcome, sendErr error) {

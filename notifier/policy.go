@@ -15,17 +15,6 @@ import (
 	"github.com/followpush/followpush/tasks"
 )
 
-// PolicyStore is what the handler needs of the notification policies'
-// state (delivery.Store): the decision for a follow, the followers of a
-// summary push, and the summary's delivery record.
-type PolicyStore interface {
-	Admit(ctx context.Context, f tasks.Follow, p delivery.Policy, now time.Time) (delivery.Admission, error)
-	MarkAdmitted(ctx context.Context, e delivery.Event) error
-	MarkFolded(ctx context.Context, f tasks.Follow, a delivery.Admission) error
-	TakeDigest(ctx context.Context, d tasks.Digest, p delivery.Policy, now time.Time) (delivery.Batch, error)
-	LoadDigest(ctx context.Context, d tasks.Digest) (delivery.Record, error)
-}
-
 // Scheduler enqueues tasks; *asynq.Client implements it.
 type Scheduler interface {
 	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
@@ -38,41 +27,29 @@ type SendLimiter interface {
 	Wait(ctx context.Context, n int) (time.Duration, error)
 }
 
-// notSent does what a verdict other than send asks (schedules the summary
-// f was folded into, marks f done) and counts it. It also serves the retry
-// of a follow folded by an earlier attempt ([delivery.Record.Folded]).
-func (h *Handler) notSent(ctx context.Context, log *slog.Logger, f tasks.Follow, adm delivery.Admission) error {
-	switch adm.Verdict {
-	case delivery.VerdictCancelled:
-		h.metrics.tasks.WithLabelValues("cancelled").Inc()
-		log.Info("unfollowed before the push: nothing sent")
-		return h.records.MarkDone(ctx, f)
-	case delivery.VerdictCooldown:
-		h.metrics.tasks.WithLabelValues("cooldown").Inc()
-		log.Info("pair notified within the cooldown: nothing sent", "cooldown", h.opts.Policy.Cooldown.String())
-		return h.records.MarkDone(ctx, f)
-	case delivery.VerdictAggregated, delivery.VerdictCapped:
-		if err := h.schedule(ctx, tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
-			// f is in the summary already: the retry must only schedule it.
-			// Asking the policies again could fold f into the next summary
-			// too, once this one went out, or push it on its own.
-			bctx, cancel := bookkeeping(ctx)
-			defer cancel()
-			if merr := h.opts.Policies.MarkFolded(bctx, f, adm); merr != nil {
-				log.Error("could not record the follow as folded", "err", merr)
-			}
-			return err
-		}
-		h.metrics.tasks.WithLabelValues(string(adm.Verdict)).Inc()
-		log.Info("follow folded into a summary push", "reason", string(adm.Verdict), "due", time.UnixMilli(adm.Due).UTC().Format(time.RFC3339Nano))
-		return h.records.MarkDone(ctx, f)
+// folded ends a follow the policies folded into a summary push: it makes
+// sure the summary's digest task exists, then marks f done. Should that
+// fail, f's retry asks the policies again and gets the same summary (a
+// follow is folded once).
+func (h *Handler) folded(ctx context.Context, log *slog.Logger, f tasks.Follow, adm delivery.Admission, now time.Time) error {
+	if err := h.schedule(ctx, tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
+		return err
 	}
-	return fmt.Errorf("notification policies: unknown verdict %q", adm.Verdict)
+	h.at(ctx, "scheduled")
+	if err := h.end(ctx, f, now); err != nil {
+		return err
+	}
+	h.metrics.tasks.WithLabelValues(string(adm.Verdict)).Inc()
+	log.Info("follow folded into a summary push", "reason", string(adm.Verdict), "due", time.UnixMilli(adm.Due).UTC().Format(time.RFC3339Nano))
+	return nil
 }
 
 // schedule makes sure digest d's task exists; one that exists already (the
 // same followee and due time) is left alone.
 func (h *Handler) schedule(ctx context.Context, d tasks.Digest) error {
+	if h.opts.Scheduler == nil {
+		return fmt.Errorf("summary push without a scheduler (no cap or aggregation configured): %w", asynq.SkipRetry)
+	}
 	t, err := tasks.NewDigestTask(d)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
@@ -100,92 +77,102 @@ func (h *Handler) ProcessDigest(ctx context.Context, t *asynq.Task) error {
 	}
 	log := h.log.With(slog.String("task_id", d.TaskID()), slog.String("to_account", d.To))
 	err = h.processDigest(ctx, log, d)
-	reportResult(log, h.metrics.digests, err, "summary push will be retried", "digest task failed")
+	h.reportResult(ctx, log, h.metrics.digests, err, "summary push will be retried", "digest task failed")
 	return err
 }
 
-func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.Digest) (err error) {
-	if h.opts.Policies == nil || h.opts.Scheduler == nil {
+func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.Digest) error {
+	if !h.opts.Policy.Active() || h.opts.Scheduler == nil {
 		return fmt.Errorf("digest task without notification policies configured: %w", asynq.SkipRetry)
 	}
-	rec, err := h.opts.Policies.LoadDigest(ctx, d)
+	rec, err := h.store.LoadDigest(ctx, d)
 	if err != nil {
 		return err
 	}
+	h.at(ctx, "loaded")
 	if rec.Done {
 		h.metrics.digests.WithLabelValues("duplicate").Inc()
 		log.Info("summary push already handled: nothing sent")
 		return nil
 	}
 	now := h.opts.Now()
-	b, err := h.opts.Policies.TakeDigest(ctx, d, h.opts.Policy, now)
+	b, err := h.store.TakeDigest(ctx, d, h.opts.Policy, now, 0)
 	if err != nil {
 		return err
 	}
 	if b.Verdict != delivery.BatchSend {
-		return h.digestNotSent(ctx, log, d, b, rec.Admitted)
+		return h.digestNotSent(ctx, log, d, b, rec.Taken, now)
 	}
-	defer func() {
-		if err != nil && !rec.Admitted {
-			// The followers are taken: should the retry find no snapshot, it
-			// was lost (not undone, not someone else's).
-			bctx, cancel := bookkeeping(ctx)
-			defer cancel()
-			if merr := h.opts.Policies.MarkAdmitted(bctx, d); merr != nil {
-				log.Error("could not record the summary as taken", "err", merr)
-			}
-		}
-	}()
-
-	sum, maxAge := h.digestOf(d, b.Followers, now)
+	sum, cutoff, maxAge := h.digestOf(d, b.Followers, now)
 	if len(sum.Followers) == 0 {
 		h.metrics.digests.WithLabelValues("stale").Inc()
 		log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
-		return h.records.MarkDone(ctx, d)
+		return h.endDigest(ctx, d, cutoff, now)
 	}
-	targets, err := h.targets(ctx, d.To, rec)
+	all, err := h.devices.List(ctx, d.To)
 	if err != nil {
 		return err
 	}
+	targets := pending(all, rec)
 	if len(targets) == 0 {
+		if err := h.endDigest(ctx, d, cutoff, now); err != nil || rec.Reached {
+			return h.ended(log, h.metrics.digests, true, 0, "summary push", err)
+		}
 		h.metrics.digests.WithLabelValues("no_devices").Inc()
 		log.Debug("no devices to push to")
-		return h.records.MarkDone(ctx, d)
+		return nil
 	}
 	p := h.digestPush(ctx, log, sum)
 
-	// Unfollows that arrived while the devices and the display names were
-	// read count too: read the followers once more right before sending.
-	b, err = h.opts.Policies.TakeDigest(ctx, d, h.opts.Policy, h.opts.Now())
+	// The commitment: unfollows that arrived while the devices and the
+	// display names were read count too, so the followers are read once
+	// more, and the summary is in flight from here.
+	b, err = h.store.TakeDigest(ctx, d, h.opts.Policy, h.opts.Now(), h.lease)
 	if err != nil {
 		return err
 	}
 	if b.Verdict != delivery.BatchSend {
-		return h.digestNotSent(ctx, log, d, b, true)
+		return h.digestNotSent(ctx, log, d, b, true, now)
 	}
-	if again, _ := h.digestOf(d, b.Followers, now); !slices.Equal(again.Followers, sum.Followers) {
+	if again, _, _ := h.digestOf(d, b.Followers, now); !slices.Equal(again.Followers, sum.Followers) {
 		if len(again.Followers) == 0 {
 			h.metrics.digests.WithLabelValues("stale").Inc()
 			log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
-			return h.records.MarkDone(ctx, d)
+			return h.endDigest(ctx, d, cutoff, now)
 		}
 		sum, p = again, h.digestPush(ctx, log, again)
 	}
-	n, err := h.deliver(ctx, log, d.To, p, targets)
-	if err != nil {
+	h.at(ctx, "committed")
+	a, retry, err := h.deliver(ctx, log, d.To, p, targets)
+	h.at(ctx, "sent")
+	if err := h.settle(ctx, log, a, retry, err, func(ctx context.Context, a delivery.Attempt) (int, error) {
+		return h.store.SettleDigest(ctx, d, a, cutoff, h.opts.Now())
+	}); err != nil {
 		return err
 	}
-	h.metrics.digests.WithLabelValues("sent").Inc()
-	h.metrics.digestSize.Observe(float64(len(sum.Followers)))
-	log.Info("summary push delivered", "followers", len(sum.Followers), "devices", n)
-	return nil
+	h.at(ctx, "settled")
+	if err := firstErr(err, asRetry(retry)); err != nil {
+		return err
+	}
+	if rec.Reached || a.Accepted {
+		h.metrics.digestSize.Observe(float64(len(sum.Followers)))
+	}
+	return h.ended(log.With("followers", len(sum.Followers)), h.metrics.digests, rec.Reached || a.Accepted, len(a.Finished), "summary push", nil)
+}
+
+// endDigest settles a summary that ends without being sent in this
+// attempt: it is done, and its followers' claims and its cap slot are
+// released unless an earlier attempt reached a device.
+func (h *Handler) endDigest(ctx context.Context, d tasks.Digest, cutoff int64, now time.Time) error {
+	_, err := h.store.SettleDigest(ctx, d, delivery.Attempt{Final: true}, cutoff, now)
+	return err
 }
 
 // digestNotSent does what a TakeDigest answer other than send asks and
 // counts it. taken: an earlier attempt (or call) took d's followers, so an
 // answer that does not come from their snapshot means the snapshot was
 // lost: its followers are counted as stale, not as undone.
-func (h *Handler) digestNotSent(ctx context.Context, log *slog.Logger, d tasks.Digest, b delivery.Batch, taken bool) error {
+func (h *Handler) digestNotSent(ctx context.Context, log *slog.Logger, d tasks.Digest, b delivery.Batch, taken bool, now time.Time) error {
 	var result string
 	switch b.Verdict {
 	case delivery.BatchEmpty:
@@ -202,6 +189,9 @@ func (h *Handler) digestNotSent(ctx context.Context, log *slog.Logger, d tasks.D
 			return err
 		}
 	}
+	if err := h.endDigest(ctx, d, 0, now); err != nil {
+		return err
+	}
 	switch {
 	case taken && !b.Retake:
 		h.metrics.digests.WithLabelValues("stale").Inc()
@@ -213,27 +203,29 @@ func (h *Handler) digestNotSent(ctx context.Context, log *slog.Logger, d tasks.D
 		h.metrics.digests.WithLabelValues(result).Inc()
 		log.Info("summary push put off", "reason", result, "next", time.UnixMilli(b.Next).UTC().Format(time.RFC3339Nano))
 	}
-	return h.records.MarkDone(ctx, d)
+	return nil
 }
 
 // digestOf returns the summary of digest d naming followers, leaving out
-// those too old at now, and the age past which they are.
-func (h *Handler) digestOf(d tasks.Digest, followers []delivery.Follower, now time.Time) (Digest, time.Duration) {
+// those too old at now, the oldest EventTime (ms) it names, and the age
+// past which followers are too old.
+func (h *Handler) digestOf(d tasks.Digest, followers []delivery.Follower, now time.Time) (Digest, int64, time.Duration) {
 	// A summary is late by design (the window, the cap): its followers go
 	// stale that much later than a single follow.
 	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window
 	if h.opts.Policy.MaxPerHour > 0 {
 		maxAge += delivery.CapWindow
 	}
+	cutoff := now.Add(-maxAge).UnixMilli()
 	sum := Digest{Digest: d}
 	for _, f := range followers {
-		if now.Sub(time.UnixMilli(f.EventTime)) > maxAge {
+		if f.EventTime < cutoff {
 			continue
 		}
 		sum.Followers = append(sum.Followers, f.ID)
 		sum.Latest = max(sum.Latest, f.EventTime)
 	}
-	return sum, maxAge
+	return sum, cutoff, maxAge
 }
 
 func (h *Handler) digestPush(ctx context.Context, log *slog.Logger, sum Digest) push {
@@ -248,7 +240,6 @@ func (h *Handler) digestPush(ctx context.Context, log *slog.Logger, sum Digest) 
 		Names: names, Count: len(sum.Followers), Others: len(sum.Followers) - len(names),
 	}
 	return push{
-		event: sum.Digest,
 		render: func(locale string) (Content, error) {
 			// The followers are taken: a template that fails on them must not
 			// lose the summary. The built-in text of the locale says it.

@@ -30,13 +30,20 @@ type RetryError struct {
 	// Devices is how many devices need the retry.
 	Devices int
 	// Throttled is true when nothing was sent because the global send rate
-	// limit had no room (Outcome [OutcomeRateLimited]): the retry comes
-	// after After (plus jitter) and does not count against the retry budget.
+	// limit had no room (Outcome [OutcomeRateLimited]), or because another
+	// push for the same pair is in flight (Reason): the retry comes after
+	// After (plus jitter) and does not count against the retry budget.
 	Throttled bool
+	// Reason, when set, says why nothing was tried (instead of a device
+	// count and an outcome).
+	Reason string
 }
 
-// Error says how many devices failed with what.
+// Error says how many devices failed with what, or why nothing was tried.
 func (e *RetryError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("%s (retry after %s)", e.Reason, e.After)
+	}
 	return fmt.Sprintf("%d device(s) failed with %s (retry after %s)", e.Devices, e.Outcome, e.After)
 }
 

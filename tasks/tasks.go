@@ -102,6 +102,9 @@ func (f Follow) ID() string {
 // Time returns EventTime as a time.Time.
 func (f Follow) Time() time.Time { return time.UnixMilli(f.EventTime) }
 
+// Followee returns To: the user the follow's push goes to.
+func (f Follow) Followee() string { return f.To }
+
 // TaskID returns the asynq task id of f's task: "follow:" followed by [Follow.ID].
 func (f Follow) TaskID() string { return "follow:" + f.ID() }
 
@@ -244,6 +247,9 @@ func (d Digest) ID() string {
 
 // Time returns Due as a time.Time.
 func (d Digest) Time() time.Time { return time.UnixMilli(d.Due) }
+
+// Followee returns To: the user the summary push goes to.
+func (d Digest) Followee() string { return d.To }
 
 // TaskID returns the asynq task id of d's task: "digest:" followed by
 // [Digest.ID].
