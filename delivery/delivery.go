@@ -147,8 +147,8 @@ func TokenKey(token string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (s *Store) tag(followee string) string   { return s.prefix + "{ag:" + followee + "}" }
-func (s *Store) eventKey(e Event) string      { return s.tag(e.Followee()) + ":ev:" + e.ID() }
+func (s *Store) tag(followee string) string    { return s.prefix + "{ag:" + followee + "}" }
+func (s *Store) eventKey(e Event) string       { return s.tag(e.Followee()) + ":ev:" + e.ID() }
 func (s *Store) unfollowsKey(to string) string { return s.tag(to) + ":ux" }
 
 // recordLife is the relative lifetime of e's record written at now: until

@@ -382,7 +382,7 @@ type AdmitQuery struct {
 	p     Policy
 	now   time.Time
 	lease time.Duration
-	cmd   *redis.Cmd     // the script (policies on)
+	cmd   *redis.Cmd      // the script (policies on)
 	ux    *redis.FloatCmd // the pair's latest unfollow (policies off)
 }
 
