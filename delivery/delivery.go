@@ -29,7 +29,7 @@
 //	{prefix}{ag:<followee>}:win        HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped, "opener" -> follow id
 //	{prefix}{ag:<followee>}:cap        ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
 //	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a summary took, so its retries resend the same summary
-//	{prefix}{ag:<followee>}:sending    STRING the due time of the summary being sent right now; expires with its lease
+//	{prefix}{ag:<followee>}:sending    STRING "<due> <in flight until ms>" of the summary being sent right now
 package delivery
 
 import (
@@ -57,8 +57,9 @@ const ClockSkewMargin = 10 * time.Minute
 const (
 	// DefaultRecordTTL is Options.RecordTTL's default.
 	DefaultRecordTTL = time.Hour
-	// DefaultCancelTTL is Options.CancelTTL's default.
-	DefaultCancelTTL = time.Hour
+	// DefaultCancelTTL is Options.CancelTTL's default: UnfollowTTL of the
+	// default maximum event age (1 h).
+	DefaultCancelTTL = 2*time.Hour + CapWindow
 	// DefaultPrefix is Options.Prefix's default.
 	DefaultPrefix = "followpush:"
 )
@@ -74,9 +75,20 @@ type Options struct {
 	// the record expired could push again.
 	RecordTTL time.Duration
 	// CancelTTL is how long an unfollow keeps cancelling, plus
-	// [ClockSkewMargin] (default [DefaultCancelTTL]): set it to the
-	// maximum event age, after which a pending follow is stale anyway.
+	// [ClockSkewMargin] (default [DefaultCancelTTL]): set it to
+	// [UnfollowTTL] of the maximum event age, after which no follow older
+	// than the unfollow can be pushed anymore.
 	CancelTTL time.Duration
+}
+
+// UnfollowTTL is how long an unfollow must be remembered when follows go
+// stale maxEventAge after their EventTime: a follow folded into a summary
+// can be pushed up to the aggregation window (shorter than maxEventAge)
+// and a [CapWindow] later still, so 2 × maxEventAge + CapWindow covers
+// every policy setting. The receiver, which records unfollows, does not
+// know the workers' policies.
+func UnfollowTTL(maxEventAge time.Duration) time.Duration {
+	return 2*maxEventAge + CapWindow
 }
 
 // Store reads and writes delivery records and policy state in Redis. It is
@@ -383,7 +395,8 @@ return q
 // ARGV[5] "1" quota retry, ARGV[6] record TTL ms, ARGV[7] cutoff ms, ARGV[8] due ms, ARGV[9..] token hashes
 var settleDigestScript = redis.NewScript(strings.ReplaceAll(`
 `+recordFields+`
-if redis.call('GET', KEYS[6]) == ARGV[8] then redis.call('DEL', KEYS[6]) end
+local sv = redis.call('GET', KEYS[6])
+if sv and string.match(sv, '^(%d+) ') == ARGV[8] then redis.call('DEL', KEYS[6]) end
 local confirm, release = ARGV[4] == '1', ARGV[3] == '1' and not reached
 if confirm or release then
   local cutoff = tonumber(ARGV[7])

@@ -168,11 +168,13 @@ if c then
       claim('f 0')
       return ps
     end
-    local sd = redis.call('GET', KEYS[7])
-    if sd then
-      local ss = redis.call('ZSCORE', KEYS[1] .. ':snap:' .. sd, from)
-      local ttl = redis.call('PTTL', KEYS[7])
-      if ss and tonumber(ss) == c and ttl > 0 then return {'wait', now + ttl} end
+    local sv = redis.call('GET', KEYS[7])
+    if sv then
+      local sd, st = string.match(sv, '^(%d+) (%d+)$')
+      if sd and tonumber(st) > now then
+        local ss = redis.call('ZSCORE', KEYS[1] .. ':snap:' .. sd, from)
+        if ss and tonumber(ss) == c then return {'wait', st} end
+      end
     end
   end
 end
@@ -215,7 +217,9 @@ return {'send', 0}
 // liveFollowers is the part of takeScript that drops from a set of
 // followers (a pending set or a snapshot) those who unfollowed after
 // their follow, and those whose pair's claim a newer follow holds (that
-// follow notifies instead). An unfollowed follower's claim goes with it.
+// follow notifies instead). An unfollowed follower's claim goes with it,
+// unless it reached a device already (an earlier attempt of the summary
+// did): then its cooldown runs.
 const liveFollowers = `
 local function keep_live(k)
   local m = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
@@ -225,7 +229,8 @@ local function keep_live(k)
     local c = redis.call('ZSCORE', KEYS[6], f)
     if u and tonumber(u) > s then
       redis.call('ZREM', k, f)
-      if c and tonumber(c) == s then
+      local v = redis.call('HGET', KEYS[7], f)
+      if c and tonumber(c) == s and v and string.find(v, ' f ', 1, true) then
         redis.call('ZREM', KEYS[6], f)
         redis.call('HDEL', KEYS[7], f)
       end
@@ -250,13 +255,13 @@ end
 // ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
 // ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
 // ARGV[8] state TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms,
-// ARGV[11] lease ms (0: not committing), ARGV[12] record TTL ms
+// ARGV[11] in flight until ms (0: not committing), ARGV[12] record TTL ms
 //
 // Answers: {'send', followers with scores, 'new'|'retake'}, {'empty', 'new'|'retake'},
 // {'later', due}, {'superseded', due, pending count}.
 var takeScript = redis.NewScript(liveFollowers + `
 local function commit()
-  if ARGV[11] ~= '0' then redis.call('SET', KEYS[9], ARGV[1], 'PX', ARGV[11]) end
+  if ARGV[11] ~= '0' then redis.call('SET', KEYS[9], ARGV[1] .. ' ' .. ARGV[11], 'PX', ARGV[8]) end
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   keep_live(KEYS[4])
@@ -319,7 +324,8 @@ local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s and tonumber(s) < tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   local c = redis.call('ZSCORE', KEYS[2], ARGV[1])
-  if c and tonumber(c) == tonumber(s) then
+  local v = redis.call('HGET', KEYS[3], ARGV[1])
+  if c and tonumber(c) == tonumber(s) and v and string.find(v, ' f ', 1, true) then
     redis.call('ZREM', KEYS[2], ARGV[1])
     redis.call('HDEL', KEYS[3], ARGV[1])
   end
@@ -556,12 +562,16 @@ type Batch struct {
 // and an unfollow recorded after this point no longer takes them out.
 func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now time.Time, lease time.Duration) (Batch, error) {
 	n := now.UnixMilli()
+	until := "0"
+	if lease > 0 {
+		until = itoa(n + lease.Milliseconds())
+	}
 	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d), s.unfollowsKey(d.To),
 		s.cooldownKey(d.To), s.claimKey(d.To), s.eventKey(d), s.sendingKey(d.To)}
 	args := []any{
 		itoa(d.Due), itoa(n), p.MaxPerHour, itoa(n - CapWindow.Milliseconds()), ms(CapWindow),
 		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.stateTTL(p)), itoa(n + p.Window.Milliseconds()),
-		ms(lease), ms(s.recordLife(d, now)),
+		until, ms(s.recordLife(d, now)),
 	}
 	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil || len(res) == 0 {

@@ -125,7 +125,7 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 	return &Handler{
 		log: log, devices: devs, store: store, sender: sender, metrics: metrics, opts: opts,
 		mismatch: rate.NewLimiter(per, opts.MismatchDeletesPerMinute),
-		lease:    DefaultRateLimitWait + opts.SendTimeout + bookkeepingTimeout + 5*time.Second,
+		lease:    sendWindow + opts.SendTimeout + bookkeepingTimeout + 5*time.Second,
 		retries:  asynqRetries,
 	}, nil
 }
@@ -275,7 +275,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return nil
 	}
 	p := h.followPush(log, f, h.displayNames(ctx, f.AppID, f.From)[f.From])
-	a, retry, err := h.deliver(ctx, log, f.To, p, targets)
+	a, retry, err := h.deliver(ctx, log, f.To, p, targets, now)
 	h.at(ctx, "sent")
 	if err := h.settle(ctx, log, a, retry, err, func(ctx context.Context, a delivery.Attempt) (int, error) {
 		return h.store.Settle(ctx, f, a, h.opts.Now())
@@ -402,6 +402,13 @@ func bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 }
 
+// sendWindow is the most time an attempt may take from its commitment to
+// the start of its send: reading the owners and the display names (2 s at
+// most), rendering, the rate limit's wait (2 s at most). An attempt past it
+// (a stalled process) does not send: its commitment may have lapsed, and
+// another push for the same pair taken over. See Handler.lease.
+const sendWindow = 10 * time.Second
+
 // bookkeepingTimeout bounds how long a worker keeps trying to record pushes
 // that went out (see persist): long enough for a Redis restart or a
 // Sentinel failover, short against SHUTDOWN_TIMEOUT's default.
@@ -476,8 +483,10 @@ func (h *Handler) followPush(log *slog.Logger, f tasks.Follow, fromName string) 
 // rate limit, and returns what the attempt did (the devices that need
 // nothing more, whether FCM accepted any) and a *RetryError when some
 // devices should be tried again. Its error is a render failure (wrapping
-// asynq.SkipRetry) or the rate limiter's: nothing was sent then.
-func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p push, targets []devices.Device) (delivery.Attempt, *RetryError, error) {
+// asynq.SkipRetry) or the rate limiter's: nothing was sent then. An
+// attempt that comes to its send more than sendWindow after committedAt
+// sends nothing and is retried.
+func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p push, targets []devices.Device, committedAt time.Time) (delivery.Attempt, *RetryError, error) {
 	contents := map[string]Content{}
 	msgs := make([]*messaging.Message, len(targets))
 	for i, d := range targets {
@@ -501,6 +510,10 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 			h.metrics.rateLimited.Add(float64(len(msgs)))
 			return delivery.Attempt{}, &RetryError{Outcome: OutcomeRateLimited, After: wait, Throttled: true, Devices: len(msgs)}, nil
 		}
+	}
+	if late := h.opts.Now().Sub(committedAt); late > sendWindow {
+		log.Warn("the attempt stalled between its commitment and its send: not sent, retried", "late", late.String())
+		return delivery.Attempt{}, &RetryError{Reason: "the commitment to push lapsed before the send", After: time.Second, Throttled: true}, nil
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, h.opts.SendTimeout)
 	errs := h.sender.Send(sendCtx, msgs)

@@ -127,7 +127,8 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 	// The commitment: unfollows that arrived while the devices and the
 	// display names were read count too, so the followers are read once
 	// more, and the summary is in flight from here.
-	b, err = h.store.TakeDigest(ctx, d, h.opts.Policy, h.opts.Now(), h.lease)
+	committedAt := h.opts.Now()
+	b, err = h.store.TakeDigest(ctx, d, h.opts.Policy, committedAt, h.lease)
 	if err != nil {
 		return err
 	}
@@ -143,7 +144,7 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 		sum, p = again, h.digestPush(ctx, log, again)
 	}
 	h.at(ctx, "committed")
-	a, retry, err := h.deliver(ctx, log, d.To, p, targets)
+	a, retry, err := h.deliver(ctx, log, d.To, p, targets, committedAt)
 	h.at(ctx, "sent")
 	if err := h.settle(ctx, log, a, retry, err, func(ctx context.Context, a delivery.Attempt) (int, error) {
 		return h.store.SettleDigest(ctx, d, a, cutoff, h.opts.Now())

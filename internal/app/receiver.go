@@ -52,7 +52,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 	rcv := &Receiver{}
 	metrics := webhook.NewMetrics(reg)
 	enq := webhook.NewAsynqEnqueuer(rdb, cfg.EnqueueConcurrency)
-	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: cfg.MaxEventAge})
+	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)})
 	var sp webhook.Spool
 	if cfg.SpoolDir != "" {
 		s, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes})

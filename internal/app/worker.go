@@ -71,7 +71,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	}
 	h, err := notifier.NewHandler(log,
 		devices.NewRegistry(rdb, devices.Options{Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser}),
-		delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, RecordTTL: cfg.DedupeTTL, CancelTTL: cfg.MaxEventAge}),
+		delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, RecordTTL: cfg.DedupeTTL, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)}),
 		sender, notifier.NewMetrics(reg), notifier.HandlerOptions{
 			MaxEventAge: cfg.MaxEventAge,
 			SendTimeout: cfg.FCMSendTimeout,

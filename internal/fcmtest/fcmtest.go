@@ -61,6 +61,9 @@ type Request struct {
 	Header http.Header
 	// Received is when the server finished reading the request.
 	Received time.Time
+	// Context is the request's context: it ends when the client gives up
+	// on the request (a responder that blocks should watch it).
+	Context context.Context `json:"-"`
 }
 
 // Response is what the server answers to one send request. A zero Response
@@ -286,6 +289,7 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request, project strin
 		Authorization: r.Header.Get("Authorization"),
 		Header:        r.Header.Clone(),
 		Received:      time.Now(),
+		Context:       r.Context(),
 	}
 
 	s.mu.Lock()

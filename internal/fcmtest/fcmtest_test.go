@@ -124,7 +124,7 @@ func TestSendRecordsRequestAndAnswersSuccess(t *testing.T) {
 		Body:          []byte(body),
 		Authorization: "Bearer abc",
 	}
-	opts := cmpopts.IgnoreFields(fcmtest.Request{}, "Header", "Received")
+	opts := cmpopts.IgnoreFields(fcmtest.Request{}, "Header", "Received", "Context")
 	if diff := cmp.Diff(want, reqs[0], opts); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
