@@ -27,6 +27,8 @@
 //	                                         without an entry here reached a device
 //	{prefix}{ag:<followee>}            ZSET  pending followers of the next summary push, scored with their follow's EventTime
 //	{prefix}{ag:<followee>}:win        HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped, "opener" -> follow id
+//	{prefix}{ag:<followee>}:last       STRING the latest due time a summary window had: a new window is due later, so
+//	                                         its digest (named by followee and due time) is never one that ran already
 //	{prefix}{ag:<followee>}:cap        ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
 //	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a summary took, so its retries resend the same summary
 //	{prefix}{ag:<followee>}:sending    STRING "<due> <in flight until ms>" of the summary being sent right now

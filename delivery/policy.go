@@ -104,7 +104,7 @@ type Admission struct {
 //
 // KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] claims ZSET,
 // KEYS[5] unsettled claims HASH, KEYS[6] unfollows ZSET, KEYS[7] sending STRING,
-// KEYS[8] the follow's record HASH
+// KEYS[8] the follow's record HASH, KEYS[9] last due STRING
 // ARGV[1] follower, ARGV[2] EventTime ms, ARGV[3] follow id, ARGV[4] now ms,
 // ARGV[5] cooldown ms (0 = off), ARGV[6] claim prune bound (inclusive),
 // ARGV[7] cap (0 = off), ARGV[8] cap window ms, ARGV[9] cap prune bound (inclusive),
@@ -185,16 +185,19 @@ local function fold(due, why)
   return {why, due}
 end
 local function open(due, why, opener)
+  local last = tonumber(redis.call('GET', KEYS[9]) or '0')
+  if tonumber(due) <= last then due = string.format('%d', last + 1) end
+  redis.call('SET', KEYS[9], due, 'PX', ARGV[13])
   redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', opener)
   redis.call('PEXPIRE', KEYS[2], ARGV[13])
+  return due
 end
 local due = redis.call('HGET', KEYS[2], 'due')
 if due and (now < tonumber(due) or redis.call('ZCARD', KEYS[1]) > 0) then
   return fold(due, redis.call('HGET', KEYS[2], 'why') or 'aggregated')
 end
 if win > 0 and ARGV[11] ~= '1' then
-  open(ARGV[12], 'aggregated', '')
-  return fold(ARGV[12], 'aggregated')
+  return fold(open(ARGV[12], 'aggregated', ''), 'aggregated')
 end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[9])
@@ -203,8 +206,7 @@ if cap > 0 then
     local free = tonumber(oldest[2]) + tonumber(ARGV[8])
     local d = ARGV[12]
     if free > tonumber(ARGV[12]) then d = string.format('%d', free) end
-    open(d, 'capped', '')
-    return fold(d, 'capped')
+    return fold(open(d, 'capped', ''), 'capped')
   end
   redis.call('ZADD', KEYS[3], ARGV[4], id)
   redis.call('PEXPIRE', KEYS[3], ARGV[8])
@@ -251,7 +253,7 @@ end
 //
 // KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET,
 // KEYS[5] unfollows ZSET, KEYS[6] claims ZSET, KEYS[7] unsettled claims HASH,
-// KEYS[8] digest record HASH, KEYS[9] sending STRING
+// KEYS[8] digest record HASH, KEYS[9] sending STRING, KEYS[10] last due STRING
 // ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
 // ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
 // ARGV[8] state TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms,
@@ -262,6 +264,14 @@ end
 var takeScript = redis.NewScript(liveFollowers + `
 local function commit()
   if ARGV[11] ~= '0' then redis.call('SET', KEYS[9], ARGV[1] .. ' ' .. ARGV[11], 'PX', ARGV[8]) end
+end
+local function open(due, why)
+  local last = tonumber(redis.call('GET', KEYS[10]) or '0')
+  if tonumber(due) <= last then due = string.format('%d', last + 1) end
+  redis.call('SET', KEYS[10], due, 'PX', ARGV[8])
+  redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', '')
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  return due
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   keep_live(KEYS[4])
@@ -286,9 +296,7 @@ if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
     local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
     local free = tonumber(oldest[2]) + tonumber(ARGV[5])
     if free <= tonumber(ARGV[1]) then free = tonumber(ARGV[1]) + 1 end
-    local d = string.format('%d', free)
-    redis.call('HSET', KEYS[2], 'due', d, 'why', 'capped', 'opener', '')
-    redis.call('PEXPIRE', KEYS[2], ARGV[8])
+    local d = open(string.format('%d', free), 'capped')
     redis.call('PEXPIRE', KEYS[1], ARGV[8])
     return {'later', d}
   end
@@ -300,8 +308,7 @@ redis.call('PEXPIRE', KEYS[4], ARGV[9])
 redis.call('HSET', KEYS[8], 'a', 1)
 redis.call('PEXPIRE', KEYS[8], ARGV[12])
 if tonumber(ARGV[6]) > 0 then
-  redis.call('HSET', KEYS[2], 'due', ARGV[10], 'why', 'aggregated', 'opener', '')
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  open(ARGV[10], 'aggregated')
 else
   redis.call('DEL', KEYS[2])
 end
@@ -340,6 +347,7 @@ func (s *Store) capKey(to string) string      { return s.tag(to) + ":cap" }
 func (s *Store) cooldownKey(to string) string { return s.tag(to) + ":cd" }
 func (s *Store) claimKey(to string) string    { return s.tag(to) + ":cl" }
 func (s *Store) sendingKey(to string) string  { return s.tag(to) + ":sending" }
+func (s *Store) lastDueKey(to string) string  { return s.tag(to) + ":last" }
 func (s *Store) snapshotKey(d tasks.Digest) string {
 	return s.tag(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
 }
@@ -354,15 +362,17 @@ func (s *Store) stateTTL(p Policy) time.Duration {
 }
 
 // claimKeep is how long a pair's claim is kept after its follow's
-// EventTime: the cooldown, or, when longer, as long as the follow can
-// still be pushed (on its own until its record goes, in a summary up to a
-// window and, with a cap, an hour later).
+// EventTime, measured on the clock of the worker handling a later follow:
+// as long as its own follow can still be pushed (on its own until its
+// record goes, in a summary up to a window and, with a cap, an hour
+// later), and, with a cooldown, as long as a follow less than the
+// cooldown younger can still be handled.
 func (s *Store) claimKeep(p Policy) time.Duration {
-	keep := s.recordTTL + p.Window
+	pushable := s.recordTTL + p.Window
 	if p.MaxPerHour > 0 {
-		keep += CapWindow
+		pushable += CapWindow
 	}
-	return max(p.Cooldown, keep) + ClockSkewMargin
+	return p.Cooldown + pushable + ClockSkewMargin
 }
 
 func ms(d time.Duration) string    { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -463,7 +473,7 @@ func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
 func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Duration) ([]string, []any) {
 	n := now.UnixMilli()
 	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To),
-		s.claimKey(f.To), s.unfollowsKey(f.To), s.sendingKey(f.To), s.eventKey(f)}
+		s.claimKey(f.To), s.unfollowsKey(f.To), s.sendingKey(f.To), s.eventKey(f), s.lastDueKey(f.To)}
 	keep := s.claimKeep(p)
 	args := []any{
 		f.From, itoa(f.EventTime), f.ID(), itoa(n),
@@ -567,7 +577,7 @@ func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now ti
 		until = itoa(n + lease.Milliseconds())
 	}
 	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d), s.unfollowsKey(d.To),
-		s.cooldownKey(d.To), s.claimKey(d.To), s.eventKey(d), s.sendingKey(d.To)}
+		s.cooldownKey(d.To), s.claimKey(d.To), s.eventKey(d), s.sendingKey(d.To), s.lastDueKey(d.To)}
 	args := []any{
 		itoa(d.Due), itoa(n), p.MaxPerHour, itoa(n - CapWindow.Milliseconds()), ms(CapWindow),
 		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.stateTTL(p)), itoa(n + p.Window.Milliseconds()),

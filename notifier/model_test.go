@@ -62,6 +62,16 @@ type mUser struct {
 	ux      map[string]int64 // follower -> latest unfollow EventTime
 	snaps   map[int64]map[string]int64
 	sending *mSending
+	lastDue int64 // the latest due a window had
+}
+
+// open opens the next summary window, due at due or, when a window had
+// that due already, right after the latest one.
+func (u *mUser) open(due int64, why, opener string) int64 {
+	due = max(due, u.lastDue+1)
+	u.lastDue = due
+	u.win = &mWindow{due: due, why: why, opener: opener}
+	return due
 }
 
 // mRecord is an event's delivery record.
@@ -128,7 +138,7 @@ func (m *model) claimKeep() int64 {
 	if m.p.MaxPerHour > 0 {
 		keep += delivery.CapWindow.Milliseconds()
 	}
-	return max(m.p.Cooldown.Milliseconds(), keep) + delivery.ClockSkewMargin.Milliseconds()
+	return m.p.Cooldown.Milliseconds() + keep + delivery.ClockSkewMargin.Milliseconds()
 }
 
 // unfollow is the receiver's unfollow (delivery.Store.Cancel).
@@ -239,21 +249,18 @@ func (m *model) admit(f mFollow, now int64) mAdmission {
 		return fold(u.win.due, delivery.Verdict(u.win.why))
 	}
 	if window > 0 && !m.p.FirstImmediate {
-		u.win = &mWindow{due: now + window, why: "aggregated"}
-		return fold(now+window, delivery.VerdictAggregated)
+		return fold(u.open(now+window, "aggregated", ""), delivery.VerdictAggregated)
 	}
 	if limit := m.p.MaxPerHour; limit > 0 {
 		m.pruneCap(u, now)
 		if len(u.capLog) >= limit {
 			free := m.oldestCap(u) + delivery.CapWindow.Milliseconds()
-			d := max(now+window, free)
-			u.win = &mWindow{due: d, why: "capped"}
-			return fold(d, delivery.VerdictCapped)
+			return fold(u.open(max(now+window, free), "capped", ""), delivery.VerdictCapped)
 		}
 		u.capLog[id] = now
 	}
 	if window > 0 {
-		u.win = &mWindow{due: now + window, why: "aggregated", opener: id}
+		u.open(now+window, "aggregated", id)
 	}
 	claim('h', now+m.lease)
 	return mAdmission{verdict: delivery.VerdictSend}
@@ -356,8 +363,7 @@ func (m *model) take(d tasks.Digest, now, until int64) mBatch {
 				if free <= d.Due {
 					free = d.Due + 1
 				}
-				u.win = &mWindow{due: free, why: "capped"}
-				return mBatch{verdict: delivery.BatchLater, next: free}
+				return mBatch{verdict: delivery.BatchLater, next: u.open(free, "capped", "")}
 			}
 			u.capLog[id] = now
 		}
@@ -366,7 +372,7 @@ func (m *model) take(d tasks.Digest, now, until int64) mBatch {
 	u.pending = map[string]int64{}
 	m.record(id).taken = true
 	if w := m.p.Window.Milliseconds(); w > 0 {
-		u.win = &mWindow{due: now + w, why: "aggregated"}
+		u.open(now+w, "aggregated", "")
 	} else {
 		u.win = nil
 	}
