@@ -12,6 +12,7 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/webhook"
 )
 
 func main() { app.Main(run) }
@@ -48,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	err = app.Serve(ctx, ln, "http", rcv.Handler, cfg.ShutdownTimeout, log)
+	err = app.Serve(ctx, webhook.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
 	log.Info("receiver stopped")
 	return err
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/webhook"
 )
 
 func main() { app.Main(run) }
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String())
-	err = app.Serve(ctx, ln, "http", rcv.Handler, cfg.Receiver.ShutdownTimeout, log)
+	err = app.Serve(ctx, webhook.Listener(ln), "http", rcv.Handler, cfg.Receiver.ShutdownTimeout, log)
 	log.Info("standalone stopping")
 	return err
 }
