@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var monitoring http.Handler
 	if cfg.MonitoringUser != "" {
-		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword)
+		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword, log)
 	}
 	rcv, err := app.NewReceiver(ctx, cfg, rdb, log, app.NewRegistry(), monitoring)
 	if err != nil {

@@ -76,9 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var monitoring http.Handler
 	switch rc := cfg.Receiver; {
 	case rc.MonitoringUser != "":
-		monitoring = app.Monitoring(rdb, rc.MonitoringUser, rc.MonitoringPassword)
+		monitoring = app.Monitoring(rdb, rc.MonitoringUser, rc.MonitoringPassword, log)
 	case config.LoopbackOnly(rc.ListenAddr):
-		monitoring = app.Monitoring(rdb, "", "") // loopback only: no auth
+		monitoring = app.Monitoring(rdb, "", "", log) // loopback only: no auth, loopback Host names only
 	default:
 		log.Warn("asynqmon not mounted: LISTEN_ADDR is not loopback and MONITORING_USER is unset")
 	}
@@ -91,8 +91,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	handler := rcv.Handler
+	if cfg.Receiver.APIToken == config.DevAPIToken {
+		// The dev token is well known: keep the device API to loopback
+		// Host names, so that a page re-pointed at 127.0.0.1 by its DNS
+		// (DNS rebinding) cannot use it.
+		handler = app.RefuseForeignHosts(handler, "/v1/")
+	}
 	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String())
-	err = app.Serve(ctx, webhook.Listener(ln), "http", rcv.Handler, cfg.Receiver.ShutdownTimeout, log)
+	err = app.Serve(ctx, webhook.Listener(ln), "http", handler, cfg.Receiver.ShutdownTimeout, log)
 	log.Info("standalone stopping")
 	return err
 }
