@@ -79,7 +79,7 @@ var Settings = []Setting{
 	{Name: "REDIS_KEY_PREFIX", Programs: all, Default: "followpush:", Help: "prefix of followpush's own Redis keys (asynq keeps its own asynq: keys)"},
 	{Name: "LISTEN_ADDR", Programs: ingest, Default: ":8080", Defaults: map[Program]string{ProgramStandalone: "127.0.0.1:8080"}, Help: "HTTP listen address of the webhook and device API"},
 	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: "1400000000"}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
-	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start)"},
+	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token: one for every app, or sdkappid=token,... with a token for each app of TENCENT_SDKAPPID; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start); never logged"},
 	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: "60s", Help: "how far RequestTime may be from now before a signed webhook is a replay"},
 	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "followpush-dev-token on loopback, else a random one; printed at start"}, Help: "bearer token of the device API; unset = the device API answers 503"},
 	{Name: "MONITORING_USER", Programs: ingest, Help: "with MONITORING_PASSWORD, mounts asynqmon at /monitoring behind HTTP basic auth; unset = not mounted (standalone on loopback: mounted without auth)"},

@@ -20,8 +20,8 @@ func TestLoadReceiverDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{r.ListenAddr, r.AppIDs, r.CallbackToken, r.RequestTimeWindow, r.APIToken, r.MaxBodyBytes, r.MaxFollows, r.MaxDevicesPerUser, r.Redis.Mode(), r.Redis.URL, r.Redis.KeyPrefix}
-	want := []any{":8080", []string{"1400000001"}, "", 60 * time.Second, "", int64(1 << 20), 1000, 10, "url", "redis://127.0.0.1:6379/0", "followpush:"}
+	got := []any{r.ListenAddr, r.AppIDs, r.CallbackTokens, r.RequestTimeWindow, r.APIToken, r.MaxBodyBytes, r.MaxFollows, r.MaxDevicesPerUser, r.Redis.Mode(), r.Redis.URL, r.Redis.KeyPrefix}
+	want := []any{":8080", []string{"1400000001"}, map[string]string(nil), 60 * time.Second, "", int64(1 << 20), 1000, 10, "url", "redis://127.0.0.1:6379/0", "followpush:"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
 	}
@@ -167,6 +167,58 @@ func TestLoadWorkerPolicies(t *testing.T) {
 			}
 			if d := cmp.Diff(tt.want, w.Policies); d != "" {
 				t.Errorf("policies (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TENCENT_CALLBACK_TOKEN is one token for every app, or sdkappid=token per
+// app naming exactly the apps of TENCENT_SDKAPPID; mistakes are reported
+// without the tokens.
+func TestLoadCallbackTokens(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, apps, tokens string
+		want               map[string]string
+		problems           []string // what the error must say, in order
+	}{
+		{"unset", "1400000001", "", nil, nil},
+		{"one token", "1400000001,1400000002", "s3cret-all", map[string]string{"": "s3cret-all"}, nil},
+		{"one token with = and , (not a list: it does not start with an SDKAppID)", "1400000001", "abc=s3cret,x", map[string]string{"": "abc=s3cret,x"}, nil},
+		{"a token per app", "1400000001,1400000002", "1400000001=s3cret-a, 1400000002 = s3cret-b", map[string]string{"1400000001": "s3cret-a", "1400000002": "s3cret-b"}, nil},
+		{"an app left out", "1400000001,1400000002", "1400000001=s3cret-a", nil, []string{"no token for SDKAppID 1400000002: give every app of TENCENT_SDKAPPID its token, or one token for all"}},
+		{"an app not served", "1400000001", "1400000001=s3cret-a,1400000009=s3cret-b", nil, []string{"names SDKAppID 1400000009, which is not in TENCENT_SDKAPPID"}},
+		{"not a list entry", "1400000001,1400000002", "1400000001=s3cret-a,s3cret-b", nil, []string{"entry 2 is not sdkappid=token"}},
+		{"empty token", "1400000001", "1400000001=", nil, []string{"entry 1 is not sdkappid=token"}},
+		{"an app twice", "1400000001", "1400000001=s3cret-a,1400000001=s3cret-b", nil, []string{"entry 2: SDKAppID 1400000001 is listed twice"}},
+		{"whitespace in a token", "1400000001", "1400000001=s3cret a", nil, []string{"the token of SDKAppID 1400000001 must be 1 to 256 bytes without whitespace"}},
+		{"too long", "1400000001", strings.Repeat("s", 257), nil, []string{"must be 1 to 256 bytes without whitespace"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": tt.apps, "TENCENT_CALLBACK_TOKEN": tt.tokens}))
+			if len(tt.problems) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(tt.want, r.CallbackTokens); d != "" {
+					t.Errorf("tokens (-want +got):\n%s", d)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, tokens %v", r.CallbackTokens)
+			}
+			var want []string
+			for _, p := range tt.problems {
+				want = append(want, "TENCENT_CALLBACK_TOKEN: "+p)
+			}
+			if d := cmp.Diff(want, strings.Split(err.Error(), "\n")); d != "" {
+				t.Errorf("problems (-want +got):\n%s", d)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error shows a token: %v", err)
 			}
 		})
 	}

@@ -113,26 +113,67 @@ func (l *loader) policies(maxEventAge time.Duration) Policies {
 	return p
 }
 
-// userSigs reads a UserSig, or a comma-separated list of sdkappid=usersig;
-// a problem is reported without the secret.
+// userSigs reads TENCENT_ADMIN_USERSIG (see [loader.perApp]); a UserSig
+// never holds "=" or ",", so one that does is a mistyped list.
 func (l *loader) userSigs(name string) map[string]string {
+	sigs := l.perApp(name, "usersig")
+	if sig, ok := sigs[""]; ok && strings.ContainsAny(sig, "=,") {
+		l.fail(name, "is neither a UserSig nor a list of sdkappid=usersig (a list starts with the SDKAppID)")
+		return nil
+	}
+	return sigs
+}
+
+// perApp reads a per-app secret: one value that serves every app, or a
+// comma-separated list of sdkappid=value, one per app. A value is a list
+// when it starts with an SDKAppID (digits) and "="; every entry must then
+// be sdkappid=value with a non-zero numeric SDKAppID, each SDKAppID once.
+// It returns the values by SDKAppID, under the key "" for a single value;
+// nil when the setting is unset or bad. what names a value in messages
+// ("token", "usersig"); problems are reported without the values, which
+// are secrets.
+func (l *loader) perApp(name, what string) map[string]string {
 	v := l.raw(name, "")
 	if v == "" {
 		return nil
 	}
-	if !strings.Contains(v, "=") {
-		return map[string]string{"": v}
+	vals, err := parsePerApp(v, what)
+	if err != nil {
+		l.fail(name, "%v", err)
+		return nil
 	}
-	sigs := map[string]string{}
+	return vals
+}
+
+// parsePerApp is [loader.perApp]'s parser; its errors never hold a value.
+func parsePerApp(v, what string) (map[string]string, error) {
+	first, _, _ := strings.Cut(v, ",")
+	app, _, isList := strings.Cut(first, "=")
+	if !isList || !allDigits(strings.TrimSpace(app)) {
+		return map[string]string{"": v}, nil
+	}
+	vals := map[string]string{}
 	for i, part := range strings.Split(v, ",") {
-		app, sig, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if n, err := strconv.ParseUint(app, 10, 64); !ok || err != nil || n == 0 || sig == "" {
-			l.fail(name, "entry %d is not sdkappid=usersig", i+1)
-			return nil
+		app, val, ok := strings.Cut(part, "=")
+		app, val = strings.TrimSpace(app), strings.TrimSpace(val)
+		if n, err := strconv.ParseUint(app, 10, 64); !ok || err != nil || n == 0 || val == "" {
+			return nil, fmt.Errorf("entry %d is not sdkappid=%s", i+1, what)
 		}
-		sigs[app] = sig
+		if _, dup := vals[app]; dup {
+			return nil, fmt.Errorf("entry %d: SDKAppID %s is listed twice", i+1, app)
+		}
+		vals[app] = val
 	}
-	return sigs
+	return vals, nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func (l *loader) boolean(name string, def bool) bool {

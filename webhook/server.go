@@ -57,6 +57,11 @@ type Options struct {
 	// RequestTime within RequestTimeWindow (default 60 s).
 	CallbackToken     string
 	RequestTimeWindow time.Duration
+	// CallbackTokens are per-SDKAppID tokens (the key "" serves apps not
+	// listed), over CallbackToken. When any is set, every webhook needs a
+	// valid Sign: a webhook of an app without a token here (and no
+	// CallbackToken) is refused (401).
+	CallbackTokens map[string]string
 	// APIToken guards the device API; empty = the device API answers 503.
 	APIToken string
 	// MaxBodyBytes bounds a webhook body (default 1 MiB; larger: 413).

@@ -350,3 +350,44 @@ func TestReadyzHidesRedisError(t *testing.T) {
 		t.Errorf("log line with Redis's error (NOAUTH) = %v; log:\n%s", logged, logs.String())
 	}
 }
+
+// With a token per app, each app's webhooks must be signed with its own
+// token: another app's token is refused (401), and an app without a token
+// is refused rather than let in unsigned. One token under "" serves every
+// app.
+func TestWebhookPerAppTokens(t *testing.T) {
+	t.Parallel()
+	const appA, appB = "1400000001", "1400000002"
+	signed := func(app, token string) url.Values {
+		rt := strconv.FormatInt(testNow.Unix(), 10)
+		return url.Values{"SdkAppid": {app}, "CallbackCommand": {webhook.CommandFollowAdd}, "RequestTime": {rt}, "Sign": {webhook.Sign(token, rt)}}
+	}
+	perApp := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{appA: "token-a", appB: "token-b"}})
+	onlyA := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{appA: "token-a"}})
+	shared := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{"": "token-all"}})
+	for _, c := range []struct {
+		name string
+		f    *fixture
+		q    url.Values
+		want int
+	}{
+		{"app A with its token", perApp, signed(appA, "token-a"), 200},
+		{"app B with its token", perApp, signed(appB, "token-b"), 200},
+		{"app A with B's token", perApp, signed(appA, "token-b"), 401},
+		{"app B with A's token", perApp, signed(appB, "token-a"), 401},
+		{"app A unsigned", perApp, url.Values{"SdkAppid": {appA}, "CallbackCommand": {webhook.CommandFollowAdd}}, 401},
+		{"app without a token", onlyA, signed(appB, "token-a"), 401},
+		{"app without a token, unsigned", onlyA, url.Values{"SdkAppid": {appB}, "CallbackCommand": {webhook.CommandFollowAdd}}, 401},
+		{"one token, app A", shared, signed(appA, "token-all"), 200},
+		{"one token, app B", shared, signed(appB, "token-all"), 200},
+		{"one token, wrong token", shared, signed(appB, "token-a"), 401},
+	} {
+		status, answer := post(t, c.f.srv.URL, c.q, goodFollow)
+		if status != c.want {
+			t.Errorf("%s: %d %v, want %d", c.name, status, answer, c.want)
+		}
+	}
+	if q := onlyA.queued(t); len(q) != 0 {
+		t.Errorf("refused webhooks enqueued %v", q)
+	}
+}

@@ -120,6 +120,9 @@ func advanceClock(ctx context.Context, m *miniredis.Miniredis) {
 	}
 }
 
+// printWalkthrough writes the state standalone runs in and a walkthrough
+// that works when pasted into a shell as a whole: everything but the
+// commands is a "#" comment. curl prints each answer's HTTP status.
 func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 	rc := cfg.Receiver
 	token := "$API_TOKEN"
@@ -130,30 +133,43 @@ func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 	if cfg.Worker.FCMConfigured() {
 		backend = "FCM"
 	}
+	app := rc.AppIDs[0]
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nfollowpush standalone is up on %s\n", base)
-	fmt.Fprintf(&b, "  Redis:   %s\n", map[bool]string{true: "embedded, in memory", false: cfg.Receiver.Redis.Mode()}[cfg.EmbeddedRedis])
-	fmt.Fprintf(&b, "  pushes:  to %s\n", backend)
+	fmt.Fprintf(&b, "\n# followpush standalone is up on %s\n", base)
+	fmt.Fprintf(&b, "#   Redis:   %s\n", map[bool]string{true: "embedded, in memory (nothing survives a restart)", false: cfg.Receiver.Redis.Mode()}[cfg.EmbeddedRedis])
+	fmt.Fprintf(&b, "#   pushes:  to %s\n", backend)
 	if cfg.GeneratedAPIToken {
-		fmt.Fprintf(&b, "  API_TOKEN (dev; set API_TOKEN to choose one): %s\n", rc.APIToken)
-	}
-	if rc.CallbackToken == "" {
-		fmt.Fprintf(&b, "  webhook signatures: NOT checked (TENCENT_CALLBACK_TOKEN unset)\n")
+		fmt.Fprintf(&b, "#   API_TOKEN (dev; set API_TOKEN to choose one): %s\n", rc.APIToken)
 	} else {
-		fmt.Fprintf(&b, "  webhook signatures: checked (export TENCENT_CALLBACK_TOKEN in your shell for the commands below)\n")
+		fmt.Fprintf(&b, "#   API_TOKEN: yours (export API_TOKEN in the shell you paste into)\n")
 	}
-	fmt.Fprintf(&b, "\n1. Register a device for user UserID_002:\n\n")
-	fmt.Fprintf(&b, "  curl -sS -X PUT -H \"Authorization: Bearer %s\" -d '{\"platform\":\"android\"}' \\\n    %s/v1/users/UserID_002/devices/demo-token-0123456789\n", token, base)
-	fmt.Fprintf(&b, "\n2. Post a follow webhook (UserID_001 follows UserID_002), with a current EventTime:\n\n")
-	query := "SdkAppid=" + rc.AppIDs[0] + "&CallbackCommand=Follow.CallbackAfterFollowAdd&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI"
-	if rc.CallbackToken == "" {
-		fmt.Fprintf(&b, "  curl -sS -X POST '%s/webhook?%s' \\\n", base, query)
+	_, oneToken := rc.CallbackTokens[""]
+	switch {
+	case len(rc.CallbackTokens) == 0:
+		fmt.Fprintf(&b, "#   webhook signatures: NOT checked (TENCENT_CALLBACK_TOKEN unset)\n")
+	default:
+		fmt.Fprintf(&b, "#   webhook signatures: checked (export TENCENT_CALLBACK_TOKEN in the shell you paste into)\n")
+	}
+	fmt.Fprintf(&b, "#   queues (asynqmon): %s/monitoring/\n", base)
+	fmt.Fprintf(&b, "#\n# Walkthrough: paste all of the lines below into another shell (lines with # are comments).\n")
+	fmt.Fprintf(&b, "#\n# 1. Register a device for user UserID_002 (answer: HTTP 204)\n")
+	fmt.Fprintf(&b, "curl -sS -w 'HTTP %%{http_code}\\n' -X PUT -H \"Authorization: Bearer %s\" -d '{\"platform\":\"android\"}' \\\n  %s/v1/users/UserID_002/devices/demo-token-0123456789\n", token, base)
+	fmt.Fprintf(&b, "# 2. UserID_001 follows UserID_002: the webhook Tencent would send, with a current EventTime\n")
+	fmt.Fprintf(&b, "#    (answer: {\"ActionStatus\":\"OK\",\"ErrorCode\":0,\"ErrorInfo\":\"\"} HTTP 200)\n")
+	query := "SdkAppid=" + app + "&CallbackCommand=Follow.CallbackAfterFollowAdd&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI"
+	if len(rc.CallbackTokens) == 0 {
+		fmt.Fprintf(&b, "curl -sS -w 'HTTP %%{http_code}\\n' -X POST '%s/webhook?%s' \\\n", base, query)
 	} else {
-		fmt.Fprintf(&b, "  RT=$(date +%%s); SIGN=$(printf '%%s%%s' \"$TENCENT_CALLBACK_TOKEN\" \"$RT\" | sha256sum | cut -d' ' -f1)\n")
-		fmt.Fprintf(&b, "  curl -sS -X POST \"%s/webhook?%s&RequestTime=$RT&Sign=$SIGN\" \\\n", base, query)
+		fmt.Fprintf(&b, "#    Signed as Tencent signs: Sign = SHA-256 of the token followed by RequestTime, computed now.\n")
+		if oneToken {
+			fmt.Fprintf(&b, "TOKEN=\"$TENCENT_CALLBACK_TOKEN\"\n")
+		} else {
+			fmt.Fprintf(&b, "TOKEN=$(printf '%%s' \"$TENCENT_CALLBACK_TOKEN\" | tr ',' '\\n' | sed -n 's/^ *%s *= *\\([^ ]*\\).*/\\1/p')  # SDKAppID %s's token\n", app, app)
+		}
+		fmt.Fprintf(&b, "RT=$(date +%%s); SIGN=$(printf '%%s%%s' \"$TOKEN\" \"$RT\" | sha256sum | cut -d' ' -f1)\n")
+		fmt.Fprintf(&b, "curl -sS -w 'HTTP %%{http_code}\\n' -X POST \"%s/webhook?%s&RequestTime=$RT&Sign=$SIGN\" \\\n", base, query)
 	}
-	fmt.Fprintf(&b, "    -d '{\"CallbackCommand\":\"Follow.CallbackAfterFollowAdd\",\"From_Account\":\"UserID_001\",\"FollowList\":[{\"To_Account\":\"UserID_002\"}],\"EventTime\":'$(date +%%s%%3N)'}'\n")
-	fmt.Fprintf(&b, "\n3. Watch this log for a line with \"msg\":\"push sent\" naming UserID_001 and UserID_002.\n")
-	fmt.Fprintf(&b, "\nQueues (asynqmon): %s/monitoring/\n\n", base)
+	fmt.Fprintf(&b, "  -d '{\"CallbackCommand\":\"Follow.CallbackAfterFollowAdd\",\"From_Account\":\"UserID_001\",\"FollowList\":[{\"To_Account\":\"UserID_002\"}],\"EventTime\":'$(($(date +%%s) * 1000))'}'\n")
+	fmt.Fprintf(&b, "# 3. This standalone's log shows a line with \"msg\":\"push sent\" naming UserID_001 and UserID_002.\n\n")
 	fmt.Fprint(w, b.String())
 }

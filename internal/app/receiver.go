@@ -70,7 +70,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 	}
 	rcv.Handler = webhook.NewServer(webhook.Options{
 		AppIDs:            cfg.AppIDs,
-		CallbackToken:     cfg.CallbackToken,
+		CallbackTokens:    cfg.CallbackTokens,
 		RequestTimeWindow: cfg.RequestTimeWindow,
 		APIToken:          cfg.APIToken,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -96,12 +96,18 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 // webhooks are signed and whether the device API is on. Secrets are never
 // logged.
 func LogReceiverStart(cfg config.Receiver, log *slog.Logger) {
-	if cfg.CallbackToken == "" {
+	if len(cfg.CallbackTokens) == 0 {
 		log.Warn("TENCENT_CALLBACK_TOKEN is not set: webhook signatures are NOT checked; anyone who knows the URL and SDKAppID can post follows")
 	}
 	if cfg.APIToken == "" {
 		log.Warn("API_TOKEN is not set: the device API answers 503")
 	}
-	log.Info("receiver configured", "sdkappids", cfg.AppIDs, "signed_webhooks", cfg.CallbackToken != "",
+	tokens := "none"
+	if _, one := cfg.CallbackTokens[""]; one {
+		tokens = "one for every app"
+	} else if len(cfg.CallbackTokens) > 0 {
+		tokens = "one per app"
+	}
+	log.Info("receiver configured", "sdkappids", cfg.AppIDs, "signed_webhooks", len(cfg.CallbackTokens) > 0, "callback_tokens", tokens,
 		"device_api", cfg.APIToken != "", "redis_mode", cfg.Redis.Mode())
 }

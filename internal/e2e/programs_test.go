@@ -84,18 +84,23 @@ func TestBadSettingsExit2(t *testing.T) {
 	}
 }
 
-// standalone with no settings at all (and again with the user's own
-// API_TOKEN): embedded Redis, pushes to the log, and the walkthrough it
-// prints works when pasted into a shell.
+// standalone with no settings at all (and with the user's own API_TOKEN,
+// with one callback token, with a token per app): embedded Redis, pushes to
+// the log, and what it prints on stdout, the walkthrough, works when pasted
+// into a shell as a whole: every line that is not a command is a comment,
+// the commands get the answers they announce, and the push goes out.
 func TestStandaloneWalkthrough(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
+	for _, tool := range []string{"curl", "bash", "sha256sum"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
 	}
 	for name, env := range map[string]map[string]string{
 		"dev API token":   {},
 		"user API token":  {"API_TOKEN": "my-own-api-token-0123456789"},
 		"signed webhooks": {"TENCENT_CALLBACK_TOKEN": "walkthrough-callback-token"},
+		"a token per app": {"TENCENT_SDKAPPID": "1400000000,1400000001", "TENCENT_CALLBACK_TOKEN": "1400000000=walkthrough-token-a, 1400000001=walkthrough-token-b"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -121,38 +126,58 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 			t.Logf("standalone output:\n%s", p.Output())
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := p.Addr(ctx, "http"); err != nil {
 		t.Fatal(err)
 	}
-	// The walkthrough is printed right after the listener opens.
+	// The walkthrough is printed (in one write) right after the listener
+	// opens; its last line is step 3.
 	var out string
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for {
 		out = p.Output()
-		if strings.Contains(out, "3. Watch this log") || time.Now().After(deadline) {
+		if strings.Contains(out, "\n# 3. ") {
 			break
 		}
 		select {
 		case <-ctx.Done():
+			t.Fatalf("no walkthrough printed:\n%s", out)
+		case <-p.Exited():
+			t.Fatalf("standalone exited:\n%s", out)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// A step is a curl command, maybe after a line computing the signature.
-	cmds := regexp.MustCompile(`(?m)^  ((?:RT=.*\n  )?curl .*(?:\n    .*)*)`).FindAllStringSubmatch(out, -1)
-	if len(cmds) != 2 {
-		t.Fatalf("want 2 curl commands in the walkthrough, found %d:\n%s", len(cmds), out)
-	}
-	if signed := strings.HasPrefix(cmds[1][1], "RT="); signed != (extra["TENCENT_CALLBACK_TOKEN"] != "") {
-		t.Fatalf("webhook step computes a signature: %v, want %v:\n%s", signed, !signed, cmds[1][1])
-	}
-	for _, c := range cmds {
-		sh := exec.Command("bash", "-c", strings.ReplaceAll(c[1], "\\\n", " ")+" -o /dev/null -w '%{http_code}' --fail")
-		sh.Env = append(os.Environ(), "API_TOKEN="+extra["API_TOKEN"], "TENCENT_CALLBACK_TOKEN="+extra["TENCENT_CALLBACK_TOKEN"])
-		b, err := sh.CombinedOutput()
-		if err != nil {
-			t.Fatalf("walkthrough command failed: %v\n%s\n%s", err, c[1], b)
+	// stdout is the walkthrough; the log (stderr) is JSON lines.
+	var script []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			script = append(script, line)
 		}
+	}
+	walkthrough := strings.Join(script, "\n")
+	if n := strings.Count(walkthrough, "\ncurl "); n != 2 {
+		t.Fatalf("want 2 curl commands in the walkthrough, found %d:\n%s", n, walkthrough)
+	}
+	if signed := strings.Contains(walkthrough, "&Sign=$SIGN"); signed != (extra["TENCENT_CALLBACK_TOKEN"] != "") {
+		t.Fatalf("webhook step signs: %v, want %v:\n%s", signed, !signed, walkthrough)
+	}
+
+	// Pasted as a whole, as a user would: errors stop it (-e), and an
+	// unset variable or a line of prose fails it.
+	sh := exec.CommandContext(ctx, "bash", "-eu", "-o", "pipefail", "-c", walkthrough)
+	sh.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, k := range []string{"API_TOKEN", "TENCENT_CALLBACK_TOKEN"} {
+		if v, ok := extra[k]; ok {
+			sh.Env = append(sh.Env, k+"="+v)
+		}
+	}
+	b, err := sh.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the walkthrough failed in bash: %v\n--- walkthrough:\n%s\n--- output:\n%s", err, walkthrough, b)
+	}
+	answers := regexp.MustCompile(`(?s)^HTTP 204\n\{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""\}\nHTTP 200\n$`)
+	if !answers.Match(b) {
+		t.Errorf("the walkthrough's answers:\n%s\nwant HTTP 204, then Tencent's OK and HTTP 200", b)
 	}
 	line, err := p.WaitLine(ctx, proc.Msg("push sent", "backend", "log", "from_account", "UserID_001", "to_account", "UserID_002"))
 	if err != nil {
@@ -165,3 +190,4 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 		t.Errorf("push sent line = %v", line)
 	}
 }
+
