@@ -3,6 +3,9 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/proc"
 )
 
@@ -191,3 +195,76 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 	}
 }
 
+// standalone on loopback has no auth on /monitoring and a well-known dev
+// API token: it answers them only for loopback Host names (a page whose
+// DNS name is re-pointed at 127.0.0.1, DNS rebinding, sends its own), and
+// refuses writes to /monitoring from other sites. The webhook is not
+// limited (a tunnel may forward Tencent's callbacks to it).
+func TestStandaloneRefusesForeignHosts(t *testing.T) {
+	t.Parallel()
+	p, err := proc.Start("standalone", filepath.Join(binDir, "standalone"), map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("standalone: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("standalone output:\n%s", p.Output())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, err := p.Addr(ctx, "http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	do := func(method, path, host string, header map[string]string) (int, string) {
+		t.Helper()
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader(`{"CallbackCommand":"C2C.CallbackAfterSendMsg"}`)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + config.DevAPIToken}
+	evil := "evil.example:" + port
+	for _, c := range []struct {
+		name, method, path, host string
+		header                   map[string]string
+		want                     int
+	}{
+		{"asynqmon, foreign Host", http.MethodGet, "/monitoring/api/queues", evil, nil, http.StatusForbidden},
+		{"asynqmon page, foreign Host", http.MethodGet, "/monitoring/", evil, nil, http.StatusForbidden},
+		{"device API with the dev token, foreign Host", http.MethodGet, "/v1/users/UserID_002/devices", evil, bearer, http.StatusForbidden},
+		{"asynqmon write from another site", http.MethodPost, "/monitoring/api/queues/follow:pause", addr, map[string]string{"Origin": "http://" + evil, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"asynqmon, loopback Host", http.MethodGet, "/monitoring/api/queues", addr, nil, http.StatusOK},
+		{"asynqmon, localhost", http.MethodGet, "/monitoring/api/queues", "localhost:" + port, nil, http.StatusOK},
+		{"device API, loopback Host", http.MethodGet, "/v1/users/UserID_002/devices", addr, bearer, http.StatusOK},
+		{"webhook, foreign Host", http.MethodPost, "/webhook?SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg", evil, nil, http.StatusOK},
+	} {
+		status, body := do(c.method, c.path, c.host, c.header)
+		if status != c.want {
+			t.Errorf("%s: %s %s (Host %s) = %d %.200s, want %d", c.name, c.method, c.path, c.host, status, body, c.want)
+		}
+		if status == http.StatusForbidden && !strings.HasPrefix(body, `{"error":`) {
+			t.Errorf("%s: 403 body %q, want a JSON error", c.name, body)
+		}
+	}
+}
