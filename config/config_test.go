@@ -94,6 +94,11 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 		}, []string{"FOLLOW_COOLDOWN", "MAX_PUSHES_PER_USER_PER_HOUR", "FCM_RATE_LIMIT", "AGGREGATION_WINDOW", "AGGREGATION_FIRST_IMMEDIATE", "ANDROID_PRIORITY", "WEBPUSH_LINK", "ANDROID_CHANNEL_ID"}},
 		{"display names without UserSig", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com"}, []string{"TENCENT_ADMIN_USERSIG"}},
 		{"bad UserSig list", standaloneErr, map[string]string{"TENCENT_API_BASE": "ftp://x", "TENCENT_ADMIN_USERSIG": "abc=s3cret,=x", "DISPLAY_NAME_CACHE_TTL": "1s"}, []string{"TENCENT_API_BASE", "TENCENT_ADMIN_USERSIG", "DISPLAY_NAME_CACHE_TTL"}},
+		{"UserSig and secret key for every app", workerErr, map[string]string{"FCM_PROJECT_ID": "p", "TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA", "TENCENT_SECRET_KEY": "k3y"}, []string{"TENCENT_SECRET_KEY"}},
+		{"a secret key for every app and a UserSig list", workerErr, map[string]string{"FCM_PROJECT_ID": "p", "TENCENT_ADMIN_USERSIG": "1400000000=eJyA", "TENCENT_SECRET_KEY": "k3y"}, []string{"TENCENT_SECRET_KEY"}},
+		{"one app with both", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "1400000000=eJyA,1400000001=eJyB", "TENCENT_SECRET_KEY": "1400000001=k3y,1400000002=k3z"}, []string{"TENCENT_SECRET_KEY"}},
+		{"bad secret key list", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "1400000000=k3y,oops"}, []string{"TENCENT_SECRET_KEY"}},
+		{"secret key with list separators", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "key=1400000000"}, []string{"TENCENT_SECRET_KEY"}},
 		{"aggregation window below a second", standaloneErr, map[string]string{"AGGREGATION_WINDOW": "10ms"}, []string{"AGGREGATION_WINDOW"}},
 		{"templates file missing", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/does-not-exist.json"}, []string{"PUSH_TEMPLATES_FILE"}},
 		{"templates file bad", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/templates-bad.json"}, []string{"PUSH_TEMPLATES_FILE"}},
@@ -146,6 +151,20 @@ func TestLoadWorkerPolicies(t *testing.T) {
 			AndroidChannelID: "followers", AndroidPriority: "normal", APNsSound: "none", APNsThreadID: "fans", WebpushLink: "https://example.com/f",
 			TencentAPIBase: "https://adminapisgp.im.qcloud.com", TencentAdminIdentifier: "admin",
 			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA*b-c_", "1400000001": "eJyB"}, DisplayNameCacheTTL: 10 * time.Minute,
+		}},
+		{"secret keys for some apps, UserSigs for others", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com",
+			"TENCENT_ADMIN_USERSIG": "1400000000=eJyA", "TENCENT_SECRET_KEY": "1400000001=k3y-a, 1400000002=k3y-b"}, Policies{
+			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
+			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
+			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
+			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA"},
+			TencentSecretKeys:    map[string]string{"1400000001": "k3y-a", "1400000002": "k3y-b"}, DisplayNameCacheTTL: time.Hour,
+		}},
+		{"one secret key for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "5bd2850fff3ecb11"}, Policies{
+			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
+			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
+			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
+			TencentSecretKeys: map[string]string{"": "5bd2850fff3ecb11"}, DisplayNameCacheTTL: time.Hour,
 		}},
 		{"one UserSig for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA*b-c_"}, Policies{
 			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
@@ -229,6 +248,16 @@ func TestUserSigErrorHidesSecret(t *testing.T) {
 	_, err := LoadStandalone(env(map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "1400000000=eJys3cret,oops"}))
 	if err == nil || !strings.Contains(err.Error(), "TENCENT_ADMIN_USERSIG: ") || strings.Contains(err.Error(), "eJys3cret") {
 		t.Fatalf("want an error naming TENCENT_ADMIN_USERSIG without the UserSig, got %v", err)
+	}
+}
+
+func TestSecretKeyErrorsHideSecret(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"1400000000=s3cretkey,oops", "s3cretkey=1", "1400000000=s3cret key"} {
+		_, err := LoadStandalone(env(map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": v}))
+		if err == nil || !strings.Contains(err.Error(), "TENCENT_SECRET_KEY: ") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("TENCENT_SECRET_KEY=%q: want an error naming the setting without the key, got %v", v, err)
+		}
 	}
 }
 

@@ -56,6 +56,10 @@ type Policies struct {
 	// TencentAdminUserSigs is TENCENT_ADMIN_USERSIG per SDKAppID, the key ""
 	// for a single UserSig serving every app; nil when unset.
 	TencentAdminUserSigs map[string]string
+	// TencentSecretKeys is TENCENT_SECRET_KEY per SDKAppID, the key "" for
+	// one secret key serving every app; nil when unset. An app has a
+	// UserSig or a secret key, never both.
+	TencentSecretKeys map[string]string
 	// DisplayNameCacheTTL is DISPLAY_NAME_CACHE_TTL (default 1h).
 	DisplayNameCacheTTL time.Duration
 }
@@ -84,12 +88,14 @@ func (l *loader) policies(maxEventAge time.Duration) Policies {
 		WebpushLink:               l.raw("WEBPUSH_LINK", ""),
 		TencentAPIBase:            l.baseURL("TENCENT_API_BASE"),
 		TencentAdminIdentifier:    l.raw("TENCENT_ADMIN_IDENTIFIER", "administrator"),
-		TencentAdminUserSigs:      l.userSigs("TENCENT_ADMIN_USERSIG"),
+		TencentAdminUserSigs:      l.noListSeparators("TENCENT_ADMIN_USERSIG", "usersig", "a UserSig"),
+		TencentSecretKeys:         l.noListSeparators("TENCENT_SECRET_KEY", "key", "a secret key"),
 		DisplayNameCacheTTL:       l.duration("DISPLAY_NAME_CACHE_TTL", time.Hour, time.Minute, 7*24*time.Hour),
 	}
-	if p.TencentAPIBase != "" && len(p.TencentAdminUserSigs) == 0 {
-		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE")
+	if p.TencentAPIBase != "" && l.raw("TENCENT_ADMIN_USERSIG", "") == "" && l.raw("TENCENT_SECRET_KEY", "") == "" {
+		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE, or TENCENT_SECRET_KEY instead")
 	}
+	l.adminCredentialsApart(p)
 	if p.AggregationWindow > 0 && p.AggregationWindow < time.Second {
 		l.fail("AGGREGATION_WINDOW", "%s is below 1s (0 turns aggregation off)", p.AggregationWindow)
 	}
@@ -113,15 +119,56 @@ func (l *loader) policies(maxEventAge time.Duration) Policies {
 	return p
 }
 
-// userSigs reads TENCENT_ADMIN_USERSIG (see [loader.perApp]); a UserSig
-// never holds "=" or ",", so one that does is a mistyped list.
-func (l *loader) userSigs(name string) map[string]string {
-	sigs := l.perApp(name, "usersig")
-	if sig, ok := sigs[""]; ok && strings.ContainsAny(sig, "=,") {
-		l.fail(name, "is neither a UserSig nor a list of sdkappid=usersig (a list starts with the SDKAppID)")
+// noListSeparators reads a per-app secret whose values never hold "=" or
+// "," (UserSigs, secret keys; see [loader.perApp]): a single value that
+// does is a mistyped list. what names an entry's value ("usersig"), one
+// names a single value ("a UserSig").
+func (l *loader) noListSeparators(name, what, one string) map[string]string {
+	vals := l.perApp(name, what)
+	if v, ok := vals[""]; ok && strings.ContainsAny(v, "=,") {
+		l.fail(name, "is neither %s nor a list of sdkappid=%s (a list starts with the SDKAppID)", one, what)
 		return nil
 	}
-	return sigs
+	for app, v := range vals {
+		if len(v) > 1024 || strings.ContainsAny(v, " \t\r\n") {
+			if app == "" {
+				l.fail(name, "must be 1 to 1024 bytes without whitespace")
+			} else {
+				l.fail(name, "the value of SDKAppID %s must be 1 to 1024 bytes without whitespace", app)
+			}
+			return nil
+		}
+	}
+	return vals
+}
+
+// adminCredentialsApart checks that no app has both a pasted UserSig and a
+// secret key: one of the two serves each app.
+func (l *loader) adminCredentialsApart(p Policies) {
+	sigs, keys := p.TencentAdminUserSigs, p.TencentSecretKeys
+	if len(sigs) == 0 || len(keys) == 0 {
+		return
+	}
+	_, allSigs := sigs[""]
+	_, allKeys := keys[""]
+	switch {
+	case allSigs && allKeys:
+		l.fail("TENCENT_SECRET_KEY", "TENCENT_ADMIN_USERSIG is set too: give the apps one or the other")
+		return
+	case allSigs || allKeys:
+		l.fail("TENCENT_SECRET_KEY", "one of TENCENT_SECRET_KEY and TENCENT_ADMIN_USERSIG serves every app, so it cannot be combined with a per-app list of the other")
+		return
+	}
+	apps := make([]string, 0, len(keys))
+	for app := range keys {
+		if _, both := sigs[app]; both {
+			apps = append(apps, app)
+		}
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		l.fail("TENCENT_SECRET_KEY", "SDKAppID %s has a TENCENT_ADMIN_USERSIG too: give each app one or the other", app)
+	}
 }
 
 // perApp reads a per-app secret: one value that serves every app, or a

@@ -62,6 +62,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			BaseURL:    pol.TencentAPIBase,
 			Identifier: pol.TencentAdminIdentifier,
 			UserSigs:   pol.TencentAdminUserSigs,
+			SecretKeys: pol.TencentSecretKeys,
 			CacheTTL:   pol.DisplayNameCacheTTL,
 			KeyPrefix:  cfg.Redis.KeyPrefix,
 		}, rdb, log.With("component", "display-names"))

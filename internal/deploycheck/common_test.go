@@ -49,7 +49,7 @@ var runtimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOMAXPROCS": true, "GOGC":
 
 // secretSettings must reach a container from a Secret, never as a literal
 // value in a manifest or ConfigMap.
-var secretSettings = []string{"TENCENT_CALLBACK_TOKEN", "API_TOKEN", "REDIS_PASSWORD", "MONITORING_PASSWORD", "TENCENT_ADMIN_USERSIG"}
+var secretSettings = []string{"TENCENT_CALLBACK_TOKEN", "API_TOKEN", "REDIS_PASSWORD", "MONITORING_PASSWORD", "TENCENT_ADMIN_USERSIG", "TENCENT_SECRET_KEY"}
 
 // setting returns the config.Settings entry called name.
 func setting(name string) (config.Setting, bool) {

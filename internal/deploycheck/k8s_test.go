@@ -524,7 +524,9 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 				w.env[e.Name] = literalVar(e.Value, "env")
 			case e.ValueFrom.SecretKeyRef != nil:
 				r := e.ValueFrom.SecretKeyRef
-				if s, ok := set.secrets[r.Name]; !ok || !s.has(r.Key) {
+				// An optional key may be left out of the example (it is
+				// an alternative, or not needed by default).
+				if s, ok := set.secrets[r.Name]; !ok || (!s.has(r.Key) && !r.Optional) {
 					cfail("env %s: Secret %s has no key %s (see secret.example.yaml)", e.Name, r.Name, r.Key)
 				}
 				w.env[e.Name] = secretSample(set, r.Name, r.Key, r.Optional)

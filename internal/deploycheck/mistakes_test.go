@@ -99,6 +99,8 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"push templates not mounted", "k8s/worker-deployment.yaml", "mountPath: /etc/followpush/templates", "mountPath: /etc/followpush/texts", false, "PUSH_TEMPLATES_FILE=/etc/followpush/templates/push-templates.json is not a file of a ConfigMap mounted"},
 		{"example secret too short for the loader", "k8s/secret.example.yaml", "API_TOKEN: CHANGE-ME-long-random-api-token", "API_TOKEN: short", false, "would exit 2 at start: API_TOKEN: must be at least 16 bytes"},
 		{"UserSig in a ConfigMap", "k8s/configmap.yaml", "  LOG_LEVEL: info", "  LOG_LEVEL: info\n  TENCENT_ADMIN_USERSIG: x", false, "ConfigMap holds the secret TENCENT_ADMIN_USERSIG"},
+		{"secret key in a ConfigMap", "k8s/configmap.yaml", "  LOG_LEVEL: info", "  LOG_LEVEL: info\n  TENCENT_SECRET_KEY: x", false, "ConfigMap holds the secret TENCENT_SECRET_KEY"},
+		{"UserSig and secret key for every app", "k8s/secret.example.yaml", "  # TENCENT_ADMIN_USERSIG: CHANGE-ME-admin-usersig", "  TENCENT_ADMIN_USERSIG: CHANGE-ME-admin-usersig", false, "TENCENT_SECRET_KEY: TENCENT_ADMIN_USERSIG is set too"},
 		{"spool emptyDir below SPOOL_MAX_BYTES", "k8s/receiver-deployment.yaml", "sizeLimit: 128Mi", "sizeLimit: 32Mi", false, "is not above SPOOL_MAX_BYTES 67108864"},
 		{"spool on no volume", "k8s/receiver-deployment.yaml", "mountPath: /var/lib/followpush/spool", "mountPath: /var/lib/followpush/other", false, "SPOOL_DIR /var/lib/followpush/spool is on no volume"},
 		{"spool on a read-only mount", "k8s/receiver-deployment.yaml", "mountPath: /var/lib/followpush/spool\n", "mountPath: /var/lib/followpush/spool\n              readOnly: true\n", false, "is on read-only volumeMount spool"},
