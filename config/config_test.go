@@ -27,6 +27,25 @@ func TestLoadReceiverDefaults(t *testing.T) {
 	}
 }
 
+// The receiver serves /metrics beside the webhook unless METRICS_ADDR
+// names another address; standalone has no METRICS_ADDR.
+func TestLoadReceiverMetricsAddr(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ env, want string }{{"", ""}, {":9091", ":9091"}, {"127.0.0.1:0", "127.0.0.1:0"}} {
+		r, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001", "METRICS_ADDR": c.env}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.MetricsAddr != c.want {
+			t.Errorf("METRICS_ADDR=%q: MetricsAddr %q, want %q", c.env, r.MetricsAddr, c.want)
+		}
+	}
+	s, err := LoadStandalone(env(map[string]string{"METRICS_ADDR": ":9091"}))
+	if err != nil || s.Receiver.MetricsAddr != "" {
+		t.Errorf("standalone: MetricsAddr %q (%v), want it unread", s.Receiver.MetricsAddr, err)
+	}
+}
+
 func TestLoadStandaloneDefaults(t *testing.T) {
 	t.Parallel()
 	s, err := LoadStandalone(env(nil))
@@ -76,6 +95,8 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 		{"cluster and sentinel", receiverErr, map[string]string{
 			"TENCENT_SDKAPPID": "1", "REDIS_CLUSTER_ADDRS": "127.0.0.1:7000", "REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m",
 		}, []string{"REDIS_CLUSTER_ADDRS"}},
+		{"receiver metrics address", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "METRICS_ADDR": "9091"}, []string{"METRICS_ADDR"}},
+		{"receiver metrics on the webhook's address", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "LISTEN_ADDR": ":8080", "METRICS_ADDR": ":8080"}, []string{"METRICS_ADDR"}},
 		{"receiver spool", receiverErr, map[string]string{
 			"TENCENT_SDKAPPID": "1", "SPOOL_DIR": "/tmp/spool", "SPOOL_MAX_BYTES": "1000", "SPOOL_DRAIN_BATCH": "0",
 		}, []string{"SPOOL_MAX_BYTES", "SPOOL_DRAIN_BATCH"}},

@@ -32,6 +32,9 @@ type Receiver struct {
 	// MONITORING_PASSWORD) guard asynqmon at /monitoring; both empty = not
 	// mounted (standalone on loopback mounts it without auth).
 	MonitoringUser, MonitoringPassword string
+	// MetricsAddr is METRICS_ADDR (receiver only): where /metrics is
+	// served instead of on ListenAddr; empty (the default) = on ListenAddr.
+	MetricsAddr string
 	// SpoolDir is SPOOL_DIR (receiver only; empty = no spool).
 	SpoolDir string
 	// SpoolMaxBytes is SPOOL_MAX_BYTES (default 64 MiB).
@@ -203,6 +206,12 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 	}
 	if l.program == ProgramReceiver {
 		l.spool(&r)
+		if v := l.raw("METRICS_ADDR", ""); v != "" {
+			r.MetricsAddr = l.listenAddr("METRICS_ADDR", "")
+			if r.MetricsAddr == r.ListenAddr && !strings.HasSuffix(r.MetricsAddr, ":0") {
+				l.fail("METRICS_ADDR", "%q is LISTEN_ADDR too: give /metrics another port, or leave METRICS_ADDR unset to serve it on LISTEN_ADDR", r.MetricsAddr)
+			}
+		}
 	}
 	if len(r.AppIDs) == 0 && appDefault != "" {
 		r.AppIDs = []string{appDefault}

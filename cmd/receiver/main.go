@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
 	"github.com/followpush/followpush/webhook"
@@ -49,7 +51,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	err = app.Serve(ctx, webhook.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
+	// The webhook's listener and, with METRICS_ADDR, the metrics one: both
+	// stop on SIGTERM, and both stop when either fails.
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.MetricsAddr != "" {
+		mln, err := app.Listen(cfg.MetricsAddr, "metrics", log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		g.Go(func() error { return app.Serve(gctx, mln, "metrics", rcv.MetricsHandler, cfg.ShutdownTimeout, log) })
+	}
+	g.Go(func() error {
+		return app.Serve(gctx, webhook.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
+	})
+	err = g.Wait()
 	log.Info("receiver stopped")
 	return err
 }

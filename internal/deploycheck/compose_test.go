@@ -291,18 +291,28 @@ func checkCompose(b, envExample []byte, df dockerfile) []error {
 		}
 
 		port, err := w.listenPort()
-		if err == nil {
-			var declared []int
-			for _, p := range append(append([]any{}, svc.Ports...), svc.Expose...) {
+		mport, mname, merr := w.metricsPort()
+		if err == nil && merr == nil {
+			var declared, published []int
+			for i, p := range append(append([]any{}, svc.Ports...), svc.Expose...) {
 				if n, ok := containerPort(p); ok {
 					declared = append(declared, n)
+					if i < len(svc.Ports) {
+						published = append(published, n)
+					}
 				}
 			}
 			if !slices.Contains(declared, port) {
 				sfail("publishes/exposes %v, not %d where the %s listens (%s)", declared, port, prog, listenSetting(prog))
 			}
+			if !slices.Contains(declared, mport) {
+				sfail("publishes/exposes %v, not %d where the %s serves /metrics (%s)", declared, mport, prog, mname)
+			}
+			if mport != port && slices.Contains(published, mport) {
+				sfail("publishes %d, its /metrics (%s), on the host: expose it to the Compose network only", mport, mname)
+			}
 			for _, n := range declared {
-				if n != port {
+				if n != port && n != mport {
 					sfail("publishes/exposes %d, but the %s listens on %d", n, prog, port)
 				}
 			}
