@@ -1,8 +1,13 @@
 // Command standalone is followpush in one process for a first try: the
 // receiver and a worker sharing one Redis. With no REDIS_URL it runs an
 // embedded in-memory Redis (miniredis); with no FCM settings its pushes go
-// to the log. It listens on 127.0.0.1:8080 and prints a copy-paste
-// walkthrough at start. `standalone -h` lists its settings.
+// to the log. It listens on 127.0.0.1:8080 and prints, on stdout, a
+// walkthrough that can be pasted into a shell as a whole (the log goes to
+// stderr). `standalone -h` lists its settings.
+//
+// The first `go run ./cmd/standalone` downloads the Go toolchain go.mod
+// names (when the installed Go is older) and the modules, then compiles:
+// about 5 minutes on 2 cores; later runs start in seconds.
 package main
 
 import (
@@ -151,7 +156,8 @@ func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 		fmt.Fprintf(&b, "#   webhook signatures: checked (export TENCENT_CALLBACK_TOKEN in the shell you paste into)\n")
 	}
 	fmt.Fprintf(&b, "#   queues (asynqmon): %s/monitoring/\n", base)
-	fmt.Fprintf(&b, "#\n# Walkthrough: paste all of the lines below into another shell (lines with # are comments).\n")
+	fmt.Fprintf(&b, "#\n# Walkthrough: paste all of this into another shell; everything but the commands is a # comment\n")
+	fmt.Fprintf(&b, "# (zsh, macOS's default shell, takes comments after: setopt interactivecomments).\n")
 	fmt.Fprintf(&b, "#\n# 1. Register a device for user UserID_002 (answer: HTTP 204)\n")
 	fmt.Fprintf(&b, "curl -sS -w 'HTTP %%{http_code}\\n' -X PUT -H \"Authorization: Bearer %s\" -d '{\"platform\":\"android\"}' \\\n  %s/v1/users/UserID_002/devices/demo-token-0123456789\n", token, base)
 	fmt.Fprintf(&b, "# 2. UserID_001 follows UserID_002: the webhook Tencent would send, with a current EventTime\n")

@@ -129,6 +129,8 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"asynqmon elsewhere", "compose.yaml", "--redis-addr=redis:6379", "--redis-addr=localhost:6379", false, "asynqmon watches localhost:6379 db 0, but receiver uses redis:6379 db 0"},
 		{"asynqmon on another database", "compose.yaml", "--redis-db=0", "--redis-db=1", false, "asynqmon watches redis:6379 db 1, but worker uses redis:6379 db 0"},
 		{"no asynqmon", "compose.yaml", "  asynqmon:\n", "  queue-ui:\n", false, "no asynqmon service"},
+		{"asynqmon not pinned", "compose.yaml", "hibiken/asynqmon:0.7.2", "hibiken/asynqmon:latest", false, `asynqmon: image "hibiken/asynqmon:latest", want "hibiken/asynqmon:0.7.2"`},
+		{"asynqmon of another release", "compose.yaml", "hibiken/asynqmon:0.7.2", "hibiken/asynqmon:0.7.1", false, `want "hibiken/asynqmon:0.7.2": pinned to the asynqmon of go.mod`},
 		{"two workers", "compose.yaml", "replicas: 3", "replicas: 2", false, "deploy.replicas is 2, want 3 workers"},
 		{"compose worker without credentials", "compose.yaml", "      GOOGLE_APPLICATION_CREDENTIALS: /run/secrets/fcm.json\n", "", false, "would exit 2 at start: FCM_PROJECT_ID: required when neither GOOGLE_APPLICATION_CREDENTIALS nor FCM_ENDPOINT is set"},
 		{".env.example aggregation window too long", ".env.example", "AGGREGATION_WINDOW=0", "AGGREGATION_WINDOW=2h", false, "would exit 2 at start: AGGREGATION_WINDOW: 2h0m0s is not shorter than MAX_EVENT_AGE"},
