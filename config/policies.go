@@ -129,8 +129,13 @@ func (l *loader) noListSeparators(name, what, one string) map[string]string {
 		l.fail(name, "is neither %s nor a list of sdkappid=%s (a list starts with the SDKAppID)", one, what)
 		return nil
 	}
-	for app, v := range vals {
-		if len(v) > 1024 || strings.ContainsAny(v, " \t\r\n") {
+	apps := make([]string, 0, len(vals))
+	for app := range vals {
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		if v := vals[app]; len(v) > 1024 || strings.ContainsAny(v, " \t\r\n") {
 			if app == "" {
 				l.fail(name, "must be 1 to 1024 bytes without whitespace")
 			} else {
