@@ -20,10 +20,29 @@ func TestLoadReceiverDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{r.ListenAddr, r.AppIDs, r.CallbackToken, r.RequestTimeWindow, r.APIToken, r.MaxBodyBytes, r.MaxFollows, r.MaxDevicesPerUser, r.Redis.Mode(), r.Redis.URL, r.Redis.KeyPrefix}
-	want := []any{":8080", []string{"1400000001"}, "", 60 * time.Second, "", int64(1 << 20), 1000, 10, "url", "redis://127.0.0.1:6379/0", "followpush:"}
+	got := []any{r.ListenAddr, r.AppIDs, r.CallbackTokens, r.RequestTimeWindow, r.APIToken, r.MaxBodyBytes, r.MaxFollows, r.MaxDevicesPerUser, r.Redis.Mode(), r.Redis.URL, r.Redis.KeyPrefix}
+	want := []any{":8080", []string{"1400000001"}, map[string]string(nil), 60 * time.Second, "", int64(1 << 20), 1000, 10, "url", "redis://127.0.0.1:6379/0", "followpush:"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
+	}
+}
+
+// The receiver serves /metrics beside the webhook unless METRICS_ADDR
+// names another address; standalone has no METRICS_ADDR.
+func TestLoadReceiverMetricsAddr(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ env, want string }{{"", ""}, {":9091", ":9091"}, {"127.0.0.1:0", "127.0.0.1:0"}} {
+		r, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001", "METRICS_ADDR": c.env}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.MetricsAddr != c.want {
+			t.Errorf("METRICS_ADDR=%q: MetricsAddr %q, want %q", c.env, r.MetricsAddr, c.want)
+		}
+	}
+	s, err := LoadStandalone(env(map[string]string{"METRICS_ADDR": ":9091"}))
+	if err != nil || s.Receiver.MetricsAddr != "" {
+		t.Errorf("standalone: MetricsAddr %q (%v), want it unread", s.Receiver.MetricsAddr, err)
 	}
 }
 
@@ -76,6 +95,8 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 		{"cluster and sentinel", receiverErr, map[string]string{
 			"TENCENT_SDKAPPID": "1", "REDIS_CLUSTER_ADDRS": "127.0.0.1:7000", "REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m",
 		}, []string{"REDIS_CLUSTER_ADDRS"}},
+		{"receiver metrics address", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "METRICS_ADDR": "9091"}, []string{"METRICS_ADDR"}},
+		{"receiver metrics on the webhook's address", receiverErr, map[string]string{"TENCENT_SDKAPPID": "1", "LISTEN_ADDR": ":8080", "METRICS_ADDR": ":8080"}, []string{"METRICS_ADDR"}},
 		{"receiver spool", receiverErr, map[string]string{
 			"TENCENT_SDKAPPID": "1", "SPOOL_DIR": "/tmp/spool", "SPOOL_MAX_BYTES": "1000", "SPOOL_DRAIN_BATCH": "0",
 		}, []string{"SPOOL_MAX_BYTES", "SPOOL_DRAIN_BATCH"}},
@@ -94,6 +115,11 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 		}, []string{"FOLLOW_COOLDOWN", "MAX_PUSHES_PER_USER_PER_HOUR", "FCM_RATE_LIMIT", "AGGREGATION_WINDOW", "AGGREGATION_FIRST_IMMEDIATE", "ANDROID_PRIORITY", "WEBPUSH_LINK", "ANDROID_CHANNEL_ID"}},
 		{"display names without UserSig", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com"}, []string{"TENCENT_ADMIN_USERSIG"}},
 		{"bad UserSig list", standaloneErr, map[string]string{"TENCENT_API_BASE": "ftp://x", "TENCENT_ADMIN_USERSIG": "abc=s3cret,=x", "DISPLAY_NAME_CACHE_TTL": "1s"}, []string{"TENCENT_API_BASE", "TENCENT_ADMIN_USERSIG", "DISPLAY_NAME_CACHE_TTL"}},
+		{"UserSig and secret key for every app", workerErr, map[string]string{"FCM_PROJECT_ID": "p", "TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA", "TENCENT_SECRET_KEY": "k3y"}, []string{"TENCENT_SECRET_KEY"}},
+		{"a secret key for every app and a UserSig list", workerErr, map[string]string{"FCM_PROJECT_ID": "p", "TENCENT_ADMIN_USERSIG": "1400000000=eJyA", "TENCENT_SECRET_KEY": "k3y"}, []string{"TENCENT_SECRET_KEY"}},
+		{"one app with both", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "1400000000=eJyA,1400000001=eJyB", "TENCENT_SECRET_KEY": "1400000001=k3y,1400000002=k3z"}, []string{"TENCENT_SECRET_KEY"}},
+		{"bad secret key list", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "1400000000=k3y,oops"}, []string{"TENCENT_SECRET_KEY"}},
+		{"secret key with list separators", standaloneErr, map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "key=1400000000"}, []string{"TENCENT_SECRET_KEY"}},
 		{"aggregation window below a second", standaloneErr, map[string]string{"AGGREGATION_WINDOW": "10ms"}, []string{"AGGREGATION_WINDOW"}},
 		{"templates file missing", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/does-not-exist.json"}, []string{"PUSH_TEMPLATES_FILE"}},
 		{"templates file bad", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/templates-bad.json"}, []string{"PUSH_TEMPLATES_FILE"}},
@@ -147,6 +173,20 @@ func TestLoadWorkerPolicies(t *testing.T) {
 			TencentAPIBase: "https://adminapisgp.im.qcloud.com", TencentAdminIdentifier: "admin",
 			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA*b-c_", "1400000001": "eJyB"}, DisplayNameCacheTTL: 10 * time.Minute,
 		}},
+		{"secret keys for some apps, UserSigs for others", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com",
+			"TENCENT_ADMIN_USERSIG": "1400000000=eJyA", "TENCENT_SECRET_KEY": "1400000001=k3y-a, 1400000002=k3y-b"}, Policies{
+			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
+			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
+			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
+			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA"},
+			TencentSecretKeys:    map[string]string{"1400000001": "k3y-a", "1400000002": "k3y-b"}, DisplayNameCacheTTL: time.Hour,
+		}},
+		{"one secret key for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "5bd2850fff3ecb11"}, Policies{
+			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
+			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
+			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
+			TencentSecretKeys: map[string]string{"": "5bd2850fff3ecb11"}, DisplayNameCacheTTL: time.Hour,
+		}},
 		{"one UserSig for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA*b-c_"}, Policies{
 			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
 			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
@@ -172,11 +212,73 @@ func TestLoadWorkerPolicies(t *testing.T) {
 	}
 }
 
+// TENCENT_CALLBACK_TOKEN is one token for every app, or sdkappid=token per
+// app naming exactly the apps of TENCENT_SDKAPPID; mistakes are reported
+// without the tokens.
+func TestLoadCallbackTokens(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, apps, tokens string
+		want               map[string]string
+		problems           []string // what the error must say, in order
+	}{
+		{"unset", "1400000001", "", nil, nil},
+		{"one token", "1400000001,1400000002", "s3cret-all", map[string]string{"": "s3cret-all"}, nil},
+		{"one token with = and , (not a list: it does not start with an SDKAppID)", "1400000001", "abc=s3cret,x", map[string]string{"": "abc=s3cret,x"}, nil},
+		{"a token per app", "1400000001,1400000002", "1400000001=s3cret-a, 1400000002 = s3cret-b", map[string]string{"1400000001": "s3cret-a", "1400000002": "s3cret-b"}, nil},
+		{"an app left out", "1400000001,1400000002", "1400000001=s3cret-a", nil, []string{"no token for SDKAppID 1400000002: give every app of TENCENT_SDKAPPID its token, or one token for all"}},
+		{"an app not served", "1400000001", "1400000001=s3cret-a,1400000009=s3cret-b", nil, []string{"names SDKAppID 1400000009, which is not in TENCENT_SDKAPPID"}},
+		{"not a list entry", "1400000001,1400000002", "1400000001=s3cret-a,s3cret-b", nil, []string{"entry 2 is not sdkappid=token"}},
+		{"empty token", "1400000001", "1400000001=", nil, []string{"entry 1 is not sdkappid=token"}},
+		{"an app twice", "1400000001", "1400000001=s3cret-a,1400000001=s3cret-b", nil, []string{"entry 2: SDKAppID 1400000001 is listed twice"}},
+		{"whitespace in a token", "1400000001", "1400000001=s3cret a", nil, []string{"the token of SDKAppID 1400000001 must be 1 to 256 bytes without whitespace"}},
+		{"too long", "1400000001", strings.Repeat("s", 257), nil, []string{"must be 1 to 256 bytes without whitespace"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": tt.apps, "TENCENT_CALLBACK_TOKEN": tt.tokens}))
+			if len(tt.problems) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(tt.want, r.CallbackTokens); d != "" {
+					t.Errorf("tokens (-want +got):\n%s", d)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, tokens %v", r.CallbackTokens)
+			}
+			var want []string
+			for _, p := range tt.problems {
+				want = append(want, "TENCENT_CALLBACK_TOKEN: "+p)
+			}
+			if d := cmp.Diff(want, strings.Split(err.Error(), "\n")); d != "" {
+				t.Errorf("problems (-want +got):\n%s", d)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error shows a token: %v", err)
+			}
+		})
+	}
+}
+
 func TestUserSigErrorHidesSecret(t *testing.T) {
 	t.Parallel()
 	_, err := LoadStandalone(env(map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "1400000000=eJys3cret,oops"}))
 	if err == nil || !strings.Contains(err.Error(), "TENCENT_ADMIN_USERSIG: ") || strings.Contains(err.Error(), "eJys3cret") {
 		t.Fatalf("want an error naming TENCENT_ADMIN_USERSIG without the UserSig, got %v", err)
+	}
+}
+
+func TestSecretKeyErrorsHideSecret(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"1400000000=s3cretkey,oops", "s3cretkey=1", "1400000000=s3cret key"} {
+		_, err := LoadStandalone(env(map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": v}))
+		if err == nil || !strings.Contains(err.Error(), "TENCENT_SECRET_KEY: ") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("TENCENT_SECRET_KEY=%q: want an error naming the setting without the key, got %v", v, err)
+		}
 	}
 }
 

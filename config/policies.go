@@ -56,6 +56,10 @@ type Policies struct {
 	// TencentAdminUserSigs is TENCENT_ADMIN_USERSIG per SDKAppID, the key ""
 	// for a single UserSig serving every app; nil when unset.
 	TencentAdminUserSigs map[string]string
+	// TencentSecretKeys is TENCENT_SECRET_KEY per SDKAppID, the key "" for
+	// one secret key serving every app; nil when unset. An app has a
+	// UserSig or a secret key, never both.
+	TencentSecretKeys map[string]string
 	// DisplayNameCacheTTL is DISPLAY_NAME_CACHE_TTL (default 1h).
 	DisplayNameCacheTTL time.Duration
 }
@@ -84,12 +88,14 @@ func (l *loader) policies(maxEventAge time.Duration) Policies {
 		WebpushLink:               l.raw("WEBPUSH_LINK", ""),
 		TencentAPIBase:            l.baseURL("TENCENT_API_BASE"),
 		TencentAdminIdentifier:    l.raw("TENCENT_ADMIN_IDENTIFIER", "administrator"),
-		TencentAdminUserSigs:      l.userSigs("TENCENT_ADMIN_USERSIG"),
+		TencentAdminUserSigs:      l.noListSeparators("TENCENT_ADMIN_USERSIG", "usersig", "a UserSig"),
+		TencentSecretKeys:         l.noListSeparators("TENCENT_SECRET_KEY", "key", "a secret key"),
 		DisplayNameCacheTTL:       l.duration("DISPLAY_NAME_CACHE_TTL", time.Hour, time.Minute, 7*24*time.Hour),
 	}
-	if p.TencentAPIBase != "" && len(p.TencentAdminUserSigs) == 0 {
-		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE")
+	if p.TencentAPIBase != "" && l.raw("TENCENT_ADMIN_USERSIG", "") == "" && l.raw("TENCENT_SECRET_KEY", "") == "" {
+		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE, or TENCENT_SECRET_KEY instead")
 	}
+	l.adminCredentialsApart(p)
 	if p.AggregationWindow > 0 && p.AggregationWindow < time.Second {
 		l.fail("AGGREGATION_WINDOW", "%s is below 1s (0 turns aggregation off)", p.AggregationWindow)
 	}
@@ -113,26 +119,113 @@ func (l *loader) policies(maxEventAge time.Duration) Policies {
 	return p
 }
 
-// userSigs reads a UserSig, or a comma-separated list of sdkappid=usersig;
-// a problem is reported without the secret.
-func (l *loader) userSigs(name string) map[string]string {
+// noListSeparators reads a per-app secret whose values never hold "=" or
+// "," (UserSigs, secret keys; see [loader.perApp]): a single value that
+// does is a mistyped list. what names an entry's value ("usersig"), one
+// names a single value ("a UserSig").
+func (l *loader) noListSeparators(name, what, one string) map[string]string {
+	vals := l.perApp(name, what)
+	if v, ok := vals[""]; ok && strings.ContainsAny(v, "=,") {
+		l.fail(name, "is neither %s nor a list of sdkappid=%s (a list starts with the SDKAppID)", one, what)
+		return nil
+	}
+	apps := make([]string, 0, len(vals))
+	for app := range vals {
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		if v := vals[app]; len(v) > 1024 || strings.ContainsAny(v, " \t\r\n") {
+			if app == "" {
+				l.fail(name, "must be 1 to 1024 bytes without whitespace")
+			} else {
+				l.fail(name, "the value of SDKAppID %s must be 1 to 1024 bytes without whitespace", app)
+			}
+			return nil
+		}
+	}
+	return vals
+}
+
+// adminCredentialsApart checks that no app has both a pasted UserSig and a
+// secret key: one of the two serves each app.
+func (l *loader) adminCredentialsApart(p Policies) {
+	sigs, keys := p.TencentAdminUserSigs, p.TencentSecretKeys
+	if len(sigs) == 0 || len(keys) == 0 {
+		return
+	}
+	_, allSigs := sigs[""]
+	_, allKeys := keys[""]
+	switch {
+	case allSigs && allKeys:
+		l.fail("TENCENT_SECRET_KEY", "TENCENT_ADMIN_USERSIG is set too: give the apps one or the other")
+		return
+	case allSigs || allKeys:
+		l.fail("TENCENT_SECRET_KEY", "one of TENCENT_SECRET_KEY and TENCENT_ADMIN_USERSIG serves every app, so it cannot be combined with a per-app list of the other")
+		return
+	}
+	apps := make([]string, 0, len(keys))
+	for app := range keys {
+		if _, both := sigs[app]; both {
+			apps = append(apps, app)
+		}
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		l.fail("TENCENT_SECRET_KEY", "SDKAppID %s has a TENCENT_ADMIN_USERSIG too: give each app one or the other", app)
+	}
+}
+
+// perApp reads a per-app secret: one value that serves every app, or a
+// comma-separated list of sdkappid=value, one per app. A value is a list
+// when it starts with an SDKAppID (digits) and "="; every entry must then
+// be sdkappid=value with a non-zero numeric SDKAppID, each SDKAppID once.
+// It returns the values by SDKAppID, under the key "" for a single value;
+// nil when the setting is unset or bad. what names a value in messages
+// ("token", "usersig"); problems are reported without the values, which
+// are secrets.
+func (l *loader) perApp(name, what string) map[string]string {
 	v := l.raw(name, "")
 	if v == "" {
 		return nil
 	}
-	if !strings.Contains(v, "=") {
-		return map[string]string{"": v}
+	vals, err := parsePerApp(v, what)
+	if err != nil {
+		l.fail(name, "%v", err)
+		return nil
 	}
-	sigs := map[string]string{}
+	return vals
+}
+
+// parsePerApp is [loader.perApp]'s parser; its errors never hold a value.
+func parsePerApp(v, what string) (map[string]string, error) {
+	first, _, _ := strings.Cut(v, ",")
+	app, _, isList := strings.Cut(first, "=")
+	if !isList || !allDigits(strings.TrimSpace(app)) {
+		return map[string]string{"": v}, nil
+	}
+	vals := map[string]string{}
 	for i, part := range strings.Split(v, ",") {
-		app, sig, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if n, err := strconv.ParseUint(app, 10, 64); !ok || err != nil || n == 0 || sig == "" {
-			l.fail(name, "entry %d is not sdkappid=usersig", i+1)
-			return nil
+		app, val, ok := strings.Cut(part, "=")
+		app, val = strings.TrimSpace(app), strings.TrimSpace(val)
+		if n, err := strconv.ParseUint(app, 10, 64); !ok || err != nil || n == 0 || val == "" {
+			return nil, fmt.Errorf("entry %d is not sdkappid=%s", i+1, what)
 		}
-		sigs[app] = sig
+		if _, dup := vals[app]; dup {
+			return nil, fmt.Errorf("entry %d: SDKAppID %s is listed twice", i+1, app)
+		}
+		vals[app] = val
 	}
-	return sigs
+	return vals, nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func (l *loader) boolean(name string, def bool) bool {

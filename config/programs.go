@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -19,8 +20,10 @@ type Receiver struct {
 	ListenAddr string
 	// AppIDs are the accepted SDKAppIDs (TENCENT_SDKAPPID), at least one.
 	AppIDs []string
-	// CallbackToken is TENCENT_CALLBACK_TOKEN; empty = signatures not checked.
-	CallbackToken string
+	// CallbackTokens are TENCENT_CALLBACK_TOKEN by SDKAppID, the key "" for
+	// one token that serves every app; nil = signatures not checked. A list
+	// has a token for every app of AppIDs and for no other.
+	CallbackTokens map[string]string
 	// RequestTimeWindow is REQUEST_TIME_WINDOW (default 60s).
 	RequestTimeWindow time.Duration
 	// APIToken is API_TOKEN; empty = the device API answers 503.
@@ -29,6 +32,9 @@ type Receiver struct {
 	// MONITORING_PASSWORD) guard asynqmon at /monitoring; both empty = not
 	// mounted (standalone on loopback mounts it without auth).
 	MonitoringUser, MonitoringPassword string
+	// MetricsAddr is METRICS_ADDR (receiver only): where /metrics is
+	// served instead of on ListenAddr; empty (the default) = on ListenAddr.
+	MetricsAddr string
 	// SpoolDir is SPOOL_DIR (receiver only; empty = no spool).
 	SpoolDir string
 	// SpoolMaxBytes is SPOOL_MAX_BYTES (default 64 MiB).
@@ -185,7 +191,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		Redis:              rd,
 		ListenAddr:         l.listenAddr("LISTEN_ADDR", listenDefault),
 		AppIDs:             l.list("TENCENT_SDKAPPID"),
-		CallbackToken:      l.raw("TENCENT_CALLBACK_TOKEN", ""),
+		CallbackTokens:     l.perApp("TENCENT_CALLBACK_TOKEN", "token"),
 		RequestTimeWindow:  l.duration("REQUEST_TIME_WINDOW", 60*time.Second, time.Second, time.Hour),
 		APIToken:           l.raw("API_TOKEN", apiTokenDefault),
 		MonitoringUser:     l.raw("MONITORING_USER", ""),
@@ -200,6 +206,12 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 	}
 	if l.program == ProgramReceiver {
 		l.spool(&r)
+		if v := l.raw("METRICS_ADDR", ""); v != "" {
+			r.MetricsAddr = l.listenAddr("METRICS_ADDR", "")
+			if r.MetricsAddr == r.ListenAddr && !strings.HasSuffix(r.MetricsAddr, ":0") {
+				l.fail("METRICS_ADDR", "%q is LISTEN_ADDR too: give /metrics another port, or leave METRICS_ADDR unset to serve it on LISTEN_ADDR", r.MetricsAddr)
+			}
+		}
 	}
 	if len(r.AppIDs) == 0 && appDefault != "" {
 		r.AppIDs = []string{appDefault}
@@ -212,9 +224,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 			l.fail("TENCENT_SDKAPPID", "%q is not a numeric SDKAppID", id)
 		}
 	}
-	if t := r.CallbackToken; t != "" && (len(t) > 256 || strings.ContainsAny(t, " \t\r\n")) {
-		l.fail("TENCENT_CALLBACK_TOKEN", "must be 1 to 256 bytes without whitespace")
-	}
+	l.callbackTokens(r)
 	if (r.MonitoringUser == "") != (r.MonitoringPassword == "") {
 		l.fail("MONITORING_PASSWORD", "MONITORING_USER and MONITORING_PASSWORD go together")
 	} else if p := r.MonitoringPassword; p != "" && len(p) < 12 {
@@ -224,6 +234,43 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")
 	}
 	return r
+}
+
+// callbackTokens checks TENCENT_CALLBACK_TOKEN against the apps: each
+// token 1 to 256 bytes without whitespace; a per-app list names exactly the
+// apps of TENCENT_SDKAPPID (an app left out would take unsigned webhooks).
+func (l *loader) callbackTokens(r Receiver) {
+	const name = "TENCENT_CALLBACK_TOKEN"
+	apps := map[string]bool{}
+	for _, id := range r.AppIDs {
+		apps[id] = true
+	}
+	keys := make([]string, 0, len(r.CallbackTokens))
+	for app := range r.CallbackTokens {
+		keys = append(keys, app)
+	}
+	sort.Strings(keys)
+	for _, app := range keys {
+		t := r.CallbackTokens[app]
+		switch {
+		case len(t) > 256 || strings.ContainsAny(t, " \t\r\n"):
+			if app == "" {
+				l.fail(name, "must be 1 to 256 bytes without whitespace")
+			} else {
+				l.fail(name, "the token of SDKAppID %s must be 1 to 256 bytes without whitespace", app)
+			}
+		case app != "" && !apps[app]:
+			l.fail(name, "names SDKAppID %s, which is not in TENCENT_SDKAPPID", app)
+		}
+	}
+	if _, one := r.CallbackTokens[""]; one || len(r.CallbackTokens) == 0 {
+		return
+	}
+	for _, id := range r.AppIDs {
+		if _, ok := r.CallbackTokens[id]; !ok {
+			l.fail(name, "no token for SDKAppID %s: give every app of TENCENT_SDKAPPID its token, or one token for all", id)
+		}
+	}
 }
 
 // spool reads the spool settings, which only the receiver program has

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/tencent"
 )
 
 // NameResolver returns the display names of UserIDs of app: every UserID
@@ -35,8 +37,17 @@ type TencentConfig struct {
 	// Identifier is the app admin account (default "administrator").
 	Identifier string
 	// UserSigs are the admin account's UserSig per SDKAppID; the key "" serves
-	// any app not listed. Required. Never logged.
+	// any app not listed. Never logged.
 	UserSigs map[string]string
+	// SecretKeys are the apps' secret keys per SDKAppID (the key "" serves
+	// any app not listed): for these apps the admin's UserSig is made here
+	// and renewed (see tencent.Signer), valid UserSigValidity. An app's own
+	// entry, in either map, wins over an entry "" of the other. UserSigs or
+	// SecretKeys is required. Never logged.
+	SecretKeys map[string]string
+	// UserSigValidity is how long a UserSig made from a secret key is valid
+	// (default tencent.DefaultValidity, 24 h; renewed after half of it).
+	UserSigValidity time.Duration
 	// CacheTTL is how long a display name (or its absence) is cached in
 	// Redis (default 1 h).
 	CacheTTL time.Duration
@@ -68,8 +79,9 @@ type TencentProfiles struct {
 	http *http.Client
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	paused map[string]time.Time // SDKAppID -> calls skipped until
+	mu      sync.Mutex
+	paused  map[string]time.Time       // SDKAppID -> calls skipped until
+	signers map[string]*tencent.Signer // SDKAppID -> its UserSig from a secret key
 }
 
 // portraitGetMax is the most users portrait_get takes in one call.
@@ -91,10 +103,10 @@ func (e *tencentError) Error() string {
 
 // NewTencentProfiles returns a resolver over cfg, caching in rdb and
 // logging failures (at warn level, without the UserSig) to log. It returns
-// an error when BaseURL or the UserSigs are missing.
+// an error when BaseURL is missing, or both UserSigs and SecretKeys are.
 func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.Logger) (*TencentProfiles, error) {
-	if cfg.BaseURL == "" || len(cfg.UserSigs) == 0 {
-		return nil, errors.New("display names: the REST API base URL and an admin UserSig are required")
+	if cfg.BaseURL == "" || len(cfg.UserSigs)+len(cfg.SecretKeys) == 0 {
+		return nil, errors.New("display names: the REST API base URL and an admin UserSig or secret key are required")
 	}
 	if cfg.Identifier == "" {
 		cfg.Identifier = "administrator"
@@ -118,7 +130,7 @@ func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &TencentProfiles{cfg: cfg, rdb: rdb, http: hc, log: log, paused: map[string]time.Time{}}, nil
+	return &TencentProfiles{cfg: cfg, rdb: rdb, http: hc, log: log, paused: map[string]time.Time{}, signers: map[string]*tencent.Signer{}}, nil
 }
 
 // callAllowed reports whether a portrait_get call for app may go out: not
@@ -244,12 +256,9 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 // portraitGet asks Tencent for the nicknames of users; a user without one
 // (or unknown to Tencent) maps to "".
 func (p *TencentProfiles) portraitGet(ctx context.Context, appID string, users []string) (map[string]string, error) {
-	sig, ok := p.cfg.UserSigs[appID]
-	if !ok {
-		sig, ok = p.cfg.UserSigs[""]
-	}
-	if !ok {
-		return nil, fmt.Errorf("no admin UserSig for SDKAppID %s", appID)
+	sig, err := p.userSig(appID)
+	if err != nil {
+		return nil, err
 	}
 	q := url.Values{
 		"sdkappid":    {appID},
@@ -287,6 +296,36 @@ func (p *TencentProfiles) portraitGet(ctx context.Context, appID string, users [
 		return nil, fmt.Errorf("portrait_get: HTTP %d", resp.StatusCode)
 	}
 	return parsePortraitAnswer(raw, users)
+}
+
+// userSig returns the admin's UserSig for appID: the app's pasted UserSig,
+// or one made from its secret key (kept and renewed by a tencent.Signer
+// per app); an app's own entry first, then the entries "".
+func (p *TencentProfiles) userSig(appID string) (string, error) {
+	if sig, ok := p.cfg.UserSigs[appID]; ok {
+		return sig, nil
+	}
+	key, ok := p.cfg.SecretKeys[appID]
+	if !ok {
+		if sig, ok := p.cfg.UserSigs[""]; ok {
+			return sig, nil
+		}
+		if key, ok = p.cfg.SecretKeys[""]; !ok {
+			return "", fmt.Errorf("no admin UserSig or secret key for SDKAppID %s", appID)
+		}
+	}
+	p.mu.Lock()
+	s, ok := p.signers[appID]
+	if !ok {
+		var err error
+		if s, err = tencent.NewSigner(appID, key, p.cfg.Identifier, p.cfg.UserSigValidity, p.cfg.Now); err != nil {
+			p.mu.Unlock()
+			return "", fmt.Errorf("admin UserSig for SDKAppID %s: %w", appID, err)
+		}
+		p.signers[appID] = s
+	}
+	p.mu.Unlock()
+	return s.UserSig()
 }
 
 // parsePortraitAnswer reads a portrait_get answer: every user asked for

@@ -1,6 +1,7 @@
 package notifier_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/tencenttest"
 	"github.com/followpush/followpush/notifier"
 )
 
@@ -26,10 +29,15 @@ import (
 type tencentProfiles struct {
 	nicks map[string]string
 	sig   string
+	// With secretKey set, a UserSig is accepted when it verifies with it
+	// (as Tencent verifies one) at now, instead of being sig.
+	secretKey string
+	now       func() time.Time
 
 	mu    sync.Mutex
 	hits  int        // requests, authenticated or not
 	calls [][]string // To_Account of each authenticated call
+	sigs  []string   // the UserSig of each authenticated call
 	fail  int        // answer HTTP 500 to this many calls
 }
 
@@ -50,10 +58,17 @@ func (s *tencentProfiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(60002, "bad query: "+r.URL.RawQuery)
 		return
 	}
-	if q.Get("identifier") != "administrator" || q.Get("usersig") != s.sig {
+	authentic := q.Get("usersig") == s.sig
+	if s.secretKey != "" {
+		authentic = tencenttest.VerifyUserSig(1400000000, s.secretKey, "administrator", q.Get("usersig"), s.now()) == nil
+	}
+	if q.Get("identifier") != "administrator" || !authentic {
 		fail(70001, "UserSig expired or invalid")
 		return
 	}
+	s.mu.Lock()
+	s.sigs = append(s.sigs, q.Get("usersig"))
+	s.mu.Unlock()
 	var req struct {
 		ToAccount []string `json:"To_Account"`
 		TagList   []string
@@ -256,4 +271,72 @@ func TestHandlerUsesDisplayNames(t *testing.T) {
 	if from := f.lastData(t)["from_account"]; from != "alice" {
 		t.Errorf("data from_account = %v, want the UserID", from)
 	}
+}
+
+// With the app's secret key instead of a UserSig, the client makes the
+// admin's UserSig itself, which Tencent accepts (it verifies with the
+// key), and makes a new one once half its validity has passed: calls keep
+// working after the first UserSig's validity ended. The key never leaves
+// the process: requests carry only UserSigs.
+func TestTencentProfilesMakesAndRenewsUserSig(t *testing.T) {
+	t.Parallel()
+	const key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	clk := &clock{t: time.Unix(1_790_000_000, 0)}
+	fake := &tencentProfiles{secretKey: key, now: clk.Now, nicks: map[string]string{"alice": "Alice", "carol": "Carol", "dave": "Dave"}}
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	p, err := notifier.NewTencentProfiles(notifier.TencentConfig{
+		BaseURL: srv.URL, SecretKeys: map[string]string{"1400000000": key}, UserSigValidity: 2 * time.Hour, Now: clk.Now,
+	}, redistest.Start(t).Client(t), slog.New(slog.NewJSONHandler(lockedWriter{&logMu, &logs}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuedAt := func() time.Time {
+		t.Helper()
+		fake.mu.Lock()
+		sig := fake.sigs[len(fake.sigs)-1]
+		fake.mu.Unlock()
+		doc, err := tencenttest.DecodeUserSig(sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := doc["TLS.time"].(json.Number).Int64()
+		return time.Unix(n, 0)
+	}
+	start := clk.Now()
+	for _, step := range []struct {
+		name, user, want string
+		after            time.Duration // since start
+		issued           time.Duration // of the UserSig used, since start
+	}{
+		{"first call", "alice", "Alice", 0, 0},
+		{"before half its validity", "carol", "Carol", time.Hour - time.Second, 0},
+		{"after half its validity, past the first's end", "dave", "Dave", 2*time.Hour + time.Minute, 2*time.Hour + time.Minute},
+	} {
+		clk.Set(start.Add(step.after))
+		if got := p.DisplayNames(context.Background(), "1400000000", []string{step.user})[step.user]; got != step.want {
+			t.Fatalf("%s: name %q, want %q (Tencent refused the UserSig?)", step.name, got, step.want)
+		}
+		if got := issuedAt(); !got.Equal(start.Add(step.issued)) {
+			t.Errorf("%s: UserSig issued at +%s, want +%s", step.name, got.Sub(start), step.issued)
+		}
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Contains(logs.String(), key) {
+		t.Error("the secret key was logged")
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

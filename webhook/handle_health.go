@@ -11,14 +11,17 @@ func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReadyz answers 200 only while events can be stored durably: Redis
-// answers a PING within a second, or the spool has room.
+// answers a PING within a second, or the spool has room. The answer says
+// only "unavailable" about a failed PING: Redis's error names internal
+// addresses and is logged instead (at warn level, once per failed check).
 func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	body := map[string]any{"status": "ready", "redis": "ok"}
 	redisErr := s.Ready.Ping(ctx)
 	if redisErr != nil {
-		body["redis"] = redisErr.Error()
+		body["redis"] = "unavailable"
+		s.Logger.Warn("readiness check: Redis does not answer", "err", redisErr)
 	}
 	spoolRoom := false
 	if s.Spool != nil {

@@ -54,9 +54,12 @@ func (s *server) acceptWebhook(w http.ResponseWriter, r *http.Request, app, comm
 	if !s.apps[app] {
 		return Callback{}, "", fmt.Errorf("%w %q", errUnknownApp, app)
 	}
-	if s.opts.CallbackToken != "" {
+	if token, signed := s.callbackToken(app); signed {
+		if token == "" {
+			return Callback{}, "", fmt.Errorf("%w: no callback token for SdkAppid %s", ErrBadSign, app)
+		}
 		q := r.URL.Query()
-		if err := VerifySign(s.opts.CallbackToken, q.Get("RequestTime"), q.Get("Sign"), s.opts.Now(), s.opts.RequestTimeWindow); err != nil {
+		if err := VerifySign(token, q.Get("RequestTime"), q.Get("Sign"), s.opts.Now(), s.opts.RequestTimeWindow); err != nil {
 			return Callback{}, "", err
 		}
 	}
@@ -101,6 +104,18 @@ func (s *server) acceptWebhook(w http.ResponseWriter, r *http.Request, app, comm
 		}
 	}
 	return cb, resultOK, err
+}
+
+// callbackToken returns the token that signs app's webhooks (see
+// Options.CallbackTokens), and whether webhooks are signed at all.
+func (s *server) callbackToken(app string) (token string, signed bool) {
+	if t, ok := s.opts.CallbackTokens[app]; ok {
+		return t, true
+	}
+	if t, ok := s.opts.CallbackTokens[""]; ok {
+		return t, true
+	}
+	return s.opts.CallbackToken, s.opts.CallbackToken != "" || len(s.opts.CallbackTokens) > 0
 }
 
 // retryStore runs store until it succeeds or its budget ends: the whole

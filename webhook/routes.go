@@ -2,21 +2,25 @@ package webhook
 
 import "net/http"
 
-// addRoutes lists every route of the receiver.
+// addRoutes lists every route of the receiver. Each handler is registered
+// through routed, so that only mux's own answers (404, 405, redirects) are
+// rewritten into our shapes (see answerOwnRouting).
 func (s *server) addRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /webhook", s.handleWebhook)
+	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, routed(h)) }
 
-	mux.Handle("PUT /v1/users/{userID}/devices/{token}", s.requireAPIToken(s.handlePutDevice))
-	mux.Handle("DELETE /v1/users/{userID}/devices/{token}", s.requireAPIToken(s.handleDeleteDevice))
-	mux.Handle("GET /v1/users/{userID}/devices", s.requireAPIToken(s.handleListDevices))
+	handle("POST /webhook", http.HandlerFunc(s.handleWebhook))
 
-	mux.HandleFunc("GET /healthz", s.handleHealthz)
-	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	handle("PUT /v1/users/{userID}/devices/{token}", s.requireAPIToken(s.handlePutDevice))
+	handle("DELETE /v1/users/{userID}/devices/{token}", s.requireAPIToken(s.handleDeleteDevice))
+	handle("GET /v1/users/{userID}/devices", s.requireAPIToken(s.handleListDevices))
+
+	handle("GET /healthz", http.HandlerFunc(s.handleHealthz))
+	handle("GET /readyz", http.HandlerFunc(s.handleReadyz))
 	if s.MetricsHandler != nil {
-		mux.Handle("GET /metrics", s.MetricsHandler)
+		handle("GET /metrics", s.MetricsHandler)
 	}
 	if s.Monitoring != nil {
-		mux.Handle("/monitoring/", s.Monitoring)
-		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusFound))
+		handle("/monitoring/", s.Monitoring)
+		handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusFound))
 	}
 }

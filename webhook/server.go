@@ -57,6 +57,11 @@ type Options struct {
 	// RequestTime within RequestTimeWindow (default 60 s).
 	CallbackToken     string
 	RequestTimeWindow time.Duration
+	// CallbackTokens are per-SDKAppID tokens (the key "" serves apps not
+	// listed), over CallbackToken. When any is set, every webhook needs a
+	// valid Sign: a webhook of an app without a token here (and no
+	// CallbackToken) is refused (401).
+	CallbackTokens map[string]string
 	// APIToken guards the device API; empty = the device API answers 503.
 	APIToken string
 	// MaxBodyBytes bounds a webhook body (default 1 MiB; larger: 413).
@@ -106,7 +111,11 @@ type server struct {
 }
 
 // NewServer returns the receiver's HTTP handler: the webhook, the device
-// API, health, readiness and metrics (see routes.go).
+// API, health, readiness and metrics (see routes.go). Requests no route
+// takes get the answer shape of the API they were meant for: under /webhook
+// a Tencent-shaped FAIL whose ErrorCode is 10 times the HTTP status (4040,
+// 4050 with an Allow header, 3070 with a Location header for a path such as
+// "//webhook"), elsewhere the device API's {"error": "..."}.
 func NewServer(opts Options, deps Deps) http.Handler {
 	if opts.RequestTimeWindow <= 0 {
 		opts.RequestTimeWindow = 60 * time.Second
@@ -138,7 +147,7 @@ func NewServer(opts Options, deps Deps) http.Handler {
 	}
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
-	return mux
+	return answerOwnRouting(mux)
 }
 
 // PingFunc adapts a function to [Pinger].

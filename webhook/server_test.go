@@ -1,14 +1,17 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,5 +276,118 @@ func TestWebhookStalledRedis(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || time.Since(start) > 1500*time.Millisecond {
 		t.Errorf("/readyz with a stalled Redis: %d after %s", resp.StatusCode, time.Since(start))
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// When Redis refuses the receiver (here: it needs a password the receiver
+// does not have), /readyz says "unavailable" and nothing of Redis's own
+// error text, which can name internal hosts and settings; the detail is in
+// the log.
+func TestReadyzHidesRedisError(t *testing.T) {
+	t.Parallel()
+	red := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := red.Client(t).ConfigSet(ctx, "requirepass", "readyz-secret-password").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := config.Redis{}.WithURL(red.URL(0)) // the programs' client, without the password
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rc.Client()
+	t.Cleanup(func() { rdb.Close() })
+	var logs syncBuffer
+	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}}, webhook.Deps{
+		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
+		Enqueuer:  webhook.NewAsynqEnqueuer(rdb, 1),
+		Canceller: delivery.New(rdb, delivery.Options{}),
+		Devices:   devices.NewRegistry(rdb, devices.Options{}),
+		Ready:     webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
+	})
+	base := newHTTPServer(t, h)
+
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var body map[string]any
+	if err := json.Unmarshal(b, &body); err != nil {
+		t.Fatalf("/readyz answer is not JSON: %q", b)
+	}
+	want := map[string]any{"status": "not ready", "redis": "unavailable"}
+	if resp.StatusCode != http.StatusServiceUnavailable || !cmp.Equal(body, want) {
+		t.Errorf("/readyz with Redis refusing = %d %s, want 503 %v", resp.StatusCode, b, want)
+	}
+	var logged map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "readiness check: Redis does not answer" {
+			logged = l
+		}
+	}
+	if e, _ := logged["err"].(string); logged["level"] != "WARN" || !strings.Contains(e, "NOAUTH") {
+		t.Errorf("log line with Redis's error (NOAUTH) = %v; log:\n%s", logged, logs.String())
+	}
+}
+
+// With a token per app, each app's webhooks must be signed with its own
+// token: another app's token is refused (401), and an app without a token
+// is refused rather than let in unsigned. One token under "" serves every
+// app.
+func TestWebhookPerAppTokens(t *testing.T) {
+	t.Parallel()
+	const appA, appB = "1400000001", "1400000002"
+	signed := func(app, token string) url.Values {
+		rt := strconv.FormatInt(testNow.Unix(), 10)
+		return url.Values{"SdkAppid": {app}, "CallbackCommand": {webhook.CommandFollowAdd}, "RequestTime": {rt}, "Sign": {webhook.Sign(token, rt)}}
+	}
+	perApp := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{appA: "token-a", appB: "token-b"}})
+	onlyA := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{appA: "token-a"}})
+	shared := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{"": "token-all"}})
+	for _, c := range []struct {
+		name string
+		f    *fixture
+		q    url.Values
+		want int
+	}{
+		{"app A with its token", perApp, signed(appA, "token-a"), 200},
+		{"app B with its token", perApp, signed(appB, "token-b"), 200},
+		{"app A with B's token", perApp, signed(appA, "token-b"), 401},
+		{"app B with A's token", perApp, signed(appB, "token-a"), 401},
+		{"app A unsigned", perApp, url.Values{"SdkAppid": {appA}, "CallbackCommand": {webhook.CommandFollowAdd}}, 401},
+		{"app without a token", onlyA, signed(appB, "token-a"), 401},
+		{"app without a token, unsigned", onlyA, url.Values{"SdkAppid": {appB}, "CallbackCommand": {webhook.CommandFollowAdd}}, 401},
+		{"one token, app A", shared, signed(appA, "token-all"), 200},
+		{"one token, app B", shared, signed(appB, "token-all"), 200},
+		{"one token, wrong token", shared, signed(appB, "token-a"), 401},
+	} {
+		status, answer := post(t, c.f.srv.URL, c.q, goodFollow)
+		if status != c.want {
+			t.Errorf("%s: %d %v, want %d", c.name, status, answer, c.want)
+		}
+	}
+	if q := onlyA.queued(t); len(q) != 0 {
+		t.Errorf("refused webhooks enqueued %v", q)
 	}
 }

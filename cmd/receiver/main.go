@@ -10,8 +10,11 @@ import (
 	"io"
 	"net/http"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/webhook"
 )
 
 func main() { app.Main(run) }
@@ -37,7 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var monitoring http.Handler
 	if cfg.MonitoringUser != "" {
-		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword)
+		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword, log)
 	}
 	rcv, err := app.NewReceiver(ctx, cfg, rdb, log, app.NewRegistry(), monitoring)
 	if err != nil {
@@ -48,7 +51,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	err = app.Serve(ctx, ln, "http", rcv.Handler, cfg.ShutdownTimeout, log)
+	// The webhook's listener and, with METRICS_ADDR, the metrics one: both
+	// stop on SIGTERM, and both stop when either fails.
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.MetricsAddr != "" {
+		mln, err := app.Listen(cfg.MetricsAddr, "metrics", log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		g.Go(func() error { return app.Serve(gctx, mln, "metrics", rcv.MetricsHandler, cfg.ShutdownTimeout, log) })
+	}
+	g.Go(func() error {
+		return app.Serve(gctx, webhook.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
+	})
+	err = g.Wait()
 	log.Info("receiver stopped")
 	return err
 }

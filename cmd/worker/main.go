@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	opsDone := make(chan error, 1)
 	go func() {
-		opsDone <- app.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof), cfg.ShutdownTimeout, log)
+		opsDone <- app.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof, log), cfg.ShutdownTimeout, log)
 	}()
 	log.Info("worker started", "concurrency", cfg.Concurrency, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
 	<-ctx.Done()

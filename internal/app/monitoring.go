@@ -3,6 +3,7 @@ package app
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"log/slog"
 	"net/http"
 
 	"github.com/hibiken/asynq/x/metrics"
@@ -23,12 +24,19 @@ type sharedConn struct{ c redis.UniversalClient }
 func (s sharedConn) MakeRedisClient() any { return s.c }
 
 // Monitoring returns asynqmon's UI and API rooted at [MonitoringPath] over
-// rdb, behind HTTP basic authentication when user is not empty.
-func Monitoring(rdb redis.UniversalClient, user, password string) http.Handler {
+// rdb, behind HTTP basic authentication when user is not empty. Writes
+// from other sites are refused (403): an unsafe method (POST, DELETE...)
+// whose Origin or Sec-Fetch-Site header says a page of another site sent
+// it, as a form that pauses the queue would (see refuseCrossSiteWrites).
+// Without a user (standalone on loopback) there is no authentication, so
+// every request must also name a loopback Host (see [RefuseForeignHosts]).
+// Refusals are logged to log.
+func Monitoring(rdb redis.UniversalClient, user, password string, log *slog.Logger) http.Handler {
 	ui := asynqmon.New(asynqmon.Options{RootPath: MonitoringPath, RedisConnOpt: sharedConn{rdb}})
 	if user == "" {
-		return ui
+		return RefuseForeignHosts(refuseCrossSiteWrites(ui, log), "")
 	}
+	guarded := refuseCrossSiteWrites(ui, log)
 	wantUser, wantPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
@@ -38,7 +46,7 @@ func Monitoring(rdb redis.UniversalClient, user, password string) http.Handler {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		ui.ServeHTTP(w, r)
+		guarded.ServeHTTP(w, r)
 	})
 }
 

@@ -29,9 +29,14 @@ func NewRegistry() *prometheus.Registry {
 // Receiver is an assembled receiver: its HTTP handler and what must be
 // closed after it stops serving.
 type Receiver struct {
+	// Handler serves the webhook, the device API, health and readiness,
+	// and /metrics unless cfg.MetricsAddr moves it to MetricsHandler.
 	Handler http.Handler
-	spool   *spool.Spool
-	drained chan struct{}
+	// MetricsHandler serves GET /metrics (anything else: 404), for the
+	// listener of cfg.MetricsAddr; nil when cfg.MetricsAddr is empty.
+	MetricsHandler http.Handler
+	spool          *spool.Spool
+	drained        chan struct{}
 }
 
 // Close stops the spool drainer (its context must be done) and closes the
@@ -46,6 +51,8 @@ func (r *Receiver) Close() error {
 
 // NewReceiver assembles the receiver's HTTP handler over rdb. monitoring
 // (asynqmon, see [Monitoring]) is mounted at /monitoring/ when not nil.
+// /metrics is on Handler, or on MetricsHandler alone when cfg.MetricsAddr
+// is set.
 // With cfg.SpoolDir set it opens the spool and drains it into Redis in the
 // background, cfg.SpoolDrainBatch events per step, until ctx is done.
 func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry, monitoring http.Handler) (*Receiver, error) {
@@ -68,9 +75,15 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 		d := &webhook.Drainer{Spool: s, Enqueuer: enq, Canceller: canceller, Logger: log, Metrics: metrics, Batch: cfg.SpoolDrainBatch}
 		go func() { defer close(rcv.drained); d.Run(ctx) }()
 	}
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		rcv.MetricsHandler, metricsHandler = mux, nil
+	}
 	rcv.Handler = webhook.NewServer(webhook.Options{
 		AppIDs:            cfg.AppIDs,
-		CallbackToken:     cfg.CallbackToken,
+		CallbackTokens:    cfg.CallbackTokens,
 		RequestTimeWindow: cfg.RequestTimeWindow,
 		APIToken:          cfg.APIToken,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -86,7 +99,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 		}),
 		Ready:          webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
 		Metrics:        metrics,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		MetricsHandler: metricsHandler,
 		Monitoring:     monitoring,
 	})
 	return rcv, nil
@@ -96,12 +109,18 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 // webhooks are signed and whether the device API is on. Secrets are never
 // logged.
 func LogReceiverStart(cfg config.Receiver, log *slog.Logger) {
-	if cfg.CallbackToken == "" {
+	if len(cfg.CallbackTokens) == 0 {
 		log.Warn("TENCENT_CALLBACK_TOKEN is not set: webhook signatures are NOT checked; anyone who knows the URL and SDKAppID can post follows")
 	}
 	if cfg.APIToken == "" {
 		log.Warn("API_TOKEN is not set: the device API answers 503")
 	}
-	log.Info("receiver configured", "sdkappids", cfg.AppIDs, "signed_webhooks", cfg.CallbackToken != "",
+	tokens := "none"
+	if _, one := cfg.CallbackTokens[""]; one {
+		tokens = "one for every app"
+	} else if len(cfg.CallbackTokens) > 0 {
+		tokens = "one per app"
+	}
+	log.Info("receiver configured", "sdkappids", cfg.AppIDs, "signed_webhooks", len(cfg.CallbackTokens) > 0, "callback_tokens", tokens,
 		"device_api", cfg.APIToken != "", "redis_mode", cfg.Redis.Mode())
 }

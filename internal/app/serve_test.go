@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,11 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/internal/redistest"
 )
 
 // A graceful shutdown lets an in-flight request finish, and is not held up
@@ -175,7 +180,7 @@ func TestServeTimeoutsAreSet(t *testing.T) {
 func TestOpsHandlerPprof(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		rec := httptest.NewRecorder()
-		OpsHandler(prometheus.NewRegistry(), nil, on).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+		OpsHandler(prometheus.NewRegistry(), nil, on, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
 		want := http.StatusNotFound
 		if on {
 			want = http.StatusOK
@@ -183,5 +188,30 @@ func TestOpsHandlerPprof(t *testing.T) {
 		if rec.Code != want {
 			t.Errorf("pprof %v: GET /debug/pprof/ = %d, want %d", on, rec.Code, want)
 		}
+	}
+}
+
+// The worker's /readyz says "unavailable" when Redis refuses it (here: a
+// password the worker does not have), not Redis's own error text; that
+// goes to the log.
+func TestOpsReadyzHidesRedisError(t *testing.T) {
+	t.Parallel()
+	red := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := red.Client(t).ConfigSet(ctx, "requirepass", "ops-secret-password").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: red.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	var logs bytes.Buffer
+	rec := httptest.NewRecorder()
+	OpsHandler(prometheus.NewRegistry(), rdb, false, slog.New(slog.NewJSONHandler(&logs, nil))).
+		ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if got, want := strings.TrimSpace(rec.Body.String()), `{"status":"not ready","redis":"unavailable"}`; rec.Code != http.StatusServiceUnavailable || got != want {
+		t.Errorf("/readyz with Redis refusing = %d %s, want 503 %s", rec.Code, got, want)
+	}
+	if !strings.Contains(logs.String(), "NOAUTH") || !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Errorf("log lacks a warning with Redis's error (NOAUTH):\n%s", logs.String())
 	}
 }

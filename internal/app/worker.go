@@ -62,6 +62,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			BaseURL:    pol.TencentAPIBase,
 			Identifier: pol.TencentAdminIdentifier,
 			UserSigs:   pol.TencentAdminUserSigs,
+			SecretKeys: pol.TencentSecretKeys,
 			CacheTTL:   pol.DisplayNameCacheTTL,
 			KeyPrefix:  cfg.Redis.KeyPrefix,
 		}, rdb, log.With("component", "display-names"))
@@ -142,8 +143,10 @@ func (w *Worker) Start() error { return w.Server.Start(w.mux) }
 func (w *Worker) Shutdown() { w.Server.Shutdown() }
 
 // OpsHandler serves /metrics, /healthz and /readyz for the worker, and
-// Go's profiler under /debug/pprof/ when pprof is true.
-func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool) http.Handler {
+// Go's profiler under /debug/pprof/ when pprof is true. /readyz answers 503
+// with "redis":"unavailable" when Redis does not answer a PING within 1 s;
+// Redis's own error goes to log (at warn level), not into the answer.
+func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	if pprof {
 		mux.HandleFunc("GET /debug/pprof/", netpprof.Index)
@@ -162,8 +165,9 @@ func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool)
 		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
 		if err := rdb.Ping(ctx).Err(); err != nil {
+			log.Warn("readiness check: Redis does not answer", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "{\"status\":\"not ready\",\"redis\":%q}\n", err.Error())
+			fmt.Fprintln(w, `{"status":"not ready","redis":"unavailable"}`)
 			return
 		}
 		fmt.Fprintln(w, `{"status":"ready","redis":"ok"}`)

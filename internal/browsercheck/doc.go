@@ -18,6 +18,12 @@
 //
 //	go test ./internal/browsercheck -run TestMonitoringShowsQueues -update
 //
+// A second test replays a cross-site request forgery in the browser: a page
+// of another site (localhost, while standalone is on 127.0.0.1) submits a
+// form that would pause queue "follow"; /monitoring must refuse it (403) and
+// the queue keep running, while asynqmon's own page still pauses and
+// resumes it.
+//
 // The tests need Chromium (Debian/Ubuntu:
 // apt-get install -y --no-install-recommends chromium fonts-liberation), found
 // as /usr/bin/chromium or as chromium or chromium-browser on PATH. Without

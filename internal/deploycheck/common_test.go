@@ -49,7 +49,7 @@ var runtimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOMAXPROCS": true, "GOGC":
 
 // secretSettings must reach a container from a Secret, never as a literal
 // value in a manifest or ConfigMap.
-var secretSettings = []string{"TENCENT_CALLBACK_TOKEN", "API_TOKEN", "REDIS_PASSWORD", "MONITORING_PASSWORD", "TENCENT_ADMIN_USERSIG"}
+var secretSettings = []string{"TENCENT_CALLBACK_TOKEN", "API_TOKEN", "REDIS_PASSWORD", "MONITORING_PASSWORD", "TENCENT_ADMIN_USERSIG", "TENCENT_SECRET_KEY"}
 
 // setting returns the config.Settings entry called name.
 func setting(name string) (config.Setting, bool) {
@@ -168,7 +168,25 @@ func listenSetting(p config.Program) string {
 // metrics, from the workload's environment or the setting's default. The
 // address must be reachable from outside the container (no loopback host).
 func (w workload) listenPort() (int, error) {
-	name := listenSetting(w.program)
+	return w.portOf(listenSetting(w.program))
+}
+
+// metricsPort returns the port w's program serves /metrics on: the
+// receiver's METRICS_ADDR when set (its own listener), else the port of
+// listenPort.
+func (w workload) metricsPort() (int, string, error) {
+	if w.program == config.ProgramReceiver {
+		if v, ok := w.effective("METRICS_ADDR"); !ok || v != "" {
+			n, err := w.portOf("METRICS_ADDR")
+			return n, "METRICS_ADDR", err
+		}
+	}
+	n, err := w.listenPort()
+	return n, listenSetting(w.program), err
+}
+
+// portOf returns the port of the listen address in setting name.
+func (w workload) portOf(name string) (int, error) {
 	addr, ok := w.effective(name)
 	if !ok {
 		return 0, fmt.Errorf("%s: %s comes from %s: the listen port cannot be checked", w.where, name, w.env[name].from)
@@ -232,6 +250,9 @@ func checkWorkload(w workload) []error {
 		}
 	}
 	if _, err := w.listenPort(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, name, err := w.metricsPort(); err != nil && name != listenSetting(w.program) {
 		errs = append(errs, err)
 	}
 	return append(errs, loadCheck(w)...)

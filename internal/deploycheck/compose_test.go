@@ -173,6 +173,23 @@ func programRedis(w workload) (composeRedis, bool) {
 	return composeRedis{addr: addr, db: db}, err == nil
 }
 
+// checkAsynqmonImage checks that image is hibiken/asynqmon at the version
+// of github.com/hibiken/asynqmon in go.mod (Docker tags drop the "v").
+func checkAsynqmonImage(image string) error {
+	gomod, err := readGoMod()
+	if err != nil {
+		return err
+	}
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?github\.com/hibiken/asynqmon\s+v(\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		return errors.New("go.mod does not require github.com/hibiken/asynqmon")
+	}
+	if want := "hibiken/asynqmon:" + string(m[1]); image != want {
+		return fmt.Errorf("image %q, want %q: pinned to the asynqmon of go.mod", image, want)
+	}
+	return nil
+}
+
 // asynqmonRedis returns the Redis the asynqmon service's flags point at
 // (--redis-addr and --redis-db, --redis-url, or --redis-cluster-nodes;
 // asynqmon's defaults 127.0.0.1:6379 and 0).
@@ -291,18 +308,28 @@ func checkCompose(b, envExample []byte, df dockerfile) []error {
 		}
 
 		port, err := w.listenPort()
-		if err == nil {
-			var declared []int
-			for _, p := range append(append([]any{}, svc.Ports...), svc.Expose...) {
+		mport, mname, merr := w.metricsPort()
+		if err == nil && merr == nil {
+			var declared, published []int
+			for i, p := range append(append([]any{}, svc.Ports...), svc.Expose...) {
 				if n, ok := containerPort(p); ok {
 					declared = append(declared, n)
+					if i < len(svc.Ports) {
+						published = append(published, n)
+					}
 				}
 			}
 			if !slices.Contains(declared, port) {
 				sfail("publishes/exposes %v, not %d where the %s listens (%s)", declared, port, prog, listenSetting(prog))
 			}
+			if !slices.Contains(declared, mport) {
+				sfail("publishes/exposes %v, not %d where the %s serves /metrics (%s)", declared, mport, prog, mname)
+			}
+			if mport != port && slices.Contains(published, mport) {
+				sfail("publishes %d, its /metrics (%s), on the host: expose it to the Compose network only", mport, mname)
+			}
 			for _, n := range declared {
-				if n != port {
+				if n != port && n != mport {
 					sfail("publishes/exposes %d, but the %s listens on %d", n, prog, port)
 				}
 			}
@@ -380,6 +407,11 @@ func checkCompose(b, envExample []byte, df dockerfile) []error {
 	if !ok {
 		fail("no asynqmon service (issue 5: compose runs asynqmon next to the programs)")
 		return errs
+	}
+	// Its image is pinned to the asynqmon the receiver mounts (go.mod), so
+	// both UIs are the same release and a pull never brings another.
+	if err := checkAsynqmonImage(mon.Image); err != nil {
+		fail("asynqmon: %v", err)
 	}
 	monRedis, err := asynqmonRedis(words(mon.Command))
 	if err != nil {

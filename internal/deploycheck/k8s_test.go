@@ -524,7 +524,9 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 				w.env[e.Name] = literalVar(e.Value, "env")
 			case e.ValueFrom.SecretKeyRef != nil:
 				r := e.ValueFrom.SecretKeyRef
-				if s, ok := set.secrets[r.Name]; !ok || !s.has(r.Key) {
+				// An optional key may be left out of the example (it is
+				// an alternative, or not needed by default).
+				if s, ok := set.secrets[r.Name]; !ok || (!s.has(r.Key) && !r.Optional) {
 					cfail("env %s: Secret %s has no key %s (see secret.example.yaml)", e.Name, r.Name, r.Key)
 				}
 				w.env[e.Name] = secretSample(set, r.Name, r.Key, r.Optional)
@@ -576,8 +578,13 @@ func checkDeployment(o object, d deployment, set k8sSet, df dockerfile) (workloa
 			if ann["prometheus.io/scrape"] != "true" {
 				cfail("pod annotation prometheus.io/scrape is %q, want \"true\"", ann["prometheus.io/scrape"])
 			}
-			if ann["prometheus.io/port"] != strconv.Itoa(port) {
-				cfail("pod annotation prometheus.io/port is %q, but /metrics is on %d", ann["prometheus.io/port"], port)
+			if mport, name, err := w.metricsPort(); err == nil {
+				if _, ok := c.portOf(mport); !ok {
+					cfail("declares no containerPort %d (%s, /metrics)", mport, name)
+				}
+				if ann["prometheus.io/port"] != strconv.Itoa(mport) {
+					cfail("pod annotation prometheus.io/port is %q, but /metrics is on %d (%s)", ann["prometheus.io/port"], mport, name)
+				}
 			}
 			if p := ann["prometheus.io/path"]; p != "" && p != "/metrics" {
 				cfail("pod annotation prometheus.io/path is %q, want /metrics", p)

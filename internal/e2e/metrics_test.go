@@ -1,10 +1,12 @@
 package e2e_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/followpush/followpush/internal/deploycheck"
 	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/proc"
 	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/webhook"
 )
@@ -154,7 +157,12 @@ func TestMetricsScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	receiverMetrics, workerMetrics := s.base+"/metrics", "http://"+workerAddr+"/metrics"
+	// The stack gives the receiver METRICS_ADDR too: its /metrics is there.
+	receiverAddr, err := s.receiver.Addr(ctx, "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiverMetrics, workerMetrics := "http://"+receiverAddr+"/metrics", "http://"+workerAddr+"/metrics"
 
 	s.registerDevice("bob", "tok-bob", "android")
 	s.registerDevice("dave", "dead-dave", "android")
@@ -360,6 +368,80 @@ func TestReceiverMonitoringAuth(t *testing.T) {
 			if got := status(guardedBase, path, c.u, c.p); got != c.want {
 				t.Errorf("receiver with MONITORING_*: GET %s as %q/%q = %d, want %d", path, c.u, c.p, got, c.want)
 			}
+		}
+	}
+}
+
+// The receiver's METRICS_ADDR moves /metrics off the webhook's port: with
+// it, /metrics is served there (and nothing else is), and the webhook's
+// port answers 404 for it; without it, /metrics is on the webhook's port,
+// as before the setting existed. Either way the router's own answers there
+// are JSON (a bad % escape, GET /webhook).
+func TestReceiverMetricsAddr(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the programs")
+	}
+	s := startStack(t, 0, nil) // its receiver has METRICS_ADDR=127.0.0.1:0
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	metricsAddr, err := s.receiver.Addr(ctx, "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := get("http://" + metricsAddr + "/metrics"); status != http.StatusOK || !strings.Contains(body, "followpush_enqueue_duration_seconds_count") {
+		t.Errorf("METRICS_ADDR set: GET /metrics there = %d, want 200 with followpush_enqueue_duration_seconds:\n%.300s", status, body)
+	}
+	for _, path := range []string{"/webhook", "/healthz", "/v1/users/bob/devices"} {
+		if status, _ := get("http://" + metricsAddr + path); status != http.StatusNotFound {
+			t.Errorf("METRICS_ADDR set: GET %s on it = %d, want 404 (only /metrics is there)", path, status)
+		}
+	}
+	if status, body := get(s.base + "/metrics"); status != http.StatusNotFound || !strings.HasPrefix(body, `{"error":`) {
+		t.Errorf("METRICS_ADDR set: GET /metrics on LISTEN_ADDR = %d %q, want 404 and a JSON error", status, body)
+	}
+
+	delete(s.env, "METRICS_ADDR")
+	plain := s.start("receiver")
+	addr, err := plain.Addr(ctx, "http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := get("http://" + addr + "/metrics"); status != http.StatusOK || !strings.Contains(body, "followpush_enqueue_duration_seconds_count") {
+		t.Errorf("METRICS_ADDR unset: GET /metrics on LISTEN_ADDR = %d, want 200 with followpush_enqueue_duration_seconds:\n%.300s", status, body)
+	}
+	if lines := plain.Lines(proc.Msg("listening", "server", "metrics")); len(lines) != 0 {
+		t.Errorf("METRICS_ADDR unset: a metrics listener was opened: %v", lines)
+	}
+
+	// The router's own answers are JSON through the program's listener.
+	for _, c := range []struct{ request, wantPrefix string }{
+		{"GET /webhook HTTP/1.1", `{"ActionStatus":"FAIL","ErrorCode":4050,`},
+		{"POST /webhook%zz HTTP/1.1", `{"ActionStatus":"FAIL","ErrorCode":4000,`},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "%s\r\nHost: receiver\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", c.request)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		conn.Close()
+		if resp.Header.Get("Content-Type") != "application/json" || !strings.HasPrefix(string(b), c.wantPrefix) {
+			t.Errorf("%s: %d %s %q, want JSON starting %s", c.request, resp.StatusCode, resp.Header.Get("Content-Type"), b, c.wantPrefix)
 		}
 	}
 }

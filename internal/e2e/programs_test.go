@@ -3,6 +3,9 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/proc"
 )
 
@@ -84,18 +88,23 @@ func TestBadSettingsExit2(t *testing.T) {
 	}
 }
 
-// standalone with no settings at all (and again with the user's own
-// API_TOKEN): embedded Redis, pushes to the log, and the walkthrough it
-// prints works when pasted into a shell.
+// standalone with no settings at all (and with the user's own API_TOKEN,
+// with one callback token, with a token per app): embedded Redis, pushes to
+// the log, and what it prints on stdout, the walkthrough, works when pasted
+// into a shell as a whole: every line that is not a command is a comment,
+// the commands get the answers they announce, and the push goes out.
 func TestStandaloneWalkthrough(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
+	for _, tool := range []string{"curl", "bash", "sha256sum"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
 	}
 	for name, env := range map[string]map[string]string{
 		"dev API token":   {},
 		"user API token":  {"API_TOKEN": "my-own-api-token-0123456789"},
 		"signed webhooks": {"TENCENT_CALLBACK_TOKEN": "walkthrough-callback-token"},
+		"a token per app": {"TENCENT_SDKAPPID": "1400000000,1400000001", "TENCENT_CALLBACK_TOKEN": "1400000000=walkthrough-token-a, 1400000001=walkthrough-token-b"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -121,38 +130,58 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 			t.Logf("standalone output:\n%s", p.Output())
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := p.Addr(ctx, "http"); err != nil {
 		t.Fatal(err)
 	}
-	// The walkthrough is printed right after the listener opens.
+	// The walkthrough is printed (in one write) right after the listener
+	// opens; its last line is step 3.
 	var out string
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for {
 		out = p.Output()
-		if strings.Contains(out, "3. Watch this log") || time.Now().After(deadline) {
+		if strings.Contains(out, "\n# 3. ") {
 			break
 		}
 		select {
 		case <-ctx.Done():
+			t.Fatalf("no walkthrough printed:\n%s", out)
+		case <-p.Exited():
+			t.Fatalf("standalone exited:\n%s", out)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// A step is a curl command, maybe after a line computing the signature.
-	cmds := regexp.MustCompile(`(?m)^  ((?:RT=.*\n  )?curl .*(?:\n    .*)*)`).FindAllStringSubmatch(out, -1)
-	if len(cmds) != 2 {
-		t.Fatalf("want 2 curl commands in the walkthrough, found %d:\n%s", len(cmds), out)
-	}
-	if signed := strings.HasPrefix(cmds[1][1], "RT="); signed != (extra["TENCENT_CALLBACK_TOKEN"] != "") {
-		t.Fatalf("webhook step computes a signature: %v, want %v:\n%s", signed, !signed, cmds[1][1])
-	}
-	for _, c := range cmds {
-		sh := exec.Command("bash", "-c", strings.ReplaceAll(c[1], "\\\n", " ")+" -o /dev/null -w '%{http_code}' --fail")
-		sh.Env = append(os.Environ(), "API_TOKEN="+extra["API_TOKEN"], "TENCENT_CALLBACK_TOKEN="+extra["TENCENT_CALLBACK_TOKEN"])
-		b, err := sh.CombinedOutput()
-		if err != nil {
-			t.Fatalf("walkthrough command failed: %v\n%s\n%s", err, c[1], b)
+	// stdout is the walkthrough; the log (stderr) is JSON lines.
+	var script []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			script = append(script, line)
 		}
+	}
+	walkthrough := strings.Join(script, "\n")
+	if n := strings.Count(walkthrough, "\ncurl "); n != 2 {
+		t.Fatalf("want 2 curl commands in the walkthrough, found %d:\n%s", n, walkthrough)
+	}
+	if signed := strings.Contains(walkthrough, "&Sign=$SIGN"); signed != (extra["TENCENT_CALLBACK_TOKEN"] != "") {
+		t.Fatalf("webhook step signs: %v, want %v:\n%s", signed, !signed, walkthrough)
+	}
+
+	// Pasted as a whole, as a user would: errors stop it (-e), and an
+	// unset variable or a line of prose fails it.
+	sh := exec.CommandContext(ctx, "bash", "-eu", "-o", "pipefail", "-c", walkthrough)
+	sh.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, k := range []string{"API_TOKEN", "TENCENT_CALLBACK_TOKEN"} {
+		if v, ok := extra[k]; ok {
+			sh.Env = append(sh.Env, k+"="+v)
+		}
+	}
+	b, err := sh.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the walkthrough failed in bash: %v\n--- walkthrough:\n%s\n--- output:\n%s", err, walkthrough, b)
+	}
+	answers := regexp.MustCompile(`(?s)^HTTP 204\n\{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""\}\nHTTP 200\n$`)
+	if !answers.Match(b) {
+		t.Errorf("the walkthrough's answers:\n%s\nwant HTTP 204, then Tencent's OK and HTTP 200", b)
 	}
 	line, err := p.WaitLine(ctx, proc.Msg("push sent", "backend", "log", "from_account", "UserID_001", "to_account", "UserID_002"))
 	if err != nil {
@@ -163,5 +192,79 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 	}
 	if line["title"] != "New follower" || line["body"] != "UserID_001 started following you" {
 		t.Errorf("push sent line = %v", line)
+	}
+}
+
+// standalone on loopback has no auth on /monitoring and a well-known dev
+// API token: it answers them only for loopback Host names (a page whose
+// DNS name is re-pointed at 127.0.0.1, DNS rebinding, sends its own), and
+// refuses writes to /monitoring from other sites. The webhook is not
+// limited (a tunnel may forward Tencent's callbacks to it).
+func TestStandaloneRefusesForeignHosts(t *testing.T) {
+	t.Parallel()
+	p, err := proc.Start("standalone", filepath.Join(binDir, "standalone"), map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("standalone: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("standalone output:\n%s", p.Output())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, err := p.Addr(ctx, "http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	do := func(method, path, host string, header map[string]string) (int, string) {
+		t.Helper()
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader(`{"CallbackCommand":"C2C.CallbackAfterSendMsg"}`)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + config.DevAPIToken}
+	evil := "evil.example:" + port
+	for _, c := range []struct {
+		name, method, path, host string
+		header                   map[string]string
+		want                     int
+	}{
+		{"asynqmon, foreign Host", http.MethodGet, "/monitoring/api/queues", evil, nil, http.StatusForbidden},
+		{"asynqmon page, foreign Host", http.MethodGet, "/monitoring/", evil, nil, http.StatusForbidden},
+		{"device API with the dev token, foreign Host", http.MethodGet, "/v1/users/UserID_002/devices", evil, bearer, http.StatusForbidden},
+		{"asynqmon write from another site", http.MethodPost, "/monitoring/api/queues/follow:pause", addr, map[string]string{"Origin": "http://" + evil, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"asynqmon, loopback Host", http.MethodGet, "/monitoring/api/queues", addr, nil, http.StatusOK},
+		{"asynqmon, localhost", http.MethodGet, "/monitoring/api/queues", "localhost:" + port, nil, http.StatusOK},
+		{"device API, loopback Host", http.MethodGet, "/v1/users/UserID_002/devices", addr, bearer, http.StatusOK},
+		{"webhook, foreign Host", http.MethodPost, "/webhook?SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg", evil, nil, http.StatusOK},
+	} {
+		status, body := do(c.method, c.path, c.host, c.header)
+		if status != c.want {
+			t.Errorf("%s: %s %s (Host %s) = %d %.200s, want %d", c.name, c.method, c.path, c.host, status, body, c.want)
+		}
+		if status == http.StatusForbidden && !strings.HasPrefix(body, `{"error":`) {
+			t.Errorf("%s: 403 body %q, want a JSON error", c.name, body)
+		}
 	}
 }
