@@ -67,6 +67,16 @@ var (
 	delivery = []Program{ProgramWorker, ProgramStandalone}
 )
 
+// Minimum lengths of the secrets people choose: shorter values stop the
+// program at start.
+const (
+	// MinAPITokenBytes is the shortest API_TOKEN accepted.
+	MinAPITokenBytes = 16
+	// MinMonitoringPasswordBytes is the shortest MONITORING_PASSWORD
+	// accepted.
+	MinMonitoringPasswordBytes = 12
+)
+
 // Settings lists every setting of every program, in the order -h prints them.
 var Settings = []Setting{
 	{Name: "REDIS_URL", Programs: all, Default: "redis://127.0.0.1:6379/0", Defaults: map[Program]string{ProgramStandalone: "(embedded in-memory Redis)"},
@@ -81,9 +91,9 @@ var Settings = []Setting{
 	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: "1400000000"}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
 	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start)"},
 	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: "60s", Help: "how far RequestTime may be from now before a signed webhook is a replay"},
-	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "followpush-dev-token on loopback, else a random one; printed at start"}, Help: "bearer token of the device API; unset = the device API answers 503"},
+	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "followpush-dev-token on loopback, else a random one; printed at start"}, Help: fmt.Sprintf("bearer token of the device API, at least %d bytes (use a random secret); unset = the device API answers 503", MinAPITokenBytes)},
 	{Name: "MONITORING_USER", Programs: ingest, Help: "with MONITORING_PASSWORD, mounts asynqmon at /monitoring behind HTTP basic auth; unset = not mounted (standalone on loopback: mounted without auth)"},
-	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: "password of /monitoring; never logged"},
+	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: fmt.Sprintf("password of /monitoring, at least %d bytes; never logged", MinMonitoringPasswordBytes)},
 	{Name: "SPOOL_DIR", Programs: []Program{ProgramReceiver}, Help: "directory of the local fsync'd spool that takes events while Redis is unavailable (one per receiver process; use a persistent volume); unset = no spool: such events get a 503"},
 	{Name: "SPOOL_MAX_BYTES", Programs: []Program{ProgramReceiver}, Default: "67108864", Help: "size bound of the spool on disk; when full (and Redis down) webhooks get a 503"},
 	{Name: "SPOOL_DRAIN_BATCH", Programs: []Program{ProgramReceiver}, Default: "100", Help: "spooled events moved into Redis per drain step, 1 to 10000; the read position is saved after each step, so a receiver killed mid-drain offers that one step again (harmless: same task ids and delivery records)"},

@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -322,4 +324,60 @@ func TestLoopbackOnly(t *testing.T) {
 			t.Errorf("LoopbackOnly(%q) = %v, want %v", addr, got, want)
 		}
 	}
+}
+
+// The minimum lengths of API_TOKEN and MONITORING_PASSWORD are the ones
+// the loader enforces, and both -h and the README's configuration table
+// state them.
+func TestMinimumLengthsDocumented(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		min   int
+		other map[string]string // settings it needs besides itself
+	}{
+		{"API_TOKEN", MinAPITokenBytes, nil},
+		{"MONITORING_PASSWORD", MinMonitoringPasswordBytes, map[string]string{"MONITORING_USER": "ops"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			phrase := fmt.Sprintf("at least %d bytes", tt.min)
+			for n, ok := range map[int]bool{tt.min - 1: false, tt.min: true} {
+				e := map[string]string{"TENCENT_SDKAPPID": "1400000001", tt.name: strings.Repeat("x", n)}
+				maps.Copy(e, tt.other)
+				_, err := LoadReceiver(env(e))
+				if ok && err != nil {
+					t.Errorf("%d bytes refused: %v", n, err)
+				}
+				if !ok && (err == nil || !strings.Contains(err.Error(), tt.name+": must be "+phrase)) {
+					t.Errorf("%d bytes: error %v, want one naming %s and saying %q", n, err, tt.name, phrase)
+				}
+			}
+			for _, p := range []Program{ProgramReceiver, ProgramStandalone} {
+				var b bytes.Buffer
+				PrintUsage(&b, p, "usage")
+				if line := lineWith(b.String(), "  "+tt.name+" "); !strings.Contains(line, phrase) {
+					t.Errorf("%s -h: %q does not say %q", p, line, phrase)
+				}
+			}
+			if row := lineWith(string(readme), "| `"+tt.name+"` |"); !strings.Contains(row, phrase) {
+				t.Errorf("README row %q does not say %q", row, phrase)
+			}
+		})
+	}
+}
+
+// lineWith returns the first line of text that contains s, or "".
+func lineWith(text, s string) string {
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }

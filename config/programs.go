@@ -217,11 +217,11 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 	}
 	if (r.MonitoringUser == "") != (r.MonitoringPassword == "") {
 		l.fail("MONITORING_PASSWORD", "MONITORING_USER and MONITORING_PASSWORD go together")
-	} else if p := r.MonitoringPassword; p != "" && len(p) < 12 {
-		l.fail("MONITORING_PASSWORD", "must be at least 12 bytes")
+	} else if p := r.MonitoringPassword; p != "" && len(p) < MinMonitoringPasswordBytes {
+		l.fail("MONITORING_PASSWORD", "must be at least %d bytes", MinMonitoringPasswordBytes)
 	}
-	if t := r.APIToken; t != "" && len(t) < 16 {
-		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")
+	if t := r.APIToken; t != "" && len(t) < MinAPITokenBytes {
+		l.fail("API_TOKEN", "must be at least %d bytes (use a random secret)", MinAPITokenBytes)
 	}
 	return r
 }

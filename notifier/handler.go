@@ -145,13 +145,20 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	f, err := tasks.ParseFollow(t)
 	if err != nil {
 		h.metrics.tasks.WithLabelValues("invalid").Inc()
-		h.log.Error("invalid follow task: archived", "err", err)
+		h.log.Error("invalid follow task: archived", "task_id", taskID(ctx), "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	log := h.log.With(slog.String("task_id", f.TaskID()), slog.String("from_account", f.From), slog.String("to_account", f.To))
 	err = h.process(ctx, log, f)
 	reportResult(log, h.metrics.tasks, err, "push will be retried", "follow task failed")
 	return err
+}
+
+// taskID is the id of the asynq task ctx belongs to ("" outside a task),
+// for log lines about a task whose payload could not be read.
+func taskID(ctx context.Context) string {
+	id, _ := asynq.GetTaskID(ctx)
+	return id
 }
 
 // reportResult counts and logs the error a task handler returns: a retry
