@@ -194,6 +194,7 @@ func checkAlerts(b []byte, schema Schema) []error {
 			names[r.Alert] = true
 			used, qerrs := CheckQuery(Query{Where: where, Expr: r.Expr}, schema)
 			errs = append(errs, qerrs...)
+			errs = append(errs, checkNotDeprecated(where, used)...)
 			if len(qerrs) == 0 && len(used) == 0 {
 				errs = append(errs, fmt.Errorf("%s: expr uses no metric", where))
 			}
@@ -259,14 +260,28 @@ func checkDashboard(b []byte, schema Schema) []error {
 				refs[tg.RefID] = true
 				u, qerrs := CheckQuery(Query{Where: where, Expr: tg.Expr}, schema)
 				errs = append(errs, qerrs...)
+				errs = append(errs, checkNotDeprecated(where, u)...)
 				maps.Copy(used, u)
 			}
 		}
 	}
 	walk(d.Panels)
+	deprecated := app.DeprecatedQueueMetrics()
 	for _, m := range slices.Sorted(maps.Keys(schema)) {
-		if !used[m] {
+		if !used[m] && deprecated[m] == "" {
 			errs = append(errs, fmt.Errorf("followpush.json: no panel shows %s", m))
+		}
+	}
+	return errs
+}
+
+// checkNotDeprecated reports the metrics of used that are exported only
+// for old rules and dashboards (app.DeprecatedQueueMetrics).
+func checkNotDeprecated(where string, used map[string]bool) []error {
+	var errs []error
+	for old, name := range app.DeprecatedQueueMetrics() {
+		if used[old] {
+			errs = append(errs, fmt.Errorf("%s: uses %s, exported only for old rules (untyped); use %s", where, old, name))
 		}
 	}
 	return errs
