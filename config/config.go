@@ -109,6 +109,8 @@ var Settings = []Setting{
 	{Name: "GOOGLE_APPLICATION_CREDENTIALS", Programs: delivery, Help: "service-account JSON file for FCM"},
 	{Name: "FCM_ENDPOINT", Programs: delivery, Help: "base URL of an FCM-HTTP-v1-compatible server; unset = Google's endpoint"},
 	{Name: "FCM_SEND_TIMEOUT", Programs: delivery, Default: "10s", Help: "bound on one task's FCM sends, the SDK's own retries included"},
+	{Name: "SENDER_ID_MISMATCH_LIMIT", Programs: delivery, Default: "100", Help: "SENDER_ID_MISMATCH answers (all workers together, since the last successful send) whose tokens are deleted; the next one opens a breaker: no worker deletes for that reason until a send succeeds (wrong credentials must not wipe the registry); 1 to 1000000"},
+	{Name: "SENDER_ID_MISMATCH_WINDOW", Programs: delivery, Default: "24h", Help: "how long a SENDER_ID_MISMATCH answer counts towards SENDER_ID_MISMATCH_LIMIT when no send succeeds; 1m to 720h"},
 	{Name: "PUSH_TITLE", Programs: delivery, Default: "New follower", Help: "notification title"},
 	{Name: "PUSH_BODY", Programs: delivery, Default: "{{.From}} started following you", Help: "notification body, a Go text/template with .From and .To"},
 	{Name: "PUSH_TEMPLATES_FILE", Programs: delivery, Help: "JSON file of push texts per locale ({\"zh-TW\":{\"title\":…,\"body\":…,\"digest_title\":…,\"digest_body\":…}}) over the built-in en, zh, ja; a device's locale picks, else en; unset = built-in texts (en: PUSH_TITLE, PUSH_BODY)"},

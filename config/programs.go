@@ -71,6 +71,13 @@ type Worker struct {
 	FCMEndpoint        string
 	// FCMSendTimeout is FCM_SEND_TIMEOUT (default 10s).
 	FCMSendTimeout time.Duration
+	// SenderIDMismatchLimit is SENDER_ID_MISMATCH_LIMIT (default 100):
+	// SENDER_ID_MISMATCH answers since the last successful send whose tokens
+	// are deleted before the breaker opens.
+	SenderIDMismatchLimit int
+	// SenderIDMismatchWindow is SENDER_ID_MISMATCH_WINDOW (default 24h):
+	// how long such an answer counts when no send succeeds.
+	SenderIDMismatchWindow time.Duration
 	// PushTitle and PushBody are the notification templates (PUSH_TITLE,
 	// PUSH_BODY), already checked to parse as text/template.
 	PushTitle, PushBody string
@@ -243,20 +250,22 @@ func (l *loader) workerOps(w *Worker) {
 
 func (l *loader) worker(rd Redis) Worker {
 	w := Worker{
-		Redis:              rd,
-		Concurrency:        l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
-		PollInterval:       l.duration("WORKER_POLL_INTERVAL", 10*time.Millisecond, time.Millisecond, time.Minute),
-		FCMProjectID:       l.raw("FCM_PROJECT_ID", ""),
-		FCMCredentialsFile: l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
-		FCMEndpoint:        l.baseURL("FCM_ENDPOINT"),
-		FCMSendTimeout:     l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
-		PushTitle:          l.raw("PUSH_TITLE", "New follower"),
-		PushBody:           l.raw("PUSH_BODY", "{{.From}} started following you"),
-		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
-		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
-		DedupeTTL:          l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
-		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
-		LogLevel:           l.logLevel(),
+		Redis:                  rd,
+		Concurrency:            l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
+		PollInterval:           l.duration("WORKER_POLL_INTERVAL", 10*time.Millisecond, time.Millisecond, time.Minute),
+		FCMProjectID:           l.raw("FCM_PROJECT_ID", ""),
+		FCMCredentialsFile:     l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
+		FCMEndpoint:            l.baseURL("FCM_ENDPOINT"),
+		FCMSendTimeout:         l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
+		SenderIDMismatchLimit:  l.intRange("SENDER_ID_MISMATCH_LIMIT", 100, 1, 1_000_000),
+		SenderIDMismatchWindow: l.duration("SENDER_ID_MISMATCH_WINDOW", 24*time.Hour, time.Minute, 720*time.Hour),
+		PushTitle:              l.raw("PUSH_TITLE", "New follower"),
+		PushBody:               l.raw("PUSH_BODY", "{{.From}} started following you"),
+		MaxDevicesPerUser:      l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
+		MaxEventAge:            l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
+		DedupeTTL:              l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
+		ShutdownTimeout:        l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
+		LogLevel:               l.logLevel(),
 	}
 	// Each task may hold a connection; asynq needs a few of its own.
 	w.Redis.PoolSize = max(64, w.Concurrency+32)

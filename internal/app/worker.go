@@ -92,6 +92,10 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			Scheduler: client,
 			Limiter:   limiter,
 			Names:     names,
+			MismatchBreaker: notifier.NewMismatchBreaker(rdb, cfg.Redis.KeyPrefix+MismatchBreakerKey, notifier.MismatchBreakerOptions{
+				Limit:  cfg.SenderIDMismatchLimit,
+				Window: cfg.SenderIDMismatchWindow,
+			}),
 		})
 	if err != nil {
 		return nil, err
@@ -114,6 +118,10 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	mux.HandleFunc(tasks.TypeDigest, h.ProcessDigest)
 	return &Worker{Server: srv, Handler: h, mux: mux}, nil
 }
+
+// MismatchBreakerKey is the Redis key (after REDIS_KEY_PREFIX) of the
+// SENDER_ID_MISMATCH breaker all workers share.
+const MismatchBreakerKey = "breaker:sender_id_mismatch"
 
 // pushTexts returns the per-locale push texts: PUSH_TEMPLATES_FILE's, with
 // PUSH_TITLE and PUSH_BODY as English's single-follow texts unless the file

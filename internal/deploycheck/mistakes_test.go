@@ -148,7 +148,7 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"final stage on another Go image", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26.8-bookworm", false, "the final stage is the build stage or a Go image"},
 
 		// Alerts.
-		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_tokens_kept_total", "followpush_tokens_kept", false, "followpush_tokens_kept is not an exported metric"},
+		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_sender_id_mismatch_breaker_open", "followpush_sender_id_mismatch_breaker", false, "followpush_sender_id_mismatch_breaker is not an exported metric"},
 		{"unknown asynq metric", "prometheus/alerts.yaml", "asynq_queue_latency_seconds{", "asynq_queue_latency{", false, "asynq_queue_latency is not an exported metric"},
 		{"result value typo", "prometheus/alerts.yaml", `result="unavailable"`, `result="unavailabe"`, false, `"unavailabe" is not a value of result`},
 		{"outcome value typo", "prometheus/alerts.yaml", `outcome="quota_exceeded"`, `outcome="quota_exeeded"`, false, `"quota_exeeded" is not a value of outcome`},
@@ -168,7 +168,7 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"bad severity", "prometheus/alerts.yaml", "severity: critical", "severity: page", false, "labels.severity \"page\""},
 		{"no summary", "prometheus/alerts.yaml", "summary: FCM quota exceeded", "summry: FCM quota exceeded", false, "no annotations.summary"},
 		{"misspelt key", "prometheus/alerts.yaml", "    rules:", "    rulez:", false, "rulez"},
-		{"unbalanced expr", "prometheus/alerts.yaml", "sum(increase(followpush_tokens_kept_total[10m])) > 0", "sum(increase(followpush_tokens_kept_total[10m]) > 0", false, `unclosed "("`},
+		{"unbalanced expr", "prometheus/alerts.yaml", "sum(increase(followpush_tasks_total{result=\"stale\"}[15m])) > 0", "sum(increase(followpush_tasks_total{result=\"stale\"}[15m]) > 0", false, `unclosed "("`},
 
 		// Dashboard.
 		{"unknown metric on the dashboard", "grafana/followpush.json", "followpush_pushes_total[", "followpush_push_total[", false, "followpush_push_total is not an exported metric"},

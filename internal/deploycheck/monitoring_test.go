@@ -30,21 +30,22 @@ import (
 // are exactly the metrics webhook/metrics.go and notifier/metrics.go
 // define, so that the scan is not vacuous and this list is not stale.
 var documentedMetrics = map[string]string{
-	"followpush_webhooks_total":            "counter",
-	"followpush_webhook_duration_seconds":  "histogram",
-	"followpush_follows_total":             "counter",
-	"followpush_enqueue_duration_seconds":  "histogram",
-	"followpush_device_api_requests_total": "counter",
-	"followpush_spool_depth":               "gauge",
-	"followpush_spool_bytes":               "gauge",
-	"followpush_tasks_total":               "counter",
-	"followpush_pushes_total":              "counter",
-	"followpush_tokens_deleted_total":      "counter",
-	"followpush_tokens_kept_total":         "counter",
-	"followpush_push_delay_seconds":        "histogram",
-	"followpush_digests_total":             "counter",
-	"followpush_digest_followers":          "histogram",
-	"followpush_rate_limited_total":        "counter",
+	"followpush_webhooks_total":                  "counter",
+	"followpush_webhook_duration_seconds":        "histogram",
+	"followpush_follows_total":                   "counter",
+	"followpush_enqueue_duration_seconds":        "histogram",
+	"followpush_device_api_requests_total":       "counter",
+	"followpush_spool_depth":                     "gauge",
+	"followpush_spool_bytes":                     "gauge",
+	"followpush_tasks_total":                     "counter",
+	"followpush_pushes_total":                    "counter",
+	"followpush_tokens_deleted_total":            "counter",
+	"followpush_tokens_kept_total":               "counter",
+	"followpush_push_delay_seconds":              "histogram",
+	"followpush_digests_total":                   "counter",
+	"followpush_digest_followers":                "histogram",
+	"followpush_rate_limited_total":              "counter",
+	"followpush_sender_id_mismatch_breaker_open": "gauge",
 }
 
 // valueLabels are the labels whose values come from string constants in
