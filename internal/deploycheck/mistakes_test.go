@@ -28,6 +28,8 @@ func runChecks(t *testing.T, files map[string][]byte, name string, schema Schema
 		return append(checkDashboard(files[name], schema), checkScrapeJobs(files["README.md"], files[AlertsFile], files[name])...)
 	case "README.md":
 		return checkScrapeJobs(files[name], files[AlertsFile], files[DashboardFile])
+	case AlertTestsFile:
+		return checkAlertTests(files[name], files[AlertsFile])
 	}
 	switch yamlOwner(name) {
 	case "TestCompose":
@@ -154,6 +156,8 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"outcome value typo", "prometheus/alerts.yaml", `outcome="quota_exceeded"`, `outcome="quota_exeeded"`, false, `"quota_exeeded" is not a value of outcome`},
 		{"outcome alternative typo", "prometheus/alerts.yaml", `unavailable|internal|unknown|transport`, `unavailable|internal|unknwn|transport`, false, `"unknwn" is not a value of outcome`},
 		{"queue value typo", "prometheus/alerts.yaml", `asynq_queue_paused{queue="follow"}`, `asynq_queue_paused{queue="folow"}`, false, `"folow" is not a value of queue`},
+		{"alert without a firing test", AlertTestsFile, "        alertname: FollowpushNoWorkers\n        exp_alerts:\n          - exp_labels: {severity: critical}", "        alertname: FollowpushNoWorkers\n        exp_alerts: []\n        x_alerts:\n          - exp_labels: {severity: critical}", false, "no test expects FollowpushNoWorkers to fire"},
+		{"test of an unknown alert", AlertTestsFile, "alertname: FollowpushQueuePaused", "alertname: FollowpushQueuePausd", false, "tests FollowpushQueuePausd, which alerts.yaml does not define"},
 		{"deprecated asynq name", "prometheus/alerts.yaml", `asynq_queue_paused{queue="follow"}`, `asynq_queue_paused_total{queue="follow"}`, false, "uses asynq_queue_paused_total, exported only for old rules"},
 		{"deprecated asynq name on a panel", DashboardFile, `asynq_queue_tasks{queue=\"follow\",state=~`, `asynq_tasks_enqueued_total{queue=\"follow\",state=~`, false, "uses asynq_tasks_enqueued_total, exported only for old rules"},
 		{"state value typo", "prometheus/alerts.yaml", `state="archived"`, `state="archive"`, false, `"archive" is not a value of state`},
@@ -216,7 +220,7 @@ func TestRealFilesPassEveryChecker(t *testing.T) {
 	t.Parallel()
 	files := readDeployFiles(t)
 	schema := deploySchema(t)
-	for _, name := range []string{"Dockerfile", ".env.example", DashboardFile, "README.md", "compose.yaml", "k8s/kustomization.yaml", AlertsFile} {
+	for _, name := range []string{"Dockerfile", ".env.example", DashboardFile, "README.md", "compose.yaml", "k8s/kustomization.yaml", AlertsFile, AlertTestsFile} {
 		report(t, runChecks(t, files, name, schema))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go/token"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
 
 	"github.com/followpush/followpush/internal/app"
 	"github.com/followpush/followpush/internal/redistest"
@@ -575,4 +577,62 @@ func TestREADMEChecksCatchMistakes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// AlertTestsFile holds the unit tests of the alert rules, in the format of
+// `promtool test rules` (run by internal/ruletest).
+const AlertTestsFile = "prometheus/alerts_test.yaml"
+
+// TestAlertRuleTestsCoverEveryAlert: the rule unit tests test alerts.yaml,
+// and have, for every alert it defines, a case where it fires; they name
+// no other alert. (Whether the cases pass is internal/ruletest's job.)
+func TestAlertRuleTestsCoverEveryAlert(t *testing.T) {
+	t.Parallel()
+	files := readDeployFiles(t)
+	report(t, checkAlertTests(files[AlertTestsFile], files[AlertsFile]))
+}
+
+func checkAlertTests(tests, alerts []byte) []error {
+	var tf struct {
+		RuleFiles []string `yaml:"rule_files"`
+		Tests     []struct {
+			AlertRuleTest []struct {
+				Alertname string `yaml:"alertname"`
+				ExpAlerts []any  `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(tests, &tf); err != nil {
+		return []error{fmt.Errorf("%s: %v", AlertTestsFile, err)}
+	}
+	rf, err := ParseRules(alerts)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	if !slices.Equal(tf.RuleFiles, []string{path.Base(AlertsFile)}) {
+		errs = append(errs, fmt.Errorf("%s: rule_files %v, want [%s]", AlertTestsFile, tf.RuleFiles, path.Base(AlertsFile)))
+	}
+	defined, firing := map[string]bool{}, map[string]bool{}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			defined[r.Alert] = true
+		}
+	}
+	for _, tg := range tf.Tests {
+		for _, at := range tg.AlertRuleTest {
+			if !defined[at.Alertname] {
+				errs = append(errs, fmt.Errorf("%s tests %s, which alerts.yaml does not define", AlertTestsFile, at.Alertname))
+			}
+			if len(at.ExpAlerts) > 0 {
+				firing[at.Alertname] = true
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(defined)) {
+		if !firing[name] {
+			errs = append(errs, fmt.Errorf("%s: no test expects %s to fire", AlertTestsFile, name))
+		}
+	}
+	return errs
 }
