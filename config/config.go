@@ -103,6 +103,7 @@ var Settings = []Setting{
 	{Name: "MAX_DEVICES_PER_USER", Programs: all, Default: "10", Help: "devices kept per user; registering one more evicts the least recently seen"},
 	{Name: "MAX_EVENT_AGE", Programs: all, Default: "1h", Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
 	{Name: "DEDUPE_TTL", Programs: delivery, Default: "1h", Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
+	{Name: "COMPLETED_TASK_RETENTION", Programs: all, Default: "0", Help: "how long a delivered follow's task (receivers) and a sent summary's task (workers) stay in Redis as completed, for asynqmon's Completed tab; 0 = deleted at once; 1s to 24h, about 650 bytes of Redis per task kept; give receivers and workers the same value"},
 	{Name: "WORKER_CONCURRENCY", Programs: delivery, Default: "100", Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
 	{Name: "WORKER_POLL_INTERVAL", Programs: delivery, Default: "10ms", Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval, asynq's own default 1s): pick-up p50 ~11 ms, ~300 Redis commands/s per idle worker"},
 	{Name: "FCM_PROJECT_ID", Programs: delivery, Default: "(from the credentials file)", Help: "Firebase project id; required with FCM_ENDPOINT and no credentials, or with neither (application default credentials)"},

@@ -381,3 +381,39 @@ func lineWith(text, s string) string {
 	}
 	return ""
 }
+
+// COMPLETED_TASK_RETENTION is off by default, 1s to 24h when set (asynq
+// keeps whole seconds), for receivers and workers alike; anything else
+// stops the program naming the setting.
+func TestCompletedTaskRetention(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		want time.Duration
+		ok   bool
+	}{
+		"":      {0, true},
+		"0":     {0, true},
+		"1s":    {time.Second, true},
+		"10m":   {10 * time.Minute, true},
+		"24h":   {24 * time.Hour, true},
+		"500ms": {0, false},
+		"25h":   {0, false},
+		"-1s":   {0, false},
+		"soon":  {0, false},
+	}
+	for v, tt := range tests {
+		r, rerr := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001", "COMPLETED_TASK_RETENTION": v}))
+		w, werr := LoadWorker(env(map[string]string{"FCM_PROJECT_ID": "p", "COMPLETED_TASK_RETENTION": v}))
+		for prog, c := range map[string]struct {
+			got time.Duration
+			err error
+		}{"receiver": {r.CompletedTaskRetention, rerr}, "worker": {w.CompletedTaskRetention, werr}} {
+			switch {
+			case tt.ok && (c.err != nil || c.got != tt.want):
+				t.Errorf("%s COMPLETED_TASK_RETENTION=%q: %v, %v; want %v", prog, v, c.got, c.err, tt.want)
+			case !tt.ok && (c.err == nil || !strings.Contains(c.err.Error(), "COMPLETED_TASK_RETENTION: ")):
+				t.Errorf("%s COMPLETED_TASK_RETENTION=%q: error %v, want one naming the setting", prog, v, c.err)
+			}
+		}
+	}
+}

@@ -49,6 +49,9 @@ type Receiver struct {
 	// MaxEventAge is MAX_EVENT_AGE (default 1h): how long an unfollow's
 	// cancellation is kept.
 	MaxEventAge time.Duration
+	// CompletedTaskRetention is COMPLETED_TASK_RETENTION (default 0): how
+	// long a follow task stays in Redis as completed after it succeeded.
+	CompletedTaskRetention time.Duration
 	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
@@ -87,6 +90,9 @@ type Worker struct {
 	MaxEventAge time.Duration
 	// DedupeTTL is DEDUPE_TTL (default 1h, at least MaxEventAge).
 	DedupeTTL time.Duration
+	// CompletedTaskRetention is COMPLETED_TASK_RETENTION (default 0): how
+	// long a digest task stays in Redis as completed after it succeeded.
+	CompletedTaskRetention time.Duration
 	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
@@ -205,6 +211,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
 		LogLevel:           l.logLevel(),
 	}
+	r.CompletedTaskRetention = l.retention()
 	if l.program == ProgramReceiver {
 		l.spool(&r)
 	}
@@ -267,6 +274,7 @@ func (l *loader) worker(rd Redis) Worker {
 		ShutdownTimeout:        l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
 		LogLevel:               l.logLevel(),
 	}
+	w.CompletedTaskRetention = l.retention()
 	// Each task may hold a connection; asynq needs a few of its own.
 	w.Redis.PoolSize = max(64, w.Concurrency+32)
 	for name, text := range map[string]string{"PUSH_TITLE": w.PushTitle, "PUSH_BODY": w.PushBody} {
@@ -284,6 +292,17 @@ func (l *loader) worker(rd Redis) Worker {
 	}
 	w.Policies = l.policies(w.MaxEventAge)
 	return w
+}
+
+// retention reads COMPLETED_TASK_RETENTION: 0, or 1s to 24h (asynq keeps
+// whole seconds).
+func (l *loader) retention() time.Duration {
+	d := l.duration("COMPLETED_TASK_RETENTION", 0, 0, 24*time.Hour)
+	if d > 0 && d < time.Second {
+		l.fail("COMPLETED_TASK_RETENTION", "%s is under a second: use 0 (off) or 1s to 24h", d)
+		return 0
+	}
+	return d
 }
 
 func splitHostPort(a string) (string, int, error) {

@@ -52,6 +52,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 	rcv := &Receiver{}
 	metrics := webhook.NewMetrics(reg)
 	enq := webhook.NewAsynqEnqueuer(rdb, cfg.EnqueueConcurrency)
+	enq.Retention = cfg.CompletedTaskRetention
 	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: cfg.MaxEventAge})
 	var sp webhook.Spool
 	if cfg.SpoolDir != "" {

@@ -276,6 +276,7 @@ func TestMetricsScrape(t *testing.T) {
 		want("asynq_queue_size", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
 		want("asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": "pending"}, eq, 0),
 		want("asynq_queue_paused", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
+		want("asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": "completed"}, eq, 0), // COMPLETED_TASK_RETENTION off
 		want("asynq_tasks_processed_total", map[string]string{"queue": tasks.QueueFollow}, atLeast, followTasks+2),
 		want("asynq_tasks_failed_total", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
 	})
