@@ -7,17 +7,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/followpush/followpush/internal/redistest"
 )
 
 // The Redis script keeps exactly the state of the in-memory model (which
 // reads as the breaker's definition): random sequences of mismatches,
-// successes and clock jumps get the same answers from both. A failing
+// successes and clock jumps get the same answers from both, on a real
+// redis-server and on miniredis (standalone's embedded Redis). A failing
 // seed replays exactly.
 func TestMismatchBreakerRedisMatchesModel(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
+	mini := miniredis.RunT(t)
+	backends := map[string]redis.UniversalClient{
+		"redis-server": redistest.Start(t).Client(t),
+		"miniredis":    redis.NewClient(&redis.Options{Addr: mini.Addr()}),
+	}
+	for name, rdb := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			compareWithModel(t, rdb)
+		})
+	}
+}
+
+func compareWithModel(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	for seed := uint64(1); seed <= 40; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 0))
