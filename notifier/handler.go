@@ -539,7 +539,11 @@ func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token s
 		}
 		if !del {
 			h.metrics.tokensKept.WithLabelValues(string(outcome)).Inc()
-			log.Warn("SENDER_ID_MISMATCH: token kept (breaker open, or its state unknown)", "err", sendErr, "breaker_err", err)
+			if err != nil {
+				log.Error("SENDER_ID_MISMATCH: token kept, the breaker's state is unknown", "err", sendErr, "breaker_err", err)
+			} else {
+				log.Warn("SENDER_ID_MISMATCH: token kept, the breaker is open", "err", sendErr)
+			}
 			return
 		}
 	}
