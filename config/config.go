@@ -67,6 +67,16 @@ var (
 	delivery = []Program{ProgramWorker, ProgramStandalone}
 )
 
+// Minimum lengths of the secrets people choose: shorter values stop the
+// program at start.
+const (
+	// MinAPITokenBytes is the shortest API_TOKEN accepted.
+	MinAPITokenBytes = 16
+	// MinMonitoringPasswordBytes is the shortest MONITORING_PASSWORD
+	// accepted.
+	MinMonitoringPasswordBytes = 12
+)
+
 // Settings lists every setting of every program, in the order -h prints them.
 var Settings = []Setting{
 	{Name: "REDIS_URL", Programs: all, Default: "redis://127.0.0.1:6379/0", Defaults: map[Program]string{ProgramStandalone: "(embedded in-memory Redis)"},
@@ -81,9 +91,9 @@ var Settings = []Setting{
 	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: "1400000000"}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
 	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token: one for every app, or sdkappid=token,... with a token for each app of TENCENT_SDKAPPID; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start); never logged"},
 	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: "60s", Help: "how far RequestTime may be from now before a signed webhook is a replay"},
-	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "followpush-dev-token on loopback, else a random one; printed at start"}, Help: "bearer token of the device API; unset = the device API answers 503"},
+	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "followpush-dev-token on loopback, else a random one; printed at start"}, Help: fmt.Sprintf("bearer token of the device API, at least %d bytes (use a random secret); unset = the device API answers 503", MinAPITokenBytes)},
 	{Name: "MONITORING_USER", Programs: ingest, Help: "with MONITORING_PASSWORD, mounts asynqmon at /monitoring behind HTTP basic auth; unset = not mounted (standalone on loopback: mounted without auth)"},
-	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: "password of /monitoring; never logged"},
+	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: fmt.Sprintf("password of /monitoring, at least %d bytes; never logged", MinMonitoringPasswordBytes)},
 	{Name: "SPOOL_DIR", Programs: []Program{ProgramReceiver}, Help: "directory of the local fsync'd spool that takes events while Redis is unavailable (one per receiver process; use a persistent volume); unset = no spool: such events get a 503"},
 	{Name: "SPOOL_MAX_BYTES", Programs: []Program{ProgramReceiver}, Default: "67108864", Help: "size bound of the spool on disk; when full (and Redis down) webhooks get a 503"},
 	{Name: "SPOOL_DRAIN_BATCH", Programs: []Program{ProgramReceiver}, Default: "100", Help: "spooled events moved into Redis per drain step, 1 to 10000; the read position is saved after each step, so a receiver killed mid-drain offers that one step again (harmless: same task ids and delivery records)"},
@@ -93,12 +103,15 @@ var Settings = []Setting{
 	{Name: "MAX_DEVICES_PER_USER", Programs: all, Default: "10", Help: "devices kept per user; registering one more evicts the least recently seen"},
 	{Name: "MAX_EVENT_AGE", Programs: all, Default: "1h", Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
 	{Name: "DEDUPE_TTL", Programs: delivery, Default: "1h", Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
+	{Name: "COMPLETED_TASK_RETENTION", Programs: all, Default: "0", Help: "how long a delivered follow's task (receivers) and a sent summary's task (workers) stay in Redis as completed, for asynqmon's Completed tab; 0 = deleted at once; 1s to 24h, about 650 bytes of Redis per task kept; give receivers and workers the same value"},
 	{Name: "WORKER_CONCURRENCY", Programs: delivery, Default: "100", Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
 	{Name: "WORKER_POLL_INTERVAL", Programs: delivery, Default: "10ms", Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval, asynq's own default 1s): pick-up p50 ~11 ms, ~300 Redis commands/s per idle worker"},
 	{Name: "FCM_PROJECT_ID", Programs: delivery, Default: "(from the credentials file)", Help: "Firebase project id; required with FCM_ENDPOINT and no credentials, or with neither (application default credentials)"},
 	{Name: "GOOGLE_APPLICATION_CREDENTIALS", Programs: delivery, Help: "service-account JSON file for FCM"},
 	{Name: "FCM_ENDPOINT", Programs: delivery, Help: "base URL of an FCM-HTTP-v1-compatible server; unset = Google's endpoint"},
 	{Name: "FCM_SEND_TIMEOUT", Programs: delivery, Default: "10s", Help: "bound on one task's FCM sends, the SDK's own retries included"},
+	{Name: "SENDER_ID_MISMATCH_LIMIT", Programs: delivery, Default: "100", Help: "SENDER_ID_MISMATCH answers (all workers together, since the last successful send) whose tokens are deleted; the next one opens a breaker: no worker deletes for that reason until a send succeeds (wrong credentials must not wipe the registry); 1 to 1000000"},
+	{Name: "SENDER_ID_MISMATCH_WINDOW", Programs: delivery, Default: "24h", Help: "how long a SENDER_ID_MISMATCH answer counts towards SENDER_ID_MISMATCH_LIMIT when no send succeeds; 1m to 720h"},
 	{Name: "PUSH_TITLE", Programs: delivery, Default: "New follower", Help: "notification title"},
 	{Name: "PUSH_BODY", Programs: delivery, Default: "{{.From}} started following you", Help: "notification body, a Go text/template with .From and .To"},
 	{Name: "PUSH_TEMPLATES_FILE", Programs: delivery, Help: "JSON file of push texts per locale ({\"zh-TW\":{\"title\":…,\"body\":…,\"digest_title\":…,\"digest_body\":…}}) over the built-in en, zh, ja; a device's locale picks, else en; unset = built-in texts (en: PUSH_TITLE, PUSH_BODY)"},

@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -422,6 +424,98 @@ func TestLoopbackOnly(t *testing.T) {
 	} {
 		if got := LoopbackOnly(addr); got != want {
 			t.Errorf("LoopbackOnly(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// The minimum lengths of API_TOKEN and MONITORING_PASSWORD are the ones
+// the loader enforces, and both -h and the README's configuration table
+// state them.
+func TestMinimumLengthsDocumented(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		min   int
+		other map[string]string // settings it needs besides itself
+	}{
+		{"API_TOKEN", MinAPITokenBytes, nil},
+		{"MONITORING_PASSWORD", MinMonitoringPasswordBytes, map[string]string{"MONITORING_USER": "ops"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			phrase := fmt.Sprintf("at least %d bytes", tt.min)
+			for n, ok := range map[int]bool{tt.min - 1: false, tt.min: true} {
+				e := map[string]string{"TENCENT_SDKAPPID": "1400000001", tt.name: strings.Repeat("x", n)}
+				maps.Copy(e, tt.other)
+				_, err := LoadReceiver(env(e))
+				if ok && err != nil {
+					t.Errorf("%d bytes refused: %v", n, err)
+				}
+				if !ok && (err == nil || !strings.Contains(err.Error(), tt.name+": must be "+phrase)) {
+					t.Errorf("%d bytes: error %v, want one naming %s and saying %q", n, err, tt.name, phrase)
+				}
+			}
+			for _, p := range []Program{ProgramReceiver, ProgramStandalone} {
+				var b bytes.Buffer
+				PrintUsage(&b, p, "usage")
+				if line := lineWith(b.String(), "  "+tt.name+" "); !strings.Contains(line, phrase) {
+					t.Errorf("%s -h: %q does not say %q", p, line, phrase)
+				}
+			}
+			if row := lineWith(string(readme), "| `"+tt.name+"` |"); !strings.Contains(row, phrase) {
+				t.Errorf("README row %q does not say %q", row, phrase)
+			}
+		})
+	}
+}
+
+// lineWith returns the first line of text that contains s, or "".
+func lineWith(text, s string) string {
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
+// COMPLETED_TASK_RETENTION is off by default, 1s to 24h when set (asynq
+// keeps whole seconds), for receivers and workers alike; anything else
+// stops the program naming the setting.
+func TestCompletedTaskRetention(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		want time.Duration
+		ok   bool
+	}{
+		"":      {0, true},
+		"0":     {0, true},
+		"1s":    {time.Second, true},
+		"10m":   {10 * time.Minute, true},
+		"24h":   {24 * time.Hour, true},
+		"500ms": {0, false},
+		"25h":   {0, false},
+		"-1s":   {0, false},
+		"soon":  {0, false},
+	}
+	for v, tt := range tests {
+		r, rerr := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001", "COMPLETED_TASK_RETENTION": v}))
+		w, werr := LoadWorker(env(map[string]string{"FCM_PROJECT_ID": "p", "COMPLETED_TASK_RETENTION": v}))
+		for prog, c := range map[string]struct {
+			got time.Duration
+			err error
+		}{"receiver": {r.CompletedTaskRetention, rerr}, "worker": {w.CompletedTaskRetention, werr}} {
+			switch {
+			case tt.ok && (c.err != nil || c.got != tt.want):
+				t.Errorf("%s COMPLETED_TASK_RETENTION=%q: %v, %v; want %v", prog, v, c.got, c.err, tt.want)
+			case !tt.ok && (c.err == nil || !strings.Contains(c.err.Error(), "COMPLETED_TASK_RETENTION: ")):
+				t.Errorf("%s COMPLETED_TASK_RETENTION=%q: error %v, want one naming the setting", prog, v, c.err)
+			}
 		}
 	}
 }

@@ -55,6 +55,9 @@ type Receiver struct {
 	// MaxEventAge is MAX_EVENT_AGE (default 1h): how long an unfollow's
 	// cancellation is kept.
 	MaxEventAge time.Duration
+	// CompletedTaskRetention is COMPLETED_TASK_RETENTION (default 0): how
+	// long a follow task stays in Redis as completed after it succeeded.
+	CompletedTaskRetention time.Duration
 	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
@@ -77,6 +80,13 @@ type Worker struct {
 	FCMEndpoint        string
 	// FCMSendTimeout is FCM_SEND_TIMEOUT (default 10s).
 	FCMSendTimeout time.Duration
+	// SenderIDMismatchLimit is SENDER_ID_MISMATCH_LIMIT (default 100):
+	// SENDER_ID_MISMATCH answers since the last successful send whose tokens
+	// are deleted before the breaker opens.
+	SenderIDMismatchLimit int
+	// SenderIDMismatchWindow is SENDER_ID_MISMATCH_WINDOW (default 24h):
+	// how long such an answer counts when no send succeeds.
+	SenderIDMismatchWindow time.Duration
 	// PushTitle and PushBody are the notification templates (PUSH_TITLE,
 	// PUSH_BODY), already checked to parse as text/template.
 	PushTitle, PushBody string
@@ -86,6 +96,9 @@ type Worker struct {
 	MaxEventAge time.Duration
 	// DedupeTTL is DEDUPE_TTL (default 1h, at least MaxEventAge).
 	DedupeTTL time.Duration
+	// CompletedTaskRetention is COMPLETED_TASK_RETENTION (default 0): how
+	// long a digest task stays in Redis as completed after it succeeded.
+	CompletedTaskRetention time.Duration
 	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
@@ -204,6 +217,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
 		LogLevel:           l.logLevel(),
 	}
+	r.CompletedTaskRetention = l.retention()
 	if l.program == ProgramReceiver {
 		l.spool(&r)
 		if v := l.raw("METRICS_ADDR", ""); v != "" {
@@ -227,11 +241,11 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 	l.callbackTokens(r)
 	if (r.MonitoringUser == "") != (r.MonitoringPassword == "") {
 		l.fail("MONITORING_PASSWORD", "MONITORING_USER and MONITORING_PASSWORD go together")
-	} else if p := r.MonitoringPassword; p != "" && len(p) < 12 {
-		l.fail("MONITORING_PASSWORD", "must be at least 12 bytes")
+	} else if p := r.MonitoringPassword; p != "" && len(p) < MinMonitoringPasswordBytes {
+		l.fail("MONITORING_PASSWORD", "must be at least %d bytes", MinMonitoringPasswordBytes)
 	}
-	if t := r.APIToken; t != "" && len(t) < 16 {
-		l.fail("API_TOKEN", "must be at least 16 bytes (use a random secret)")
+	if t := r.APIToken; t != "" && len(t) < MinAPITokenBytes {
+		l.fail("API_TOKEN", "must be at least %d bytes (use a random secret)", MinAPITokenBytes)
 	}
 	return r
 }
@@ -290,21 +304,24 @@ func (l *loader) workerOps(w *Worker) {
 
 func (l *loader) worker(rd Redis) Worker {
 	w := Worker{
-		Redis:              rd,
-		Concurrency:        l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
-		PollInterval:       l.duration("WORKER_POLL_INTERVAL", 10*time.Millisecond, time.Millisecond, time.Minute),
-		FCMProjectID:       l.raw("FCM_PROJECT_ID", ""),
-		FCMCredentialsFile: l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
-		FCMEndpoint:        l.baseURL("FCM_ENDPOINT"),
-		FCMSendTimeout:     l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
-		PushTitle:          l.raw("PUSH_TITLE", "New follower"),
-		PushBody:           l.raw("PUSH_BODY", "{{.From}} started following you"),
-		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
-		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
-		DedupeTTL:          l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
-		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
-		LogLevel:           l.logLevel(),
+		Redis:                  rd,
+		Concurrency:            l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
+		PollInterval:           l.duration("WORKER_POLL_INTERVAL", 10*time.Millisecond, time.Millisecond, time.Minute),
+		FCMProjectID:           l.raw("FCM_PROJECT_ID", ""),
+		FCMCredentialsFile:     l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
+		FCMEndpoint:            l.baseURL("FCM_ENDPOINT"),
+		FCMSendTimeout:         l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
+		SenderIDMismatchLimit:  l.intRange("SENDER_ID_MISMATCH_LIMIT", 100, 1, 1_000_000),
+		SenderIDMismatchWindow: l.duration("SENDER_ID_MISMATCH_WINDOW", 24*time.Hour, time.Minute, 720*time.Hour),
+		PushTitle:              l.raw("PUSH_TITLE", "New follower"),
+		PushBody:               l.raw("PUSH_BODY", "{{.From}} started following you"),
+		MaxDevicesPerUser:      l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
+		MaxEventAge:            l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
+		DedupeTTL:              l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
+		ShutdownTimeout:        l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
+		LogLevel:               l.logLevel(),
 	}
+	w.CompletedTaskRetention = l.retention()
 	// Each task may hold a connection; asynq needs a few of its own.
 	w.Redis.PoolSize = max(64, w.Concurrency+32)
 	for name, text := range map[string]string{"PUSH_TITLE": w.PushTitle, "PUSH_BODY": w.PushBody} {
@@ -322,6 +339,17 @@ func (l *loader) worker(rd Redis) Worker {
 	}
 	w.Policies = l.policies(w.MaxEventAge)
 	return w
+}
+
+// retention reads COMPLETED_TASK_RETENTION: 0, or 1s to 24h (asynq keeps
+// whole seconds).
+func (l *loader) retention() time.Duration {
+	d := l.duration("COMPLETED_TASK_RETENTION", 0, 0, 24*time.Hour)
+	if d > 0 && d < time.Second {
+		l.fail("COMPLETED_TASK_RETENTION", "%s is under a second: use 0 (off) or 1s to 24h", d)
+		return 0
+	}
+	return d
 }
 
 func splitHostPort(a string) (string, int, error) {

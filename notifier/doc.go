@@ -9,7 +9,9 @@
 // whether a follow is pushed at once; folded follows go out in a summary
 // sent by [Handler.ProcessDigest]. Texts are per device locale
 // ([Templates]), per-platform settings in [MessageOptions], and a send
-// budget shared by all workers in [RateLimit].
+// budget shared by all workers in [RateLimit]. Tokens FCM answers
+// SENDER_ID_MISMATCH for are deleted only while the [MismatchBreaker], also
+// shared by all workers, is closed.
 //
 // The error a handler returns is the retry policy: nil completes the task,
 // an error wrapping asynq.SkipRetry archives it, a [*RetryError] retries it

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
@@ -51,11 +51,13 @@ type HandlerOptions struct {
 	// Names resolves the followers' display names for the texts (a
 	// *TencentProfiles); default nil: followers are named by UserID.
 	Names NameResolver
-	// MismatchDeletesPerMinute bounds how many tokens per minute a worker
-	// deletes for SENDER_ID_MISMATCH (default 100). A spike past it means our
-	// credentials or project are wrong, not the tokens: deleting stops and an
-	// error is logged, so the registry is not wiped.
-	MismatchDeletesPerMinute int
+	// MismatchBreaker decides whether tokens FCM answered
+	// SENDER_ID_MISMATCH for are deleted: past its limit, our credentials
+	// or project are wrong, not the tokens, and no worker deletes for that
+	// reason until a send succeeds again, so the registry is not wiped.
+	// Workers share one through Redis. Default: one kept in this process,
+	// with the default limit.
+	MismatchBreaker *MismatchBreaker
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -78,7 +80,7 @@ type Handler struct {
 	sender   Sender
 	metrics  *Metrics
 	opts     HandlerOptions
-	mismatch *rate.Limiter
+	mismatch *MismatchBreaker
 	// lease is how long a committed push counts as in flight: the send,
 	// the rate limit's wait and the settling, with room to spare.
 	lease time.Duration
@@ -102,8 +104,8 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = 10 * time.Second
 	}
-	if opts.MismatchDeletesPerMinute <= 0 {
-		opts.MismatchDeletesPerMinute = 100
+	if opts.MismatchBreaker == nil {
+		opts.MismatchBreaker = NewMismatchBreaker(nil, "", MismatchBreakerOptions{})
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -121,10 +123,10 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 	if (opts.Policy.MaxPerHour > 0 || opts.Policy.Window > 0) && opts.Scheduler == nil {
 		return nil, errors.New("the per-recipient cap and aggregation need a Scheduler (HandlerOptions.Scheduler)")
 	}
-	per := rate.Every(time.Minute / time.Duration(opts.MismatchDeletesPerMinute))
+	metrics.watchBreaker(opts.MismatchBreaker)
 	return &Handler{
 		log: log, devices: devs, store: store, sender: sender, metrics: metrics, opts: opts,
-		mismatch: rate.NewLimiter(per, opts.MismatchDeletesPerMinute),
+		mismatch: opts.MismatchBreaker,
 		lease:    sendWindow + opts.SendTimeout + bookkeepingTimeout + 5*time.Second,
 		retries:  asynqRetries,
 	}, nil
@@ -145,13 +147,20 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	f, err := tasks.ParseFollow(t)
 	if err != nil {
 		h.metrics.tasks.WithLabelValues("invalid").Inc()
-		h.log.Error("invalid follow task: archived", "err", err)
+		h.log.Error("invalid follow task: archived", "task_id", taskID(ctx), "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	log := h.log.With(slog.String("task_id", f.TaskID()), slog.String("from_account", f.From), slog.String("to_account", f.To))
 	err = h.process(ctx, log, f)
 	h.reportResult(ctx, log, h.metrics.tasks, err, "push will be retried", "follow task failed")
 	return err
+}
+
+// taskID is the id of the asynq task ctx belongs to ("" outside a task),
+// for log lines about a task whose payload could not be read.
+func taskID(ctx context.Context) string {
+	id, _ := asynq.GetTaskID(ctx)
+	return id
 }
 
 // reportResult counts and logs the error a task handler returns: a retry
@@ -519,6 +528,7 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 	errs := h.sender.Send(sendCtx, msgs)
 	cancel()
 	accepted := h.opts.Now()
+	h.sendSucceeded(ctx, log, errs) // before any SENDER_ID_MISMATCH of errs is judged
 
 	var (
 		a     delivery.Attempt
@@ -567,10 +577,21 @@ func pending(devs []devices.Device, rec delivery.Record) []devices.Device {
 }
 
 func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome Outcome, sendErr error) {
-	if outcome == OutcomeSenderIDMismatch && !h.mismatch.Allow() {
-		h.metrics.tokensKept.WithLabelValues(string(outcome)).Inc()
-		log.Error("SENDER_ID_MISMATCH spike: token kept; check FCM credentials and project", "err", sendErr)
-		return
+	if outcome == OutcomeSenderIDMismatch {
+		del, opened, err := h.mismatch.Mismatch(ctx)
+		if opened {
+			log.Error("SENDER_ID_MISMATCH breaker opened: no worker deletes tokens for SENDER_ID_MISMATCH until a send succeeds; check GOOGLE_APPLICATION_CREDENTIALS and FCM_PROJECT_ID",
+				"err", sendErr)
+		}
+		if !del {
+			h.metrics.tokensKept.WithLabelValues(string(outcome)).Inc()
+			if err != nil {
+				log.Error("SENDER_ID_MISMATCH: token kept, the breaker's state is unknown", "err", sendErr, "breaker_err", err)
+			} else {
+				log.Warn("SENDER_ID_MISMATCH: token kept, the breaker is open", "err", sendErr)
+			}
+			return
+		}
 	}
 	if err := h.devices.Unregister(ctx, user, token); err != nil {
 		log.Error("could not delete dead token", "err", err)
@@ -578,4 +599,19 @@ func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token s
 	}
 	h.metrics.tokensDeleted.WithLabelValues(string(outcome)).Inc()
 	log.Info("dead token deleted", "err", sendErr)
+}
+
+// sendSucceeded tells the SENDER_ID_MISMATCH breaker that a send of this
+// task succeeded (errs has a nil), which closes it if it is open.
+func (h *Handler) sendSucceeded(ctx context.Context, log *slog.Logger, errs []error) {
+	if !slices.Contains(errs, nil) {
+		return
+	}
+	closed, err := h.mismatch.Succeeded(ctx)
+	switch {
+	case err != nil:
+		log.Warn("could not report a successful send to the SENDER_ID_MISMATCH breaker", "err", err)
+	case closed:
+		log.Warn("SENDER_ID_MISMATCH breaker closed: a send succeeded; tokens are deleted for SENDER_ID_MISMATCH again")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,18 +317,62 @@ func TestHandlerInvalidPayloadIsNotRetried(t *testing.T) {
 	}
 }
 
-// A burst of SENDER_ID_MISMATCH is a credentials problem: past the limit,
-// tokens are kept.
-func TestHandlerSenderIDMismatchSpikeKeepsTokens(t *testing.T) {
+// A burst of SENDER_ID_MISMATCH is a credentials problem: past the
+// breaker's limit no worker deletes tokens for it (two handlers share one
+// breaker through Redis, as two worker processes do), until a send
+// succeeds, which closes the breaker; deleting then resumes.
+func TestHandlerSenderIDMismatchBreaker(t *testing.T) {
 	t.Parallel()
-	f := newHandlerFixture(t, notifier.HandlerOptions{MismatchDeletesPerMinute: 2})
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.SenderIDMismatch() })
-	f.register(t, "bob", "t1", "t2", "t3", "t4", "t5")
-	if err := f.run(t, f.follow("bob")); err != nil {
+	srv := redistest.Start(t)
+	breaker := func() *notifier.MismatchBreaker {
+		return notifier.NewMismatchBreaker(srv.Client(t), "followpush:breaker:sender_id_mismatch", notifier.MismatchBreakerOptions{Limit: 2})
+	}
+	opts := func() notifier.HandlerOptions { return notifier.HandlerOptions{MismatchBreaker: breaker()} }
+	a := newHandlerFixture(t, opts())
+	b := newHandlerFixture(t, opts()) // another worker, with a registry of its own
+	for _, f := range []*handlerFixture{a, b} {
+		f.fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+			if strings.HasPrefix(r.Token, "good") {
+				return fcmtest.Response{}
+			}
+			return fcmtest.SenderIDMismatch()
+		})
+	}
+	a.register(t, "bob", "t1", "t2", "t3", "t4", "t5")
+	if err := a.run(t, a.follow("bob")); err != nil {
 		t.Fatal(err)
 	}
-	if left := f.tokens(t, "bob"); len(left) != 3 {
-		t.Errorf("tokens left = %v, want 3 of 5 (2 deletions allowed per minute)", left)
+	if left := a.tokens(t, "bob"); len(left) != 3 {
+		t.Errorf("worker a: tokens left = %v, want 3 of 5 (the limit is 2)", left)
+	}
+	b.register(t, "carol", "c1", "c2")
+	if err := b.run(t, b.follow("carol")); err != nil {
+		t.Fatal(err)
+	}
+	if left := b.tokens(t, "carol"); len(left) != 2 {
+		t.Errorf("worker b: tokens left = %v, want both: the breaker a opened holds for b too", left)
+	}
+	if !breaker().Open(context.Background()) {
+		t.Error("breaker not open")
+	}
+
+	// A success (on worker b) closes the breaker for everyone.
+	b.register(t, "dan", "good-dan", "d1")
+	if err := b.run(t, b.follow("dan")); err != nil {
+		t.Fatal(err)
+	}
+	if breaker().Open(context.Background()) {
+		t.Error("breaker still open after a successful send")
+	}
+	if left := b.tokens(t, "dan"); !slices.Equal(left, []string{"good-dan"}) {
+		t.Errorf("worker b: dan's tokens = %v, want only good-dan (d1 deleted: sent in the same task as the success)", left)
+	}
+	a.register(t, "erin", "e1")
+	if err := a.run(t, a.follow("erin")); err != nil {
+		t.Fatal(err)
+	}
+	if left := a.tokens(t, "erin"); len(left) != 0 {
+		t.Errorf("worker a: erin's tokens = %v, want none: deleting resumed", left)
 	}
 }
 

@@ -1,8 +1,14 @@
 package notifier
 
 import (
+	"context"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/followpush/followpush/delivery"
 )
 
 // Metrics are the worker's own Prometheus metrics.
@@ -15,6 +21,7 @@ type Metrics struct {
 	digests       *prometheus.CounterVec
 	digestSize    prometheus.Histogram
 	rateLimited   prometheus.Counter
+	breaker       atomic.Pointer[MismatchBreaker] // read by the breaker gauge
 }
 
 // NewMetrics registers the worker's metrics with reg (nil: a private
@@ -24,7 +31,8 @@ type Metrics struct {
 //	                                        and with notification policies cooldown, aggregated (folded into a summary), capped (over the per-recipient cap, folded)
 //	followpush_pushes_total{outcome}        FCM sends by outcome (sent, unregistered, quota_exceeded, ...)
 //	followpush_tokens_deleted_total{reason} dead tokens removed from the registry
-//	followpush_tokens_kept_total{reason}    tokens not deleted because of a SENDER_ID_MISMATCH spike
+//	followpush_tokens_kept_total{reason}    tokens not deleted because the SENDER_ID_MISMATCH breaker is open
+//	followpush_sender_id_mismatch_breaker_open  1 while the SENDER_ID_MISMATCH breaker (shared by all workers) is open, else 0
 //	followpush_push_delay_seconds           follow EventTime to FCM accepting the push (single-follow pushes)
 //	followpush_digests_total{result}        digest (summary push) tasks by result: sent, empty, deferred, superseded, stale, no_devices, duplicate, retry, invalid, error
 //	followpush_digest_followers             followers per summary push sent
@@ -34,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg = prometheus.NewRegistry()
 	}
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		tasks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "followpush_tasks_total", Help: "Follow tasks processed, by result.",
 		}, []string{"result"}),
@@ -64,4 +72,57 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "followpush_rate_limited_total", Help: "Pushes put off by the global send rate limit shared by all workers.",
 		}),
 	}
+	m.initLabels()
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "followpush_sender_id_mismatch_breaker_open",
+		Help: "1 while the SENDER_ID_MISMATCH breaker shared by all workers is open (tokens kept, not deleted, until a send succeeds), else 0.",
+	}, m.breakerOpen)
+	return m
+}
+
+// Label values of the worker's counters. Every one is exported at 0 from
+// the start ([Metrics.initLabels]): a series that first appears at 1 has
+// no earlier sample, so increase() and rate() over it see no change, and
+// an alert on the first event of a new worker would never fire.
+var (
+	taskResults = []string{"sent", "no_devices", "duplicate", "cancelled", "stale", "retry", "invalid", "error",
+		string(delivery.VerdictCooldown), string(delivery.VerdictAggregated), string(delivery.VerdictCapped)}
+	digestResults = []string{"sent", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "invalid", "error"}
+	pushOutcomes  = []Outcome{OutcomeSent, OutcomeUnregistered, OutcomeInvalidToken, OutcomeInvalidMessage, OutcomeSenderIDMismatch,
+		OutcomeThirdPartyAuth, OutcomeQuota, OutcomeUnavailable, OutcomeInternal, OutcomeUnknown, OutcomeTransport}
+)
+
+// initLabels creates every labelled series of the worker's counters at 0.
+func (m *Metrics) initLabels() {
+	for _, r := range taskResults {
+		m.tasks.WithLabelValues(r)
+	}
+	for _, r := range digestResults {
+		m.digests.WithLabelValues(r)
+	}
+	for _, o := range pushOutcomes {
+		m.pushes.WithLabelValues(string(o))
+		if o.DropsToken() {
+			m.tokensDeleted.WithLabelValues(string(o))
+		}
+	}
+	m.tokensKept.WithLabelValues(string(OutcomeSenderIDMismatch))
+}
+
+// watchBreaker makes b the breaker the gauge reports.
+func (m *Metrics) watchBreaker(b *MismatchBreaker) { m.breaker.Store(b) }
+
+// breakerOpen is the value of followpush_sender_id_mismatch_breaker_open:
+// the shared state, read from Redis at most once a second.
+func (m *Metrics) breakerOpen() float64 {
+	b := m.breaker.Load()
+	if b == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if b.Open(ctx) {
+		return 1
+	}
+	return 0
 }

@@ -189,7 +189,7 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		p.log.Warn("display name cache unavailable", "err", err)
+		p.log.Warn("display name cache unavailable", "task_id", taskID(ctx), "err", err)
 	}
 	var missing []string
 	for i, id := range userIDs {
@@ -230,7 +230,7 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 				p.callDone(appID, true)
 				paused = p.cfg.FailurePause
 			}
-			p.log.Warn("display names not resolved: naming followers by UserID", "sdkappid", appID, "err", err,
+			p.log.Warn("display names not resolved: naming followers by UserID", "task_id", taskID(ctx), "sdkappid", appID, "err", err,
 				"paused", paused.String())
 			continue
 		}
@@ -242,7 +242,7 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 			return nil
 		})
 		if err != nil {
-			p.log.Warn("could not cache display names", "err", err)
+			p.log.Warn("could not cache display names", "task_id", taskID(ctx), "err", err)
 		}
 		for id, name := range names {
 			if name != "" {

@@ -72,7 +72,7 @@ func (h *Handler) ProcessDigest(ctx context.Context, t *asynq.Task) error {
 	d, err := tasks.ParseDigest(t)
 	if err != nil {
 		h.metrics.digests.WithLabelValues("invalid").Inc()
-		h.log.Error("invalid digest task: archived", "err", err)
+		h.log.Error("invalid digest task: archived", "task_id", taskID(ctx), "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	log := h.log.With(slog.String("task_id", d.TaskID()), slog.String("to_account", d.To))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -37,14 +38,37 @@ type RetryError struct {
 	// Reason, when set, says why nothing was tried (instead of a device
 	// count and an outcome).
 	Reason string
+	// Next is when the next try is due, and Delay how long that was from
+	// the moment [RetryDelay] chose it; both zero until then. asynq calls
+	// RetryDelay before it stores the error's message as the task's last
+	// error (asynqmon's "Last Error"), so that message says when the
+	// retry really is.
+	Next  time.Time
+	Delay time.Duration
 }
 
-// Error says how many devices failed with what, or why nothing was tried.
+// Error says how many devices failed with what, the Retry-After FCM asked
+// for (when it asked for one), or why nothing was tried, and when the next
+// try is (once [RetryDelay] chose it), e.g. "2 device(s) failed with
+// unavailable; FCM asked to wait 30s (Retry-After); next try in 33.1s, at
+// 2026-11-26T10:00:03Z".
 func (e *RetryError) Error() string {
-	if e.Reason != "" {
-		return fmt.Sprintf("%s (retry after %s)", e.Reason, e.After)
+	var b strings.Builder
+	switch {
+	case e.Reason != "":
+		b.WriteString(e.Reason)
+	case e.Throttled:
+		fmt.Fprintf(&b, "%d device(s) put off by the send rate limit (FCM_RATE_LIMIT)", e.Devices)
+	default:
+		fmt.Fprintf(&b, "%d device(s) failed with %s", e.Devices, e.Outcome)
+		if e.After > 0 {
+			fmt.Fprintf(&b, "; FCM asked to wait %s (Retry-After)", e.After)
+		}
 	}
-	return fmt.Sprintf("%d device(s) failed with %s (retry after %s)", e.Devices, e.Outcome, e.After)
+	if !e.Next.IsZero() {
+		fmt.Fprintf(&b, "; next try in %s, at %s", e.Delay.Round(100*time.Millisecond), e.Next.UTC().Format(time.RFC3339))
+	}
+	return b.String()
 }
 
 // add folds one more retryable failure into e (which may be nil).
@@ -80,8 +104,17 @@ const (
 // (MAX_EVENT_AGE) ends retries whatever their number. A retry for the
 // global send rate limit comes after the wait the limiter named (at least
 // 100 ms) plus up to 25 % jitter.
+//
+// When err is a [*RetryError], RetryDelay also records the delay it chose
+// in it ([RetryError.Next], [RetryError.Delay]), so that the error's
+// message, which asynq stores right after, says when the retry is.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	return retryDelay(n, err, rand.N[time.Duration])
+	d := retryDelay(n, err, rand.N[time.Duration])
+	var re *RetryError
+	if errors.As(err, &re) {
+		re.Delay, re.Next = d, time.Now().Add(d)
+	}
+	return d
 }
 
 // retryDelay is [RetryDelay] drawing its jitter from randN, which returns a

@@ -109,7 +109,7 @@ func (f Follow) Followee() string { return f.To }
 func (f Follow) TaskID() string { return "follow:" + f.ID() }
 
 // Spec is everything this service sets on an asynq task: its type and
-// payload and the options Queue, TaskID, MaxRetry and Timeout. [Spec.Task]
+// payload and the options Queue, TaskID, MaxRetry, Timeout and Retention. [Spec.Task]
 // turns it into an *asynq.Task; the receiver also stores specs directly,
 // in batches (internal/asynqbatch, whose Task has the same fields so that
 // a Spec converts to it), and both paths must write the same task.
@@ -126,16 +126,25 @@ type Spec struct {
 	MaxRetry int
 	// Timeout bounds one processing attempt (asynq.Timeout).
 	Timeout time.Duration
+	// Retention keeps the task in Redis as completed for this long after it
+	// succeeded (asynq.Retention, whole seconds), so that asynqmon and the
+	// asynq CLI show it; 0 (the default) deletes it at once.
+	Retention time.Duration
 }
 
-// Options are the asynq options s describes.
+// Options are the asynq options s describes (asynq.Retention only when
+// Retention is set).
 func (s Spec) Options() []asynq.Option {
-	return []asynq.Option{
+	opts := []asynq.Option{
 		asynq.Queue(s.Queue),
 		asynq.TaskID(s.ID),
 		asynq.MaxRetry(s.MaxRetry),
 		asynq.Timeout(s.Timeout),
 	}
+	if s.Retention > 0 {
+		opts = append(opts, asynq.Retention(s.Retention))
+	}
+	return opts
 }
 
 // Task returns the asynq task s describes; opts are appended to

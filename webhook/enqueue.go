@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -23,6 +24,12 @@ const enqueueBatch = 100
 // whose id already exists (the same event, still queued, running, or
 // retrying) counts as a duplicate, not an error.
 type AsynqEnqueuer struct {
+	// Retention keeps each task as completed for this long after it
+	// succeeded (asynq.Retention; COMPLETED_TASK_RETENTION), so that
+	// asynqmon's Completed tab shows it; 0 (the default) deletes it at
+	// once. Set it before the first call.
+	Retention time.Duration
+
 	batch       *asynqbatch.Client
 	concurrency int
 }
@@ -48,6 +55,7 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 		if err != nil {
 			return EnqueueResult{}, err
 		}
+		s.Retention = e.Retention
 		ts[i] = asynqbatch.Task(s)
 	}
 	if len(ts) <= enqueueBatch {

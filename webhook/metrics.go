@@ -1,6 +1,9 @@
 package webhook
 
 import (
+	"net/http"
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -29,9 +32,15 @@ type Metrics struct {
 //
 // command is the callback command for the two follow commands and "other"
 // for the rest, so the label's values stay bounded.
+//
+// Every label value of the counters (and of the webhook latency's command)
+// is exported at 0 from the start, device API codes for the answers the
+// API gives itself: a series that first appears at 1 has no earlier
+// sample, so increase() and rate() over it see no change, and an alert on
+// the first event of a new receiver would never fire.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		webhooks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "followpush_webhooks_total",
 			Help: "Webhooks answered, by callback command and result.",
@@ -62,6 +71,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "followpush_spool_bytes",
 			Help: "Bytes of the receiver's local spool on disk.",
 		}),
+	}
+	m.initLabels()
+	return m
+}
+
+// initLabels creates the labelled series of the receiver's counters and
+// of the webhook latency at 0.
+func (m *Metrics) initLabels() {
+	for _, cmd := range []string{CommandFollowAdd, CommandFollowDelete, commandLabel("")} {
+		m.webhookDuration.WithLabelValues(cmd)
+		for _, r := range []string{resultOK, resultIgnored, resultSpooled, resultUnauthorized, resultForbidden, resultBadRequest, resultTooLarge, resultUnavailable} {
+			m.webhooks.WithLabelValues(cmd, r)
+		}
+	}
+	for _, r := range []string{"enqueued", "duplicate", "skipped", "skipped_invalid", "cancelled"} {
+		m.follows.WithLabelValues(r)
+	}
+	for method, ok := range map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent} {
+		for _, code := range []int{ok, http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable} {
+			m.deviceRequests.WithLabelValues(method, strconv.Itoa(code))
+		}
 	}
 }
 

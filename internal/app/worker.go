@@ -51,7 +51,10 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	if err != nil {
 		return nil, err
 	}
-	client := asynq.NewClientFromRedisClient(rdb) // schedules digest tasks; shares rdb, nothing to close
+	var client notifier.Scheduler = asynq.NewClientFromRedisClient(rdb) // schedules digest tasks; shares rdb, nothing to close
+	if cfg.CompletedTaskRetention > 0 {
+		client = retainingScheduler{client, cfg.CompletedTaskRetention}
+	}
 	var limiter notifier.SendLimiter
 	if pol.FCMRateLimit > 0 {
 		limiter = notifier.NewRateLimit(rdb, cfg.Redis.KeyPrefix+"fcm", pol.FCMRateLimit, time.Second, 0)
@@ -93,6 +96,10 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			Scheduler: client,
 			Limiter:   limiter,
 			Names:     names,
+			MismatchBreaker: notifier.NewMismatchBreaker(rdb, cfg.Redis.KeyPrefix+MismatchBreakerKey, notifier.MismatchBreakerOptions{
+				Limit:  cfg.SenderIDMismatchLimit,
+				Window: cfg.SenderIDMismatchWindow,
+			}),
 		})
 	if err != nil {
 		return nil, err
@@ -115,6 +122,22 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	mux.HandleFunc(tasks.TypeDigest, h.ProcessDigest)
 	return &Worker{Server: srv, Handler: h, mux: mux}, nil
 }
+
+// retainingScheduler enqueues tasks that asynq keeps as completed for
+// retention after they succeeded (COMPLETED_TASK_RETENTION).
+type retainingScheduler struct {
+	next      notifier.Scheduler
+	retention time.Duration
+}
+
+// EnqueueContext enqueues t with asynq.Retention(retention) after opts.
+func (s retainingScheduler) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	return s.next.EnqueueContext(ctx, t, append(opts, asynq.Retention(s.retention))...)
+}
+
+// MismatchBreakerKey is the Redis key (after REDIS_KEY_PREFIX) of the
+// SENDER_ID_MISMATCH breaker all workers share.
+const MismatchBreakerKey = "breaker:sender_id_mismatch"
 
 // pushTexts returns the per-locale push texts: PUSH_TEMPLATES_FILE's, with
 // PUSH_TITLE and PUSH_BODY as English's single-follow texts unless the file

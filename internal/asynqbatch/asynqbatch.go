@@ -13,8 +13,8 @@
 // yet released. Drop this package and use that once a release has it.
 //
 // Only what this service needs is supported: a task with a type, payload, id,
-// queue, retry budget and timeout, enqueued as pending now. No deadline,
-// uniqueness lock, group, process-at time, retention or headers. The format
+// queue, retry budget, timeout and retention, enqueued as pending now. No
+// deadline, uniqueness lock, group, process-at time or headers. The format
 // written is asynq v0.26.0's (task hash asynq:{<queue>}:t:<id> with fields
 // msg, state and pending_since; the id LPUSHed onto asynq:{<queue>}:pending;
 // the queue added once per Client to the set asynq:queues); the
@@ -67,7 +67,7 @@ return 1
 
 // Task is one task to enqueue: what asynq.NewTask(Type, Payload,
 // asynq.TaskID(ID), asynq.Queue(Queue), asynq.MaxRetry(MaxRetry),
-// asynq.Timeout(Timeout)) describes.
+// asynq.Timeout(Timeout), asynq.Retention(Retention)) describes.
 type Task struct {
 	// Type is the task type name handlers are registered for; not blank.
 	Type string
@@ -84,6 +84,11 @@ type Task struct {
 	// (truncated, as asynq does). Zero means [DefaultTimeout], as when
 	// asynq.Timeout is not given; negative is an error.
 	Timeout time.Duration
+	// Retention is how long the task is kept as completed after it
+	// succeeded, stored in whole seconds (truncated, as asynq does). Zero:
+	// deleted at once, as when asynq.Retention is not given; negative is an
+	// error.
+	Retention time.Duration
 }
 
 // Client enqueues batches of tasks over a Redis client. It is safe for
@@ -104,7 +109,7 @@ func New(rdb redis.UniversalClient) *Client {
 // Validate reports whether t can be enqueued: it returns an error for a
 // blank type, id or queue (what asynq's client refuses), one that is not
 // valid UTF-8 (what asynq's protobuf encoding refuses) or a negative
-// timeout.
+// timeout or retention.
 func (t Task) Validate() error {
 	switch {
 	case strings.TrimSpace(t.Type) == "":
@@ -115,6 +120,8 @@ func (t Task) Validate() error {
 		return fmt.Errorf("asynqbatch: task %s: queue name cannot be empty", t.ID)
 	case t.Timeout < 0:
 		return fmt.Errorf("asynqbatch: task %s: negative timeout %v", t.ID, t.Timeout)
+	case t.Retention < 0:
+		return fmt.Errorf("asynqbatch: task %s: negative retention %v", t.ID, t.Retention)
 	case !utf8.ValidString(t.Type) || !utf8.ValidString(t.ID) || !utf8.ValidString(t.Queue):
 		// asynq's proto.Marshal refuses these; the worker could not decode them.
 		return fmt.Errorf("asynqbatch: task %q: type, ID and queue must be valid UTF-8", t.ID)
@@ -250,10 +257,12 @@ const (
 	fieldQueue   protowire.Number = 4
 	fieldRetry   protowire.Number = 5
 	fieldTimeout protowire.Number = 8
+	// retention (12) is set when the task has one.
+	fieldRetention protowire.Number = 12
 	// deadline (9) is 0 (asynq's noDeadline is the Unix epoch) and the
 	// others (headers, retried, error_msg, last_failed_at, unique_key,
-	// group_key, retention, completed_at) are zero at enqueue: proto3
-	// omits zero values.
+	// group_key, completed_at) are zero at enqueue: proto3 omits zero
+	// values.
 )
 
 // encodeMessage is the protobuf encoding of the TaskMessage asynq's
@@ -282,6 +291,10 @@ func encodeMessage(t Task) []byte {
 	if secs != 0 {
 		b = protowire.AppendTag(b, fieldTimeout, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(secs))
+	}
+	if retention := int64(t.Retention.Seconds()); retention != 0 {
+		b = protowire.AppendTag(b, fieldRetention, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(retention))
 	}
 	return b
 }

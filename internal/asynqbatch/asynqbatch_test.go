@@ -23,15 +23,22 @@ func asynqTask(t asynqbatch.Task) *asynq.Task {
 	if t.Timeout != 0 {
 		opts = append(opts, asynq.Timeout(t.Timeout))
 	}
+	if t.Retention != 0 {
+		opts = append(opts, asynq.Retention(t.Retention))
+	}
 	return asynq.NewTask(t.Type, t.Payload, opts...)
 }
 
 // compatTasks cover the encoding's corners: defaults, zero values omitted,
-// a negative retry budget, a fractional timeout, multi-byte lengths, two
-// queues.
+// a negative retry budget, a fractional timeout and retention, multi-byte
+// lengths, two queues.
 var compatTasks = []asynqbatch.Task{
 	{Type: "follow:notify", Payload: []byte(`{"app":"1400000000","from":"UserID_001","to":"UserID_002","t":1767225600123}`),
 		ID: "follow:0123456789abcdef0123456789abcdef", Queue: "follow", MaxRetry: 25, Timeout: time.Minute},
+	{Type: "follow:notify", Payload: []byte(`{"app":"1400000000","from":"UserID_001","to":"UserID_003","t":1767225600123}`),
+		ID: "follow:retained", Queue: "follow", MaxRetry: 25, Timeout: time.Minute, Retention: time.Hour},
+	{Type: "t", Payload: []byte("x"), ID: "subsecond-retention", Queue: "other", Retention: 2500 * time.Millisecond},
+	{Type: "t", Payload: []byte("x"), ID: "retention-under-a-second", Queue: "other", Retention: 400 * time.Millisecond},
 	{Type: "t", ID: "no-payload-defaults", Queue: "follow"},
 	{Type: "t", Payload: []byte{}, ID: "empty-payload", Queue: "other", MaxRetry: -3, Timeout: 1500 * time.Millisecond},
 	{Type: "t", Payload: []byte("x"), ID: "subsecond-timeout", Queue: "other", MaxRetry: 1, Timeout: 300 * time.Millisecond},
@@ -293,16 +300,17 @@ func TestValidationWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	c := asynqbatch.New(rdb)
 	for name, bad := range map[string]func(*asynqbatch.Task){
-		"empty type":       func(t *asynqbatch.Task) { t.Type = "" },
-		"blank type":       func(t *asynqbatch.Task) { t.Type = " \t" },
-		"empty id":         func(t *asynqbatch.Task) { t.ID = "" },
-		"blank id":         func(t *asynqbatch.Task) { t.ID = "  " },
-		"empty queue":      func(t *asynqbatch.Task) { t.Queue = "" },
-		"blank queue":      func(t *asynqbatch.Task) { t.Queue = " " },
-		"negative timeout": func(t *asynqbatch.Task) { t.Timeout = -time.Second },
-		"non-UTF-8 type":   func(t *asynqbatch.Task) { t.Type = "follow:\xff" },
-		"non-UTF-8 id":     func(t *asynqbatch.Task) { t.ID = "id-\xfe" },
-		"non-UTF-8 queue":  func(t *asynqbatch.Task) { t.Queue = "q\xc3" },
+		"empty type":         func(t *asynqbatch.Task) { t.Type = "" },
+		"blank type":         func(t *asynqbatch.Task) { t.Type = " \t" },
+		"empty id":           func(t *asynqbatch.Task) { t.ID = "" },
+		"blank id":           func(t *asynqbatch.Task) { t.ID = "  " },
+		"empty queue":        func(t *asynqbatch.Task) { t.Queue = "" },
+		"blank queue":        func(t *asynqbatch.Task) { t.Queue = " " },
+		"negative timeout":   func(t *asynqbatch.Task) { t.Timeout = -time.Second },
+		"negative retention": func(t *asynqbatch.Task) { t.Retention = -time.Second },
+		"non-UTF-8 type":     func(t *asynqbatch.Task) { t.Type = "follow:\xff" },
+		"non-UTF-8 id":       func(t *asynqbatch.Task) { t.ID = "id-\xfe" },
+		"non-UTF-8 queue":    func(t *asynqbatch.Task) { t.Queue = "q\xc3" },
 	} {
 		b := task("bad")
 		bad(&b)

@@ -368,6 +368,10 @@ func yamlOwner(name string) string {
 		return "TestKubernetes"
 	case name == "prometheus/alerts.yaml":
 		return "TestAlertRules"
+	case name == AlertTestsFile:
+		// Also run, with Prometheus's rule engine, by the module
+		// internal/ruletest.
+		return "TestAlertRuleTestsCoverEveryAlert"
 	}
 	return ""
 }

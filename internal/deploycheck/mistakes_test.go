@@ -28,6 +28,8 @@ func runChecks(t *testing.T, files map[string][]byte, name string, schema Schema
 		return append(checkDashboard(files[name], schema), checkScrapeJobs(files["README.md"], files[AlertsFile], files[name])...)
 	case "README.md":
 		return checkScrapeJobs(files[name], files[AlertsFile], files[DashboardFile])
+	case AlertTestsFile:
+		return checkAlertTests(files[name], files[AlertsFile])
 	}
 	switch yamlOwner(name) {
 	case "TestCompose":
@@ -157,14 +159,18 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"final stage on another Go image", "Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26.8-bookworm", false, "the final stage is the build stage or a Go image"},
 
 		// Alerts.
-		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_tokens_kept_total", "followpush_tokens_kept", false, "followpush_tokens_kept is not an exported metric"},
+		{"unknown metric in an alert", "prometheus/alerts.yaml", "followpush_sender_id_mismatch_breaker_open", "followpush_sender_id_mismatch_breaker", false, "followpush_sender_id_mismatch_breaker is not an exported metric"},
 		{"unknown asynq metric", "prometheus/alerts.yaml", "asynq_queue_latency_seconds{", "asynq_queue_latency{", false, "asynq_queue_latency is not an exported metric"},
 		{"result value typo", "prometheus/alerts.yaml", `result="unavailable"`, `result="unavailabe"`, false, `"unavailabe" is not a value of result`},
 		{"outcome value typo", "prometheus/alerts.yaml", `outcome="quota_exceeded"`, `outcome="quota_exeeded"`, false, `"quota_exeeded" is not a value of outcome`},
 		{"outcome alternative typo", "prometheus/alerts.yaml", `unavailable|internal|unknown|transport`, `unavailable|internal|unknwn|transport`, false, `"unknwn" is not a value of outcome`},
-		{"queue value typo", "prometheus/alerts.yaml", `asynq_queue_paused_total{queue="follow"}`, `asynq_queue_paused_total{queue="folow"}`, false, `"folow" is not a value of queue`},
+		{"queue value typo", "prometheus/alerts.yaml", `asynq_queue_paused{queue="follow"}`, `asynq_queue_paused{queue="folow"}`, false, `"folow" is not a value of queue`},
+		{"alert without a firing test", AlertTestsFile, "        alertname: FollowpushNoWorkers\n        exp_alerts:\n          - exp_labels: {severity: critical}", "        alertname: FollowpushNoWorkers\n        exp_alerts: []\n        x_alerts:\n          - exp_labels: {severity: critical}", false, "no test expects FollowpushNoWorkers to fire"},
+		{"test of an unknown alert", AlertTestsFile, "alertname: FollowpushQueuePaused", "alertname: FollowpushQueuePausd", false, "tests FollowpushQueuePausd, which alerts.yaml does not define"},
+		{"deprecated asynq name", "prometheus/alerts.yaml", `asynq_queue_paused{queue="follow"}`, `asynq_queue_paused_total{queue="follow"}`, false, "uses asynq_queue_paused_total, exported only for old rules"},
+		{"deprecated asynq name on a panel", DashboardFile, `asynq_queue_tasks{queue=\"follow\",state=~`, `asynq_tasks_enqueued_total{queue=\"follow\",state=~`, false, "uses asynq_tasks_enqueued_total, exported only for old rules"},
 		{"state value typo", "prometheus/alerts.yaml", `state="archived"`, `state="archive"`, false, `"archive" is not a value of state`},
-		{"label that does not exist", "prometheus/alerts.yaml", `{queue="follow",state="archived"}`, `{queue="follow",stat="archived"}`, false, "asynq_tasks_enqueued_total has no label stat"},
+		{"label that does not exist", "prometheus/alerts.yaml", `{queue="follow",state="archived"}`, `{queue="follow",stat="archived"}`, false, "asynq_queue_tasks has no label stat"},
 		{"state on asynq_queue_size", "prometheus/alerts.yaml", `asynq_queue_latency_seconds{queue="follow"}`, `asynq_queue_size{queue="follow",state="pending"}`, false, "asynq_queue_size has no label state"},
 		{"grouping label that does not exist", "prometheus/alerts.yaml", "max by (queue) (asynq_queue_latency_seconds", "max by (qeue) (asynq_queue_latency_seconds", false, "groups by qeue"},
 		{"up without job", "prometheus/alerts.yaml", `up{job=~"followpush-(receiver|worker)"} == 0`, `up == 0`, false, "up without a job matcher"},
@@ -175,7 +181,7 @@ func TestCheckersCatchMistakes(t *testing.T) {
 		{"bad severity", "prometheus/alerts.yaml", "severity: critical", "severity: page", false, "labels.severity \"page\""},
 		{"no summary", "prometheus/alerts.yaml", "summary: FCM quota exceeded", "summry: FCM quota exceeded", false, "no annotations.summary"},
 		{"misspelt key", "prometheus/alerts.yaml", "    rules:", "    rulez:", false, "rulez"},
-		{"unbalanced expr", "prometheus/alerts.yaml", "sum(increase(followpush_tokens_kept_total[10m])) > 0", "sum(increase(followpush_tokens_kept_total[10m]) > 0", false, `unclosed "("`},
+		{"unbalanced expr", "prometheus/alerts.yaml", "sum(increase(followpush_tasks_total{result=\"stale\"}[15m])) > 0", "sum(increase(followpush_tasks_total{result=\"stale\"}[15m]) > 0", false, `unclosed "("`},
 
 		// Dashboard.
 		{"unknown metric on the dashboard", "grafana/followpush.json", "followpush_pushes_total[", "followpush_push_total[", false, "followpush_push_total is not an exported metric"},
@@ -223,7 +229,7 @@ func TestRealFilesPassEveryChecker(t *testing.T) {
 	t.Parallel()
 	files := readDeployFiles(t)
 	schema := deploySchema(t)
-	for _, name := range []string{"Dockerfile", ".env.example", DashboardFile, "README.md", "compose.yaml", "k8s/kustomization.yaml", AlertsFile} {
+	for _, name := range []string{"Dockerfile", ".env.example", DashboardFile, "README.md", "compose.yaml", "k8s/kustomization.yaml", AlertsFile, AlertTestsFile} {
 		report(t, runChecks(t, files, name, schema))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go/token"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
 
 	"github.com/followpush/followpush/internal/app"
 	"github.com/followpush/followpush/internal/redistest"
@@ -30,21 +32,22 @@ import (
 // are exactly the metrics webhook/metrics.go and notifier/metrics.go
 // define, so that the scan is not vacuous and this list is not stale.
 var documentedMetrics = map[string]string{
-	"followpush_webhooks_total":            "counter",
-	"followpush_webhook_duration_seconds":  "histogram",
-	"followpush_follows_total":             "counter",
-	"followpush_enqueue_duration_seconds":  "histogram",
-	"followpush_device_api_requests_total": "counter",
-	"followpush_spool_depth":               "gauge",
-	"followpush_spool_bytes":               "gauge",
-	"followpush_tasks_total":               "counter",
-	"followpush_pushes_total":              "counter",
-	"followpush_tokens_deleted_total":      "counter",
-	"followpush_tokens_kept_total":         "counter",
-	"followpush_push_delay_seconds":        "histogram",
-	"followpush_digests_total":             "counter",
-	"followpush_digest_followers":          "histogram",
-	"followpush_rate_limited_total":        "counter",
+	"followpush_webhooks_total":                  "counter",
+	"followpush_webhook_duration_seconds":        "histogram",
+	"followpush_follows_total":                   "counter",
+	"followpush_enqueue_duration_seconds":        "histogram",
+	"followpush_device_api_requests_total":       "counter",
+	"followpush_spool_depth":                     "gauge",
+	"followpush_spool_bytes":                     "gauge",
+	"followpush_tasks_total":                     "counter",
+	"followpush_pushes_total":                    "counter",
+	"followpush_tokens_deleted_total":            "counter",
+	"followpush_tokens_kept_total":               "counter",
+	"followpush_push_delay_seconds":              "histogram",
+	"followpush_digests_total":                   "counter",
+	"followpush_digest_followers":                "histogram",
+	"followpush_rate_limited_total":              "counter",
+	"followpush_sender_id_mismatch_breaker_open": "gauge",
 }
 
 // valueLabels are the labels whose values come from string constants in
@@ -194,6 +197,7 @@ func checkAlerts(b []byte, schema Schema) []error {
 			names[r.Alert] = true
 			used, qerrs := CheckQuery(Query{Where: where, Expr: r.Expr}, schema)
 			errs = append(errs, qerrs...)
+			errs = append(errs, checkNotDeprecated(where, used)...)
 			if len(qerrs) == 0 && len(used) == 0 {
 				errs = append(errs, fmt.Errorf("%s: expr uses no metric", where))
 			}
@@ -259,14 +263,28 @@ func checkDashboard(b []byte, schema Schema) []error {
 				refs[tg.RefID] = true
 				u, qerrs := CheckQuery(Query{Where: where, Expr: tg.Expr}, schema)
 				errs = append(errs, qerrs...)
+				errs = append(errs, checkNotDeprecated(where, u)...)
 				maps.Copy(used, u)
 			}
 		}
 	}
 	walk(d.Panels)
+	deprecated := app.DeprecatedQueueMetrics()
 	for _, m := range slices.Sorted(maps.Keys(schema)) {
-		if !used[m] {
+		if !used[m] && deprecated[m] == "" {
 			errs = append(errs, fmt.Errorf("followpush.json: no panel shows %s", m))
+		}
+	}
+	return errs
+}
+
+// checkNotDeprecated reports the metrics of used that are exported only
+// for old rules and dashboards (app.DeprecatedQueueMetrics).
+func checkNotDeprecated(where string, used map[string]bool) []error {
+	var errs []error
+	for old, name := range app.DeprecatedQueueMetrics() {
+		if used[old] {
+			errs = append(errs, fmt.Errorf("%s: uses %s, exported only for old rules (untyped); use %s", where, old, name))
 		}
 	}
 	return errs
@@ -559,4 +577,62 @@ func TestREADMEChecksCatchMistakes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// AlertTestsFile holds the unit tests of the alert rules, in the format of
+// `promtool test rules` (run by internal/ruletest).
+const AlertTestsFile = "prometheus/alerts_test.yaml"
+
+// TestAlertRuleTestsCoverEveryAlert: the rule unit tests test alerts.yaml,
+// and have, for every alert it defines, a case where it fires; they name
+// no other alert. (Whether the cases pass is internal/ruletest's job.)
+func TestAlertRuleTestsCoverEveryAlert(t *testing.T) {
+	t.Parallel()
+	files := readDeployFiles(t)
+	report(t, checkAlertTests(files[AlertTestsFile], files[AlertsFile]))
+}
+
+func checkAlertTests(tests, alerts []byte) []error {
+	var tf struct {
+		RuleFiles []string `yaml:"rule_files"`
+		Tests     []struct {
+			AlertRuleTest []struct {
+				Alertname string `yaml:"alertname"`
+				ExpAlerts []any  `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(tests, &tf); err != nil {
+		return []error{fmt.Errorf("%s: %v", AlertTestsFile, err)}
+	}
+	rf, err := ParseRules(alerts)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	if !slices.Equal(tf.RuleFiles, []string{path.Base(AlertsFile)}) {
+		errs = append(errs, fmt.Errorf("%s: rule_files %v, want [%s]", AlertTestsFile, tf.RuleFiles, path.Base(AlertsFile)))
+	}
+	defined, firing := map[string]bool{}, map[string]bool{}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			defined[r.Alert] = true
+		}
+	}
+	for _, tg := range tf.Tests {
+		for _, at := range tg.AlertRuleTest {
+			if !defined[at.Alertname] {
+				errs = append(errs, fmt.Errorf("%s tests %s, which alerts.yaml does not define", AlertTestsFile, at.Alertname))
+			}
+			if len(at.ExpAlerts) > 0 {
+				firing[at.Alertname] = true
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(defined)) {
+		if !firing[name] {
+			errs = append(errs, fmt.Errorf("%s: no test expects %s to fire", AlertTestsFile, name))
+		}
+	}
+	return errs
 }

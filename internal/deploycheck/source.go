@@ -17,8 +17,9 @@ var MetricSources = []string{"webhook/metrics.go", "notifier/metrics.go"}
 // SourceMetrics reads the metric definitions in [MetricSources] under the
 // module root: every prometheus.CounterOpts, GaugeOpts, HistogramOpts or
 // SummaryOpts literal passed to a constructor, with its Name and, for a
-// vector, the label names passed next to it. It fails when a file defines
-// none (the code changed shape) or a definition cannot be read.
+// vector (a New...Vec constructor), the label names passed next to it. It
+// fails when a file defines none (the code changed shape) or a definition
+// cannot be read.
 func SourceMetrics(moduleRoot string) (Schema, error) {
 	s := Schema{}
 	for _, f := range MetricSources {
@@ -68,7 +69,7 @@ func SourceMetrics(moduleRoot string) (Schema, error) {
 				return false
 			}
 			m := Metric{Type: kind, Labels: map[string]bool{}, Source: f}
-			if len(call.Args) > 1 {
+			if isVecConstructor(call) {
 				labels, ok := call.Args[1].(*ast.CompositeLit)
 				if !ok {
 					bad = fmt.Errorf("%s: %s: label names are not a []string literal", where, name)
@@ -99,6 +100,20 @@ func SourceMetrics(moduleRoot string) (Schema, error) {
 		}
 	}
 	return s, nil
+}
+
+// isVecConstructor reports whether call is a New...Vec constructor, whose
+// second argument is the label names (New...Func constructors take a
+// function there).
+func isVecConstructor(call *ast.CallExpr) bool {
+	var name string
+	switch fn := call.Fun.(type) {
+	case *ast.SelectorExpr:
+		name = fn.Sel.Name
+	case *ast.Ident:
+		name = fn.Name
+	}
+	return strings.HasSuffix(name, "Vec")
 }
 
 func stringLit(e ast.Expr) (string, error) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -124,19 +125,24 @@ func checkSeries(t *testing.T, where string, mfs map[string]*dto.MetricFamily, s
 
 // The metrics the alerts and the dashboard rely on, scraped from a real
 // receiver and worker after real traffic: a follow pushed end to end, a
-// dead token, a SENDER_ID_MISMATCH spike, an aggregated follow and its
-// summary push, and bad webhooks; asynq's queue metrics while the queue
-// holds the tasks (paused) and after it drained. Then every metric and
-// label the alert rules and the dashboard query must be in the scrape, and
-// followpush's metrics must be exactly as deploycheck reads them from the
-// code.
+// dead token, an aggregated follow and its summary push, bad webhooks, and
+// then a SENDER_ID_MISMATCH spike that opens the breaker; asynq's queue
+// metrics while the queue holds the tasks (paused) and after it drained.
+// Then every metric and label the alert rules and the dashboard query
+// must be in the scrape, and followpush's metrics must be exactly as
+// deploycheck reads them from the code.
+//
+// Before any traffic, the fresh scrapes already hold, at 0, every counter
+// series the traffic later moves and every label value an alert or panel
+// matches (a series born at 1 has no earlier sample for increase() to
+// compare with). Both scrapes pass the lint `promtool check metrics` runs.
 func TestMetricsScrape(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the programs")
 	}
-	// SENDER_ID_MISMATCH answers: a worker deletes 100 such tokens at once
-	// and one more every 600 ms, so 130 keep some even on a slow machine.
-	const spike = 130
+	// SENDER_ID_MISMATCH answers: the first 100 tokens are deleted
+	// (SENDER_ID_MISMATCH_LIMIT), the rest kept.
+	const spike, mismatchLimit = 130, 100
 	s := startStack(t, 1, map[string]string{
 		"MAX_DEVICES_PER_USER": "200",
 		"AGGREGATION_WINDOW":   "1s",
@@ -163,6 +169,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	receiverMetrics, workerMetrics := "http://"+receiverAddr+"/metrics", "http://"+workerAddr+"/metrics"
+	fresh := map[string]map[string]*dto.MetricFamily{"receiver": scrape(t, receiverMetrics), "worker": scrape(t, workerMetrics)}
 
 	s.registerDevice("bob", "tok-bob", "android")
 	s.registerDevice("dave", "dead-dave", "android")
@@ -180,7 +187,7 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	ev := nowMillis()
 	follows := []map[string]any{
-		followBody("alice", ev, "bob", "dave", "mia", "zoe"),
+		followBody("alice", ev, "bob", "dave", "zoe"),
 		followBody("carl", ev, "zoe"), // aggregated: zoe's summary push
 	}
 	for _, f := range follows {
@@ -188,7 +195,7 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatalf("follow: %d %s", status, body)
 		}
 	}
-	const followTasks = 5
+	const followTasks = 4 // and then mia's
 	// Bad webhooks: malformed, unsigned, an unknown app; and a command the
 	// service ignores.
 	if status, _ := s.webhookRaw(webhook.CommandFollowAdd, []byte(`{"From_Account":"x","FollowList":[{"To_Account":"bob"}],"EventTime":"soon"}`)); status != http.StatusBadRequest {
@@ -207,15 +214,17 @@ func TestMetricsScrape(t *testing.T) {
 	paused := scrape(t, workerMetrics)
 	checkSeries(t, "worker, queue paused", paused, []series{
 		want("asynq_queue_size", map[string]string{"queue": tasks.QueueFollow}, eq, followTasks),
-		want("asynq_tasks_enqueued_total", map[string]string{"queue": tasks.QueueFollow, "state": "pending"}, eq, followTasks),
-		want("asynq_tasks_enqueued_total", map[string]string{"queue": tasks.QueueFollow, "state": "active"}, eq, 0),
+		want("asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": "pending"}, eq, followTasks),
+		want("asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": "active"}, eq, 0),
+		want("asynq_queue_paused", map[string]string{"queue": tasks.QueueFollow}, eq, 1),
+		want("asynq_tasks_enqueued_total", map[string]string{"queue": tasks.QueueFollow, "state": "pending"}, eq, followTasks), // deprecated, kept
 		want("asynq_queue_paused_total", map[string]string{"queue": tasks.QueueFollow}, eq, 1),
 		want("asynq_queue_latency_seconds", map[string]string{"queue": tasks.QueueFollow}, above, 0),
 		want("asynq_queue_memory_usage_approx_bytes", map[string]string{"queue": tasks.QueueFollow}, above, 0),
 	})
 	for _, state := range []string{"active", "pending", "scheduled", "retry", "archived", "completed"} {
-		if _, ok := sample(paused, "asynq_tasks_enqueued_total", map[string]string{"queue": tasks.QueueFollow, "state": state}); !ok {
-			t.Errorf("worker: no asynq_tasks_enqueued_total{queue=%q,state=%q}", tasks.QueueFollow, state)
+		if _, ok := sample(paused, "asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": state}); !ok {
+			t.Errorf("worker: no asynq_queue_tasks{queue=%q,state=%q}", tasks.QueueFollow, state)
 		}
 	}
 
@@ -223,6 +232,12 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitIdle(30 * time.Second) // the summary push is scheduled: idle once it went out
+	// The spike comes last: a successful send afterwards would close the
+	// breaker (and reset its count).
+	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("alice", nowMillis(), "mia")); status != http.StatusOK {
+		t.Fatalf("follow mia: %d %s", status, body)
+	}
+	s.waitIdle(30 * time.Second)
 
 	receiver := scrape(t, receiverMetrics)
 	add := map[string]string{"command": webhook.CommandFollowAdd}
@@ -232,14 +247,14 @@ func TestMetricsScrape(t *testing.T) {
 		return out
 	}
 	checkSeries(t, "receiver", receiver, []series{
-		want("followpush_webhooks_total", with(add, "result", "ok"), eq, 2),
+		want("followpush_webhooks_total", with(add, "result", "ok"), eq, 3),
 		want("followpush_webhooks_total", with(add, "result", "bad_request"), eq, 1),
 		want("followpush_webhooks_total", with(add, "result", "unauthorized"), eq, 1),
 		want("followpush_webhooks_total", with(add, "result", "forbidden"), eq, 1),
 		want("followpush_webhooks_total", map[string]string{"command": "other", "result": "ignored"}, eq, 1),
 		want("followpush_webhook_duration_seconds", add, atLeast, 5),
-		want("followpush_follows_total", map[string]string{"result": "enqueued"}, eq, followTasks),
-		want("followpush_enqueue_duration_seconds", nil, atLeast, 2),
+		want("followpush_follows_total", map[string]string{"result": "enqueued"}, eq, followTasks+1),
+		want("followpush_enqueue_duration_seconds", nil, atLeast, 3),
 		want("followpush_device_api_requests_total", map[string]string{"method": http.MethodPut, "code": "204"}, eq, float64(registered)),
 		want("followpush_spool_depth", nil, eq, 0),
 		want("followpush_spool_bytes", nil, eq, 0),
@@ -255,8 +270,11 @@ func TestMetricsScrape(t *testing.T) {
 		want("followpush_pushes_total", map[string]string{"outcome": "unregistered"}, eq, 1),
 		want("followpush_pushes_total", map[string]string{"outcome": "sender_id_mismatch"}, eq, spike),
 		want("followpush_tokens_deleted_total", map[string]string{"reason": "unregistered"}, eq, 1),
-		want("followpush_tokens_deleted_total", mismatch, atLeast, 100),
-		want("followpush_tokens_kept_total", mismatch, atLeast, 1),
+		want("followpush_tokens_deleted_total", mismatch, eq, mismatchLimit),
+		want("followpush_tokens_kept_total", mismatch, eq, spike-mismatchLimit),
+		want("followpush_sender_id_mismatch_breaker_open", nil, eq, 1),
+		want("followpush_pushes_total", map[string]string{"outcome": "invalid_message"}, eq, 0),
+		want("followpush_tasks_total", map[string]string{"result": "stale"}, eq, 0),
 		want("followpush_tasks_total", map[string]string{"result": "sent"}, atLeast, 3),
 		want("followpush_tasks_total", map[string]string{"result": "aggregated"}, eq, 1),
 		want("followpush_push_delay_seconds", nil, atLeast, 3),
@@ -264,15 +282,47 @@ func TestMetricsScrape(t *testing.T) {
 		want("followpush_digest_followers", nil, eq, 1),
 		want("followpush_rate_limited_total", nil, eq, 0), // FCM_RATE_LIMIT 8000/s is never reached
 		want("asynq_queue_size", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
-		want("asynq_tasks_enqueued_total", map[string]string{"queue": tasks.QueueFollow, "state": "pending"}, eq, 0),
-		want("asynq_queue_paused_total", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
-		want("asynq_tasks_processed_total", map[string]string{"queue": tasks.QueueFollow}, atLeast, followTasks+1),
+		want("asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": "pending"}, eq, 0),
+		want("asynq_queue_paused", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
+		want("asynq_queue_tasks", map[string]string{"queue": tasks.QueueFollow, "state": "completed"}, eq, 0), // COMPLETED_TASK_RETENTION off
+		want("asynq_tasks_processed_total", map[string]string{"queue": tasks.QueueFollow}, atLeast, followTasks+2),
 		want("asynq_tasks_failed_total", map[string]string{"queue": tasks.QueueFollow}, eq, 0),
 	})
-	deleted, _ := sample(worker, "followpush_tokens_deleted_total", mismatch)
-	kept, _ := sample(worker, "followpush_tokens_kept_total", mismatch)
-	if deleted+kept != spike {
-		t.Errorf("SENDER_ID_MISMATCH tokens: %v deleted + %v kept, want %d", deleted, kept, spike)
+	if left := len(s.devices("mia")); left != spike-mismatchLimit {
+		t.Errorf("mia has %d tokens left, want %d (SENDER_ID_MISMATCH_LIMIT deleted)", left, spike-mismatchLimit)
+	}
+	final := map[string]map[string]*dto.MetricFamily{"receiver": receiver, "worker": worker}
+
+	// What `promtool check metrics` checks: no problem in either scrape.
+	for _, who := range []string{"receiver", "worker"} {
+		for when, mfs := range map[string]map[string]*dto.MetricFamily{"fresh": fresh[who], "after traffic": final[who]} {
+			problems, err := promlint.NewWithMetricFamilies(slices.Collect(maps.Values(mfs))).Lint()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("%s /metrics (%s) fails the lint: %s: %s", who, when, p.Metric, p.Text)
+			}
+		}
+	}
+
+	// Counters start at 0: every followpush counter series the traffic
+	// moved was in the fresh scrape, at 0.
+	for _, who := range []string{"receiver", "worker"} {
+		for name, mf := range final[who] {
+			if !strings.HasPrefix(name, "followpush_") || mf.GetType() != dto.MetricType_COUNTER {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					labels[lp.GetName()] = lp.GetValue()
+				}
+				if v, ok := sample(fresh[who], name, labels); !ok || v != 0 {
+					t.Errorf("%s: %s%v was not exported at 0 before any traffic (found %v, value %v)", who, name, labels, ok, v)
+				}
+			}
+		}
 	}
 
 	// Every metric, label and grouping the alert rules and the dashboard
@@ -291,6 +341,27 @@ func TestMetricsScrape(t *testing.T) {
 	if len(queries) < 20 {
 		t.Fatalf("found only %d queries in the alert rules and the dashboard", len(queries))
 	}
+	// followpush's families as the fresh scrapes had them, label values
+	// included; a family they lacked has no label value at all. (asynq's
+	// queue metrics appear only with the queue's first task.)
+	var freshOwn []*dto.MetricFamily
+	for _, mfs := range fresh {
+		for name, mf := range mfs {
+			if strings.HasPrefix(name, "followpush_") {
+				freshOwn = append(freshOwn, mf)
+			}
+		}
+	}
+	atStart := live.Merge(deploycheck.SchemaFromFamilies(freshOwn))
+	for name, m := range atStart {
+		if strings.HasPrefix(name, "followpush_") && m.Values == nil {
+			m.Values = map[string]map[string]bool{}
+			for l := range m.Labels {
+				m.Values[l] = map[string]bool{}
+			}
+			atStart[name] = m
+		}
+	}
 	used := map[string]bool{}
 	for _, q := range queries {
 		u, errs := deploycheck.CheckQuery(q, live)
@@ -298,6 +369,11 @@ func TestMetricsScrape(t *testing.T) {
 			t.Errorf("against the live scrape: %v", err)
 		}
 		maps.Copy(used, u)
+		// Every label value an alert or panel matches is there at start.
+		_, errs = deploycheck.CheckQuery(q, atStart)
+		for _, err := range errs {
+			t.Errorf("against the scrapes before any traffic: %v", err)
+		}
 	}
 	// ... and the code defines followpush's metrics exactly as they are
 	// exported, so deploycheck's static checks see what runs.
