@@ -27,14 +27,18 @@ type Metrics struct {
 // NewMetrics registers the worker's metrics with reg (nil: a private
 // registry, i.e. not exported):
 //
-//	followpush_tasks_total{result}          follow tasks by result: sent, no_devices, duplicate, cancelled, stale, retry, invalid, error,
-//	                                        and with notification policies cooldown, aggregated (folded into a summary), capped (over the per-recipient cap, folded)
+//	followpush_tasks_total{result}          follow tasks by result: sent (a device accepted the push), undelivered (tried, no device
+//	                                        accepted it: dead tokens or a refusal for good), no_devices, duplicate, cancelled, stale,
+//	                                        retry, exhausted (the last retry failed: archived), invalid, error, and with notification
+//	                                        policies cooldown, superseded (a newer follow of the pair notifies), aggregated (folded
+//	                                        into a summary), capped (over the per-recipient cap, folded)
 //	followpush_pushes_total{outcome}        FCM sends by outcome (sent, unregistered, quota_exceeded, ...)
 //	followpush_tokens_deleted_total{reason} dead tokens removed from the registry
 //	followpush_tokens_kept_total{reason}    tokens not deleted because the SENDER_ID_MISMATCH breaker is open
 //	followpush_sender_id_mismatch_breaker_open  1 while the SENDER_ID_MISMATCH breaker (shared by all workers) is open, else 0
 //	followpush_push_delay_seconds           follow EventTime to FCM accepting the push (single-follow pushes)
-//	followpush_digests_total{result}        digest (summary push) tasks by result: sent, empty, deferred, superseded, stale, no_devices, duplicate, retry, invalid, error
+//	followpush_digests_total{result}        digest (summary push) tasks by result: sent, undelivered, empty, deferred, superseded, stale,
+//	                                        no_devices, duplicate, retry, exhausted, invalid, error
 //	followpush_digest_followers             followers per summary push sent
 //	followpush_rate_limited_total           pushes put off by the global send rate limit (FCM_RATE_LIMIT)
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -85,9 +89,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // no earlier sample, so increase() and rate() over it see no change, and
 // an alert on the first event of a new worker would never fire.
 var (
-	taskResults = []string{"sent", "no_devices", "duplicate", "cancelled", "stale", "retry", "invalid", "error",
-		string(delivery.VerdictCooldown), string(delivery.VerdictAggregated), string(delivery.VerdictCapped)}
-	digestResults = []string{"sent", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "invalid", "error"}
+	taskResults = []string{"sent", "undelivered", "no_devices", "duplicate", "cancelled", "stale", "retry", "exhausted", "invalid", "error",
+		string(delivery.VerdictCooldown), string(delivery.VerdictSuperseded), string(delivery.VerdictAggregated), string(delivery.VerdictCapped)}
+	digestResults = []string{"sent", "undelivered", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "exhausted", "invalid", "error"}
 	pushOutcomes  = []Outcome{OutcomeSent, OutcomeUnregistered, OutcomeInvalidToken, OutcomeInvalidMessage, OutcomeSenderIDMismatch,
 		OutcomeThirdPartyAuth, OutcomeQuota, OutcomeUnavailable, OutcomeInternal, OutcomeUnknown, OutcomeTransport}
 )

@@ -106,12 +106,15 @@ func TestServeDisconnectsSlowHeaders(t *testing.T) {
 		{"header trickled byte by byte", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// The server's header deadline starts when it accepts the
+			// connection, which may be before Dial returns here: count
+			// from before the dial.
+			start := time.Now()
 			slow, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer slow.Close()
-			start := time.Now()
 			if _, err := io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
 				t.Fatal(err)
 			}
