@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/delivery"
@@ -549,4 +550,102 @@ func TestHandlerSummaryInDeviceLocale(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("pushes (-want +got):\n%s", d)
 	}
+}
+
+// The counters tell the truth (the contract's I4): a follow is counted
+// sent only when FCM accepted its push for at least one device, in any
+// attempt; one whose every device answered UNREGISTERED is undelivered,
+// and its claim is released, so the pair is not held by the cooldown.
+func TestHandlerCountsSentOnlyWhenADeviceAccepted(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	fcm := fcmtest.NewServer(t)
+	var flaky atomic.Int32
+	fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		switch r.Token {
+		case "dead-1", "dead-2":
+			return fcmtest.Unregistered()
+		case "flaky":
+			if flaky.Add(1) == 1 {
+				return fcmtest.Unavailable(time.Hour) // beyond the SDK's own retries
+			}
+		}
+		return fcmtest.Response{}
+	})
+	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	devs := devices.NewRegistry(rdb, devices.Options{})
+	h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), devs, delivery.New(rdb, delivery.Options{}), sender,
+		notifier.NewMetrics(reg), notifier.HandlerOptions{SendTimeout: 500 * time.Millisecond, Policy: delivery.Policy{Cooldown: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, toks := range map[string][]string{"dora": {"dead-1", "dead-2"}, "fred": {"flaky"}} {
+		for _, tok := range toks {
+			if err := devs.Register(context.Background(), user, tok, devices.Registration{Platform: "android"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run := func(f tasks.Follow) error {
+		task, err := tasks.NewFollowTask(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.ProcessTask(context.Background(), task)
+	}
+	now := time.Now().UnixMilli()
+	if err := run(tasks.Follow{AppID: "1", From: "alice", To: "dora", EventTime: now}); err != nil {
+		t.Fatalf("every device dead: %v, want the task done", err)
+	}
+	fl := tasks.Follow{AppID: "1", From: "alice", To: "fred", EventTime: now}
+	if err := run(fl); err == nil {
+		t.Fatal("a 503 did not ask for a retry")
+	}
+	if err := run(fl); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	got := counterValues(t, reg, "followpush_tasks_total", "result")
+	want := map[string]float64{"undelivered": 1, "retry": 1, "sent": 1}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("followpush_tasks_total (-want +got):\n%s", d)
+	}
+	// dora's follow notified nobody: a refollow is not held back.
+	if err := devs.Register(context.Background(), "dora", "alive", devices.Registration{Platform: "android"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(tasks.Follow{AppID: "1", From: "alice", To: "dora", EventTime: now + 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValues(t, reg, "followpush_tasks_total", "result")["sent"]; got != 2 {
+		t.Errorf("the refollow after a push that reached nobody: sent = %v, want 2 (not cooldown)", got)
+	}
+}
+
+// counterValues returns the non-zero values of a counter family by the
+// given label.
+func counterValues(t *testing.T, reg *prometheus.Registry, name, label string) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && m.GetCounter().GetValue() > 0 {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
