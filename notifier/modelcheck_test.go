@@ -108,7 +108,7 @@ func TestDeliveryModel(t *testing.T) {
 	default:
 		n := *modelSeeds
 		if n == 0 {
-			n = 120
+			n = 250
 			if testing.Short() {
 				n = 15
 			}
