@@ -57,7 +57,7 @@ import (
 
 var (
 	modelSeed   = flag.Uint64("model.seed", 0, "TestDeliveryModel: run this seed only")
-	modelSeeds  = flag.Int("model.seeds", 0, "TestDeliveryModel: how many seeds (default 120; 15 with -short)")
+	modelSeeds  = flag.Int("model.seeds", 0, "TestDeliveryModel: how many seeds (default 250; 15 with -short)")
 	modelSoak   = flag.Duration("model.soak", 0, "TestDeliveryModel: run new seeds for this long instead")
 	modelSteps  = flag.Int("model.steps", 160, "TestDeliveryModel: actions per seed")
 	modelShrink = flag.Duration("model.shrink", 3*time.Minute, "TestDeliveryModel: how long to look for a shorter failing history")
