@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/delivery"
-	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 )
 

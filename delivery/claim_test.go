@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/delivery"
-	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 )
 
 // The Redis script keeps exactly the state of the in-memory model (which

@@ -18,7 +18,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
 )
 
 // sendErr sends one message whose token is resp's key to a server that

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/tasks"
 )

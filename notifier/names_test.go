@@ -17,8 +17,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/followpush/followpush/internal/redistest"
-	"github.com/followpush/followpush/internal/tencenttest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
+	"github.com/followpush/followpush/internal/testrig/tencenttest"
 	"github.com/followpush/followpush/notifier"
 )
 

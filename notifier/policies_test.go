@@ -18,8 +18,8 @@ import (
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
-	"github.com/followpush/followpush/internal/fcmtest"
-	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/tasks"
 )

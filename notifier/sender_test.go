@@ -16,7 +16,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/followpush/followpush/internal/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/tasks"
 )
 

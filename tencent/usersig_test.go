@@ -15,7 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/followpush/followpush/internal/tencenttest"
+	"github.com/followpush/followpush/internal/testrig/tencenttest"
 	"github.com/followpush/followpush/tencent"
 )
 

@@ -19,7 +19,7 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/devices"
-	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 )
 

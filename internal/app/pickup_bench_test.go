@@ -9,7 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/followpush/followpush/internal/redistest"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 )
 
 // BenchmarkPickupLatency measures how long an idle worker takes to start a

@@ -1,0 +1,323 @@
+// Package e2e_test runs the real followpush programs as separate processes
+// against a real redis-server and a local FCM-wire-compatible server.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/proc"
+	"github.com/followpush/followpush/internal/testrig/redistest"
+	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/webhook"
+)
+
+// binDir holds the programs built once for the whole package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "followpush-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../../cmd/receiver", "../../cmd/worker", "../../cmd/standalone")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build programs:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	appID         = "1400000001"
+	callbackToken = "e2e-callback-token"
+	apiToken      = "e2e-api-token-0123456789"
+)
+
+// stack is one redis-server, one fake FCM, one receiver and N workers.
+type stack struct {
+	t        *testing.T
+	redis    *redistest.Server
+	fcm      *fcmtest.Server
+	receiver *proc.Process
+	workers  []*proc.Process
+	base     string
+	insp     *asynq.Inspector
+	env      map[string]string
+
+	mu      sync.Mutex
+	procs   []*proc.Process // every process started, killed ones included
+	secrets map[string]bool // values no process may log (see checkLogsKeepSecrets)
+}
+
+func startStack(t *testing.T, workers int, extra map[string]string) *stack {
+	t.Helper()
+	s := &stack{t: t, redis: redistest.Start(t, redistest.AOF("everysec")), fcm: fcmtest.NewServer(t),
+		secrets: map[string]bool{callbackToken: true, apiToken: true}}
+	s.env = map[string]string{
+		"REDIS_URL":              s.redis.URL(0),
+		"TENCENT_SDKAPPID":       appID,
+		"TENCENT_CALLBACK_TOKEN": callbackToken,
+		"API_TOKEN":              apiToken,
+		"LISTEN_ADDR":            "127.0.0.1:0",
+		"METRICS_ADDR":           "127.0.0.1:0",
+		"FCM_ENDPOINT":           s.fcm.URL(),
+		"FCM_PROJECT_ID":         "e2e-project",
+		"FCM_SEND_TIMEOUT":       "1500ms",
+		"WORKER_CONCURRENCY":     "20",
+		"SHUTDOWN_TIMEOUT":       "5s",
+		"LOG_LEVEL":              "debug",
+	}
+	for k, v := range extra {
+		s.env[k] = v
+	}
+	s.receiver = s.start("receiver")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addr, err := s.receiver.Addr(ctx, "http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.base = "http://" + addr
+	for i := 0; i < workers; i++ {
+		s.addWorker(ctx)
+	}
+	s.insp = asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+	t.Cleanup(func() { s.insp.Close() })
+	return s
+}
+
+func (s *stack) start(name string) *proc.Process {
+	s.t.Helper()
+	var echo io.Writer
+	if testing.Verbose() {
+		echo = os.Stderr
+	}
+	p, err := proc.Start(name, filepath.Join(binDir, name), s.env, echo)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	s.t.Cleanup(func() {
+		if err := p.Stop(10 * time.Second); err != nil {
+			s.t.Errorf("%s: %v", name, err)
+		}
+		if s.t.Failed() && !testing.Verbose() {
+			s.t.Logf("%s output:\n%s", name, p.Output())
+		}
+	})
+	return p
+}
+
+func (s *stack) addWorker(ctx context.Context) *proc.Process {
+	s.t.Helper()
+	w := s.start("worker")
+	if _, err := w.WaitLine(ctx, proc.Msg("worker started")); err != nil {
+		s.t.Fatal(err)
+	}
+	s.workers = append(s.workers, w)
+	return w
+}
+
+// do sends an HTTP request to the receiver and returns status and body. A
+// request that gets no answer fails the test (with Errorf, as senders run
+// in goroutines of their own) and returns status 0.
+func (s *stack) do(method, path string, body []byte, header map[string]string) (int, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.base+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return 0, nil
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (s *stack) registerDevice(user, token, platform string) {
+	s.t.Helper()
+	body := []byte(`{"platform":"` + platform + `"}`)
+	status, b := s.do(http.MethodPut, "/v1/users/"+url.PathEscape(user)+"/devices/"+url.PathEscape(token), body,
+		map[string]string{"Authorization": "Bearer " + apiToken})
+	if status/100 != 2 {
+		s.t.Fatalf("register %s for %s: %d %s", token, user, status, b)
+	}
+	s.noteSecret(token)
+}
+
+func (s *stack) devices(user string) []string {
+	s.t.Helper()
+	status, b := s.do(http.MethodGet, "/v1/users/"+url.PathEscape(user)+"/devices", nil,
+		map[string]string{"Authorization": "Bearer " + apiToken})
+	if status != http.StatusOK {
+		s.t.Fatalf("list devices of %s: %d %s", user, status, b)
+	}
+	var out struct {
+		Devices []struct{ Token string } `json:"devices"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		s.t.Fatal(err)
+	}
+	var tokens []string
+	for _, d := range out.Devices {
+		tokens = append(tokens, d.Token)
+	}
+	return tokens
+}
+
+// webhook posts a signed callback and returns the status and body.
+func (s *stack) webhook(command string, body any) (int, []byte) {
+	s.t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.webhookRaw(command, b)
+}
+
+func (s *stack) webhookRaw(command string, body []byte) (int, []byte) {
+	s.t.Helper()
+	return s.do(http.MethodPost, "/webhook?"+s.signedQuery(command).Encode(), body, nil)
+}
+
+// signedQuery is the query string of a callback as Tencent sends it, signed
+// now; the Sign is noted as a secret.
+func (s *stack) signedQuery(command string) url.Values {
+	rt := strconv.FormatInt(time.Now().Unix(), 10)
+	sign := webhook.Sign(callbackToken, rt)
+	s.noteSecret(sign)
+	return url.Values{
+		"SdkAppid": {appID}, "CallbackCommand": {command}, "contenttype": {"json"},
+		"ClientIP": {"127.0.0.1"}, "OptPlatform": {"RESTAPI"},
+		"RequestTime": {rt}, "Sign": {sign},
+	}
+}
+
+// noteSecret adds v to the values no process may log.
+func (s *stack) noteSecret(v string) {
+	s.mu.Lock()
+	s.secrets[v] = true
+	s.mu.Unlock()
+}
+
+// checkLogsKeepSecrets fails t if the output (stdout and stderr) of any
+// process of the stack holds a secret: the callback token, the API token, a
+// Sign that was sent, or a whole device token that was registered. It
+// returns all that output, for callers that also check what must be there.
+func (s *stack) checkLogsKeepSecrets(t *testing.T) string {
+	t.Helper()
+	s.mu.Lock()
+	procs := append([]*proc.Process(nil), s.procs...)
+	secrets := make([]string, 0, len(s.secrets))
+	for v := range s.secrets {
+		secrets = append(secrets, v)
+	}
+	s.mu.Unlock()
+	var all strings.Builder
+	for _, p := range procs {
+		out := p.Output()
+		all.WriteString(out)
+		all.WriteByte('\n')
+		for _, v := range secrets {
+			if i := strings.Index(out, v); i >= 0 {
+				line := out[strings.LastIndexByte(out[:i], '\n')+1:]
+				line, _, _ = strings.Cut(line, "\n")
+				t.Errorf("%s logged a secret (%d bytes, starting %.4q): %s", p.Name, len(v), v, strings.ReplaceAll(line, v, "<SECRET>"))
+			}
+		}
+	}
+	if strings.TrimSpace(all.String()) == "" {
+		t.Error("the processes printed nothing: the secret scan saw no logs")
+	}
+	return all.String()
+}
+
+func followBody(from string, eventTime int64, to ...string) map[string]any {
+	list := make([]map[string]string, len(to))
+	for i, t := range to {
+		list[i] = map[string]string{"To_Account": t}
+	}
+	return map[string]any{
+		"CallbackCommand": webhook.CommandFollowAdd, "From_Account": from, "FollowList": list, "EventTime": eventTime,
+	}
+}
+
+func unfollowBody(from string, eventTime int64, to ...string) map[string]any {
+	return map[string]any{
+		"CallbackCommand": webhook.CommandFollowDelete, "From_Account": from, "To_Account": to, "EventTime": eventTime,
+	}
+}
+
+// waitIdle waits until the follow queue has nothing pending, running,
+// scheduled or waiting to retry.
+func (s *stack) waitIdle(timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		qi, err := s.insp.GetQueueInfo(tasks.QueueFollow)
+		if err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("queue not idle after %s: %+v (err %v)", timeout, qi, err)
+		}
+		<-tick.C
+	}
+}
+
+// accepted counts, per token, the sends the fake FCM answered with success.
+func accepted(reqs []fcmtest.Request, ok func(fcmtest.Request) bool) map[string]int {
+	out := map[string]int{}
+	for _, r := range reqs {
+		if ok(r) {
+			out[r.Token]++
+		}
+	}
+	return out
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
