@@ -16,8 +16,8 @@ import (
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
-	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/internal/spool"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/webhook"
 )

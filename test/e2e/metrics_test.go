@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/followpush/followpush/test/deploycheck"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/proc"
 	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/test/deploycheck"
 	"github.com/followpush/followpush/webhook"
 )
 
