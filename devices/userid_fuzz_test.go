@@ -11,14 +11,14 @@ import (
 
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/tasks"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // FuzzValidateUserID checks the device API's UserID rule (user IDs come from
 // the URL path) against its definition, and against the webhook side's: an
 // ID is accepted exactly when it is 1 to 32 bytes of valid UTF-8; a rejection
 // wraps ErrInvalidUserID; and the same ID is accepted as From_Account, and
-// kept as a followee, by webhook.Parse exactly when ValidateUserID accepts
+// kept as a followee, by tencent.Parse exactly when ValidateUserID accepts
 // it, so a device registered for a user can be found by the follows that
 // name that user, and no follow names a user who cannot register.
 func FuzzValidateUserID(f *testing.F) {
@@ -49,7 +49,7 @@ func FuzzValidateUserID(f *testing.F) {
 		}
 
 		// As the follower: the body is valid UTF-8 exactly when id is.
-		cb, perr := webhook.Parse(webhook.CommandFollowAdd, followBody(id, "fuzz-followee"), webhook.Limits{})
+		cb, perr := tencent.Parse(tencent.CommandFollowAdd, followBody(id, "fuzz-followee"), tencent.Limits{})
 		if (perr == nil) != (err == nil) {
 			t.Fatalf("From_Account %q: Parse error %v, ValidateUserID %v", id, perr, err)
 		}
@@ -61,7 +61,7 @@ func FuzzValidateUserID(f *testing.F) {
 		if id == "fuzz-follower" {
 			return
 		}
-		cb, perr = webhook.Parse(webhook.CommandFollowAdd, followBody("fuzz-follower", id), webhook.Limits{})
+		cb, perr = tencent.Parse(tencent.CommandFollowAdd, followBody("fuzz-follower", id), tencent.Limits{})
 		switch {
 		case !utf8.ValidString(id):
 			if perr == nil {
@@ -86,7 +86,7 @@ func FuzzValidateUserID(f *testing.F) {
 // invalid UTF-8 ID makes an invalid body rather than becoming U+FFFD.
 func followBody(from, to string) []byte {
 	return fmt.Appendf(nil, `{"CallbackCommand":%q,"From_Account":"%s","FollowList":[{"To_Account":"%s"}],"EventTime":1702018343678}`,
-		webhook.CommandFollowAdd, jsonEscape(from), jsonEscape(to))
+		tencent.CommandFollowAdd, jsonEscape(from), jsonEscape(to))
 }
 
 func jsonEscape(s string) string {

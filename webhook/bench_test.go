@@ -21,6 +21,7 @@ import (
 	"github.com/followpush/followpush/internal/asynqbatch"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
 
@@ -35,10 +36,10 @@ func BenchmarkVerifySign(b *testing.B) {
 	const token = "bench-callback-token"
 	now := time.Unix(1767225600, 0)
 	rt := strconv.FormatInt(now.Unix(), 10)
-	sign := webhook.Sign(token, rt)
+	sign := tencent.Sign(token, rt)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := webhook.VerifySign(token, rt, sign, now, time.Minute); err != nil {
+		if err := tencent.VerifySign(token, rt, sign, now, time.Minute); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -71,12 +72,12 @@ func benchFollowBody(n int) []byte {
 // handler (httptest.NewRecorder, no network), with a no-op Enqueuer.
 func BenchmarkWebhookHandler(b *testing.B) {
 	now := time.Unix(1767225600, 0)
-	h := webhook.NewServer(webhook.Options{
+	h := serveWebhook(webhook.NewHandler(webhook.Options{
 		AppIDs:        []string{testApp},
 		CallbackToken: testToken,
 		Now:           func() time.Time { return now },
-	}, webhook.Deps{Enqueuer: noopEnqueuer{}})
-	target := "/webhook?" + signedQuery(webhook.CommandFollowAdd, now).Encode()
+	}, webhook.Deps{Enqueuer: noopEnqueuer{}}))
+	target := "/webhook?" + signedQuery(tencent.CommandFollowAdd, now).Encode()
 	for _, n := range []int{1, 20} {
 		body := benchFollowBody(n)
 		b.Run(fmt.Sprintf("followees=%d", n), func(b *testing.B) {
@@ -211,8 +212,8 @@ func BenchmarkBareAsynqEnqueue(b *testing.B) {
 // compare with 1000 × BenchmarkBareAsynqEnqueue/sequential.
 func BenchmarkLongFollowList(b *testing.B) {
 	rdb, flush := benchRedis(b)
-	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, CallbackToken: testToken, MaxFollows: 1000},
-		webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(rdb, 16)})
+	h := serveWebhook(webhook.NewHandler(webhook.Options{AppIDs: []string{testApp}, CallbackToken: testToken, MaxFollows: 1000},
+		webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(rdb, 16)}))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	const n = 1000
@@ -229,7 +230,7 @@ func BenchmarkLongFollowList(b *testing.B) {
 	eventTime := time.Now().UnixMilli()
 	for b.Loop() {
 		eventTime++ // a new event each time, so every follow is stored
-		q := signedQuery(webhook.CommandFollowAdd, time.Now())
+		q := signedQuery(tencent.CommandFollowAdd, time.Now())
 		resp, err := srv.Client().Post(srv.URL+"/webhook?"+q.Encode(), "application/json",
 			strings.NewReader(body.String()+`],"EventTime":`+strconv.FormatInt(eventTime, 10)+`}`))
 		if err != nil {
@@ -251,14 +252,14 @@ func BenchmarkLongFollowList(b *testing.B) {
 // profiling what the load harness measures from outside: an HTTP server on
 // loopback, the full handler, AsynqEnqueuer (pipelines of up to 100 tasks,
 // 16 at once) and a real redis-server, driven by 32 concurrent keep-alive
-// clients. The profile also holds the client side; focus on handleWebhook:
+// clients. The profile also holds the client side; focus on the handler:
 //
 //	go test -run '^$' -bench ReceiverStack -cpuprofile cpu.out ./webhook
-//	go tool pprof -top -focus handleWebhook webhook.test cpu.out
+//	go tool pprof -top -focus ServeHTTP webhook.test cpu.out
 func BenchmarkReceiverStack(b *testing.B) {
 	rdb, _ := benchRedis(b)
-	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, CallbackToken: testToken},
-		webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(rdb, 16)})
+	h := serveWebhook(webhook.NewHandler(webhook.Options{AppIDs: []string{testApp}, CallbackToken: testToken},
+		webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(rdb, 16)}))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
@@ -281,7 +282,7 @@ func BenchmarkReceiverStack(b *testing.B) {
 						body.WriteString(`{"To_Account":"` + f.To + `"}`)
 					}
 					body.WriteString(`],"EventTime":` + strconv.FormatInt(follows[0].EventTime, 10) + `}`)
-					q := signedQuery(webhook.CommandFollowAdd, time.Now())
+					q := signedQuery(tencent.CommandFollowAdd, time.Now())
 					resp, err := hc.Post(srv.URL+"/webhook?"+q.Encode(), "application/json", strings.NewReader(body.String()))
 					if err != nil {
 						b.Error(err)

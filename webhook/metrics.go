@@ -1,21 +1,20 @@
 package webhook
 
 import (
-	"net/http"
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/followpush/followpush/tencent"
 )
 
-// Metrics are the receiver's own Prometheus metrics. asynq's queue metrics
-// are exported by the worker only.
+// Metrics are the webhook's and the spool's Prometheus metrics (the
+// receiver's; the device API counts its own requests). asynq's queue
+// metrics are exported by the worker only.
 type Metrics struct {
 	webhooks        *prometheus.CounterVec
 	webhookDuration *prometheus.HistogramVec
 	follows         *prometheus.CounterVec
 	enqueueDuration prometheus.Histogram
-	deviceRequests  *prometheus.CounterVec
 	spoolDepth      prometheus.Gauge
 	spoolBytes      prometheus.Gauge
 }
@@ -26,7 +25,6 @@ type Metrics struct {
 //	followpush_webhook_duration_seconds{command}         time to answer a webhook
 //	followpush_follows_total{result}                     followees of follow callbacks: enqueued, duplicate, skipped (self-follows and repeats within a list), skipped_invalid, cancelled (unfollows)
 //	followpush_enqueue_duration_seconds                  time to store one webhook's tasks
-//	followpush_device_api_requests_total{method,code}    device API requests
 //	followpush_spool_depth                               events waiting in the local spool
 //	followpush_spool_bytes                               bytes of the local spool on disk
 //
@@ -34,8 +32,7 @@ type Metrics struct {
 // for the rest, so the label's values stay bounded.
 //
 // Every label value of the counters (and of the webhook latency's command)
-// is exported at 0 from the start, device API codes for the answers the
-// API gives itself: a series that first appears at 1 has no earlier
+// is exported at 0 from the start: a series that first appears at 1 has no earlier
 // sample, so increase() and rate() over it see no change, and an alert on
 // the first event of a new receiver would never fire.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -59,10 +56,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to durably store the tasks of one follow callback.",
 			Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2},
 		}),
-		deviceRequests: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "followpush_device_api_requests_total",
-			Help: "Device API requests, by method and HTTP status.",
-		}, []string{"method", "code"}),
 		spoolDepth: f.NewGauge(prometheus.GaugeOpts{
 			Name: "followpush_spool_depth",
 			Help: "Events waiting in the receiver's local spool for Redis.",
@@ -79,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // initLabels creates the labelled series of the receiver's counters and
 // of the webhook latency at 0.
 func (m *Metrics) initLabels() {
-	for _, cmd := range []string{CommandFollowAdd, CommandFollowDelete, commandLabel("")} {
+	for _, cmd := range []string{tencent.CommandFollowAdd, tencent.CommandFollowDelete, commandLabel("")} {
 		m.webhookDuration.WithLabelValues(cmd)
 		for _, r := range []string{resultOK, resultIgnored, resultSpooled, resultUnauthorized, resultForbidden, resultBadRequest, resultTooLarge, resultUnavailable} {
 			m.webhooks.WithLabelValues(cmd, r)
@@ -88,14 +81,10 @@ func (m *Metrics) initLabels() {
 	for _, r := range []string{"enqueued", "duplicate", "skipped", "skipped_invalid", "cancelled"} {
 		m.follows.WithLabelValues(r)
 	}
-	for method, ok := range map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent} {
-		for _, code := range []int{ok, http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable} {
-			m.deviceRequests.WithLabelValues(method, strconv.Itoa(code))
-		}
-	}
 }
 
-func (m *Metrics) observeSpool(s Spool) {
+// ObserveSpool sets the spool gauges from s (nil: nothing).
+func (m *Metrics) ObserveSpool(s Spool) {
 	if m == nil || s == nil {
 		return
 	}
@@ -105,7 +94,7 @@ func (m *Metrics) observeSpool(s Spool) {
 
 func commandLabel(cmd string) string {
 	switch cmd {
-	case CommandFollowAdd, CommandFollowDelete:
+	case tencent.CommandFollowAdd, tencent.CommandFollowDelete:
 		return cmd
 	}
 	return "other"

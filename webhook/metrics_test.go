@@ -11,12 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
 
 // A fresh receiver exports at 0 every webhook result for each command
-// label, every follows result and the device API's own answers: the
-// values the code counts with (the result constants, the literals passed
+// label and every follows result: the values the code counts with (the result constants, the literals passed
 // to WithLabelValues).
 func TestCountersStartAtZero(t *testing.T) {
 	t.Parallel()
@@ -45,16 +45,13 @@ func TestCountersStartAtZero(t *testing.T) {
 		t.Fatalf("found results %v and follows results %v in the source: has the code changed shape?", results, follows)
 	}
 	var want []struct{ family, labels string }
-	for _, cmd := range []string{webhook.CommandFollowAdd, webhook.CommandFollowDelete, "other"} {
+	for _, cmd := range []string{tencent.CommandFollowAdd, tencent.CommandFollowDelete, "other"} {
 		for _, r := range results {
 			want = append(want, struct{ family, labels string }{"followpush_webhooks_total", "command=" + cmd + ",result=" + r})
 		}
 	}
 	for _, r := range follows {
 		want = append(want, struct{ family, labels string }{"followpush_follows_total", "result=" + r})
-	}
-	for _, c := range []string{"code=200,method=GET", "code=204,method=PUT", "code=204,method=DELETE", "code=503,method=PUT", "code=503,method=GET", "code=503,method=DELETE", "code=401,method=PUT", "code=400,method=PUT"} {
-		want = append(want, struct{ family, labels string }{"followpush_device_api_requests_total", c})
 	}
 	for _, w := range want {
 		v, ok := exported[w.family][w.labels]

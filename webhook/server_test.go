@@ -2,10 +2,8 @@ package webhook_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,17 +19,23 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/delivery"
-	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
 
 const (
 	testApp   = "1400000000"
 	testToken = "cb-token"
-	testAPI   = "api-token-0123456789"
 )
+
+// serveWebhook serves h at POST /webhook, as the receiver does.
+func serveWebhook(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhook", h)
+	return mux
+}
 
 var testNow = time.Unix(1767225600, 0) // fixed clock: RequestTime checks are deterministic
 
@@ -59,13 +63,10 @@ func newFixture(t *testing.T, opts webhook.Options) *fixture {
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return testNow }
 	}
-	h := webhook.NewServer(opts, webhook.Deps{
+	srv := httptest.NewServer(serveWebhook(webhook.NewHandler(opts, webhook.Deps{
 		Enqueuer:  webhook.NewAsynqEnqueuer(rdb, 4),
 		Canceller: delivery.New(rdb, delivery.Options{}),
-		Devices:   devices.NewRegistry(rdb, devices.Options{}),
-		Ready:     webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
-	})
-	srv := httptest.NewServer(h)
+	})))
 	t.Cleanup(srv.Close)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	return &fixture{srv: srv, rdb: rdb, insp: insp, red: red}
@@ -88,7 +89,7 @@ func (f *fixture) queued(t *testing.T) []string {
 func signedQuery(command string, at time.Time) url.Values {
 	rt := strconv.FormatInt(at.Unix(), 10)
 	return url.Values{"SdkAppid": {testApp}, "CallbackCommand": {command}, "contenttype": {"json"},
-		"RequestTime": {rt}, "Sign": {webhook.Sign(testToken, rt)}, "OptPlatform": {"RESTAPI"}}
+		"RequestTime": {rt}, "Sign": {tencent.Sign(testToken, rt)}, "OptPlatform": {"RESTAPI"}}
 }
 
 func post(t *testing.T, base string, q url.Values, body string) (int, map[string]any) {
@@ -113,7 +114,7 @@ const goodFollow = `{"CallbackCommand":"Follow.CallbackAfterFollowAdd","From_Acc
 func TestWebhookRejects(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, webhook.Options{CallbackToken: testToken, MaxBodyBytes: 4096, MaxFollows: 5})
-	good := signedQuery(webhook.CommandFollowAdd, testNow)
+	good := signedQuery(tencent.CommandFollowAdd, testNow)
 	with := func(k, v string) url.Values {
 		q := url.Values{}
 		for kk, vv := range good {
@@ -137,8 +138,8 @@ func TestWebhookRejects(t *testing.T) {
 		{"no sign", with("Sign", ""), goodFollow, 401},
 		{"bad sign", with("Sign", strings.Repeat("0", 64)), goodFollow, 401},
 		{"no request time", with("RequestTime", ""), goodFollow, 401},
-		{"stale request time", signedQuery(webhook.CommandFollowAdd, testNow.Add(-61*time.Second)), goodFollow, 401},
-		{"future request time", signedQuery(webhook.CommandFollowAdd, testNow.Add(61*time.Second)), goodFollow, 401},
+		{"stale request time", signedQuery(tencent.CommandFollowAdd, testNow.Add(-61*time.Second)), goodFollow, 401},
+		{"future request time", signedQuery(tencent.CommandFollowAdd, testNow.Add(61*time.Second)), goodFollow, 401},
 		{"unauthenticated and malformed: auth answer", with("Sign", "00"), `{`, 401},
 		{"not JSON", good, `{"From_Account":`, 400},
 		{"empty body", good, ``, 400},
@@ -178,12 +179,12 @@ func TestWebhookAccepts(t *testing.T) {
 		t.Fatalf("unhandled command: %d %v", status, answer)
 	}
 	// Only self-follows: OK, nothing to do.
-	status, _ = post(t, f.srv.URL, signedQuery(webhook.CommandFollowAdd, testNow), `{"From_Account":"a","FollowList":[{"To_Account":"a"}],"EventTime":5}`)
+	status, _ = post(t, f.srv.URL, signedQuery(tencent.CommandFollowAdd, testNow), `{"From_Account":"a","FollowList":[{"To_Account":"a"}],"EventTime":5}`)
 	if status != 200 || len(f.queued(t)) != 0 {
 		t.Fatalf("self-follow: %d, queued %v", status, f.queued(t))
 	}
 	// Sign hex is case-insensitive; a follow enqueues one task per followee.
-	q := signedQuery(webhook.CommandFollowAdd, testNow)
+	q := signedQuery(tencent.CommandFollowAdd, testNow)
 	q.Set("Sign", strings.ToUpper(q.Get("Sign")))
 	status, answer = post(t, f.srv.URL, q, goodFollow)
 	if status != 200 || !cmp.Equal(answer, okAnswer) {
@@ -198,7 +199,7 @@ func TestWebhookAccepts(t *testing.T) {
 		t.Errorf("queued tasks (-want +got):\n%s", d)
 	}
 	// The same webhook again: OK, and still one task per followee.
-	if status, _ := post(t, f.srv.URL, signedQuery(webhook.CommandFollowAdd, testNow), goodFollow); status != 200 {
+	if status, _ := post(t, f.srv.URL, signedQuery(tencent.CommandFollowAdd, testNow), goodFollow); status != 200 {
 		t.Fatalf("repeat: %d", status)
 	}
 	if d := cmp.Diff(want, f.queued(t), sortStrings); d != "" {
@@ -207,13 +208,13 @@ func TestWebhookAccepts(t *testing.T) {
 }
 
 // With Redis gone the receiver answers a fast 5xx (not 200: the event was not
-// stored) and /readyz says not ready.
+// stored).
 func TestWebhookStorageFailure(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, webhook.Options{})
 	f.red.Stop()
 	start := time.Now()
-	status, answer := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}, goodFollow)
+	status, answer := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {tencent.CommandFollowAdd}}, goodFollow)
 	if status/100 != 5 || answer["ActionStatus"] != "FAIL" {
 		t.Errorf("with Redis down: %d %v, want 5xx FAIL", status, answer)
 	}
@@ -221,61 +222,28 @@ func TestWebhookStorageFailure(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("answer took %s, beyond Tencent's 2 s budget", d)
 	}
-	resp, err := http.Get(f.srv.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("/readyz = %d, want 503", resp.StatusCode)
-	}
-}
-
-func TestHealthAndReady(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, webhook.Options{})
-	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get(f.srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("%s = %d", path, resp.StatusCode)
-		}
-	}
 }
 
 var sortStrings = cmpSortStrings()
 
 // A stalled Redis (SIGSTOP: connections open, no answers) must not hold a
-// webhook past Tencent's 2 s: the answer is a 5xx well inside it, and
-// /readyz answers within its own 1 s bound.
+// webhook past Tencent's 2 s: the answer is a 5xx well inside it.
 func TestWebhookStalledRedis(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, webhook.Options{})
 	// Warm the pool so the stall hits open connections, not dials.
-	if status, _ := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}, goodFollow); status != 200 {
+	if status, _ := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {tencent.CommandFollowAdd}}, goodFollow); status != 200 {
 		t.Fatalf("warm-up: %d", status)
 	}
 	f.red.Pause()
 	t.Cleanup(f.red.Resume)
 	start := time.Now()
-	status, _ := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}},
+	status, _ := post(t, f.srv.URL, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {tencent.CommandFollowAdd}},
 		strings.Replace(goodFollow, "1702018343678", "1702018343679", 1))
 	took := time.Since(start)
 	t.Logf("stalled Redis: %d in %s", status, took)
 	if status/100 != 5 || took > 1900*time.Millisecond {
 		t.Errorf("stalled Redis: %d after %s, want a 5xx within Tencent's 2 s", status, took)
-	}
-	start = time.Now()
-	resp, err := http.Get(f.srv.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 || time.Since(start) > 1500*time.Millisecond {
-		t.Errorf("/readyz with a stalled Redis: %d after %s", resp.StatusCode, time.Since(start))
 	}
 }
 
@@ -297,60 +265,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// When Redis refuses the receiver (here: it needs a password the receiver
-// does not have), /readyz says "unavailable" and nothing of Redis's own
-// error text, which can name internal hosts and settings; the detail is in
-// the log.
-func TestReadyzHidesRedisError(t *testing.T) {
-	t.Parallel()
-	red := redistest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := red.Client(t).ConfigSet(ctx, "requirepass", "readyz-secret-password").Err(); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := config.Redis{}.WithURL(red.URL(0)) // the programs' client, without the password
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := rc.Client()
-	t.Cleanup(func() { rdb.Close() })
-	var logs syncBuffer
-	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}}, webhook.Deps{
-		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
-		Enqueuer:  webhook.NewAsynqEnqueuer(rdb, 1),
-		Canceller: delivery.New(rdb, delivery.Options{}),
-		Devices:   devices.NewRegistry(rdb, devices.Options{}),
-		Ready:     webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
-	})
-	base := newHTTPServer(t, h)
-
-	resp, err := http.Get(base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var body map[string]any
-	if err := json.Unmarshal(b, &body); err != nil {
-		t.Fatalf("/readyz answer is not JSON: %q", b)
-	}
-	want := map[string]any{"status": "not ready", "redis": "unavailable"}
-	if resp.StatusCode != http.StatusServiceUnavailable || !cmp.Equal(body, want) {
-		t.Errorf("/readyz with Redis refusing = %d %s, want 503 %v", resp.StatusCode, b, want)
-	}
-	var logged map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var l map[string]any
-		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "readiness check: Redis does not answer" {
-			logged = l
-		}
-	}
-	if e, _ := logged["err"].(string); logged["level"] != "WARN" || !strings.Contains(e, "NOAUTH") {
-		t.Errorf("log line with Redis's error (NOAUTH) = %v; log:\n%s", logged, logs.String())
-	}
-}
-
 // With a token per app, each app's webhooks must be signed with its own
 // token: another app's token is refused (401), and an app without a token
 // is refused rather than let in unsigned. One token under "" serves every
@@ -360,7 +274,7 @@ func TestWebhookPerAppTokens(t *testing.T) {
 	const appA, appB = "1400000001", "1400000002"
 	signed := func(app, token string) url.Values {
 		rt := strconv.FormatInt(testNow.Unix(), 10)
-		return url.Values{"SdkAppid": {app}, "CallbackCommand": {webhook.CommandFollowAdd}, "RequestTime": {rt}, "Sign": {webhook.Sign(token, rt)}}
+		return url.Values{"SdkAppid": {app}, "CallbackCommand": {tencent.CommandFollowAdd}, "RequestTime": {rt}, "Sign": {tencent.Sign(token, rt)}}
 	}
 	perApp := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{appA: "token-a", appB: "token-b"}})
 	onlyA := newFixture(t, webhook.Options{AppIDs: []string{appA, appB}, CallbackTokens: map[string]string{appA: "token-a"}})
@@ -375,9 +289,9 @@ func TestWebhookPerAppTokens(t *testing.T) {
 		{"app B with its token", perApp, signed(appB, "token-b"), 200},
 		{"app A with B's token", perApp, signed(appA, "token-b"), 401},
 		{"app B with A's token", perApp, signed(appB, "token-a"), 401},
-		{"app A unsigned", perApp, url.Values{"SdkAppid": {appA}, "CallbackCommand": {webhook.CommandFollowAdd}}, 401},
+		{"app A unsigned", perApp, url.Values{"SdkAppid": {appA}, "CallbackCommand": {tencent.CommandFollowAdd}}, 401},
 		{"app without a token", onlyA, signed(appB, "token-a"), 401},
-		{"app without a token, unsigned", onlyA, url.Values{"SdkAppid": {appB}, "CallbackCommand": {webhook.CommandFollowAdd}}, 401},
+		{"app without a token, unsigned", onlyA, url.Values{"SdkAppid": {appB}, "CallbackCommand": {tencent.CommandFollowAdd}}, 401},
 		{"one token, app A", shared, signed(appA, "token-all"), 200},
 		{"one token, app B", shared, signed(appB, "token-all"), 200},
 		{"one token, wrong token", shared, signed(appB, "token-a"), 401},

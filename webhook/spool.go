@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/tencent"
 )
 
 // Spool is a durable local queue (internal/spool.Spool) that takes events
@@ -30,7 +31,7 @@ type spooledEvent struct {
 	EventTime int64    `json:"t"`
 }
 
-func encodeEvent(app string, cb Callback) ([]byte, error) {
+func encodeEvent(app string, cb tencent.Callback) ([]byte, error) {
 	return json.Marshal(spooledEvent{Command: cb.Command, App: app, From: cb.From, To: cb.To, EventTime: cb.EventTime})
 }
 
@@ -70,7 +71,7 @@ func (d *Drainer) Run(ctx context.Context) {
 	}
 	wait := d.Idle
 	for {
-		d.Metrics.observeSpool(d.Spool)
+		d.Metrics.ObserveSpool(d.Spool)
 		if d.Spool.Len() > 0 {
 			n, err := d.Spool.Drain(ctx, d.move, d.Batch)
 			if err == nil {
@@ -109,11 +110,11 @@ func (d *Drainer) move(ctx context.Context, records [][]byte) error {
 			continue
 		}
 		switch ev.Command {
-		case CommandFollowAdd:
+		case tencent.CommandFollowAdd:
 			for _, to := range ev.To {
 				follows = append(follows, tasks.Follow{AppID: ev.App, From: ev.From, To: to, EventTime: ev.EventTime})
 			}
-		case CommandFollowDelete:
+		case tencent.CommandFollowDelete:
 			if err := d.Canceller.Cancel(ctx, ev.App, ev.From, ev.To, ev.EventTime); err != nil {
 				return err
 			}
@@ -129,12 +130,12 @@ func (d *Drainer) move(ctx context.Context, records [][]byte) error {
 }
 
 // spoolEvent stores cb in the spool after Redis failed with storeErr.
-func (s *server) spoolEvent(app string, cb Callback, storeErr error) error {
+func (s *handler) spoolEvent(app string, cb tencent.Callback, storeErr error) error {
 	rec, err := encodeEvent(app, cb)
 	if err == nil {
 		err = s.Spool.Append(rec)
 	}
-	s.Metrics.observeSpool(s.Spool)
+	s.Metrics.ObserveSpool(s.Spool)
 	if err != nil {
 		return errors.Join(storeErr, fmt.Errorf("spool: %w", err))
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"sync"
 	"testing"
@@ -15,15 +14,15 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/followpush/followpush/delivery"
-	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/spool"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
 
 // With Redis down and a spool configured, a follow is answered 200 (stored
-// on disk), /readyz stays ready, and once Redis is back the drainer turns
+// on disk), and once Redis is back the drainer turns
 // the spooled follow into the same tasks a direct enqueue would have made,
 // and the spooled unfollow into a cancellation.
 func TestSpoolWhenRedisIsDown(t *testing.T) {
@@ -37,33 +36,23 @@ func TestSpoolWhenRedisIsDown(t *testing.T) {
 	t.Cleanup(func() { sp.Close() })
 	enq := webhook.NewAsynqEnqueuer(rdb, 4)
 	records := delivery.New(rdb, delivery.Options{})
-	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 100 * time.Millisecond, SpoolMaxBytes: 64 << 20}, webhook.Deps{
-		Enqueuer: enq, Canceller: records, Devices: devices.NewRegistry(rdb, devices.Options{}),
-		Ready: webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
-		Spool: sp,
+	h := webhook.NewHandler(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 100 * time.Millisecond}, webhook.Deps{
+		Enqueuer: enq, Canceller: records, Spool: sp,
 	})
-	srv := newHTTPServer(t, h)
+	srv := newHTTPServer(t, serveWebhook(h))
 
 	red.Stop()
-	q := url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}
+	q := url.Values{"SdkAppid": {testApp}, "CallbackCommand": {tencent.CommandFollowAdd}}
 	status, answer := post(t, srv, q, goodFollow)
 	if status != 200 || answer["ActionStatus"] != "OK" {
 		t.Fatalf("follow with Redis down and a spool: %d %v", status, answer)
 	}
-	q.Set("CallbackCommand", webhook.CommandFollowDelete)
+	q.Set("CallbackCommand", tencent.CommandFollowDelete)
 	if status, answer := post(t, srv, q, `{"From_Account":"UserID_001","To_Account":["UserID_009"],"EventTime":1702018343679}`); status != 200 {
 		t.Fatalf("unfollow with Redis down and a spool: %d %v", status, answer)
 	}
 	if sp.Len() != 2 {
 		t.Fatalf("spool holds %d events, want 2", sp.Len())
-	}
-	resp, err := http.Get(srv + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz with Redis down but spool room = %d, want 200", resp.StatusCode)
 	}
 
 	red.Restart()
@@ -117,25 +106,14 @@ func TestSpoolFullAnswers5xx(t *testing.T) {
 	if err := sp.Append(filler[:len(filler)-8]); err != nil {
 		t.Fatal(err)
 	}
-	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 50 * time.Millisecond, SpoolMaxBytes: 1 << 20}, webhook.Deps{
-		Enqueuer: webhook.NewAsynqEnqueuer(rdb, 4), Canceller: delivery.New(rdb, delivery.Options{}),
-		Devices: devices.NewRegistry(rdb, devices.Options{}),
-		Ready:   webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
-		Spool:   sp,
+	h := webhook.NewHandler(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: 50 * time.Millisecond}, webhook.Deps{
+		Enqueuer: webhook.NewAsynqEnqueuer(rdb, 4), Canceller: delivery.New(rdb, delivery.Options{}), Spool: sp,
 	})
-	srv := newHTTPServer(t, h)
+	srv := newHTTPServer(t, serveWebhook(h))
 	red.Stop()
-	status, answer := post(t, srv, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}, goodFollow)
+	status, answer := post(t, srv, url.Values{"SdkAppid": {testApp}, "CallbackCommand": {tencent.CommandFollowAdd}}, goodFollow)
 	if status/100 != 5 || answer["ActionStatus"] != "FAIL" {
 		t.Errorf("Redis down and spool full: %d %v, want 5xx FAIL", status, answer)
-	}
-	resp, err := http.Get(srv + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Errorf("/readyz with Redis down and spool full = %d, want 503", resp.StatusCode)
 	}
 }
 
@@ -178,12 +156,11 @@ func TestDrainerMovesInBatches(t *testing.T) {
 	}
 	t.Cleanup(func() { sp.Close() })
 	enq := &flakyEnqueuer{down: true, failOn: 2}
-	h := webhook.NewServer(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: time.Millisecond, SpoolMaxBytes: 64 << 20}, webhook.Deps{
+	h := webhook.NewHandler(webhook.Options{AppIDs: []string{testApp}, SpoolAfter: time.Millisecond}, webhook.Deps{
 		Enqueuer: enq, Canceller: nopCanceller{}, Spool: sp,
-		Ready: webhook.PingFunc(func(context.Context) error { return nil }),
 	})
-	srv := newHTTPServer(t, h)
-	q := url.Values{"SdkAppid": {testApp}, "CallbackCommand": {webhook.CommandFollowAdd}}
+	srv := newHTTPServer(t, serveWebhook(h))
+	q := url.Values{"SdkAppid": {testApp}, "CallbackCommand": {tencent.CommandFollowAdd}}
 	const n = 25
 	for i := range n {
 		body := fmt.Sprintf(`{"From_Account":"fan-%02d","FollowList":[{"To_Account":"star"}],"EventTime":1702018343678}`, i)

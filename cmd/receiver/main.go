@@ -14,7 +14,6 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
-	"github.com/followpush/followpush/webhook"
 )
 
 func main() { app.Main(run) }
@@ -63,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error { return app.Serve(gctx, mln, "metrics", rcv.MetricsHandler, cfg.ShutdownTimeout, log) })
 	}
 	g.Go(func() error {
-		return app.Serve(gctx, webhook.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
+		return app.Serve(gctx, app.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
 	})
 	err = g.Wait()
 	log.Info("receiver stopped")

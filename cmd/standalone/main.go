@@ -22,7 +22,6 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
-	"github.com/followpush/followpush/webhook"
 )
 
 func main() { app.Main(run) }
@@ -104,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		handler = app.RefuseForeignHosts(handler, "/v1/")
 	}
 	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String())
-	err = app.Serve(ctx, webhook.Listener(ln), "http", handler, cfg.Receiver.ShutdownTimeout, log)
+	err = app.Serve(ctx, app.Listener(ln), "http", handler, cfg.Receiver.ShutdownTimeout, log)
 	log.Info("standalone stopping")
 	return err
 }

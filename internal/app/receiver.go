@@ -82,26 +82,20 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 		mux.Handle("GET /metrics", metricsHandler)
 		rcv.MetricsHandler, metricsHandler = mux, nil
 	}
-	rcv.Handler = webhook.NewServer(webhook.Options{
-		AppIDs:            cfg.AppIDs,
-		CallbackTokens:    cfg.CallbackTokens,
-		RequestTimeWindow: cfg.RequestTimeWindow,
-		APIToken:          cfg.APIToken,
-		MaxBodyBytes:      cfg.MaxBodyBytes,
-		MaxFollows:        cfg.MaxFollows,
-		SpoolMaxBytes:     cfg.SpoolMaxBytes,
-	}, webhook.Deps{
-		Logger:    log,
-		Enqueuer:  enq,
-		Canceller: canceller,
-		Spool:     sp,
-		Devices: devices.NewRegistry(rdb, devices.Options{
+	rcv.Handler = receiverRoutes(receiverParts{
+		webhook: webhook.NewHandler(webhook.Options{
+			AppIDs:            cfg.AppIDs,
+			CallbackTokens:    cfg.CallbackTokens,
+			RequestTimeWindow: cfg.RequestTimeWindow,
+			MaxBodyBytes:      cfg.MaxBodyBytes,
+			MaxFollows:        cfg.MaxFollows,
+		}, webhook.Deps{Logger: log, Enqueuer: enq, Canceller: canceller, Spool: sp, Metrics: metrics}),
+		devices: devices.NewAPI(devices.NewRegistry(rdb, devices.Options{
 			Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser,
-		}),
-		Ready:          webhook.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
-		Metrics:        metrics,
-		MetricsHandler: metricsHandler,
-		Monitoring:     monitoring,
+		}), cfg.APIToken, log, reg),
+		ready:      readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log, spool: sp, maxBytes: cfg.SpoolMaxBytes, metrics: metrics},
+		metrics:    metricsHandler,
+		monitoring: monitoring,
 	})
 	return rcv, nil
 }

@@ -179,22 +179,8 @@ func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool,
 		mux.HandleFunc("GET /debug/pprof/trace", netpprof.Trace)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			log.Warn("readiness check: Redis does not answer", "err", err)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"status":"not ready","redis":"unavailable"}`)
-			return
-		}
-		fmt.Fprintln(w, `{"status":"ready","redis":"ok"}`)
-	})
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.Handle("GET /readyz", readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log})
 	return mux
 }
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // Wrong Firebase credentials make FCM answer SENDER_ID_MISMATCH for every
@@ -61,7 +61,7 @@ func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
 			s.registerDevice(user, fmt.Sprintf("mismatch-%02d-%d", u, d), "android")
 		}
 	}
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("alice", nowMillis(), followees...)); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), followees...)); status != http.StatusOK {
 		t.Fatalf("follow: %d %s", status, body)
 	}
 	s.waitIdle(60 * time.Second)
@@ -99,7 +99,7 @@ func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
 	// A send that succeeds closes the breaker for every worker; then a
 	// SENDER_ID_MISMATCH token is deleted again.
 	s.registerDevice("zed", "good-zed", "ios")
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("alice", nowMillis(), "zed")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "zed")); status != http.StatusOK {
 		t.Fatalf("follow zed: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)
@@ -124,7 +124,7 @@ func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
 		t.Errorf("%d workers logged that the breaker closed, want exactly 1", n)
 	}
 	s.registerDevice("yve", "mismatch-yve", "android")
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("alice", nowMillis(), "yve")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "yve")); status != http.StatusOK {
 		t.Fatalf("follow yve: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)

@@ -15,7 +15,7 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/proc"
 	"github.com/followpush/followpush/internal/testrig/redistest"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // startStackOn is startStack against a Redis Cluster or a Sentinel-managed
@@ -67,7 +67,7 @@ func checkBasicPath(t *testing.T, s *stack) {
 	var bodies []map[string]any
 	for i := 0; i < len(followees); i += 5 {
 		body := followBody(fmt.Sprintf("fan-%d", i), nowMillis(), followees[i:i+5]...)
-		if status, b := s.webhook(webhook.CommandFollowAdd, body); status != http.StatusOK {
+		if status, b := s.webhook(tencent.CommandFollowAdd, body); status != http.StatusOK {
 			t.Fatalf("follow webhook %d: %d %s", i/5, status, b)
 		}
 		bodies = append(bodies, body)
@@ -91,7 +91,7 @@ func checkBasicPath(t *testing.T, s *stack) {
 
 	t.Run("repeated webhook sends nothing more", func(t *testing.T) {
 		before := len(s.fcm.Requests())
-		if status, b := s.webhook(webhook.CommandFollowAdd, bodies[3]); status != http.StatusOK {
+		if status, b := s.webhook(tencent.CommandFollowAdd, bodies[3]); status != http.StatusOK {
 			t.Fatalf("repeat: %d %s", status, b)
 		}
 		s.waitIdle(30 * time.Second)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/notifier"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // script is an FCM responder that answers each token's n-th request from a
@@ -81,7 +81,7 @@ func TestEndToEnd(t *testing.T) {
 
 	event := nowMillis()
 	follow := followBody("alice", event, "bob", "carol", "dave", "erin", "frank-has-no-device", "alice", "bob")
-	if status, body := s.webhook(webhook.CommandFollowAdd, follow); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, follow); status != http.StatusOK {
 		t.Fatalf("follow webhook: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)
@@ -126,7 +126,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("repeated webhook sends nothing more", func(t *testing.T) {
 		before := len(s.fcm.Requests())
 		for i := 0; i < 3; i++ {
-			if status, body := s.webhook(webhook.CommandFollowAdd, follow); status != http.StatusOK {
+			if status, body := s.webhook(tencent.CommandFollowAdd, follow); status != http.StatusOK {
 				t.Fatalf("repeat %d: %d %s", i, status, body)
 			}
 		}
@@ -140,11 +140,11 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("malformed and unauthenticated webhooks enqueue nothing", func(t *testing.T) {
 		before := len(s.fcm.Requests())
-		status, _ := s.webhookRaw(webhook.CommandFollowAdd, []byte(`{"From_Account":"x","FollowList":[{"To_Account":"bob"}],"EventTime":"soon"}`))
+		status, _ := s.webhookRaw(tencent.CommandFollowAdd, []byte(`{"From_Account":"x","FollowList":[{"To_Account":"bob"}],"EventTime":"soon"}`))
 		if status != http.StatusBadRequest {
 			t.Errorf("malformed: status %d, want 400", status)
 		}
-		status, _ = s.do(http.MethodPost, "/webhook?SdkAppid="+appID+"&CallbackCommand="+webhook.CommandFollowAdd, mustJSON(t, followBody("x", nowMillis(), "bob")), nil)
+		status, _ = s.do(http.MethodPost, "/webhook?SdkAppid="+appID+"&CallbackCommand="+tencent.CommandFollowAdd, mustJSON(t, followBody("x", nowMillis(), "bob")), nil)
 		if status != http.StatusUnauthorized {
 			t.Errorf("unsigned: status %d, want 401", status)
 		}
@@ -188,13 +188,13 @@ func checkUnfollowFirstCancels(t *testing.T, s *stack, sc *script) {
 	t.Helper()
 	s.registerDevice("gina", "tok-gina", "android")
 	ev := nowMillis()
-	if status, body := s.webhook(webhook.CommandFollowDelete, unfollowBody("henry", ev+1, "gina")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowDelete, unfollowBody("henry", ev+1, "gina")); status != http.StatusOK {
 		t.Fatalf("unfollow: %d %s", status, body)
 	}
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("henry", ev, "gina")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("henry", ev, "gina")); status != http.StatusOK {
 		t.Fatalf("follow: %d %s", status, body)
 	}
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("ivan", ev, "gina")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("ivan", ev, "gina")); status != http.StatusOK {
 		t.Fatalf("follow: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)

@@ -27,7 +27,7 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/proc"
 	"github.com/followpush/followpush/tasks"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // The fault-injection suite: real processes, a real redis-server, faults
@@ -70,7 +70,7 @@ func (r *followRun) post(ctx context.Context, followees []string, per, conc int,
 		go func() {
 			defer wg.Done()
 			for batch := range jobs {
-				status, _ := r.s.webhook(webhook.CommandFollowAdd, followBody("fan-"+batch[0], nowMillis(), batch...))
+				status, _ := r.s.webhook(tencent.CommandFollowAdd, followBody("fan-"+batch[0], nowMillis(), batch...))
 				r.mu.Lock()
 				r.statuses[status]++
 				if status == http.StatusOK {
@@ -563,7 +563,7 @@ func TestFaultMalformedBarrage(t *testing.T) {
 		if len(body) > 1<<20 {
 			continue // over WEBHOOK_MAX_BODY_BYTES: refused unread
 		}
-		cb, err := webhook.Parse(webhook.CommandFollowAdd, body, webhook.Limits{})
+		cb, err := tencent.Parse(tencent.CommandFollowAdd, body, tencent.Limits{})
 		if err != nil {
 			continue
 		}
@@ -635,7 +635,7 @@ func TestFaultMalformedBarrage(t *testing.T) {
 		if !r.webhook || r.status != http.StatusOK {
 			continue
 		}
-		cb, err := webhook.Parse(r.command, r.body, webhook.Limits{})
+		cb, err := tencent.Parse(r.command, r.body, tencent.Limits{})
 		if err != nil {
 			t.Errorf("request %d (%s) answered 200, but its body does not parse: %v", i, kind, err)
 			continue
@@ -643,7 +643,7 @@ func TestFaultMalformedBarrage(t *testing.T) {
 		for _, to := range cb.To {
 			e := event{From: cb.From, To: to, Time: cb.EventTime}
 			switch age := now.Sub(time.UnixMilli(cb.EventTime)); {
-			case cb.Command != webhook.CommandFollowAdd:
+			case cb.Command != tencent.CommandFollowAdd:
 				unsure[e] = true // an unfollow (none is expected) cancels what it names
 			case age > time.Hour+2*time.Minute:
 				// Older than MAX_EVENT_AGE: dropped, not pushed.
@@ -759,7 +759,7 @@ func (s *stack) barrageRequest(client *http.Client, seed []byte, i, bodies, quer
 	case i < bodies:
 		var signed bool
 		body, signed = mutate(seed, i)
-		q := s.signedQuery(webhook.CommandFollowAdd)
+		q := s.signedQuery(tencent.CommandFollowAdd)
 		if !signed {
 			q.Set("Sign", "00")
 		}
@@ -807,11 +807,11 @@ func (s *stack) barrageRequest(client *http.Client, seed []byte, i, bodies, quer
 // broken escapes. Some variants are legitimate (an upper-case Sign, no
 // CallbackCommand in the query) and must be accepted.
 func (s *stack) mutateQuery(i int) string {
-	q := s.signedQuery(webhook.CommandFollowAdd)
+	q := s.signedQuery(tencent.CommandFollowAdd)
 	pick := func(vs ...string) string { return vs[(i/14)%len(vs)] }
 	resign := func(rt string) {
 		q.Set("RequestTime", rt)
-		q.Set("Sign", webhook.Sign(callbackToken, rt))
+		q.Set("Sign", tencent.Sign(callbackToken, rt))
 		s.noteSecret(q.Get("Sign"))
 	}
 	switch i % 14 {
@@ -842,8 +842,8 @@ func (s *stack) mutateQuery(i int) string {
 	case 10: // no command in the query: the body's counts, accepted
 		q.Del("CallbackCommand")
 	case 11:
-		q.Set("CallbackCommand", pick("State.StateChange", webhook.CommandFollowDelete, "", "follow.callbackafterfollowadd",
-			webhook.CommandFollowAdd+" ", strings.Repeat("x", 10000), "C2C.CallbackAfterSendMsg"))
+		q.Set("CallbackCommand", pick("State.StateChange", tencent.CommandFollowDelete, "", "follow.callbackafterfollowadd",
+			tencent.CommandFollowAdd+" ", strings.Repeat("x", 10000), "C2C.CallbackAfterSendMsg"))
 	case 12: // repeated parameters: the first counts
 		return q.Encode() + "&CallbackCommand=State.StateChange&SdkAppid=1&Sign=00&RequestTime=1"
 	case 13: // broken escapes: the receiver drops those pairs

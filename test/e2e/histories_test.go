@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // pairEvent is one event of a (follower, followee) pair's history.
@@ -114,9 +114,9 @@ func TestFaultFollowHistories(t *testing.T) {
 		var status int
 		var body []byte
 		if e.follow {
-			status, body = s.webhook(webhook.CommandFollowAdd, followBody(e.from, e.et, e.to))
+			status, body = s.webhook(tencent.CommandFollowAdd, followBody(e.from, e.et, e.to))
 		} else {
-			status, body = s.webhook(webhook.CommandFollowDelete, unfollowBody(e.from, e.et, e.to))
+			status, body = s.webhook(tencent.CommandFollowDelete, unfollowBody(e.from, e.et, e.to))
 		}
 		if status != http.StatusOK {
 			t.Errorf("webhook %+v: %d %s", e, status, body)

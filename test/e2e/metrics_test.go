@@ -22,8 +22,8 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/proc"
 	"github.com/followpush/followpush/tasks"
+	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/test/deploycheck"
-	"github.com/followpush/followpush/webhook"
 )
 
 // scrape GETs a /metrics URL in the Prometheus text format and parses it.
@@ -191,20 +191,20 @@ func TestMetricsScrape(t *testing.T) {
 		followBody("carl", ev, "zoe"), // aggregated: zoe's summary push
 	}
 	for _, f := range follows {
-		if status, body := s.webhook(webhook.CommandFollowAdd, f); status != http.StatusOK {
+		if status, body := s.webhook(tencent.CommandFollowAdd, f); status != http.StatusOK {
 			t.Fatalf("follow: %d %s", status, body)
 		}
 	}
 	const followTasks = 4 // and then mia's
 	// Bad webhooks: malformed, unsigned, an unknown app; and a command the
 	// service ignores.
-	if status, _ := s.webhookRaw(webhook.CommandFollowAdd, []byte(`{"From_Account":"x","FollowList":[{"To_Account":"bob"}],"EventTime":"soon"}`)); status != http.StatusBadRequest {
+	if status, _ := s.webhookRaw(tencent.CommandFollowAdd, []byte(`{"From_Account":"x","FollowList":[{"To_Account":"bob"}],"EventTime":"soon"}`)); status != http.StatusBadRequest {
 		t.Errorf("malformed webhook: %d, want 400", status)
 	}
-	if status, _ := s.do(http.MethodPost, "/webhook?SdkAppid="+appID+"&CallbackCommand="+webhook.CommandFollowAdd, mustJSON(t, followBody("x", ev, "bob")), nil); status != http.StatusUnauthorized {
+	if status, _ := s.do(http.MethodPost, "/webhook?SdkAppid="+appID+"&CallbackCommand="+tencent.CommandFollowAdd, mustJSON(t, followBody("x", ev, "bob")), nil); status != http.StatusUnauthorized {
 		t.Errorf("unsigned webhook: %d, want 401", status)
 	}
-	if status, _ := s.do(http.MethodPost, "/webhook?SdkAppid=1400999999&CallbackCommand="+webhook.CommandFollowAdd, mustJSON(t, followBody("x", ev, "bob")), nil); status != http.StatusForbidden {
+	if status, _ := s.do(http.MethodPost, "/webhook?SdkAppid=1400999999&CallbackCommand="+tencent.CommandFollowAdd, mustJSON(t, followBody("x", ev, "bob")), nil); status != http.StatusForbidden {
 		t.Errorf("unknown app: %d, want 403", status)
 	}
 	if status, _ := s.webhook("State.StateChange", map[string]any{"CallbackCommand": "State.StateChange"}); status != http.StatusOK {
@@ -234,13 +234,13 @@ func TestMetricsScrape(t *testing.T) {
 	s.waitIdle(30 * time.Second) // the summary push is scheduled: idle once it went out
 	// The spike comes last: a successful send afterwards would close the
 	// breaker (and reset its count).
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("alice", nowMillis(), "mia")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "mia")); status != http.StatusOK {
 		t.Fatalf("follow mia: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)
 
 	receiver := scrape(t, receiverMetrics)
-	add := map[string]string{"command": webhook.CommandFollowAdd}
+	add := map[string]string{"command": tencent.CommandFollowAdd}
 	with := func(m map[string]string, k, v string) map[string]string {
 		out := maps.Clone(m)
 		out[k] = v

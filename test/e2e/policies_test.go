@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/followpush/followpush/tencent"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/followpush/followpush/webhook"
 )
 
 // The notification policies through the real programs: with aggregation
@@ -30,7 +29,7 @@ func TestPoliciesEndToEnd(t *testing.T) {
 	ev := nowMillis()
 
 	// The first follower opens the window and is pushed at once.
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("fan0", ev, "star")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("fan0", ev, "star")); status != http.StatusOK {
 		t.Fatalf("follow: %d %s", status, body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -40,22 +39,22 @@ func TestPoliciesEndToEnd(t *testing.T) {
 	}
 	// 19 more within the window; fan5 unfollows before the summary.
 	for i := 1; i < 20; i++ {
-		if status, body := s.webhook(webhook.CommandFollowAdd, followBody("fan"+strconv.Itoa(i), ev+int64(i), "star")); status != http.StatusOK {
+		if status, body := s.webhook(tencent.CommandFollowAdd, followBody("fan"+strconv.Itoa(i), ev+int64(i), "star")); status != http.StatusOK {
 			t.Fatalf("follow %d: %d %s", i, status, body)
 		}
 	}
-	if status, body := s.webhook(webhook.CommandFollowDelete, unfollowBody("fan5", ev+100, "star")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowDelete, unfollowBody("fan5", ev+100, "star")); status != http.StatusOK {
 		t.Fatalf("unfollow: %d %s", status, body)
 	}
 
 	// Cooldown: bob is followed, unfollowed and followed again by alice.
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("alice", ev, "bob")); status != http.StatusOK {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", ev, "bob")); status != http.StatusOK {
 		t.Fatalf("follow: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)
-	for i, cmd := range []string{webhook.CommandFollowDelete, webhook.CommandFollowAdd} {
+	for i, cmd := range []string{tencent.CommandFollowDelete, tencent.CommandFollowAdd} {
 		body := followBody("alice", ev+int64(i+1), "bob")
-		if cmd == webhook.CommandFollowDelete {
+		if cmd == tencent.CommandFollowDelete {
 			body = unfollowBody("alice", ev+int64(i+1), "bob")
 		}
 		if status, b := s.webhook(cmd, body); status != http.StatusOK {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/tasks"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // With COMPLETED_TASK_RETENTION, delivered follows (stored by the
@@ -34,7 +34,7 @@ func TestCompletedTaskRetention(t *testing.T) {
 	alice := tasks.Follow{AppID: appID, From: "alice", To: "bob", EventTime: ev}
 	carl := tasks.Follow{AppID: appID, From: "carl", To: "bob", EventTime: ev}
 	for _, f := range []tasks.Follow{alice, carl} { // alice's is pushed at once, carl's folded into a summary
-		if status, body := s.webhook(webhook.CommandFollowAdd, followBody(f.From, f.EventTime, f.To)); status != http.StatusOK {
+		if status, body := s.webhook(tencent.CommandFollowAdd, followBody(f.From, f.EventTime, f.To)); status != http.StatusOK {
 			t.Fatalf("follow %s: %d %s", f.From, status, body)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/followpush/followpush/internal/testrig/proc"
 	"github.com/followpush/followpush/tasks"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // SIGTERM to the worker: in-flight sends finish, nothing new is fetched, the
@@ -26,7 +26,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 	s.fcm.SetLatency(time.Second) // sends in flight when SIGTERM lands
 	followees := users("g", 6)
 	s.registerAll(followees)
-	if status, body := s.webhook(webhook.CommandFollowAdd, followBody("fan", nowMillis(), followees...)); status != 200 {
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("fan", nowMillis(), followees...)); status != 200 {
 		t.Fatalf("webhook: %d %s", status, body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -84,7 +84,7 @@ func TestReceiverGracefulShutdown(t *testing.T) {
 	// "100 Continue" once the handler starts reading the body, so the
 	// request is provably in flight before SIGTERM.
 	fmt.Fprintf(conn, "POST /webhook?SdkAppid=%s&CallbackCommand=%s&RequestTime=%s&Sign=%s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n",
-		appID, webhook.CommandFollowAdd, rt, webhook.Sign(callbackToken, rt), len(body))
+		appID, tencent.CommandFollowAdd, rt, tencent.Sign(callbackToken, rt), len(body))
 	br := bufio.NewReader(conn)
 	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
 		t.Fatalf("want 100 Continue, got %q %v", line, err)

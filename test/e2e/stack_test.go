@@ -25,7 +25,7 @@ import (
 	"github.com/followpush/followpush/internal/testrig/proc"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
-	"github.com/followpush/followpush/webhook"
+	"github.com/followpush/followpush/tencent"
 )
 
 // binDir holds the programs built once for the whole package.
@@ -215,7 +215,7 @@ func (s *stack) webhookRaw(command string, body []byte) (int, []byte) {
 // now; the Sign is noted as a secret.
 func (s *stack) signedQuery(command string) url.Values {
 	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	sign := webhook.Sign(callbackToken, rt)
+	sign := tencent.Sign(callbackToken, rt)
 	s.noteSecret(sign)
 	return url.Values{
 		"SdkAppid": {appID}, "CallbackCommand": {command}, "contenttype": {"json"},
@@ -269,13 +269,13 @@ func followBody(from string, eventTime int64, to ...string) map[string]any {
 		list[i] = map[string]string{"To_Account": t}
 	}
 	return map[string]any{
-		"CallbackCommand": webhook.CommandFollowAdd, "From_Account": from, "FollowList": list, "EventTime": eventTime,
+		"CallbackCommand": tencent.CommandFollowAdd, "From_Account": from, "FollowList": list, "EventTime": eventTime,
 	}
 }
 
 func unfollowBody(from string, eventTime int64, to ...string) map[string]any {
 	return map[string]any{
-		"CallbackCommand": webhook.CommandFollowDelete, "From_Account": from, "To_Account": to, "EventTime": eventTime,
+		"CallbackCommand": tencent.CommandFollowDelete, "From_Account": from, "To_Account": to, "EventTime": eventTime,
 	}
 }
 

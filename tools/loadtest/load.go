@@ -13,9 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/followpush/followpush/tencent"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/followpush/followpush/webhook"
 )
 
 // Fixed identities the harness gives the programs.
@@ -199,7 +198,7 @@ func (g *generator) run(ctx context.Context, spec loadSpec) (*loadResult, error)
 				now := time.Now()
 				if sec := now.Unix(); sec != rtSec {
 					rtSec, rt = sec, strconv.FormatInt(sec, 10)
-					sign = webhook.Sign(callbackToken, rt)
+					sign = tencent.Sign(callbackToken, rt)
 				}
 				s.EventTime = now.UnixMilli()
 				body.Reset()

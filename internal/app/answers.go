@@ -1,17 +1,20 @@
-package webhook
+package app
 
 import (
 	"fmt"
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/followpush/followpush/internal/restapi"
+	"github.com/followpush/followpush/tencent"
 )
 
 // The route families the receiver serves, by what their error answers look
 // like.
 const (
 	webhookPath = "/webhook"
-	devicesPath = "/v1/"
+	apiPath     = "/v1/"
 )
 
 // answerOwnRouting serves requests through mux, whose handlers must be
@@ -75,15 +78,15 @@ func routerAnswer(w http.ResponseWriter, r *http.Request, status int, h http.Hea
 		switch {
 		case clean == webhookPath || strings.HasPrefix(clean, webhookPath+"/"):
 			info += " (Tencent's callbacks go to POST /webhook)"
-		case strings.HasPrefix(clean, devicesPath):
+		case strings.HasPrefix(clean, apiPath):
 			info += " (the device API: PUT or DELETE /v1/users/{userID}/devices/{token}, GET /v1/users/{userID}/devices)"
 		}
 	default:
 		info = http.StatusText(status)
 	}
 	if clean == webhookPath || strings.HasPrefix(clean, webhookPath+"/") {
-		writeTencent(w, status, status*10, info)
+		restapi.WriteJSON(w, status, tencent.Fail(status*10, info))
 		return
 	}
-	writeJSON(w, status, apiError{info})
+	restapi.WriteError(w, status, info)
 }

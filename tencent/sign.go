@@ -1,4 +1,4 @@
-package webhook
+package tencent
 
 import (
 	"crypto/sha256"

@@ -1,9 +1,11 @@
-package webhook_test
+package app
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +13,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/spool"
+	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/webhook"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+const testAPIToken = "api-token-0123456789"
+
+// testReceiverRoutes is the receiver's route table over a real
+// redis-server, for app 1400000000, the device API on testAPIToken and a
+// spool sp (nil: none).
+func testReceiverRoutes(t *testing.T, sp webhook.Spool) http.Handler {
+	t.Helper()
+	rdb := redistest.Start(t).Client(t)
+	log := slog.New(slog.DiscardHandler)
+	metrics := webhook.NewMetrics(prometheus.NewRegistry())
+	return receiverRoutes(receiverParts{
+		webhook: webhook.NewHandler(webhook.Options{AppIDs: []string{"1400000000"}},
+			webhook.Deps{Enqueuer: webhook.NewAsynqEnqueuer(rdb, 1), Canceller: delivery.New(rdb, delivery.Options{}), Spool: sp, Metrics: metrics}),
+		devices: devices.NewAPI(devices.NewRegistry(rdb, devices.Options{}), testAPIToken, log, prometheus.NewRegistry()),
+		ready:   readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log, spool: sp, maxBytes: 1 << 20, metrics: metrics},
+	})
+}
 
 // rawRequest sends raw (a request without its final blank line) on a new
 // connection to addr and reads the answer.
@@ -47,11 +72,10 @@ func rawRequest(t *testing.T, addr, raw string) (*http.Response, []byte) {
 // says what is allowed, a redirect where to go.
 func TestRouterAnswersAreOurs(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, webhook.Options{APIToken: testAPI})
-	// The same handler, served through webhook.Listener as the programs
-	// serve it, with a small header limit to reach net/http's 431.
-	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
-	srv.Listener = webhook.Listener(srv.Listener)
+	// The receiver's routes, served through Listener as the programs
+	// serve them, with a small header limit to reach net/http's 431.
+	srv := httptest.NewUnstartedServer(testReceiverRoutes(t, nil))
+	srv.Listener = Listener(srv.Listener)
 	srv.Config.MaxHeaderBytes = 4 << 10
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -62,7 +86,7 @@ func TestRouterAnswersAreOurs(t *testing.T) {
 		api     = "api"     // {"error"} only
 		both    = "both"    // both shapes in one body
 	)
-	query := "?SdkAppid=" + testApp + "&CallbackCommand=Follow.CallbackAfterFollowAdd"
+	query := "?SdkAppid=1400000000&CallbackCommand=Follow.CallbackAfterFollowAdd"
 	tests := []struct {
 		name, request string
 		status        int
@@ -128,6 +152,74 @@ func TestRouterAnswersAreOurs(t *testing.T) {
 				if !tencentShaped || !hasInfo || !hasError || errText == "" {
 					t.Errorf("body %s, want Tencent's FAIL with ErrorCode %d and an \"error\"", b, tt.status*10)
 				}
+			}
+		})
+	}
+}
+
+// The receiver's /healthz answers while it runs; /readyz while events can
+// be stored: Redis answers, or (with a spool) the spool is under 90 %
+// full. A stopped Redis is "unavailable", nothing more.
+func TestReceiverReadiness(t *testing.T) {
+	t.Parallel()
+	get := func(t *testing.T, base, path string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("%s: answer is not JSON: %v", path, err)
+		}
+		return resp.StatusCode, body
+	}
+	for _, tc := range []struct {
+		name       string
+		spoolBytes int // filled before Redis stops; -1: no spool
+		want       int
+	}{
+		{"no spool", -1, http.StatusServiceUnavailable},
+		{"spool with room", 0, http.StatusOK},
+		{"spool full", 1<<20 - 64, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sp webhook.Spool
+			if tc.spoolBytes >= 0 {
+				s, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 1 << 20, SegmentBytes: 1 << 20})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				if tc.spoolBytes > 0 {
+					if err := s.Append(make([]byte, tc.spoolBytes-8)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sp = s
+			}
+			red := redistest.Start(t)
+			rdb := red.Client(t)
+			log := slog.New(slog.DiscardHandler)
+			srv := httptest.NewServer(receiverRoutes(receiverParts{
+				webhook: http.NotFoundHandler(),
+				devices: devices.NewAPI(devices.NewRegistry(rdb, devices.Options{}), "", log, prometheus.NewRegistry()),
+				ready: readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log, spool: sp,
+					maxBytes: 1 << 20, metrics: webhook.NewMetrics(prometheus.NewRegistry())},
+			}))
+			t.Cleanup(srv.Close)
+			if status, _ := get(t, srv.URL, "/healthz"); status != http.StatusOK {
+				t.Errorf("/healthz = %d", status)
+			}
+			if status, body := get(t, srv.URL, "/readyz"); status != http.StatusOK || body["redis"] != "ok" {
+				t.Errorf("/readyz with Redis up = %d %v", status, body)
+			}
+			red.Stop()
+			status, body := get(t, srv.URL, "/readyz")
+			if status != tc.want || body["redis"] != "unavailable" {
+				t.Errorf("/readyz with Redis down = %d %v, want %d and redis unavailable", status, body, tc.want)
 			}
 		})
 	}

@@ -1,17 +1,21 @@
-package webhook
+package devices
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/restapi"
+	"github.com/followpush/followpush/internal/strictjson"
 )
 
 // FuzzDeviceBody feeds arbitrary bodies to the device API's body reader: it
@@ -29,20 +33,20 @@ func FuzzDeviceBody(f *testing.F) {
 		`{"\u0070latform":"ios"}`, `{"platform":"ios","\u0070latform":"web"}`,
 		`{"platform":"i\u006fs"}`, `{"locale":"\ud800"}`, "{\"locale\":\"\xff\"}",
 		`{"platform":"ios",}`, `{"platform" "ios"}`, `{"platform":"ios"`,
-		`{"extra":` + strings.Repeat("[", MaxNesting) + strings.Repeat("]", MaxNesting) + `}`,
-		`{"platform":"` + strings.Repeat("a", maxDeviceBody) + `"}`,
+		`{"extra":` + strings.Repeat("[", strictjson.MaxDepth) + strings.Repeat("]", strictjson.MaxDepth) + `}`,
+		`{"platform":"` + strings.Repeat("a", MaxBodyBytes) + `"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest("PUT", "/v1/users/u/devices/t", bytes.NewReader(body))
-		reg, err := readDeviceBody(r)
+		reg, err := readBody(r)
 		want, ok := refDeviceBody(body)
 		if ok != (err == nil) {
 			t.Fatalf("readDeviceBody error %v, reference ok=%v (%+v)", err, ok, want)
 		}
 		if err != nil {
-			if !errors.Is(err, errBadDeviceBody) {
+			if !errors.Is(err, restapi.ErrBadBody) {
 				t.Fatalf("error %v is not a bad-body error", err)
 			}
 			return
@@ -52,9 +56,45 @@ func FuzzDeviceBody(f *testing.F) {
 		}
 		// Whatever was read is then validated by the registry; the two
 		// validators must not panic either.
-		_ = devices.ValidatePlatform(reg.Platform)
-		_ = devices.ValidateLocale(reg.Locale)
+		_ = ValidatePlatform(reg.Platform)
+		_ = ValidateLocale(reg.Locale)
 	})
+}
+
+// pairedSurrogates reports whether every \u escape of a UTF-16
+// surrogate in body is half of a valid pair: encoding/json takes a lone
+// one for U+FFFD, which would change the text, so it is refused.
+func pairedSurrogates(body []byte) bool {
+	esc := func(i int) (rune, bool) {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := esc(i)
+		if !ok {
+			i++ // another escape: skip the escaped character
+			continue
+		}
+		switch {
+		case utf16.IsSurrogate(r) && r < 0xDC00:
+			lo, ok := esc(i + 6)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 11
+		case utf16.IsSurrogate(r):
+			return false
+		default:
+			i += 5
+		}
+	}
+	return true
 }
 
 // refDeviceBody is readDeviceBody's decoding written the slow, obvious way
@@ -62,15 +102,15 @@ func FuzzDeviceBody(f *testing.F) {
 // keys, deep nesting and trailing data; a map of raw values then gives the
 // fields, exact names only, each a JSON string or null (= absent); other
 // fields are ignored unless they are a known name in another case.
-func refDeviceBody(body []byte) (devices.Registration, bool) {
-	var reg devices.Registration
-	if len(body) > maxDeviceBody {
+func refDeviceBody(body []byte) (Registration, bool) {
+	var reg Registration
+	if len(body) > MaxBodyBytes {
 		return reg, false
 	}
 	if len(bytes.Trim(body, " \t\r\n")) == 0 {
 		return reg, true
 	}
-	if !utf8.Valid(body) || !refStructure(body) {
+	if !utf8.Valid(body) || !refStructure(body) || !pairedSurrogates(body) {
 		return reg, false
 	}
 	var top map[string]json.RawMessage
@@ -99,4 +139,57 @@ func refDeviceBody(body []byte) (devices.Registration, bool) {
 		}
 	}
 	return reg, true
+}
+
+// refStructure reports whether body is one JSON object, nested at most
+// strictjson.MaxDepth deep, without duplicate keys, using json.Decoder.Token.
+func refStructure(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return false
+	}
+	type frame struct {
+		keys    map[string]bool // nil for an array
+		wantKey bool
+	}
+	stack := []*frame{{keys: map[string]bool{}, wantKey: true}}
+	for len(stack) > 0 {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		top := stack[len(stack)-1]
+		if top.keys != nil && top.wantKey {
+			if tok == json.Delim('}') {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			key, ok := tok.(string)
+			if !ok || top.keys[key] {
+				return false
+			}
+			top.keys[key] = true
+			top.wantKey = false
+			continue
+		}
+		if top.keys != nil {
+			top.wantKey = true // after this value
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) == strictjson.MaxDepth {
+				return false
+			}
+			fr := &frame{}
+			if tok == json.Delim('{') {
+				fr.keys, fr.wantKey = map[string]bool{}, true
+			}
+			stack = append(stack, fr)
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+	_, err := dec.Token()
+	return err == io.EOF
 }

@@ -1,0 +1,110 @@
+// Package restapi holds the conventions of followpush's own REST API (the
+// routes an app backend calls: the device API, and any later one), so that
+// every route answers alike: bearer-token authentication, JSON answers,
+// errors as {"error": "..."}, strict request bodies, and a request counter
+// by method and status.
+package restapi
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/followpush/followpush/internal/strictjson"
+)
+
+// ErrBadBody is wrapped by [ReadBody]'s errors: the request body is not
+// what the route takes (400).
+var ErrBadBody = errors.New("bad request body")
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// WriteJSON answers status with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError answers status with {"error": msg}.
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	WriteJSON(w, status, Error{msg})
+}
+
+// Bearer guards next with the API token: with token empty every request is
+// answered 503 (the API is off); a request without "Authorization: Bearer
+// <token>" (scheme case-insensitive, token compared in constant time) is
+// answered 401 with a WWW-Authenticate header.
+func Bearer(token string, next http.Handler) http.Handler {
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(want) == 0 {
+			WriteError(w, http.StatusServiceUnavailable, "API disabled: API_TOKEN is not set")
+			return
+		}
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="followpush"`)
+			WriteError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Counted counts every answer of next in requests, a counter with the
+// labels method and code (the HTTP status).
+func Counted(requests *prometheus.CounterVec, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() { requests.WithLabelValues(r.Method, strconv.Itoa(rec.status)).Inc() }()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// ReadBody reads r's body, at most max bytes, into v (a pointer to a
+// struct) with [strictjson.Decode]: an empty body leaves v as it is. The
+// error wraps [ErrBadBody] and names the problem.
+func ReadBody(r *http.Request, max int64, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadBody, err)
+	}
+	if int64(len(body)) > max {
+		return fmt.Errorf("%w: larger than %d bytes", ErrBadBody, max)
+	}
+	if err := strictjson.Decode(body, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadBody, strings.TrimPrefix(err.Error(), strictjson.ErrInvalid.Error()+": "))
+	}
+	return nil
+}
+
+// statusRecorder remembers the status written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}

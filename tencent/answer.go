@@ -1,0 +1,20 @@
+package tencent
+
+// Answer is the body every callback answer carries (all three fields are
+// required): ActionStatus "OK" with ErrorCode 0 for success, "FAIL" with a
+// non-zero ErrorCode for a failure.
+type Answer struct {
+	ActionStatus string `json:"ActionStatus"`
+	ErrorCode    int    `json:"ErrorCode"`
+	ErrorInfo    string `json:"ErrorInfo"`
+}
+
+// OK is the answer to a callback that was handled.
+func OK() Answer { return Answer{ActionStatus: "OK"} }
+
+// Fail is the answer to a callback that failed: code must not be 0
+// (Tencent only needs it non-zero; followpush's codes are stable, for
+// operators to grep for), info says why.
+func Fail(code int, info string) Answer {
+	return Answer{ActionStatus: "FAIL", ErrorCode: code, ErrorInfo: info}
+}
