@@ -189,7 +189,7 @@ func BenchmarkAggregationIdle(b *testing.B) {
 				if err != nil {
 					return err
 				}
-				t, err := tasks.NewDigestTask(tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due})
+				t, err := tasks.NewSummaryTask(tasks.Summary{AppID: f.AppID, To: f.To, Due: adm.Due})
 				if err != nil {
 					return err
 				}
@@ -254,7 +254,7 @@ func BenchmarkAggregationPerFollow(b *testing.B) {
 			if adm.Verdict != delivery.VerdictAggregated {
 				continue
 			}
-			t, err := tasks.NewDigestTask(tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due})
+			t, err := tasks.NewSummaryTask(tasks.Summary{AppID: f.AppID, To: f.To, Due: adm.Due})
 			if err != nil {
 				b.Fatal(err)
 			}

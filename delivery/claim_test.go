@@ -54,27 +54,27 @@ func (c *claimFixture) unfollow(from string, at time.Duration) {
 	}
 }
 
-func (c *claimFixture) take(due, now, lease time.Duration) delivery.Batch {
+func (c *claimFixture) take(due, now, lease time.Duration) delivery.Take {
 	c.t.Helper()
-	b, err := c.st.TakeDigest(context.Background(), c.digest(due), c.p, t0.Add(now), lease)
+	b, err := c.st.TakeSummary(context.Background(), c.digest(due), c.p, t0.Add(now), lease)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	return b
 }
 
-func (c *claimFixture) digest(due time.Duration) tasks.Digest {
-	return tasks.Digest{AppID: "1400000000", To: c.to, Due: t0.Add(due).UnixMilli()}
+func (c *claimFixture) digest(due time.Duration) tasks.Summary {
+	return tasks.Summary{AppID: "1400000000", To: c.to, Due: t0.Add(due).UnixMilli()}
 }
 
 func (c *claimFixture) settleDigest(due, cutoff, now time.Duration, a delivery.Attempt) {
 	c.t.Helper()
-	if _, err := c.st.SettleDigest(context.Background(), c.digest(due), a, t0.Add(cutoff).UnixMilli(), t0.Add(now)); err != nil {
+	if _, err := c.st.SettleSummary(context.Background(), c.digest(due), a, t0.Add(cutoff).UnixMilli(), t0.Add(now)); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
-func names(b delivery.Batch) []string {
+func names(b delivery.Take) []string {
 	var out []string
 	for _, f := range b.Followers {
 		out = append(out, f.ID)
@@ -132,7 +132,7 @@ func TestFoldHappensOnce(t *testing.T) {
 	c := newClaimFixture(t, delivery.Policy{Window: 10 * time.Minute})
 	c.want("alice", 0, 0, delivery.VerdictAggregated)
 	c.want("alice", 0, time.Second, delivery.VerdictAggregated) // a crash before MarkDone: same summary
-	if b := c.take(10*time.Minute, 10*time.Minute, 0); b.Verdict != delivery.BatchSend || len(b.Followers) != 1 {
+	if b := c.take(10*time.Minute, 10*time.Minute, 0); b.Verdict != delivery.TakeSend || len(b.Followers) != 1 {
 		t.Fatalf("take = %+v", b)
 	}
 	c.want("bob", 11*time.Minute, 11*time.Minute, delivery.VerdictAggregated)

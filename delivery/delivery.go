@@ -10,8 +10,8 @@
 //
 // The receiver writes unfollows ([Store.Cancel]); the worker reads an
 // event's [Record] before sending ([Store.QueueLoad]), commits to a push
-// ([Store.QueueAdmit] for a follow, [Store.TakeDigest] for a summary) and
-// settles each attempt ([Store.Settle], [Store.SettleDigest]).
+// ([Store.QueueAdmit] for a follow, [Store.TakeSummary] for a summary) and
+// settles each attempt ([Store.Settle], [Store.SettleSummary]).
 //
 // Key layout (prefix defaults to "followpush:"). Everything about one
 // followee shares the hash tag {ag:<followee>}, so every script and
@@ -122,7 +122,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 // Event is anything with a delivery record: a follow ([tasks.Follow]) or a
-// summary push ([tasks.Digest]). ID must be unique across both; Time is the
+// summary push ([tasks.Summary]). ID must be unique across both; Time is the
 // event's own time (a follow's EventTime, a digest's due time); Followee
 // is the user the push goes to, under whose hash tag the record lives.
 type Event interface {
@@ -258,9 +258,9 @@ func (q *LoadQuery) Result() (Record, error) {
 	return rec, nil
 }
 
-// LoadDigest returns the delivery record of summary d. A summary never
+// LoadSummary returns the delivery record of summary d. A summary never
 // seen before has a zero Record.
-func (s *Store) LoadDigest(ctx context.Context, d tasks.Digest) (Record, error) {
+func (s *Store) LoadSummary(ctx context.Context, d tasks.Summary) (Record, error) {
 	ev, err := s.rdb.HGetAll(ctx, s.eventKey(d)).Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
@@ -288,7 +288,7 @@ func parseRecord(fields map[string]string) Record {
 }
 
 // Attempt is what one attempt at an event's push did, for [Store.Settle]
-// and [Store.SettleDigest].
+// and [Store.SettleSummary].
 type Attempt struct {
 	// Finished are the tokens of devices that need nothing more: FCM
 	// accepted the push, or dropped them for good.
@@ -326,17 +326,17 @@ func (s *Store) Settle(ctx context.Context, f tasks.Follow, a Attempt, now time.
 	return q, nil
 }
 
-// SettleDigest records what attempt a did for summary d at now, like
+// SettleSummary records what attempt a did for summary d at now, like
 // [Store.Settle], and settles the claims of the followers it named: cutoff
 // (ms) is the oldest follow it named, older ones were left out as stale.
 // Once a device accepted, the named followers' claims stand; when the
 // summary ends without any device accepting, their claims and its cap
 // slot are released. It also ends the summary's in-flight lease.
-func (s *Store) SettleDigest(ctx context.Context, d tasks.Digest, a Attempt, cutoff int64, now time.Time) (int, error) {
+func (s *Store) SettleSummary(ctx context.Context, d tasks.Summary, a Attempt, cutoff int64, now time.Time) (int, error) {
 	keys := []string{s.eventKey(d), s.snapshotKey(d), s.cooldownKey(d.To), s.claimKey(d.To), s.capKey(d.To), s.sendingKey(d.To)}
 	args := append([]any{d.ID(), boolArg(a.Final && !a.FailedForGood), boolArg(a.Final),
 		boolArg(a.Accepted), boolArg(a.QuotaRetry), ms(s.recordLife(d, now)), itoa(cutoff), itoa(d.Due)}, tokenArgs(a.Finished)...)
-	q, err := settleDigestScript.Run(ctx, s.rdb, keys, args...).Int()
+	q, err := settleSummaryScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("record summary delivery: %w", err)
 	}
@@ -389,13 +389,13 @@ if ARGV[3] == '1' and not reached then redis.call('ZREM', KEYS[4], id) end
 return q
 `, "FIRST_TOKEN", "8"))
 
-// settleDigestScript settles one attempt of a summary.
+// settleSummaryScript settles one attempt of a summary.
 //
 // KEYS[1] record HASH, KEYS[2] snapshot ZSET, KEYS[3] claims ZSET, KEYS[4] unsettled claims HASH,
 // KEYS[5] cap ZSET, KEYS[6] sending STRING
 // ARGV[1] digest id, ARGV[2] "1" mark done, ARGV[3] "1" final, ARGV[4] "1" accepted,
 // ARGV[5] "1" quota retry, ARGV[6] record TTL ms, ARGV[7] cutoff ms, ARGV[8] due ms, ARGV[9..] token hashes
-var settleDigestScript = redis.NewScript(strings.ReplaceAll(`
+var settleSummaryScript = redis.NewScript(strings.ReplaceAll(`
 `+recordFields+`
 local sv = redis.call('GET', KEYS[6])
 if sv and string.match(sv, '^(%d+) ') == ARGV[8] then redis.call('DEL', KEYS[6]) end

@@ -248,7 +248,7 @@ end
 // keeps only live followers (see liveFollowers): an unfollow is honoured
 // until the summary goes out, also while it is being retried. With a
 // lease, the answer commits to sending: the summary is in flight until the
-// lease ends (or [Store.SettleDigest]). A retry renews the snapshot's
+// lease ends (or [Store.SettleSummary]). A retry renews the snapshot's
 // expiry.
 //
 // KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET,
@@ -348,7 +348,7 @@ func (s *Store) cooldownKey(to string) string { return s.tag(to) + ":cd" }
 func (s *Store) claimKey(to string) string    { return s.tag(to) + ":cl" }
 func (s *Store) sendingKey(to string) string  { return s.tag(to) + ":sending" }
 func (s *Store) lastDueKey(to string) string  { return s.tag(to) + ":last" }
-func (s *Store) snapshotKey(d tasks.Digest) string {
+func (s *Store) snapshotKey(d tasks.Summary) string {
 	return s.tag(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
 }
 
@@ -510,27 +510,27 @@ func parseAdmission(cmd *redis.Cmd) (Admission, error) {
 	return a, nil
 }
 
-// BatchVerdict is what [Store.TakeDigest] found.
-type BatchVerdict string
+// TakeVerdict is what [Store.TakeSummary] found.
+type TakeVerdict string
 
-// The verdicts of [Store.TakeDigest].
+// The verdicts of [Store.TakeSummary].
 const (
-	// BatchSend: send the summary of [Batch.Followers]. A retry of the same
+	// TakeSend: send the summary of [Batch.Followers]. A retry of the same
 	// digest gets the same followers, less those who unfollowed since and
 	// those a newer follow of theirs superseded.
-	BatchSend BatchVerdict = "send"
-	// BatchEmpty: nobody is pending (every folded follow was undone), or,
+	TakeSend TakeVerdict = "send"
+	// TakeEmpty: nobody is pending (every folded follow was undone), or,
 	// with [Batch.Retake], everyone the digest took is gone since: send
 	// nothing; the window closes.
-	BatchEmpty BatchVerdict = "empty"
-	// BatchLater: the followee is at its cap; the summary moved to
+	TakeEmpty TakeVerdict = "empty"
+	// TakeLater: the followee is at its cap; the summary moved to
 	// [Batch.Next], whose digest the caller schedules.
-	BatchLater BatchVerdict = "later"
-	// BatchSuperseded: another digest of the followee is the current one
+	TakeLater TakeVerdict = "later"
+	// TakeSuperseded: another digest of the followee is the current one
 	// (this one is a stale duplicate); when followers are pending,
 	// [Batch.Next] is its due time, which the caller makes sure is
 	// scheduled.
-	BatchSuperseded BatchVerdict = "superseded"
+	TakeSuperseded TakeVerdict = "superseded"
 )
 
 // Follower is one follower in a summary push.
@@ -539,9 +539,9 @@ type Follower struct {
 	EventTime int64 // ms
 }
 
-// Batch is the answer of [Store.TakeDigest].
-type Batch struct {
-	Verdict BatchVerdict
+// Take is the answer of [Store.TakeSummary].
+type Take struct {
+	Verdict TakeVerdict
 	// Followers are the followers to name, oldest follow first (BatchSend).
 	Followers []Follower
 	// Next is the due time (ms) of the digest to schedule, 0 for none.
@@ -553,24 +553,24 @@ type Batch struct {
 	Retake bool
 }
 
-// TakeDigest takes the followers of digest d at now under policy p: on the
+// TakeSummary takes the followers of digest d at now under policy p: on the
 // first run it moves the followee's pending set into a snapshot (so retries
 // resend the same summary), counts the push against the cap and, with
 // aggregation, opens the next window (follows within it wait for the next
 // summary). When the cap is full the summary is put off instead
-// ([BatchLater]).
+// ([TakeLater]).
 //
 // Every run, the first and each retry's, leaves out the followers who
 // unfollowed (see [Store.Cancel]) after their follow, and those whose newer
 // follow took over their claim; when nobody is left the answer is
-// [BatchEmpty]. The snapshot lives as long as the policy state (at least
+// [TakeEmpty]. The snapshot lives as long as the policy state (at least
 // the stale cutoff of a summary's followers) from the take, renewed by
 // each retry.
 //
 // With lease > 0, a BatchSend answer commits to sending: the followers
-// taken count as being pushed until now + lease or [Store.SettleDigest],
+// taken count as being pushed until now + lease or [Store.SettleSummary],
 // and an unfollow recorded after this point no longer takes them out.
-func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now time.Time, lease time.Duration) (Batch, error) {
+func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now time.Time, lease time.Duration) (Take, error) {
 	n := now.UnixMilli()
 	until := "0"
 	if lease > 0 {
@@ -585,36 +585,36 @@ func (s *Store) TakeDigest(ctx context.Context, d tasks.Digest, p Policy, now ti
 	}
 	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil || len(res) == 0 {
-		return Batch{}, fmt.Errorf("take digest followers: %w (answer %v)", err, res)
+		return Take{}, fmt.Errorf("take digest followers: %w (answer %v)", err, res)
 	}
-	b := Batch{Verdict: BatchVerdict(fmt.Sprint(res[0]))}
+	b := Take{Verdict: TakeVerdict(fmt.Sprint(res[0]))}
 	switch b.Verdict {
-	case BatchEmpty:
+	case TakeEmpty:
 		b.Retake = len(res) > 1 && res[1] == "retake"
-	case BatchSend:
+	case TakeSend:
 		b.Retake = len(res) > 2 && res[2] == "retake"
 		pairs, _ := res[1].([]any)
 		for i := 0; i+1 < len(pairs); i += 2 {
 			t, err := strconv.ParseFloat(fmt.Sprint(pairs[i+1]), 64)
 			if err != nil {
-				return Batch{}, fmt.Errorf("take digest followers: bad score %v", pairs[i+1])
+				return Take{}, fmt.Errorf("take digest followers: bad score %v", pairs[i+1])
 			}
 			b.Followers = append(b.Followers, Follower{ID: fmt.Sprint(pairs[i]), EventTime: int64(t)})
 		}
-	case BatchLater:
+	case TakeLater:
 		if b.Next, err = toInt64(res[1]); err != nil {
-			return Batch{}, fmt.Errorf("take digest followers: bad due time %v", res[1])
+			return Take{}, fmt.Errorf("take digest followers: bad due time %v", res[1])
 		}
-	case BatchSuperseded:
+	case TakeSuperseded:
 		due, err := toInt64(res[1])
 		if err != nil {
-			return Batch{}, fmt.Errorf("take digest followers: bad due time %v", res[1])
+			return Take{}, fmt.Errorf("take digest followers: bad due time %v", res[1])
 		}
 		if pending, _ := toInt64(res[2]); pending > 0 {
 			b.Next = due
 		}
 	default:
-		return Batch{}, fmt.Errorf("take digest followers: unknown verdict %q", b.Verdict)
+		return Take{}, fmt.Errorf("take digest followers: unknown verdict %q", b.Verdict)
 	}
 	return b, nil
 }

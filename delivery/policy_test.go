@@ -178,14 +178,14 @@ func TestTakeDigest(t *testing.T) {
 		{"c", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 		{"b", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 	})
-	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
 	at := t0.Add(10*time.Minute + time.Second)
-	want := delivery.Batch{Verdict: delivery.BatchSend, Followers: []delivery.Follower{
+	want := delivery.Take{Verdict: delivery.TakeSend, Followers: []delivery.Follower{
 		{ID: "b", EventTime: t0.Add(time.Minute).UnixMilli()},
 		{ID: "c", EventTime: t0.Add(2 * time.Minute).UnixMilli()},
 	}}
 	for attempt := range 2 {
-		got, err := st.TakeDigest(ctx, d, p, at, 0)
+		got, err := st.TakeSummary(ctx, d, p, at, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,12 +198,12 @@ func TestTakeDigest(t *testing.T) {
 	// into the next summary, due one window after the first was taken.
 	runSteps(t, st, p, "bob", []step{{"e", 15 * time.Minute, delivery.VerdictAggregated, 20*time.Minute + time.Second, 0}})
 	// A duplicate of an older digest is superseded and names the current one.
-	old := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(5 * time.Minute).UnixMilli()}
-	got, err := st.TakeDigest(ctx, old, p, at, 0)
+	old := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(5 * time.Minute).UnixMilli()}
+	got, err := st.TakeSummary(ctx, old, p, at, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchSuperseded, Next: t0.Add(20*time.Minute + time.Second).UnixMilli()}, got); diff != "" {
+	if diff := cmp.Diff(delivery.Take{Verdict: delivery.TakeSuperseded, Next: t0.Add(20*time.Minute + time.Second).UnixMilli()}, got); diff != "" {
 		t.Errorf("stale digest (-want +got):\n%s", diff)
 	}
 }
@@ -219,24 +219,24 @@ func TestTakeDigestWaitsForTheCap(t *testing.T) {
 		{"a", 0, delivery.VerdictSend, 0, 0},
 		{"b", 30 * time.Second, delivery.VerdictAggregated, time.Minute, 0},
 	})
-	d1 := tasks.Digest{AppID: "1", To: "bob", Due: t0.Add(time.Minute).UnixMilli()}
-	if got, err := st.TakeDigest(ctx, d1, p, t0.Add(time.Minute), 0); err != nil || len(got.Followers) != 1 {
+	d1 := tasks.Summary{AppID: "1", To: "bob", Due: t0.Add(time.Minute).UnixMilli()}
+	if got, err := st.TakeSummary(ctx, d1, p, t0.Add(time.Minute), 0); err != nil || len(got.Followers) != 1 {
 		t.Fatalf("first summary = %+v, %v; want b", got, err)
 	}
 	// Two pushes in the hour now: the next summary waits for the first to
 	// leave it, at t0 + 1h.
 	runSteps(t, st, p, "bob", []step{{"c", 90 * time.Second, delivery.VerdictAggregated, 2 * time.Minute, 0}})
-	d2 := tasks.Digest{AppID: "1", To: "bob", Due: t0.Add(2 * time.Minute).UnixMilli()}
-	got, err := st.TakeDigest(ctx, d2, p, t0.Add(2*time.Minute), 0)
+	d2 := tasks.Summary{AppID: "1", To: "bob", Due: t0.Add(2 * time.Minute).UnixMilli()}
+	got, err := st.TakeSummary(ctx, d2, p, t0.Add(2*time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchLater, Next: t0.Add(time.Hour).UnixMilli()}, got); diff != "" {
+	if diff := cmp.Diff(delivery.Take{Verdict: delivery.TakeLater, Next: t0.Add(time.Hour).UnixMilli()}, got); diff != "" {
 		t.Fatalf("summary at the cap (-want +got):\n%s", diff)
 	}
 	runSteps(t, st, p, "bob", []step{{"d", 3 * time.Minute, delivery.VerdictCapped, time.Hour, 0}})
-	d3 := tasks.Digest{AppID: "1", To: "bob", Due: got.Next}
-	got, err = st.TakeDigest(ctx, d3, p, t0.Add(time.Hour), 0)
+	d3 := tasks.Summary{AppID: "1", To: "bob", Due: got.Next}
+	got, err = st.TakeSummary(ctx, d3, p, t0.Add(time.Hour), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,17 +264,17 @@ func TestCancelUndoesPendingFollow(t *testing.T) {
 	if err := st.Cancel(ctx, "1400000000", "alice", []string{"bob", "dave"}, t0.Add(2*time.Minute).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
-	got, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute), 0)
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	got, err := st.TakeSummary(ctx, d, p, t0.Add(10*time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := delivery.Batch{Verdict: delivery.BatchSend, Followers: []delivery.Follower{{ID: "carol", EventTime: t0.Add(time.Minute).UnixMilli()}}}
+	want := delivery.Take{Verdict: delivery.TakeSend, Followers: []delivery.Follower{{ID: "carol", EventTime: t0.Add(time.Minute).UnixMilli()}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("summary after alice unfollowed (-want +got):\n%s", diff)
 	}
 	// The summary reaches a device.
-	if _, err := st.SettleDigest(ctx, d, delivery.Attempt{Accepted: true, Final: true}, t0.UnixMilli(), t0.Add(10*time.Minute)); err != nil {
+	if _, err := st.SettleSummary(ctx, d, delivery.Attempt{Accepted: true, Final: true}, t0.UnixMilli(), t0.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	// alice's folded follow notified nobody: following again is not held
@@ -287,8 +287,8 @@ func TestCancelUndoesPendingFollow(t *testing.T) {
 	if err := st.Cancel(ctx, "1400000000", "alice", []string{"bob"}, t0.Add(13*time.Minute).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	d2 := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(20 * time.Minute).UnixMilli()}
-	if got, err := st.TakeDigest(ctx, d2, p, t0.Add(20*time.Minute), 0); err != nil || got.Verdict != delivery.BatchEmpty {
+	d2 := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(20 * time.Minute).UnixMilli()}
+	if got, err := st.TakeSummary(ctx, d2, p, t0.Add(20*time.Minute), 0); err != nil || got.Verdict != delivery.TakeEmpty {
 		t.Errorf("summary with everyone undone = %+v, %v; want empty", got, err)
 	}
 }
@@ -308,10 +308,10 @@ func TestTakeDigestRetryLeavesOutLaterUnfollows(t *testing.T) {
 		{"carol", time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 		{"dave", 2 * time.Minute, delivery.VerdictAggregated, 10 * time.Minute, 0},
 	})
-	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
-	take := func(at time.Duration) delivery.Batch {
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	take := func(at time.Duration) delivery.Take {
 		t.Helper()
-		b, err := st.TakeDigest(ctx, d, p, t0.Add(at), 0)
+		b, err := st.TakeSummary(ctx, d, p, t0.Add(at), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,13 +334,13 @@ func TestTakeDigestRetryLeavesOutLaterUnfollows(t *testing.T) {
 	// late.
 	unfollow("carol", 11*time.Minute)
 	unfollow("dave", time.Minute)
-	want := delivery.Batch{Verdict: delivery.BatchSend, Retake: true, Followers: []delivery.Follower{fl("alice", 0), fl("dave", 2*time.Minute)}}
+	want := delivery.Take{Verdict: delivery.TakeSend, Retake: true, Followers: []delivery.Follower{fl("alice", 0), fl("dave", 2*time.Minute)}}
 	if diff := cmp.Diff(want, take(12*time.Minute)); diff != "" {
 		t.Errorf("retry after carol unfollowed (-want +got):\n%s", diff)
 	}
 	unfollow("alice", 13*time.Minute)
 	unfollow("dave", 13*time.Minute)
-	if diff := cmp.Diff(delivery.Batch{Verdict: delivery.BatchEmpty, Retake: true}, take(14*time.Minute)); diff != "" {
+	if diff := cmp.Diff(delivery.Take{Verdict: delivery.TakeEmpty, Retake: true}, take(14*time.Minute)); diff != "" {
 		t.Errorf("retry after everyone unfollowed (-want +got):\n%s", diff)
 	}
 }
@@ -355,7 +355,7 @@ func TestTakeDigestSnapshotOutlivesRetries(t *testing.T) {
 	ctx := context.Background()
 	p := delivery.Policy{Window: 10 * time.Minute, MaxPerHour: 5}
 	runSteps(t, st, p, "bob", []step{{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute, 0}})
-	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
 	snap := "followpush:{ag:bob}:snap:" + itoa(d.Due)
 	atLeast := p.Window + delivery.CapWindow + time.Hour - time.Minute
 	for attempt := range 2 {
@@ -365,8 +365,8 @@ func TestTakeDigestSnapshotOutlivesRetries(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		b, err := st.TakeDigest(ctx, d, p, t0.Add(10*time.Minute), 0)
-		if err != nil || b.Verdict != delivery.BatchSend {
+		b, err := st.TakeSummary(ctx, d, p, t0.Add(10*time.Minute), 0)
+		if err != nil || b.Verdict != delivery.TakeSend {
 			t.Fatalf("attempt %d: %+v, %v", attempt, b, err)
 		}
 		if ttl := rdb.PTTL(ctx, snap).Val(); ttl < atLeast {
@@ -395,8 +395,8 @@ func TestPoliciesOnRedisCluster(t *testing.T) {
 		if err := st.Cancel(ctx, "1", "c", []string{to}, t0.Add(3*time.Second).UnixMilli()); err != nil {
 			t.Fatalf("%d: cancel: %v", i, err)
 		}
-		d := tasks.Digest{AppID: "1", To: to, Due: t0.Add(time.Minute).UnixMilli()}
-		got, err := st.TakeDigest(ctx, d, p, t0.Add(time.Minute), 0)
+		d := tasks.Summary{AppID: "1", To: to, Due: t0.Add(time.Minute).UnixMilli()}
+		got, err := st.TakeSummary(ctx, d, p, t0.Add(time.Minute), 0)
 		if err != nil {
 			t.Fatalf("%s: %v", to, err)
 		}

@@ -20,9 +20,9 @@ const (
 // configured locales matches its own (or it has none).
 const DefaultLocale = "en"
 
-// DigestNames is how many followers a summary push's text names; the
+// SummaryNames is how many followers a summary push's text names; the
 // built-in texts name these and count the rest.
-const DigestNames = 2
+const SummaryNames = 2
 
 // Texts are one locale's push templates, in Go's text/template syntax.
 //
@@ -32,7 +32,7 @@ const DigestNames = 2
 //
 // DigestTitle and DigestBody render a summary push (aggregation, or follows
 // over the per-recipient cap), with .From (the first follower), .Names (the
-// first followers, at most [DigestNames]; display names like .From), .Count (all followers of the
+// first followers, at most [SummaryNames]; display names like .From), .Count (all followers of the
 // summary, at least 1), .Others (Count minus len(Names)), .To and .AppID,
 // and the function join (strings.Join).
 //
@@ -41,8 +41,8 @@ const DigestNames = 2
 type Texts struct {
 	Title       string `json:"title,omitempty"`
 	Body        string `json:"body,omitempty"`
-	DigestTitle string `json:"digest_title,omitempty"`
-	DigestBody  string `json:"digest_body,omitempty"`
+	SummaryTitle string `json:"digest_title,omitempty"`
+	SummaryBody  string `json:"digest_body,omitempty"`
 }
 
 // BuiltinTexts returns the built-in texts: "en" (the fallback), "zh"
@@ -52,26 +52,26 @@ func BuiltinTexts() map[string]Texts {
 		"en": {
 			Title:       DefaultTitle,
 			Body:        DefaultBody,
-			DigestTitle: `{{if gt .Count 1}}{{.Count}} new followers{{else}}New follower{{end}}`,
-			DigestBody:  `{{if .Others}}{{join .Names ", "}} and {{.Others}} {{if eq .Others 1}}other{{else}}others{{end}}{{else}}{{join .Names " and "}}{{end}} started following you`,
+			SummaryTitle: `{{if gt .Count 1}}{{.Count}} new followers{{else}}New follower{{end}}`,
+			SummaryBody:  `{{if .Others}}{{join .Names ", "}} and {{.Others}} {{if eq .Others 1}}other{{else}}others{{end}}{{else}}{{join .Names " and "}}{{end}} started following you`,
 		},
 		"zh": {
 			Title:       "新粉丝",
 			Body:        "{{.From}} 关注了你",
-			DigestTitle: `{{if gt .Count 1}}{{.Count}} 位新粉丝{{else}}新粉丝{{end}}`,
-			DigestBody:  `{{join .Names "、"}} {{if .Others}}等 {{.Count}} 人{{end}}关注了你`,
+			SummaryTitle: `{{if gt .Count 1}}{{.Count}} 位新粉丝{{else}}新粉丝{{end}}`,
+			SummaryBody:  `{{join .Names "、"}} {{if .Others}}等 {{.Count}} 人{{end}}关注了你`,
 		},
 		"ja": {
 			Title:       "新しいフォロワー",
 			Body:        "{{.From}}さんにフォローされました",
-			DigestTitle: `{{if gt .Count 1}}{{.Count}}人の新しいフォロワー{{else}}新しいフォロワー{{end}}`,
-			DigestBody:  `{{join .Names "さん、"}}さん{{if .Others}}ほか{{.Others}}人{{end}}にフォローされました`,
+			SummaryTitle: `{{if gt .Count 1}}{{.Count}}人の新しいフォロワー{{else}}新しいフォロワー{{end}}`,
+			SummaryBody:  `{{join .Names "さん、"}}さん{{if .Others}}ほか{{.Others}}人{{end}}にフォローされました`,
 		},
 	}
 }
 
 // Templates render a push's title and body per locale, for single follows
-// ([Templates.RenderLocale]) and summary pushes ([Templates.RenderDigest]).
+// ([Templates.RenderLocale]) and summary pushes ([Templates.RenderSummary]).
 // They are safe for concurrent use.
 type Templates struct {
 	locales map[string]*localeTemplates
@@ -85,8 +85,8 @@ type localeTemplates struct {
 // singleData is what Title and Body see.
 type singleData struct{ From, FromID, To, AppID string }
 
-// DigestData is what DigestTitle and DigestBody see (see [Texts]).
-type DigestData struct {
+// SummaryData is what DigestTitle and DigestBody see (see [Texts]).
+type SummaryData struct {
 	From, To, AppID string
 	Names           []string
 	Count, Others   int
@@ -160,7 +160,7 @@ func overlay(base, over Texts) Texts {
 		src string
 	}{
 		{&base.Title, over.Title}, {&base.Body, over.Body},
-		{&base.DigestTitle, over.DigestTitle}, {&base.DigestBody, over.DigestBody},
+		{&base.SummaryTitle, over.SummaryTitle}, {&base.SummaryBody, over.SummaryBody},
 	} {
 		if p.src != "" {
 			*p.dst = p.src
@@ -177,9 +177,9 @@ var templateFuncs = template.FuncMap{"join": strings.Join}
 var (
 	sampleSingle  = []any{singleData{From: "Alice", FromID: "alice", To: "bob", AppID: "1400000000"}}
 	sampleDigests = []any{
-		DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice"}, Count: 1, Others: 0},
-		DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 2, Others: 0},
-		DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 5, Others: 3},
+		SummaryData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice"}, Count: 1, Others: 0},
+		SummaryData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 2, Others: 0},
+		SummaryData{From: "alice", To: "bob", AppID: "1400000000", Names: []string{"alice", "carol"}, Count: 5, Others: 3},
 	}
 )
 
@@ -192,8 +192,8 @@ func parseLocale(loc string, tx Texts) (*localeTemplates, error) {
 	}{
 		{"title", tx.Title, &lt.title, sampleSingle},
 		{"body", tx.Body, &lt.body, sampleSingle},
-		{"digest_title", tx.DigestTitle, &lt.digestTitle, sampleDigests},
-		{"digest_body", tx.DigestBody, &lt.digestBody, sampleDigests},
+		{"digest_title", tx.SummaryTitle, &lt.digestTitle, sampleDigests},
+		{"digest_body", tx.SummaryBody, &lt.digestBody, sampleDigests},
 	} {
 		tm, err := template.New(f.name).Funcs(templateFuncs).Option("missingkey=error").Parse(f.text)
 		if err != nil {
@@ -274,9 +274,9 @@ func (t *Templates) RenderFollow(tag string, f tasks.Follow, fromName string) (C
 	return render(lt.title, lt.body, singleData{From: fromName, FromID: f.From, To: f.To, AppID: f.AppID})
 }
 
-// RenderDigest returns the title and body of a summary push in the locale
+// RenderSummary returns the title and body of a summary push in the locale
 // that serves tag.
-func (t *Templates) RenderDigest(tag string, d DigestData) (Content, error) {
+func (t *Templates) RenderSummary(tag string, d SummaryData) (Content, error) {
 	lt := t.locales[t.Locale(tag)]
 	return render(lt.digestTitle, lt.digestBody, d)
 }
@@ -313,9 +313,9 @@ func (t *Templates) renderFollowOrBuiltin(tag string, f tasks.Follow, fromName s
 		singleData{From: fromName, FromID: f.From, To: f.To, AppID: f.AppID})
 }
 
-// renderDigestOrBuiltin is [Templates.RenderDigest] falling back to the
+// renderSummaryOrBuiltin is [Templates.RenderSummary] falling back to the
 // built-in text (see renderOrBuiltin).
-func (t *Templates) renderDigestOrBuiltin(tag string, d DigestData) (c Content, failed, err error) {
+func (t *Templates) renderSummaryOrBuiltin(tag string, d SummaryData) (c Content, failed, err error) {
 	return t.renderOrBuiltin(tag, "summary", func(lt *localeTemplates) (*template.Template, *template.Template) {
 		return lt.digestTitle, lt.digestBody
 	}, d)

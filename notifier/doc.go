@@ -7,7 +7,7 @@
 // The notification policies (cooldown, per-recipient cap, aggregation into
 // summary pushes; [HandlerOptions].Policy, state in delivery.Store) decide
 // whether a follow is pushed at once; folded follows go out in a summary
-// sent by [Handler.ProcessDigest]. Texts are per device locale
+// sent by [Handler.ProcessSummary]. Texts are per device locale
 // ([Templates]), per-platform settings in [MessageOptions], and a send
 // budget shared by all workers in [RateLimit]. Tokens FCM answers
 // SENDER_ID_MISMATCH for are deleted only while the [MismatchBreaker], also

@@ -64,7 +64,7 @@ type HandlerOptions struct {
 
 // Handler is the asynq handler of [tasks.TypeFollow] tasks
 // ([Handler.ProcessTask]) and, with notification policies, of
-// [tasks.TypeDigest] tasks ([Handler.ProcessDigest]).
+// [tasks.TypeSummary] tasks ([Handler.ProcessSummary]).
 //
 // A push goes through the same steps whatever it is for (a follow, a
 // summary): read what is known (the event's record, the followee's

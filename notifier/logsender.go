@@ -54,7 +54,7 @@ func messageTaskID(m *messaging.Message) string {
 	if id := m.Data[DataFollowID]; id != "" {
 		return "follow:" + id
 	}
-	if id := m.Data[DataDigestID]; id != "" {
+	if id := m.Data[DataSummaryID]; id != "" {
 		return "digest:" + id
 	}
 	return ""

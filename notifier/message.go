@@ -43,15 +43,15 @@ const (
 	// (a JSON array of at most [DigestListMax] UserIDs) and the digest's id.
 	DataCount        = "count"
 	DataFromAccounts = "from_accounts"
-	DataDigestID     = "digest_id"
+	DataSummaryID     = "digest_id"
 
 	DataTypeFollow = "follow"
 )
 
-// DigestListMax bounds the followers a summary push lists in its data
+// SummaryListMax bounds the followers a summary push lists in its data
 // (from_accounts): at 32 bytes a UserID, 10 keep the message far below
 // FCM's 4096-byte payload limit.
-const DigestListMax = 10
+const SummaryListMax = 10
 
 // apnsThreadID groups follow notifications together in iOS's notification
 // center.
@@ -143,47 +143,47 @@ func (o MessageOptions) FollowMessage(f tasks.Follow, token, platform string, c 
 	})
 }
 
-// Digest is a summary push's substance: who was followed, by whom (oldest
+// Summary is a summary push's substance: who was followed, by whom (oldest
 // follow first), and the digest that sends it.
-type Digest struct {
-	tasks.Digest
+type Summary struct {
+	tasks.Summary
 	// Followers are the followers' UserIDs, oldest follow first; at least one.
 	Followers []string
 	// Latest is the EventTime (ms) of the newest follow summed up.
 	Latest int64
 }
 
-// DigestCollapseID is the device-side collapse identity of every summary
+// SummaryCollapseID is the device-side collapse identity of every summary
 // push to the followee to: "followers-" followed by 22 hex digits of a
 // hash of to, 32 bytes in all. It is the same for every summary to the
 // same user, so a newer summary replaces the older one on the device.
-func DigestCollapseID(to string) string {
+func SummaryCollapseID(to string) string {
 	sum := sha256.Sum256([]byte("followers\x00" + to))
 	return "followers-" + hex.EncodeToString(sum[:])[:22]
 }
 
-// DigestMessage returns the FCM message of summary push d to the device
+// SummaryMessage returns the FCM message of summary push d to the device
 // with the given token, showing c. It is shaped like [BuildMessage]'s, with
-// collapse identity [DigestCollapseID] and the data payload {"type":
+// collapse identity [SummaryCollapseID] and the data payload {"type":
 // "follow", "from_account" (the first follower), "to_account",
 // "event_time" (the newest follow's), "count" (all followers summed up),
-// "from_accounts" (a JSON array of the first [DigestListMax] followers),
+// "from_accounts" (a JSON array of the first [SummaryListMax] followers),
 // "digest_id"}.
-func (o MessageOptions) DigestMessage(d Digest, token, platform string, c Content) *messaging.Message {
-	list := d.Followers[:min(len(d.Followers), DigestListMax)]
+func (o MessageOptions) SummaryMessage(d Summary, token, platform string, c Content) *messaging.Message {
+	list := d.Followers[:min(len(d.Followers), SummaryListMax)]
 	listJSON, _ := json.Marshal(list) // []string always encodes
 	first := ""
 	if len(d.Followers) > 0 {
 		first = d.Followers[0]
 	}
-	return o.build(token, platform, c, DigestCollapseID(d.To), map[string]string{
+	return o.build(token, platform, c, SummaryCollapseID(d.To), map[string]string{
 		DataType:         DataTypeFollow,
 		DataFromAccount:  first,
 		DataToAccount:    d.To,
 		DataEventTime:    strconv.FormatInt(d.Latest, 10),
 		DataCount:        strconv.Itoa(len(d.Followers)),
 		DataFromAccounts: string(listJSON),
-		DataDigestID:     d.ID(),
+		DataSummaryID:     d.ID(),
 	})
 }
 

@@ -244,8 +244,8 @@ var goldenOptions = MessageOptions{
 }
 
 // goldenDigest is the summary push of the golden files: four followers.
-var goldenDigest = Digest{
-	Digest:    tasks.Digest{AppID: "1400000000", To: "bob", Due: 1700000600000},
+var goldenDigest = Summary{
+	Summary:    tasks.Summary{AppID: "1400000000", To: "bob", Due: 1700000600000},
 	Followers: []string{"alice", "carol", "dave", "erin"},
 	Latest:    1700000500000,
 }
@@ -260,8 +260,8 @@ func TestLocaleMessageGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := goldenDigest.Followers[:DigestNames]
-	digestData := DigestData{From: "alice", To: "bob", AppID: "1400000000", Names: names, Count: 4, Others: 2}
+	names := goldenDigest.Followers[:SummaryNames]
+	digestData := SummaryData{From: "alice", To: "bob", AppID: "1400000000", Names: names, Count: 4, Others: 2}
 	for _, locale := range []string{"en-US", "zh-CN", "ja-JP"} {
 		for _, kind := range []string{"follow", "digest"} {
 			file := "locale_" + locale + "_" + kind + ".golden"
@@ -275,11 +275,11 @@ func TestLocaleMessageGolden(t *testing.T) {
 					}
 					m = goldenOptions.FollowMessage(goldenFollow, goldenToken, "", c)
 				} else {
-					c, err := tmpl.RenderDigest(locale, digestData)
+					c, err := tmpl.RenderSummary(locale, digestData)
 					if err != nil {
 						t.Fatal(err)
 					}
-					m = goldenOptions.DigestMessage(goldenDigest, goldenToken, "", c)
+					m = goldenOptions.SummaryMessage(goldenDigest, goldenToken, "", c)
 				}
 				compareGolden(t, file, wireJSON(t, m))
 			})
@@ -317,12 +317,12 @@ func TestBuiltinTexts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest := func(names []string, count int) DigestData {
-		return DigestData{From: names[0], To: "bob", AppID: "1", Names: names, Count: count, Others: count - len(names)}
+	digest := func(names []string, count int) SummaryData {
+		return SummaryData{From: names[0], To: "bob", AppID: "1", Names: names, Count: count, Others: count - len(names)}
 	}
 	tests := []struct {
 		locale string
-		data   DigestData
+		data   SummaryData
 		want   Content
 	}{
 		{"en", digest([]string{"alice"}, 1), Content{"New follower", "alice started following you"}},
@@ -335,7 +335,7 @@ func TestBuiltinTexts(t *testing.T) {
 		{"ja", digest([]string{"alice", "carol"}, 5), Content{"5人の新しいフォロワー", "aliceさん、carolさんほか3人にフォローされました"}},
 	}
 	for _, tt := range tests {
-		got, err := tmpl.RenderDigest(tt.locale, tt.data)
+		got, err := tmpl.RenderSummary(tt.locale, tt.data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -380,7 +380,7 @@ func TestNewLocalizedTemplatesRejects(t *testing.T) {
 		"parse error":        {"de": {Body: "{{.From"}},
 		"unknown field":      {"de": {Body: "{{.Follower}}"}},
 		"digest field":       {"de": {Body: "{{.Count}}"}},
-		"digest parse error": {"ja": {DigestBody: "{{join .Names}"}},
+		"digest parse error": {"ja": {SummaryBody: "{{join .Names}"}},
 	} {
 		if _, err := NewLocalizedTemplates(texts); err == nil {
 			t.Errorf("%s: accepted", name)

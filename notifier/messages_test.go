@@ -61,7 +61,7 @@ func serveHandler(t *testing.T, f *handlerFixture, h *notifier.Handler) {
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeFollow, h)
-	mux.HandleFunc(tasks.TypeDigest, h.ProcessDigest)
+	mux.HandleFunc(tasks.TypeSummary, h.ProcessSummary)
 	if err := srv.Start(mux); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestInvalidTaskLogsTaskID(t *testing.T) {
 	client := asynq.NewClientFromRedisClient(f.rdb)
 	bad := map[string]string{
 		"bad-follow-1": tasks.TypeFollow,
-		"bad-digest-1": tasks.TypeDigest,
+		"bad-digest-1": tasks.TypeSummary,
 	}
 	for id, typ := range bad {
 		if _, err := client.Enqueue(asynq.NewTask(typ, []byte(`{"to":""}`)), asynq.Queue(tasks.QueueFollow), asynq.TaskID(id)); err != nil {

@@ -18,8 +18,8 @@ type Metrics struct {
 	tokensDeleted *prometheus.CounterVec
 	tokensKept    *prometheus.CounterVec
 	delay         prometheus.Histogram
-	digests       *prometheus.CounterVec
-	digestSize    prometheus.Histogram
+	summaries       *prometheus.CounterVec
+	summarySize    prometheus.Histogram
 	rateLimited   prometheus.Counter
 	breaker       atomic.Pointer[MismatchBreaker] // read by the breaker gauge
 }
@@ -64,10 +64,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the follow's EventTime to FCM accepting the push.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
 		}),
-		digests: f.NewCounterVec(prometheus.CounterOpts{
+		summaries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "followpush_digests_total", Help: "Digest (summary push) tasks processed, by result.",
 		}, []string{"result"}),
-		digestSize: f.NewHistogram(prometheus.HistogramOpts{
+		summarySize: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "followpush_digest_followers",
 			Help:    "Followers named or counted by each summary push sent.",
 			Buckets: []float64{1, 2, 5, 10, 50, 100, 1000, 10000, 100000},
@@ -91,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 var (
 	taskResults = []string{"sent", "undelivered", "no_devices", "duplicate", "cancelled", "stale", "retry", "exhausted", "invalid", "error",
 		string(delivery.VerdictCooldown), string(delivery.VerdictSuperseded), string(delivery.VerdictAggregated), string(delivery.VerdictCapped)}
-	digestResults = []string{"sent", "undelivered", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "exhausted", "invalid", "error"}
+	summaryResults = []string{"sent", "undelivered", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "exhausted", "invalid", "error"}
 	pushOutcomes  = []Outcome{OutcomeSent, OutcomeUnregistered, OutcomeInvalidToken, OutcomeInvalidMessage, OutcomeSenderIDMismatch,
 		OutcomeThirdPartyAuth, OutcomeQuota, OutcomeUnavailable, OutcomeInternal, OutcomeUnknown, OutcomeTransport}
 )
@@ -101,8 +101,8 @@ func (m *Metrics) initLabels() {
 	for _, r := range taskResults {
 		m.tasks.WithLabelValues(r)
 	}
-	for _, r := range digestResults {
-		m.digests.WithLabelValues(r)
+	for _, r := range summaryResults {
+		m.summaries.WithLabelValues(r)
 	}
 	for _, o := range pushOutcomes {
 		m.pushes.WithLabelValues(string(o))

@@ -304,14 +304,14 @@ func sortedFollowers(set map[string]int64) []mFollower {
 
 // mBatch is TakeDigest's answer.
 type mBatch struct {
-	verdict   delivery.BatchVerdict
+	verdict   delivery.TakeVerdict
 	followers []mFollower
 	next      int64
 	retake    bool
 }
 
 // take is TakeDigest of summary d at now; until > 0 commits it.
-func (m *model) take(d tasks.Digest, now, until int64) mBatch {
+func (m *model) take(d tasks.Summary, now, until int64) mBatch {
 	u := m.user(d.To)
 	keepLive := func(set map[string]int64) {
 		for f, s := range set {
@@ -337,13 +337,13 @@ func (m *model) take(d tasks.Digest, now, until int64) mBatch {
 		keepLive(snap)
 		if len(snap) == 0 {
 			delete(u.snaps, d.Due)
-			return mBatch{verdict: delivery.BatchEmpty, retake: true}
+			return mBatch{verdict: delivery.TakeEmpty, retake: true}
 		}
 		commit()
-		return mBatch{verdict: delivery.BatchSend, followers: sortedFollowers(snap), retake: true}
+		return mBatch{verdict: delivery.TakeSend, followers: sortedFollowers(snap), retake: true}
 	}
 	if u.win != nil && u.win.due != d.Due {
-		b := mBatch{verdict: delivery.BatchSuperseded}
+		b := mBatch{verdict: delivery.TakeSuperseded}
 		if len(u.pending) > 0 {
 			b.next = u.win.due
 		}
@@ -352,7 +352,7 @@ func (m *model) take(d tasks.Digest, now, until int64) mBatch {
 	keepLive(u.pending)
 	if len(u.pending) == 0 {
 		u.win = nil
-		return mBatch{verdict: delivery.BatchEmpty}
+		return mBatch{verdict: delivery.TakeEmpty}
 	}
 	id := d.ID()
 	if limit := m.p.MaxPerHour; limit > 0 {
@@ -363,7 +363,7 @@ func (m *model) take(d tasks.Digest, now, until int64) mBatch {
 				if free <= d.Due {
 					free = d.Due + 1
 				}
-				return mBatch{verdict: delivery.BatchLater, next: u.open(free, "capped", "")}
+				return mBatch{verdict: delivery.TakeLater, next: u.open(free, "capped", "")}
 			}
 			u.capLog[id] = now
 		}
@@ -377,7 +377,7 @@ func (m *model) take(d tasks.Digest, now, until int64) mBatch {
 		u.win = nil
 	}
 	commit()
-	return mBatch{verdict: delivery.BatchSend, followers: sortedFollowers(u.snaps[d.Due])}
+	return mBatch{verdict: delivery.TakeSend, followers: sortedFollowers(u.snaps[d.Due])}
 }
 
 // mAttempt is what one attempt did, as the handler settles it.
@@ -427,7 +427,7 @@ func (m *model) settle(f mFollow, a mAttemptRecord) {
 }
 
 // settleDigest is SettleDigest of summary d's attempt.
-func (m *model) settleDigest(d tasks.Digest, a mAttemptRecord, cutoff int64) {
+func (m *model) settleDigest(d tasks.Summary, a mAttemptRecord, cutoff int64) {
 	id := d.ID()
 	r := m.writeRecord(id, a)
 	u := m.user(d.To)

@@ -558,7 +558,7 @@ type sim struct {
 	queue    map[string]*dTask
 	paused   []*attempt
 	nextSeq  int
-	schedule []tasks.Digest // scheduled by the real handler in this segment
+	schedule []tasks.Summary // scheduled by the real handler in this segment
 
 	// history for the invariants
 	pushes     []pushRec
@@ -601,7 +601,7 @@ type unfollowRec struct {
 type dTask struct {
 	id       string
 	follow   *tasks.Follow
-	digest   *tasks.Digest
+	digest   *tasks.Summary
 	state    string // pending, waiting (scheduled, retry, crashed: runnable at at), active, archived
 	at       int64
 	retried  int
@@ -661,7 +661,7 @@ func (f limiterFunc) Wait(ctx context.Context, n int) (time.Duration, error) { r
 
 // enqueueDigest is the handler's Scheduler: asynq's task id uniqueness.
 func (s *sim) enqueueDigest(_ context.Context, t *asynq.Task, _ ...asynq.Option) (*asynq.TaskInfo, error) {
-	d, err := tasks.ParseDigest(t)
+	d, err := tasks.ParseSummary(t)
 	if err != nil {
 		return nil, err
 	}
@@ -753,7 +753,7 @@ func (a *attempt) observe(r fcmtest.Request, o outcome) {
 func identityOf(msg map[string]any) string {
 	data, _ := msg["data"].(map[string]any)
 	str := func(k string) string { v, _ := data[k].(string); return v }
-	if id := str(notifier.DataDigestID); id != "" {
+	if id := str(notifier.DataSummaryID); id != "" {
 		var from []string
 		_ = json.Unmarshal([]byte(str(notifier.DataFromAccounts)), &from)
 		return "summary " + str(notifier.DataToAccount) + " <- " + strings.Join(from, ",") + " #" + str(notifier.DataCount)
@@ -773,7 +773,7 @@ type runEvent struct {
 	err  error  // real side's result at the end
 	res  string // model side's result at the end
 	out  []sent // model side: what it sent in the segment
-	sch  []tasks.Digest
+	sch  []tasks.Summary
 }
 
 func newRunner() *runner { return &runner{events: make(chan runEvent), resume: make(chan bool)} }
@@ -807,8 +807,8 @@ func (s *sim) segment(a *attempt, first bool) (bool, error) {
 				task, _ := tasks.NewFollowTask(*t.follow)
 				err = s.h.ProcessTask(a.ctx, task)
 			} else {
-				task, _ := tasks.NewDigestTask(*t.digest)
-				err = s.h.ProcessDigest(a.ctx, task)
+				task, _ := tasks.NewSummaryTask(*t.digest)
+				err = s.h.ProcessSummary(a.ctx, task)
 			}
 			a.real.events <- runEvent{err: err}
 		}()
@@ -993,7 +993,7 @@ type modelRun struct {
 	s   *sim
 	a   *attempt
 	out []sent
-	sch []tasks.Digest
+	sch []tasks.Summary
 	// committed is the action during which the attempt committed to its
 	// push: what I3 compares with the unfollows; committedAt the time it
 	// counts from.
@@ -1007,7 +1007,7 @@ func (p *modelRun) yield(step string) {
 	p.a.mod.pause(ev)
 }
 
-func (p *modelRun) scheduleDigest(d tasks.Digest) {
+func (p *modelRun) scheduleDigest(d tasks.Summary) {
 	p.sch = append(p.sch, d)
 }
 
@@ -1130,7 +1130,7 @@ func (p *modelRun) follow(f mFollow) string {
 		p.s.env.tally["follow waited for a push in flight"]++
 		return "retry-free"
 	case delivery.VerdictAggregated, delivery.VerdictCapped:
-		p.scheduleDigest(tasks.Digest{AppID: modelApp, To: f.To, Due: adm.due})
+		p.scheduleDigest(tasks.Summary{AppID: modelApp, To: f.To, Due: adm.due})
 		p.yield("scheduled")
 		m.settle(f, final)
 		return string(adm.verdict)
@@ -1163,7 +1163,7 @@ func (p *modelRun) follow(f mFollow) string {
 	return p.retryResult(d, last, rec.reached || d.rec.accepted)
 }
 
-func (p *modelRun) digest(d tasks.Digest) string {
+func (p *modelRun) digest(d tasks.Summary) string {
 	m := p.s.m
 	rec := m.record(d.ID()).clone()
 	p.yield("loaded")
@@ -1174,21 +1174,21 @@ func (p *modelRun) digest(d tasks.Digest) string {
 	end := func(cutoff int64) { m.settleDigest(d, mAttemptRecord{final: true}, cutoff) }
 	notSent := func(b mBatch, taken bool) string {
 		if b.next != 0 {
-			p.scheduleDigest(tasks.Digest{AppID: d.AppID, To: d.To, Due: b.next})
+			p.scheduleDigest(tasks.Summary{AppID: d.AppID, To: d.To, Due: b.next})
 		}
 		end(0)
 		switch {
 		case taken && !b.retake:
 			return "stale"
-		case b.verdict == delivery.BatchEmpty:
+		case b.verdict == delivery.TakeEmpty:
 			return "empty"
-		case b.verdict == delivery.BatchLater:
+		case b.verdict == delivery.TakeLater:
 			return "deferred"
 		}
 		return "superseded"
 	}
 	b := m.take(d, now, 0)
-	if b.verdict != delivery.BatchSend {
+	if b.verdict != delivery.TakeSend {
 		return notSent(b, rec.taken)
 	}
 	maxAge := m.maxAge + m.p.Window.Milliseconds()
@@ -1218,7 +1218,7 @@ func (p *modelRun) digest(d tasks.Digest) string {
 		return "no_devices"
 	}
 	b = m.take(d, now, now+m.lease)
-	if b.verdict != delivery.BatchSend {
+	if b.verdict != delivery.TakeSend {
 		return notSent(b, true)
 	}
 	p.committed, p.committedAt = p.s.step, now
@@ -1234,7 +1234,7 @@ func (p *modelRun) digest(d tasks.Digest) string {
 	for _, f := range sum {
 		names = append(names, f.id)
 	}
-	identity := fmt.Sprintf("summary %s <- %s #%d", d.To, strings.Join(names[:min(len(names), notifier.DigestListMax)], ","), len(names))
+	identity := fmt.Sprintf("summary %s <- %s #%d", d.To, strings.Join(names[:min(len(names), notifier.SummaryListMax)], ","), len(names))
 	dv := p.deliver(d.To, targets, identity, sum, d.ID())
 	p.yield("sent")
 	last := p.settleAttempt(&dv, func(r mAttemptRecord) { m.settleDigest(d, r, cutoff) })

@@ -129,15 +129,15 @@ func (f *policyFixture) unfollow(t *testing.T, from, to string) {
 }
 
 // digests returns the digest tasks scheduled in the queue.
-func (f *policyFixture) digests(t *testing.T) []tasks.Digest {
+func (f *policyFixture) digests(t *testing.T) []tasks.Summary {
 	t.Helper()
 	infos, err := f.insp.ListScheduledTasks(tasks.QueueFollow)
 	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
 		t.Fatal(err)
 	}
-	var out []tasks.Digest
+	var out []tasks.Summary
 	for _, info := range infos {
-		d, err := tasks.ParseDigest(asynq.NewTask(info.Type, info.Payload))
+		d, err := tasks.ParseSummary(asynq.NewTask(info.Type, info.Payload))
 		if err != nil {
 			t.Fatalf("scheduled task %s: %v", info.ID, err)
 		}
@@ -148,7 +148,7 @@ func (f *policyFixture) digests(t *testing.T) []tasks.Digest {
 
 // runDigest runs the one scheduled digest task, as asynq would at its due
 // time, and removes it from the queue as asynq does when it succeeds.
-func (f *policyFixture) runDigest(t *testing.T) (tasks.Digest, error) {
+func (f *policyFixture) runDigest(t *testing.T) (tasks.Summary, error) {
 	t.Helper()
 	ds := f.digests(t)
 	if len(ds) != 1 {
@@ -156,11 +156,11 @@ func (f *policyFixture) runDigest(t *testing.T) (tasks.Digest, error) {
 	}
 	d := ds[0]
 	f.clock.Set(d.Time())
-	task, err := tasks.NewDigestTask(d)
+	task, err := tasks.NewSummaryTask(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = f.h.ProcessDigest(context.Background(), task)
+	err = f.h.ProcessSummary(context.Background(), task)
 	if err == nil {
 		if derr := f.insp.DeleteTask(tasks.QueueFollow, d.TaskID()); derr != nil {
 			t.Fatal(derr)
@@ -206,10 +206,10 @@ func (f *policyFixture) runAllDigests(t *testing.T) int {
 	}
 	n := 0
 	for _, info := range infos {
-		if info.Type != tasks.TypeDigest {
+		if info.Type != tasks.TypeSummary {
 			continue
 		}
-		if err := f.h.ProcessDigest(context.Background(), asynq.NewTask(info.Type, info.Payload)); err != nil {
+		if err := f.h.ProcessSummary(context.Background(), asynq.NewTask(info.Type, info.Payload)); err != nil {
 			t.Fatalf("digest %s: %v", info.ID, err)
 		}
 		if err := f.insp.DeleteTask(tasks.QueueFollow, info.ID); err != nil {
@@ -395,14 +395,14 @@ func TestHandlerAggregationWindow(t *testing.T) {
 	if err := json.Unmarshal([]byte(str(data["from_accounts"])), &listed); err != nil {
 		t.Fatal(err)
 	}
-	if data["count"] != "999" || len(listed) != notifier.DigestListMax || listed[0] != "fan1" {
-		t.Errorf("data count %v, from_accounts %v: want 999 and the first %d", data["count"], listed, notifier.DigestListMax)
+	if data["count"] != "999" || len(listed) != notifier.SummaryListMax || listed[0] != "fan1" {
+		t.Errorf("data count %v, from_accounts %v: want 999 and the first %d", data["count"], listed, notifier.SummaryListMax)
 	}
 	req := f.fcm.Requests()[1].Message
 	apns, _ := req["apns"].(map[string]any)
 	headers, _ := apns["headers"].(map[string]any)
-	if got := headers["apns-collapse-id"]; got != notifier.DigestCollapseID("star") {
-		t.Errorf("apns-collapse-id = %v, want the followee's %s", got, notifier.DigestCollapseID("star"))
+	if got := headers["apns-collapse-id"]; got != notifier.SummaryCollapseID("star") {
+		t.Errorf("apns-collapse-id = %v, want the followee's %s", got, notifier.SummaryCollapseID("star"))
 	}
 
 	// The summary opened the next window: a follow a minute later waits
@@ -573,7 +573,7 @@ func TestHandlerSummaryWithLostSnapshotIsStale(t *testing.T) {
 	if got := f.digestResults(t); got["stale"] != 1 || got["empty"] != 0 || got["superseded"] != 0 {
 		t.Errorf("digest results = %v, want stale 1", got)
 	}
-	if rec, err := f.records.LoadDigest(context.Background(), d); err != nil || !rec.Done {
+	if rec, err := f.records.LoadSummary(context.Background(), d); err != nil || !rec.Done {
 		t.Errorf("digest record = %+v, %v; want done", rec, err)
 	}
 }
@@ -619,7 +619,7 @@ func TestHandlerFoldRetryDoesNotNotifyTwice(t *testing.T) {
 func TestHandlerSummaryTemplateFailureFallsBackToBuiltin(t *testing.T) {
 	t.Parallel()
 	tmpl, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{
-		"ja": {DigestTitle: "{{slice .From 0 3}}さんたち"}, // fine for "alice", not for "ed"
+		"ja": {SummaryTitle: "{{slice .From 0 3}}さんたち"}, // fine for "alice", not for "ed"
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -651,7 +651,7 @@ func TestTemplatesAreTriedOnEverySummaryShape(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{"fr": {DigestBody: tt.body}})
+			_, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{"fr": {SummaryBody: tt.body}})
 			if (err == nil) != tt.ok {
 				t.Errorf("NewLocalizedTemplates(%q) error = %v, want ok %v", tt.body, err, tt.ok)
 			}

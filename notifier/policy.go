@@ -32,7 +32,7 @@ type SendLimiter interface {
 // fail, f's retry asks the policies again and gets the same summary (a
 // follow is folded once).
 func (h *Handler) folded(ctx context.Context, log *slog.Logger, f tasks.Follow, adm delivery.Admission, now time.Time) error {
-	if err := h.schedule(ctx, tasks.Digest{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
+	if err := h.schedule(ctx, tasks.Summary{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
 		return err
 	}
 	h.at(ctx, "scheduled")
@@ -46,11 +46,11 @@ func (h *Handler) folded(ctx context.Context, log *slog.Logger, f tasks.Follow, 
 
 // schedule makes sure digest d's task exists; one that exists already (the
 // same followee and due time) is left alone.
-func (h *Handler) schedule(ctx context.Context, d tasks.Digest) error {
+func (h *Handler) schedule(ctx context.Context, d tasks.Summary) error {
 	if h.opts.Scheduler == nil {
 		return fmt.Errorf("summary push without a scheduler (no cap or aggregation configured): %w", asynq.SkipRetry)
 	}
-	t, err := tasks.NewDigestTask(d)
+	t, err := tasks.NewSummaryTask(d)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
@@ -60,54 +60,54 @@ func (h *Handler) schedule(ctx context.Context, d tasks.Digest) error {
 	return nil
 }
 
-// ProcessDigest is the asynq handler of [tasks.TypeDigest] tasks: it sends
+// ProcessSummary is the asynq handler of [tasks.TypeSummary] tasks: it sends
 // the followee one summary push naming the first followers folded into it
-// and counting the rest (see [delivery.Store.TakeDigest]), in each device's
-// locale, with the collapse identity [DigestCollapseID]. Followers whose
+// and counting the rest (see [delivery.Store.TakeSummary]), in each device's
+// locale, with the collapse identity [SummaryCollapseID]. Followers whose
 // follow is older than MaxEventAge plus the aggregation window (plus an
 // hour with the per-recipient cap) are left out, and so are followers who
 // unfollowed before the push went out (also between retries). Its error is
 // the retry policy, as for follow tasks.
-func (h *Handler) ProcessDigest(ctx context.Context, t *asynq.Task) error {
-	d, err := tasks.ParseDigest(t)
+func (h *Handler) ProcessSummary(ctx context.Context, t *asynq.Task) error {
+	d, err := tasks.ParseSummary(t)
 	if err != nil {
-		h.metrics.digests.WithLabelValues("invalid").Inc()
+		h.metrics.summaries.WithLabelValues("invalid").Inc()
 		h.log.Error("invalid digest task: archived", "task_id", taskID(ctx), "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	log := h.log.With(slog.String("task_id", d.TaskID()), slog.String("to_account", d.To))
-	err = h.processDigest(ctx, log, d)
-	h.reportResult(ctx, log, h.metrics.digests, err, "summary push will be retried", "digest task failed")
+	err = h.processSummary(ctx, log, d)
+	h.reportResult(ctx, log, h.metrics.summaries, err, "summary push will be retried", "digest task failed")
 	return err
 }
 
-func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.Digest) error {
+func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.Summary) error {
 	if !h.opts.Policy.Active() || h.opts.Scheduler == nil {
 		return fmt.Errorf("digest task without notification policies configured: %w", asynq.SkipRetry)
 	}
-	rec, err := h.store.LoadDigest(ctx, d)
+	rec, err := h.store.LoadSummary(ctx, d)
 	if err != nil {
 		return err
 	}
 	h.at(ctx, "loaded")
 	if rec.Done {
-		h.metrics.digests.WithLabelValues("duplicate").Inc()
+		h.metrics.summaries.WithLabelValues("duplicate").Inc()
 		log.Info("summary push already handled: nothing sent")
 		return nil
 	}
 	now := h.opts.Now()
-	b, err := h.store.TakeDigest(ctx, d, h.opts.Policy, now, 0)
+	b, err := h.store.TakeSummary(ctx, d, h.opts.Policy, now, 0)
 	if err != nil {
 		return err
 	}
-	if b.Verdict != delivery.BatchSend {
-		return h.digestNotSent(ctx, log, d, b, rec.Taken, now)
+	if b.Verdict != delivery.TakeSend {
+		return h.summaryNotSent(ctx, log, d, b, rec.Taken, now)
 	}
-	sum, cutoff, maxAge := h.digestOf(d, b.Followers, now)
+	sum, cutoff, maxAge := h.summaryOf(d, b.Followers, now)
 	if len(sum.Followers) == 0 {
-		h.metrics.digests.WithLabelValues("stale").Inc()
+		h.metrics.summaries.WithLabelValues("stale").Inc()
 		log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
-		return h.endDigest(ctx, d, cutoff, now)
+		return h.endSummary(ctx, d, cutoff, now)
 	}
 	all, err := h.devices.List(ctx, d.To)
 	if err != nil {
@@ -115,39 +115,39 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 	}
 	targets := pending(all, rec)
 	if len(targets) == 0 {
-		if err := h.endDigest(ctx, d, cutoff, now); err != nil || rec.Reached {
-			return h.ended(log, h.metrics.digests, true, 0, "summary push", err)
+		if err := h.endSummary(ctx, d, cutoff, now); err != nil || rec.Reached {
+			return h.ended(log, h.metrics.summaries, true, 0, "summary push", err)
 		}
-		h.metrics.digests.WithLabelValues("no_devices").Inc()
+		h.metrics.summaries.WithLabelValues("no_devices").Inc()
 		log.Debug("no devices to push to")
 		return nil
 	}
-	p := h.digestPush(ctx, log, sum)
+	p := h.summaryPush(ctx, log, sum)
 
 	// The commitment: unfollows that arrived while the devices and the
 	// display names were read count too, so the followers are read once
 	// more, and the summary is in flight from here.
 	committedAt := h.opts.Now()
-	b, err = h.store.TakeDigest(ctx, d, h.opts.Policy, committedAt, h.lease)
+	b, err = h.store.TakeSummary(ctx, d, h.opts.Policy, committedAt, h.lease)
 	if err != nil {
 		return err
 	}
-	if b.Verdict != delivery.BatchSend {
-		return h.digestNotSent(ctx, log, d, b, true, now)
+	if b.Verdict != delivery.TakeSend {
+		return h.summaryNotSent(ctx, log, d, b, true, now)
 	}
-	if again, _, _ := h.digestOf(d, b.Followers, now); !slices.Equal(again.Followers, sum.Followers) {
+	if again, _, _ := h.summaryOf(d, b.Followers, now); !slices.Equal(again.Followers, sum.Followers) {
 		if len(again.Followers) == 0 {
-			h.metrics.digests.WithLabelValues("stale").Inc()
+			h.metrics.summaries.WithLabelValues("stale").Inc()
 			log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
-			return h.endDigest(ctx, d, cutoff, now)
+			return h.endSummary(ctx, d, cutoff, now)
 		}
-		sum, p = again, h.digestPush(ctx, log, again)
+		sum, p = again, h.summaryPush(ctx, log, again)
 	}
 	h.at(ctx, "committed")
 	a, retry, err := h.deliver(ctx, log, d.To, p, targets, committedAt)
 	h.at(ctx, "sent")
 	if err := h.settle(ctx, log, a, retry, err, func(ctx context.Context, a delivery.Attempt) (int, error) {
-		return h.store.SettleDigest(ctx, d, a, cutoff, h.opts.Now())
+		return h.store.SettleSummary(ctx, d, a, cutoff, h.opts.Now())
 	}); err != nil {
 		return err
 	}
@@ -156,61 +156,61 @@ func (h *Handler) processDigest(ctx context.Context, log *slog.Logger, d tasks.D
 		return err
 	}
 	if rec.Reached || a.Accepted {
-		h.metrics.digestSize.Observe(float64(len(sum.Followers)))
+		h.metrics.summarySize.Observe(float64(len(sum.Followers)))
 	}
-	return h.ended(log.With("followers", len(sum.Followers)), h.metrics.digests, rec.Reached || a.Accepted, len(a.Finished), "summary push", nil)
+	return h.ended(log.With("followers", len(sum.Followers)), h.metrics.summaries, rec.Reached || a.Accepted, len(a.Finished), "summary push", nil)
 }
 
-// endDigest settles a summary that ends without being sent in this
+// endSummary settles a summary that ends without being sent in this
 // attempt: it is done, and its followers' claims and its cap slot are
 // released unless an earlier attempt reached a device.
-func (h *Handler) endDigest(ctx context.Context, d tasks.Digest, cutoff int64, now time.Time) error {
-	_, err := h.store.SettleDigest(ctx, d, delivery.Attempt{Final: true}, cutoff, now)
+func (h *Handler) endSummary(ctx context.Context, d tasks.Summary, cutoff int64, now time.Time) error {
+	_, err := h.store.SettleSummary(ctx, d, delivery.Attempt{Final: true}, cutoff, now)
 	return err
 }
 
-// digestNotSent does what a TakeDigest answer other than send asks and
+// summaryNotSent does what a TakeDigest answer other than send asks and
 // counts it. taken: an earlier attempt (or call) took d's followers, so an
 // answer that does not come from their snapshot means the snapshot was
 // lost: its followers are counted as stale, not as undone.
-func (h *Handler) digestNotSent(ctx context.Context, log *slog.Logger, d tasks.Digest, b delivery.Batch, taken bool, now time.Time) error {
+func (h *Handler) summaryNotSent(ctx context.Context, log *slog.Logger, d tasks.Summary, b delivery.Take, taken bool, now time.Time) error {
 	var result string
 	switch b.Verdict {
-	case delivery.BatchEmpty:
+	case delivery.TakeEmpty:
 		result = "empty"
-	case delivery.BatchLater:
+	case delivery.TakeLater:
 		result = "deferred"
-	case delivery.BatchSuperseded:
+	case delivery.TakeSuperseded:
 		result = "superseded"
 	default:
 		return fmt.Errorf("take digest: unknown verdict %q", b.Verdict)
 	}
 	if b.Next != 0 {
-		if err := h.schedule(ctx, tasks.Digest{AppID: d.AppID, To: d.To, Due: b.Next}); err != nil {
+		if err := h.schedule(ctx, tasks.Summary{AppID: d.AppID, To: d.To, Due: b.Next}); err != nil {
 			return err
 		}
 	}
-	if err := h.endDigest(ctx, d, 0, now); err != nil {
+	if err := h.endSummary(ctx, d, 0, now); err != nil {
 		return err
 	}
 	switch {
 	case taken && !b.Retake:
-		h.metrics.digests.WithLabelValues("stale").Inc()
+		h.metrics.summaries.WithLabelValues("stale").Inc()
 		log.Warn("the followers the summary took are gone (expired, or lost by Redis): dropped", "verdict", string(b.Verdict))
-	case b.Verdict == delivery.BatchEmpty:
-		h.metrics.digests.WithLabelValues(result).Inc()
+	case b.Verdict == delivery.TakeEmpty:
+		h.metrics.summaries.WithLabelValues(result).Inc()
 		log.Info("every follow of the summary was undone: nothing sent")
 	default:
-		h.metrics.digests.WithLabelValues(result).Inc()
+		h.metrics.summaries.WithLabelValues(result).Inc()
 		log.Info("summary push put off", "reason", result, "next", time.UnixMilli(b.Next).UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }
 
-// digestOf returns the summary of digest d naming followers, leaving out
+// summaryOf returns the summary of digest d naming followers, leaving out
 // those too old at now, the oldest EventTime (ms) it names, and the age
 // past which followers are too old.
-func (h *Handler) digestOf(d tasks.Digest, followers []delivery.Follower, now time.Time) (Digest, int64, time.Duration) {
+func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now time.Time) (Summary, int64, time.Duration) {
 	// A summary is late by design (the window, the cap): its followers go
 	// stale that much later than a single follow.
 	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window
@@ -218,7 +218,7 @@ func (h *Handler) digestOf(d tasks.Digest, followers []delivery.Follower, now ti
 		maxAge += delivery.CapWindow
 	}
 	cutoff := now.Add(-maxAge).UnixMilli()
-	sum := Digest{Digest: d}
+	sum := Summary{Summary: d}
 	for _, f := range followers {
 		if f.EventTime < cutoff {
 			continue
@@ -229,14 +229,14 @@ func (h *Handler) digestOf(d tasks.Digest, followers []delivery.Follower, now ti
 	return sum, cutoff, maxAge
 }
 
-func (h *Handler) digestPush(ctx context.Context, log *slog.Logger, sum Digest) push {
-	named := sum.Followers[:min(len(sum.Followers), DigestNames)]
+func (h *Handler) summaryPush(ctx context.Context, log *slog.Logger, sum Summary) push {
+	named := sum.Followers[:min(len(sum.Followers), SummaryNames)]
 	display := h.displayNames(ctx, sum.AppID, named...)
 	names := make([]string, len(named))
 	for i, id := range named {
 		names[i] = display[id]
 	}
-	data := DigestData{
+	data := SummaryData{
 		From: names[0], To: sum.To, AppID: sum.AppID,
 		Names: names, Count: len(sum.Followers), Others: len(sum.Followers) - len(names),
 	}
@@ -244,14 +244,14 @@ func (h *Handler) digestPush(ctx context.Context, log *slog.Logger, sum Digest) 
 		render: func(locale string) (Content, error) {
 			// The followers are taken: a template that fails on them must not
 			// lose the summary. The built-in text of the locale says it.
-			c, failed, err := h.opts.Content.renderDigestOrBuiltin(locale, data)
+			c, failed, err := h.opts.Content.renderSummaryOrBuiltin(locale, data)
 			if failed != nil {
 				log.Error("summary template failed: built-in text sent", "locale", locale, "err", failed)
 			}
 			return c, err
 		},
 		message: func(token, platform string, c Content) *messaging.Message {
-			return h.opts.Message.DigestMessage(sum, token, platform, c)
+			return h.opts.Message.SummaryMessage(sum, token, platform, c)
 		},
 	}
 }

@@ -4,7 +4,7 @@
 //
 // The receiver builds tasks with [FollowSpec] (or [NewFollowTask]); the
 // worker reads them back with [ParseFollow]. The worker itself schedules
-// [TypeDigest] tasks ([NewDigestTask], [ParseDigest]) when notification
+// [TypeSummary] tasks ([NewSummaryTask], [ParseSummary]) when notification
 // policies fold follows into one summary push. Nothing else crosses the
 // queue.
 package tasks
@@ -203,37 +203,37 @@ func ParseFollow(t *asynq.Task) (Follow, error) {
 	return f, f.Validate()
 }
 
-// TypeDigest is the asynq task type of "send the followee one push that sums
+// TypeSummary is the asynq task type of "send the followee one push that sums
 // up the follows folded into its pending set" (aggregation, or follows over
 // the per-recipient cap).
-const TypeDigest = "follow:digest"
+const TypeSummary = "follow:digest"
 
-// Digest is the payload of a [TypeDigest] task: send To the summary of its
+// Summary is the payload of a [TypeSummary] task: send To the summary of its
 // pending followers that is due at Due (milliseconds since the Unix epoch,
 // the end of the aggregation window or the time the per-recipient cap frees
 // up). AppID is the app of the follow that scheduled it (users share one
 // namespace across apps; the app only reaches the push templates).
-type Digest struct {
+type Summary struct {
 	AppID string `json:"app"`
 	To    string `json:"to"`
 	Due   int64  `json:"at"`
 }
 
-// ErrInvalidDigest is returned (wrapped) by [Digest.Validate],
-// [NewDigestTask] and [ParseDigest] for a payload that can never be
+// ErrInvalidSummary is returned (wrapped) by [Summary.Validate],
+// [NewSummaryTask] and [ParseSummary] for a payload that can never be
 // delivered.
-var ErrInvalidDigest = errors.New("invalid digest")
+var ErrInvalidSummary = errors.New("invalid digest")
 
 // Validate reports whether d can be turned into a push. It returns an error
-// wrapping [ErrInvalidDigest] naming the first bad field.
-func (d Digest) Validate() error {
+// wrapping [ErrInvalidSummary] naming the first bad field.
+func (d Summary) Validate() error {
 	switch {
 	case d.AppID == "":
-		return fmt.Errorf("%w: empty app", ErrInvalidDigest)
+		return fmt.Errorf("%w: empty app", ErrInvalidSummary)
 	case !ValidUserID(d.To):
-		return fmt.Errorf("%w: bad to_account %q", ErrInvalidDigest, d.To)
+		return fmt.Errorf("%w: bad to_account %q", ErrInvalidSummary, d.To)
 	case d.Due <= 0:
-		return fmt.Errorf("%w: due time %d", ErrInvalidDigest, d.Due)
+		return fmt.Errorf("%w: due time %d", ErrInvalidSummary, d.Due)
 	}
 	return nil
 }
@@ -242,7 +242,7 @@ func (d Digest) Validate() error {
 // due time always give the same ID whatever the app, so only one digest per
 // followee and window exists. It is 32 lowercase hex characters, from a
 // hash domain-separated from [Follow.ID].
-func (d Digest) ID() string {
+func (d Summary) ID() string {
 	h := sha256.New()
 	h.Write([]byte("digest\x00"))
 	var n [8]byte
@@ -255,23 +255,23 @@ func (d Digest) ID() string {
 }
 
 // Time returns Due as a time.Time.
-func (d Digest) Time() time.Time { return time.UnixMilli(d.Due) }
+func (d Summary) Time() time.Time { return time.UnixMilli(d.Due) }
 
 // Followee returns To: the user the summary push goes to.
-func (d Digest) Followee() string { return d.To }
+func (d Summary) Followee() string { return d.To }
 
 // TaskID returns the asynq task id of d's task: "digest:" followed by
-// [Digest.ID].
-func (d Digest) TaskID() string { return "digest:" + d.ID() }
+// [Summary.ID].
+func (d Summary) TaskID() string { return "digest:" + d.ID() }
 
-// NewDigestTask returns the asynq task for d, with queue [QueueFollow], task
-// id [Digest.TaskID], processing time Due, retry budget [DefaultMaxRetry]
+// NewSummaryTask returns the asynq task for d, with queue [QueueFollow], task
+// id [Summary.TaskID], processing time Due, retry budget [DefaultMaxRetry]
 // and timeout [DefaultTimeout]; opts are appended and so override these. It
-// returns an error wrapping [ErrInvalidDigest] when d does not validate.
+// returns an error wrapping [ErrInvalidSummary] when d does not validate.
 //
 // Enqueuing the same digest twice while the first task still exists fails
 // with asynq.ErrTaskIDConflict, which callers treat as success.
-func NewDigestTask(d Digest, opts ...asynq.Option) (*asynq.Task, error) {
+func NewSummaryTask(d Summary, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -286,18 +286,18 @@ func NewDigestTask(d Digest, opts ...asynq.Option) (*asynq.Task, error) {
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.Timeout(DefaultTimeout),
 	}, opts...)
-	return asynq.NewTask(TypeDigest, payload, all...), nil
+	return asynq.NewTask(TypeSummary, payload, all...), nil
 }
 
-// ParseDigest decodes the payload of a [TypeDigest] task. A payload that
-// does not decode or validate returns an error wrapping [ErrInvalidDigest].
-func ParseDigest(t *asynq.Task) (Digest, error) {
-	var d Digest
-	if t.Type() != TypeDigest {
-		return d, fmt.Errorf("%w: task type %q", ErrInvalidDigest, t.Type())
+// ParseSummary decodes the payload of a [TypeSummary] task. A payload that
+// does not decode or validate returns an error wrapping [ErrInvalidSummary].
+func ParseSummary(t *asynq.Task) (Summary, error) {
+	var d Summary
+	if t.Type() != TypeSummary {
+		return d, fmt.Errorf("%w: task type %q", ErrInvalidSummary, t.Type())
 	}
 	if err := json.Unmarshal(t.Payload(), &d); err != nil {
-		return d, fmt.Errorf("%w: %v", ErrInvalidDigest, err)
+		return d, fmt.Errorf("%w: %v", ErrInvalidSummary, err)
 	}
 	return d, d.Validate()
 }

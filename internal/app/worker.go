@@ -119,7 +119,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeFollow, h)
-	mux.HandleFunc(tasks.TypeDigest, h.ProcessDigest)
+	mux.HandleFunc(tasks.TypeSummary, h.ProcessSummary)
 	return &Worker{Server: srv, Handler: h, mux: mux}, nil
 }
 
@@ -145,7 +145,7 @@ const MismatchBreakerKey = "breaker:sender_id_mismatch"
 func pushTexts(cfg config.Worker) map[string]notifier.Texts {
 	texts := map[string]notifier.Texts{}
 	for loc, t := range cfg.Policies.Templates {
-		texts[notifier.NormalizeLocale(loc)] = notifier.Texts{Title: t.Title, Body: t.Body, DigestTitle: t.DigestTitle, DigestBody: t.DigestBody}
+		texts[notifier.NormalizeLocale(loc)] = notifier.Texts{Title: t.Title, Body: t.Body, SummaryTitle: t.DigestTitle, SummaryBody: t.DigestBody}
 	}
 	en := texts[notifier.DefaultLocale]
 	if en.Title == "" {

@@ -54,7 +54,7 @@ func TestCompletedTaskRetention(t *testing.T) {
 	}
 	slices.Sort(types)
 	if !slices.Contains(ids, alice.TaskID()) || !slices.Contains(ids, carl.TaskID()) ||
-		!slices.Equal(types, []string{tasks.TypeDigest, tasks.TypeFollow, tasks.TypeFollow}) {
+		!slices.Equal(types, []string{tasks.TypeSummary, tasks.TypeFollow, tasks.TypeFollow}) {
 		t.Errorf("completed tasks %v (types %v), want both follows (%s, %s) and the summary", ids, types, alice.TaskID(), carl.TaskID())
 	}
 

@@ -14,19 +14,19 @@ import (
 
 func TestDigestRoundTrip(t *testing.T) {
 	t.Parallel()
-	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: 1700000600000}
-	task, err := tasks.NewDigestTask(d)
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: 1700000600000}
+	task, err := tasks.NewSummaryTask(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := tasks.ParseDigest(task)
+	got, err := tasks.ParseSummary(task)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(d, got); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
-	if task.Type() != tasks.TypeDigest {
+	if task.Type() != tasks.TypeSummary {
 		t.Errorf("type = %q", task.Type())
 	}
 }
@@ -35,15 +35,15 @@ func TestDigestRoundTrip(t *testing.T) {
 // every follow's id.
 func TestDigestID(t *testing.T) {
 	t.Parallel()
-	base := tasks.Digest{AppID: "1400000000", To: "bob", Due: 1700000600000}
+	base := tasks.Summary{AppID: "1400000000", To: "bob", Due: 1700000600000}
 	tests := []struct {
 		name string
-		d    tasks.Digest
+		d    tasks.Summary
 		same bool
 	}{
-		{"other app", tasks.Digest{AppID: "1400000001", To: "bob", Due: base.Due}, true},
-		{"other followee", tasks.Digest{AppID: base.AppID, To: "carol", Due: base.Due}, false},
-		{"other due time", tasks.Digest{AppID: base.AppID, To: "bob", Due: base.Due + 1}, false},
+		{"other app", tasks.Summary{AppID: "1400000001", To: "bob", Due: base.Due}, true},
+		{"other followee", tasks.Summary{AppID: base.AppID, To: "carol", Due: base.Due}, false},
+		{"other due time", tasks.Summary{AppID: base.AppID, To: "bob", Due: base.Due + 1}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.d.ID() == base.ID(); got != tt.same {
@@ -61,27 +61,27 @@ func TestDigestID(t *testing.T) {
 
 func TestDigestInvalid(t *testing.T) {
 	t.Parallel()
-	for name, d := range map[string]tasks.Digest{
+	for name, d := range map[string]tasks.Summary{
 		"no app":   {To: "bob", Due: 1},
 		"no to":    {AppID: "1", Due: 1},
 		"long to":  {AppID: "1", To: "0123456789012345678901234567890123", Due: 1},
 		"zero due": {AppID: "1", To: "bob"},
 	} {
-		if _, err := tasks.NewDigestTask(d); !errors.Is(err, tasks.ErrInvalidDigest) {
+		if _, err := tasks.NewSummaryTask(d); !errors.Is(err, tasks.ErrInvalidSummary) {
 			t.Errorf("%s: err = %v, want ErrInvalidDigest", name, err)
 		}
 	}
-	if _, err := tasks.ParseDigest(asynq.NewTask(tasks.TypeDigest, []byte(`{"to":`))); !errors.Is(err, tasks.ErrInvalidDigest) {
+	if _, err := tasks.ParseSummary(asynq.NewTask(tasks.TypeSummary, []byte(`{"to":`))); !errors.Is(err, tasks.ErrInvalidSummary) {
 		t.Errorf("bad JSON: err = %v", err)
 	}
-	if _, err := tasks.ParseDigest(asynq.NewTask(tasks.TypeFollow, []byte(`{}`))); !errors.Is(err, tasks.ErrInvalidDigest) {
+	if _, err := tasks.ParseSummary(asynq.NewTask(tasks.TypeFollow, []byte(`{}`))); !errors.Is(err, tasks.ErrInvalidSummary) {
 		t.Errorf("wrong type: err = %v", err)
 	}
 }
 
-func ExampleNewDigestTask() {
-	d := tasks.Digest{AppID: "1400000000", To: "bob", Due: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).UnixMilli()}
-	task, err := tasks.NewDigestTask(d)
+func ExampleNewSummaryTask() {
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).UnixMilli()}
+	task, err := tasks.NewSummaryTask(d)
 	if err != nil {
 		panic(err)
 	}
