@@ -65,7 +65,7 @@ type Policies struct {
 }
 
 // LocaleTexts are one locale's templates in PUSH_TEMPLATES_FILE; an empty
-// field keeps the built-in text (see notifier.Texts for what each sees).
+// field keeps the built-in text (see pushtext.Texts for what each sees).
 type LocaleTexts struct {
 	Title       string `json:"title"`
 	Body        string `json:"body"`
@@ -248,7 +248,7 @@ type templateDigestData struct {
 	Count, Others   int
 }
 
-// templateSample* are what the notifier's templates see (notifier.Texts):
+// templateSample* are what the notifier's templates see (pushtext.Texts):
 // each template must render every one of them without error. A summary
 // names one follower or two (notifier.DigestNames), with or without others:
 // a template that only works with two names, or with others, is refused.

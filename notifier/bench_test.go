@@ -14,6 +14,8 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -25,8 +27,8 @@ import (
 
 func BenchmarkBuildMessage(b *testing.B) {
 	f := tasks.Follow{AppID: "1400000000", From: "UserID_001", To: "UserID_002", EventTime: 1767225600123}
-	content := notifier.DefaultContent(f)
-	for _, platform := range []string{notifier.PlatformAndroid, notifier.PlatformIOS, ""} {
+	content := pushtext.DefaultContent(f)
+	for _, platform := range []string{fcm.PlatformAndroid, fcm.PlatformIOS, ""} {
 		name := platform
 		if name == "" {
 			name = "unknown"
@@ -34,7 +36,7 @@ func BenchmarkBuildMessage(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				m := notifier.BuildMessage(f, "device-token-0123456789", platform, content)
+				m := fcm.BuildMessage(f, "device-token-0123456789", platform, content)
 				if m.Token == "" {
 					b.Fatal("no token")
 				}
@@ -44,7 +46,7 @@ func BenchmarkBuildMessage(b *testing.B) {
 }
 
 func BenchmarkTemplatesRender(b *testing.B) {
-	t, err := notifier.NewTemplates("", "")
+	t, err := pushtext.NewTemplates("", "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,8 +74,8 @@ func (nopSender) Send(_ context.Context, msgs []*messaging.Message) []error {
 func BenchmarkProcessTask(b *testing.B) {
 	rdb := redistest.Start(b).Client(b)
 	reg := devices.NewRegistry(rdb, devices.Options{})
-	fcm := fcmtest.NewServer(b)
-	fcmSender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "bench", Endpoint: fcm.URL()})
+	fakeFCM := fcmtest.NewServer(b)
+	fcmSender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "bench", Endpoint: fakeFCM.URL()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func BenchmarkProcessTask(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			fcm.Reset() // the fake keeps every request; do not let it grow across runs
+			fakeFCM.Reset() // the fake keeps every request; do not let it grow across runs
 		})
 	}
 }

@@ -14,11 +14,13 @@ import (
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
 // Sender sends FCM messages, returning one error per message (nil = FCM
-// accepted it). [FCMSender] and [LogSender] implement it.
+// accepted it). [fcm.Sender] and [fcm.LogSender] implement it.
 type Sender interface {
 	Send(ctx context.Context, msgs []*messaging.Message) []error
 }
@@ -31,13 +33,13 @@ type HandlerOptions struct {
 	// SendTimeout bounds one task's FCM sends, the SDK's own retries
 	// included (default 10 s).
 	SendTimeout time.Duration
-	// Content renders title and body per device locale (default: the
-	// built-in texts, English DefaultContent's for devices without a
+	// pushtext.Content renders title and body per device locale (default: the
+	// built-in texts, English pushtext.DefaultContent's for devices without a
 	// locale).
-	Content *Templates
+	Content *pushtext.Templates
 	// Message holds the per-platform settings of every push (default: the
-	// zero MessageOptions, see its fields).
-	Message MessageOptions
+	// zero fcm.MessageOptions, see its fields).
+	Message fcm.MessageOptions
 	// Policy is the notification policies: cooldown, per-recipient cap,
 	// aggregation (default: the zero Policy, all off: one push per follow,
 	// at once). The cap and aggregation need Scheduler.
@@ -111,7 +113,7 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 		opts.Now = time.Now
 	}
 	if opts.Content == nil {
-		t, err := NewTemplates("", "")
+		t, err := pushtext.NewTemplates("", "")
 		if err != nil {
 			return nil, err
 		}
@@ -452,9 +454,9 @@ type push struct {
 	// zero: not observed.
 	since time.Time
 	// render returns the text for a device locale.
-	render func(locale string) (Content, error)
+	render func(locale string) (pushtext.Content, error)
 	// message builds the FCM message for one device.
-	message func(token, platform string, c Content) *messaging.Message
+	message func(token, platform string, c pushtext.Content) *messaging.Message
 }
 
 // displayNames returns the display names of users (their UserIDs without
@@ -473,16 +475,16 @@ func (h *Handler) displayNames(ctx context.Context, app string, users ...string)
 func (h *Handler) followPush(log *slog.Logger, f tasks.Follow, fromName string) push {
 	return push{
 		since: f.Time(),
-		render: func(locale string) (Content, error) {
+		render: func(locale string) (pushtext.Content, error) {
 			// A display name is whatever the follower chose: a template that
 			// fails on it must not lose the push. The built-in text says it.
-			c, failed, err := h.opts.Content.renderFollowOrBuiltin(locale, f, fromName)
+			c, failed, err := h.opts.Content.FollowOrBuiltin(locale, f, fromName)
 			if failed != nil {
 				log.Error("follow template failed: built-in text sent", "locale", locale, "err", failed)
 			}
 			return c, err
 		},
-		message: func(token, platform string, c Content) *messaging.Message {
+		message: func(token, platform string, c pushtext.Content) *messaging.Message {
 			return h.opts.Message.FollowMessage(f, token, platform, c)
 		},
 	}
@@ -496,7 +498,7 @@ func (h *Handler) followPush(log *slog.Logger, f tasks.Follow, fromName string) 
 // attempt that comes to its send more than sendWindow after committedAt
 // sends nothing and is retried.
 func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p push, targets []devices.Device, committedAt time.Time) (delivery.Attempt, *RetryError, error) {
-	contents := map[string]Content{}
+	contents := map[string]pushtext.Content{}
 	msgs := make([]*messaging.Message, len(targets))
 	for i, d := range targets {
 		locale := h.opts.Content.Locale(d.Locale)
@@ -535,26 +537,26 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 		retry *RetryError
 	)
 	for i, d := range targets {
-		outcome := Classify(errs[i])
+		outcome := fcm.Classify(errs[i])
 		h.metrics.pushes.WithLabelValues(string(outcome)).Inc()
-		dlog := log.With(slog.String("token", MaskToken(d.Token)), slog.String("outcome", string(outcome)))
+		dlog := log.With(slog.String("token", fcm.MaskToken(d.Token)), slog.String("outcome", string(outcome)))
 		switch {
-		case outcome == OutcomeSent:
+		case outcome == fcm.OutcomeSent:
 			a.Finished = append(a.Finished, d.Token)
 			a.Accepted = true
 			if !p.since.IsZero() {
 				h.metrics.delay.Observe(accepted.Sub(p.since).Seconds())
 			}
 		case outcome.Retryable():
-			retry = retry.add(outcome, RetryAfter(errs[i], accepted))
+			retry = retry.add(outcome, fcm.RetryAfter(errs[i], accepted))
 			dlog.Info("push failed, will retry", "err", errs[i])
 		case outcome.DropsToken():
 			a.Finished = append(a.Finished, d.Token)
 			h.dropToken(ctx, dlog, user, d.Token, outcome, errs[i])
-		case outcome == OutcomeInvalidMessage:
+		case outcome == fcm.OutcomeInvalidMessage:
 			a.Finished = append(a.Finished, d.Token)
 			dlog.Error("FCM rejected our message: a bug in followpush, not retried", "err", errs[i])
-		case outcome == OutcomeThirdPartyAuth:
+		case outcome == fcm.OutcomeThirdPartyAuth:
 			a.Finished = append(a.Finished, d.Token)
 			dlog.Error("FCM third-party auth error: check the APNs/web-push credentials in the Firebase project", "err", errs[i])
 		default:
@@ -576,8 +578,8 @@ func pending(devs []devices.Device, rec delivery.Record) []devices.Device {
 	return out
 }
 
-func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome Outcome, sendErr error) {
-	if outcome == OutcomeSenderIDMismatch {
+func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token string, outcome fcm.Outcome, sendErr error) {
+	if outcome == fcm.OutcomeSenderIDMismatch {
 		del, opened, err := h.mismatch.Mismatch(ctx)
 		if opened {
 			log.Error("SENDER_ID_MISMATCH breaker opened: no worker deletes tokens for SENDER_ID_MISMATCH until a send succeeds; check GOOGLE_APPLICATION_CREDENTIALS and FCM_PROJECT_ID",

@@ -21,6 +21,8 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -38,12 +40,12 @@ func newHandlerFixture(t *testing.T, opts notifier.HandlerOptions) *handlerFixtu
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	fcm := fcmtest.NewServer(t)
-	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
+	fakeFCM := fcmtest.NewServer(t)
+	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &handlerFixture{redis: srv, rdb: rdb, fcm: fcm, now: time.Now(),
+	f := &handlerFixture{redis: srv, rdb: rdb, fcm: fakeFCM, now: time.Now(),
 		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{})}
 	if opts.SendTimeout == 0 {
 		opts.SendTimeout = 3 * time.Second
@@ -184,7 +186,7 @@ func TestHandlerMixedQuotaFailureWaitsForTheQuota(t *testing.T) {
 // the locale goes out instead.
 func TestHandlerFollowTemplateFailureFallsBackToBuiltin(t *testing.T) {
 	t.Parallel()
-	tmpl, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{
+	tmpl, err := pushtext.NewLocalizedTemplates(map[string]pushtext.Texts{
 		"en": {Title: "{{slice .From 0 3}} is here"}, // fine for "alice", not for "ed"
 	})
 	if err != nil {
@@ -202,7 +204,7 @@ func TestHandlerFollowTemplateFailureFallsBackToBuiltin(t *testing.T) {
 		t.Fatalf("FCM got %d requests, want 1", len(reqs))
 	}
 	n, _ := reqs[0].Message["notification"].(map[string]any)
-	if n["title"] != notifier.DefaultTitle || n["body"] != "ed started following you" {
+	if n["title"] != pushtext.DefaultTitle || n["body"] != "ed started following you" {
 		t.Errorf("notification = %v, want the built-in English text", n)
 	}
 }
@@ -560,9 +562,9 @@ func TestHandlerCountsSentOnlyWhenADeviceAccepted(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	fcm := fcmtest.NewServer(t)
+	fakeFCM := fcmtest.NewServer(t)
 	var flaky atomic.Int32
-	fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+	fakeFCM.SetResponder(func(r fcmtest.Request) fcmtest.Response {
 		switch r.Token {
 		case "dead-1", "dead-2":
 			return fcmtest.Unregistered()
@@ -573,7 +575,7 @@ func TestHandlerCountsSentOnlyWhenADeviceAccepted(t *testing.T) {
 		}
 		return fcmtest.Response{}
 	})
-	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
+	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -145,7 +146,7 @@ func TestInvalidTaskLogsTaskID(t *testing.T) {
 	t.Parallel()
 	f := newHandlerFixture(t, notifier.HandlerOptions{})
 	var logs syncBuffer
-	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: f.fcm.URL()})
+	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: f.fcm.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/notifier/fcm"
 )
 
 // Metrics are the worker's own Prometheus metrics.
@@ -18,8 +19,8 @@ type Metrics struct {
 	tokensDeleted *prometheus.CounterVec
 	tokensKept    *prometheus.CounterVec
 	delay         prometheus.Histogram
-	summaries       *prometheus.CounterVec
-	summarySize    prometheus.Histogram
+	summaries     *prometheus.CounterVec
+	summarySize   prometheus.Histogram
 	rateLimited   prometheus.Counter
 	breaker       atomic.Pointer[MismatchBreaker] // read by the breaker gauge
 }
@@ -92,8 +93,8 @@ var (
 	taskResults = []string{"sent", "undelivered", "no_devices", "duplicate", "cancelled", "stale", "retry", "exhausted", "invalid", "error",
 		string(delivery.VerdictCooldown), string(delivery.VerdictSuperseded), string(delivery.VerdictAggregated), string(delivery.VerdictCapped)}
 	summaryResults = []string{"sent", "undelivered", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "exhausted", "invalid", "error"}
-	pushOutcomes  = []Outcome{OutcomeSent, OutcomeUnregistered, OutcomeInvalidToken, OutcomeInvalidMessage, OutcomeSenderIDMismatch,
-		OutcomeThirdPartyAuth, OutcomeQuota, OutcomeUnavailable, OutcomeInternal, OutcomeUnknown, OutcomeTransport}
+	pushOutcomes   = []fcm.Outcome{fcm.OutcomeSent, fcm.OutcomeUnregistered, fcm.OutcomeInvalidToken, fcm.OutcomeInvalidMessage, fcm.OutcomeSenderIDMismatch,
+		fcm.OutcomeThirdPartyAuth, fcm.OutcomeQuota, fcm.OutcomeUnavailable, fcm.OutcomeInternal, fcm.OutcomeUnknown, fcm.OutcomeTransport}
 )
 
 // initLabels creates every labelled series of the worker's counters at 0.
@@ -110,7 +111,7 @@ func (m *Metrics) initLabels() {
 			m.tokensDeleted.WithLabelValues(string(o))
 		}
 	}
-	m.tokensKept.WithLabelValues(string(OutcomeSenderIDMismatch))
+	m.tokensKept.WithLabelValues(string(fcm.OutcomeSenderIDMismatch))
 }
 
 // watchBreaker makes b the breaker the gauge reports.

@@ -42,7 +42,7 @@ func TestCountersStartAtZero(t *testing.T) {
 	// either of the task counters.
 	families := map[string][]string{
 		"tasks":         {"followpush_tasks_total"},
-		"digests":       {"followpush_digests_total"},
+		"summaries":     {"followpush_digests_total"},
 		"pushes":        {"followpush_pushes_total"},
 		"tokensDeleted": {"followpush_tokens_deleted_total"},
 		"tokensKept":    {"followpush_tokens_kept_total"},
@@ -64,7 +64,7 @@ func TestCountersStartAtZero(t *testing.T) {
 	want["followpush_tasks_total"] = append(want["followpush_tasks_total"], "cooldown", "aggregated", "capped")
 	want["followpush_tokens_deleted_total"] = append(want["followpush_tokens_deleted_total"], "unregistered", "invalid_token", "sender_id_mismatch")
 	want["followpush_tokens_kept_total"] = append(want["followpush_tokens_kept_total"], "sender_id_mismatch")
-	want["followpush_digests_total"] = append(want["followpush_digests_total"], "empty", "deferred", "superseded") // digestNotSent's result
+	want["followpush_digests_total"] = append(want["followpush_digests_total"], "empty", "deferred", "superseded") // summaryNotSent's result
 	if len(want["followpush_tasks_total"]) < 8 || len(want["followpush_digests_total"]) < 8 {
 		t.Fatalf("found too few label values in the source (%v): has the code changed shape?", want)
 	}

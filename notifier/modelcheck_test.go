@@ -52,6 +52,7 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -621,7 +622,7 @@ func (e *modelEnv) newSim(h history) (*sim, error) {
 	s.now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
 	s.reg = devices.NewRegistry(e.rdb, devices.Options{})
 	s.st = delivery.New(e.rdb, delivery.Options{RecordTTL: modelMaxAge, CancelTTL: delivery.UnfollowTTL(modelMaxAge)})
-	sender, err := notifier.NewFCMSender(ctx, notifier.FCMConfig{ProjectID: "p", Endpoint: e.fcm.URL(),
+	sender, err := fcm.NewSender(ctx, fcm.Config{ProjectID: "p", Endpoint: e.fcm.URL(),
 		HTTPClient: &http.Client{Transport: tagAttempts{next: http.DefaultTransport}}})
 	if err != nil {
 		return nil, err
@@ -753,12 +754,12 @@ func (a *attempt) observe(r fcmtest.Request, o outcome) {
 func identityOf(msg map[string]any) string {
 	data, _ := msg["data"].(map[string]any)
 	str := func(k string) string { v, _ := data[k].(string); return v }
-	if id := str(notifier.DataSummaryID); id != "" {
+	if id := str(fcm.DataSummaryID); id != "" {
 		var from []string
-		_ = json.Unmarshal([]byte(str(notifier.DataFromAccounts)), &from)
-		return "summary " + str(notifier.DataToAccount) + " <- " + strings.Join(from, ",") + " #" + str(notifier.DataCount)
+		_ = json.Unmarshal([]byte(str(fcm.DataFromAccounts)), &from)
+		return "summary " + str(fcm.DataToAccount) + " <- " + strings.Join(from, ",") + " #" + str(fcm.DataCount)
 	}
-	return "follow " + str(notifier.DataFromAccount) + " -> " + str(notifier.DataToAccount) + " @" + str(notifier.DataEventTime)
+	return "follow " + str(fcm.DataFromAccount) + " -> " + str(fcm.DataToAccount) + " @" + str(fcm.DataEventTime)
 }
 
 // runner runs one side of an attempt in a goroutine that stops at each
@@ -1234,7 +1235,7 @@ func (p *modelRun) digest(d tasks.Summary) string {
 	for _, f := range sum {
 		names = append(names, f.id)
 	}
-	identity := fmt.Sprintf("summary %s <- %s #%d", d.To, strings.Join(names[:min(len(names), notifier.SummaryListMax)], ","), len(names))
+	identity := fmt.Sprintf("summary %s <- %s #%d", d.To, strings.Join(names[:min(len(names), fcm.SummaryListMax)], ","), len(names))
 	dv := p.deliver(d.To, targets, identity, sum, d.ID())
 	p.yield("sent")
 	last := p.settleAttempt(&dv, func(r mAttemptRecord) { m.settleDigest(d, r, cutoff) })

@@ -1,17 +1,11 @@
 package notifier
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -34,7 +28,8 @@ type TencentConfig struct {
 	// e.g. "https://adminapisgp.im.qcloud.com" (Singapore) or
 	// "https://console.tim.qq.com" (China); required.
 	BaseURL string
-	// Identifier is the app admin account (default "administrator").
+	// Identifier is the app admin account (default
+	// tencent.DefaultIdentifier).
 	Identifier string
 	// UserSigs are the admin account's UserSig per SDKAppID; the key "" serves
 	// any app not listed. Never logged.
@@ -54,7 +49,8 @@ type TencentConfig struct {
 	// KeyPrefix starts the cache keys, "{prefix}nick:<app>:<UserID>"
 	// (default "followpush:").
 	KeyPrefix string
-	// Timeout bounds one portrait_get call (default 2 s).
+	// Timeout bounds one portrait_get call (default
+	// tencent.DefaultRESTTimeout).
 	Timeout time.Duration
 	// FailurePause: after a failed call (timeout, HTTP error, expired
 	// UserSig...), calls for the same SDKAppID are skipped for this long and
@@ -71,54 +67,27 @@ type TencentConfig struct {
 
 // TencentProfiles resolves display names (the nickname,
 // Tag_Profile_IM_Nick) through Tencent Cloud Chat's REST API
-// v4/profile/portrait_get, caching them in Redis. It is safe for concurrent
-// use.
+// v4/profile/portrait_get ([tencent.Client]), caching them in Redis. It is
+// safe for concurrent use.
 type TencentProfiles struct {
-	cfg  TencentConfig
-	rdb  redis.UniversalClient
-	http *http.Client
-	log  *slog.Logger
+	cfg    TencentConfig
+	rdb    redis.UniversalClient
+	client *tencent.Client
+	log    *slog.Logger
 
-	mu      sync.Mutex
-	paused  map[string]time.Time       // SDKAppID -> calls skipped until
-	signers map[string]*tencent.Signer // SDKAppID -> its UserSig from a secret key
-}
-
-// portraitGetMax is the most users portrait_get takes in one call.
-const portraitGetMax = 100
-
-// errAccountNotFound is Tencent's ErrorCode for an account that was never
-// imported; portrait_get fails the whole call with it.
-const errAccountNotFound = 40003
-
-// tencentError is a REST API answer with a non-zero ErrorCode.
-type tencentError struct {
-	Code int
-	Info string
-}
-
-func (e *tencentError) Error() string {
-	return fmt.Sprintf("portrait_get: error %d: %s", e.Code, e.Info)
+	mu     sync.Mutex
+	paused map[string]time.Time // SDKAppID -> calls skipped until
 }
 
 // NewTencentProfiles returns a resolver over cfg, caching in rdb and
 // logging failures (at warn level, without the UserSig) to log. It returns
 // an error when BaseURL is missing, or both UserSigs and SecretKeys are.
 func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.Logger) (*TencentProfiles, error) {
-	if cfg.BaseURL == "" || len(cfg.UserSigs)+len(cfg.SecretKeys) == 0 {
-		return nil, errors.New("display names: the REST API base URL and an admin UserSig or secret key are required")
-	}
-	if cfg.Identifier == "" {
-		cfg.Identifier = "administrator"
-	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = time.Hour
 	}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = "followpush:"
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 2 * time.Second
 	}
 	if cfg.FailurePause <= 0 {
 		cfg.FailurePause = 30 * time.Second
@@ -126,11 +95,14 @@ func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: cfg.Timeout}
+	client, err := tencent.NewClient(tencent.ClientConfig{
+		BaseURL: cfg.BaseURL, Identifier: cfg.Identifier, UserSigs: cfg.UserSigs, SecretKeys: cfg.SecretKeys,
+		UserSigValidity: cfg.UserSigValidity, Timeout: cfg.Timeout, HTTPClient: cfg.HTTPClient, Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("display names: %w", err)
 	}
-	return &TencentProfiles{cfg: cfg, rdb: rdb, http: hc, log: log, paused: map[string]time.Time{}, signers: map[string]*tencent.Signer{}}, nil
+	return &TencentProfiles{cfg: cfg, rdb: rdb, client: client, log: log, paused: map[string]time.Time{}}, nil
 }
 
 // callAllowed reports whether a portrait_get call for app may go out: not
@@ -204,18 +176,18 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 		}
 	}
 	for len(missing) > 0 && p.callAllowed(appID) {
-		batch := missing[:min(len(missing), portraitGetMax)]
+		batch := missing[:min(len(missing), tencent.PortraitGetMax)]
 		missing = missing[len(batch):]
-		names, err := p.portraitGet(ctx, appID, batch)
-		var terr *tencentError
-		if errors.As(err, &terr) && terr.Code == errAccountNotFound {
+		names, err := p.client.PortraitGet(ctx, appID, batch)
+		var terr *tencent.APIError
+		if errors.As(err, &terr) && terr.Code == tencent.CodeAccountNotFound {
 			// One unknown account fails the whole call: ask for each alone,
 			// and remember the unknown one as having no name.
 			names, err = map[string]string{}, nil
 			for _, id := range batch {
-				one, oneErr := p.portraitGet(ctx, appID, []string{id})
+				one, oneErr := p.client.PortraitGet(ctx, appID, []string{id})
 				switch {
-				case errors.As(oneErr, &terr) && terr.Code == errAccountNotFound:
+				case errors.As(oneErr, &terr) && terr.Code == tencent.CodeAccountNotFound:
 					names[id] = ""
 				case oneErr != nil:
 					err = oneErr
@@ -251,120 +223,4 @@ func (p *TencentProfiles) DisplayNames(ctx context.Context, appID string, userID
 		}
 	}
 	return out
-}
-
-// portraitGet asks Tencent for the nicknames of users; a user without one
-// (or unknown to Tencent) maps to "".
-func (p *TencentProfiles) portraitGet(ctx context.Context, appID string, users []string) (map[string]string, error) {
-	sig, err := p.userSig(appID)
-	if err != nil {
-		return nil, err
-	}
-	q := url.Values{
-		"sdkappid":    {appID},
-		"identifier":  {p.cfg.Identifier},
-		"usersig":     {sig},
-		"random":      {strconv.FormatUint(uint64(rand.Uint32()), 10)},
-		"contenttype": {"json"},
-	}
-	body, err := json.Marshal(map[string]any{"To_Account": users, "TagList": []string{"Tag_Profile_IM_Nick"}})
-	if err != nil {
-		return nil, fmt.Errorf("encode portrait_get request: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.BaseURL+"/v4/profile/portrait_get?"+q.Encode(), bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("portrait_get request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.http.Do(req)
-	if err != nil {
-		// The URL carries the UserSig: keep it out of the error.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, fmt.Errorf("portrait_get: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("portrait_get: read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("portrait_get: HTTP %d", resp.StatusCode)
-	}
-	return parsePortraitAnswer(raw, users)
-}
-
-// userSig returns the admin's UserSig for appID: the app's pasted UserSig,
-// or one made from its secret key (kept and renewed by a tencent.Signer
-// per app); an app's own entry first, then the entries "".
-func (p *TencentProfiles) userSig(appID string) (string, error) {
-	if sig, ok := p.cfg.UserSigs[appID]; ok {
-		return sig, nil
-	}
-	key, ok := p.cfg.SecretKeys[appID]
-	if !ok {
-		if sig, ok := p.cfg.UserSigs[""]; ok {
-			return sig, nil
-		}
-		if key, ok = p.cfg.SecretKeys[""]; !ok {
-			return "", fmt.Errorf("no admin UserSig or secret key for SDKAppID %s", appID)
-		}
-	}
-	p.mu.Lock()
-	s, ok := p.signers[appID]
-	if !ok {
-		var err error
-		if s, err = tencent.NewSigner(appID, key, p.cfg.Identifier, p.cfg.UserSigValidity, p.cfg.Now); err != nil {
-			p.mu.Unlock()
-			return "", fmt.Errorf("admin UserSig for SDKAppID %s: %w", appID, err)
-		}
-		p.signers[appID] = s
-	}
-	p.mu.Unlock()
-	return s.UserSig()
-}
-
-// parsePortraitAnswer reads a portrait_get answer: every user asked for
-// gets an entry, the nickname Tencent returned or "" (no nickname, or a
-// per-user error). A failed call (ActionStatus not OK, an ErrorCode) is a
-// *tencentError.
-func parsePortraitAnswer(raw []byte, users []string) (map[string]string, error) {
-	var ans struct {
-		ActionStatus    string
-		ErrorCode       int
-		ErrorInfo       string
-		UserProfileItem []struct {
-			ToAccount   string `json:"To_Account"`
-			ResultCode  int
-			ProfileItem []struct {
-				Tag   string
-				Value any
-			}
-		}
-	}
-	if err := json.Unmarshal(raw, &ans); err != nil {
-		return nil, fmt.Errorf("portrait_get: answer is not JSON: %w", err)
-	}
-	if ans.ErrorCode != 0 || ans.ActionStatus != "OK" {
-		return nil, &tencentError{Code: ans.ErrorCode, Info: ans.ErrorInfo}
-	}
-	names := make(map[string]string, len(users))
-	for _, id := range users {
-		names[id] = ""
-	}
-	for _, item := range ans.UserProfileItem {
-		if _, asked := names[item.ToAccount]; !asked || item.ResultCode != 0 {
-			continue
-		}
-		for _, pi := range item.ProfileItem {
-			if s, ok := pi.Value.(string); ok && pi.Tag == "Tag_Profile_IM_Nick" {
-				names[item.ToAccount] = s
-			}
-		}
-	}
-	return names, nil
 }

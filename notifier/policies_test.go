@@ -21,6 +21,8 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -66,13 +68,13 @@ func (s *flakyScheduler) EnqueueContext(ctx context.Context, t *asynq.Task, opts
 func newPolicyFixture(t *testing.T, opts notifier.HandlerOptions) *policyFixture {
 	t.Helper()
 	rdb := redistest.Start(t).Client(t)
-	fcm := fcmtest.NewServer(t)
-	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
+	fakeFCM := fcmtest.NewServer(t)
+	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now().Truncate(time.Second)
-	f := &policyFixture{rdb: rdb, fcm: fcm, clock: &clock{t: start}, start: start,
+	f := &policyFixture{rdb: rdb, fcm: fakeFCM, clock: &clock{t: start}, start: start,
 		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{}),
 		insp: asynq.NewInspectorFromRedisClient(rdb), metrics: prometheus.NewRegistry(),
 		sched: &flakyScheduler{next: asynq.NewClientFromRedisClient(rdb)}}
@@ -395,14 +397,14 @@ func TestHandlerAggregationWindow(t *testing.T) {
 	if err := json.Unmarshal([]byte(str(data["from_accounts"])), &listed); err != nil {
 		t.Fatal(err)
 	}
-	if data["count"] != "999" || len(listed) != notifier.SummaryListMax || listed[0] != "fan1" {
-		t.Errorf("data count %v, from_accounts %v: want 999 and the first %d", data["count"], listed, notifier.SummaryListMax)
+	if data["count"] != "999" || len(listed) != fcm.SummaryListMax || listed[0] != "fan1" {
+		t.Errorf("data count %v, from_accounts %v: want 999 and the first %d", data["count"], listed, fcm.SummaryListMax)
 	}
 	req := f.fcm.Requests()[1].Message
 	apns, _ := req["apns"].(map[string]any)
 	headers, _ := apns["headers"].(map[string]any)
-	if got := headers["apns-collapse-id"]; got != notifier.SummaryCollapseID("star") {
-		t.Errorf("apns-collapse-id = %v, want the followee's %s", got, notifier.SummaryCollapseID("star"))
+	if got := headers["apns-collapse-id"]; got != fcm.SummaryCollapseID("star") {
+		t.Errorf("apns-collapse-id = %v, want the followee's %s", got, fcm.SummaryCollapseID("star"))
 	}
 
 	// The summary opened the next window: a follow a minute later waits
@@ -618,7 +620,7 @@ func TestHandlerFoldRetryDoesNotNotifyTwice(t *testing.T) {
 // goes out instead.
 func TestHandlerSummaryTemplateFailureFallsBackToBuiltin(t *testing.T) {
 	t.Parallel()
-	tmpl, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{
+	tmpl, err := pushtext.NewLocalizedTemplates(map[string]pushtext.Texts{
 		"ja": {SummaryTitle: "{{slice .From 0 3}}さんたち"}, // fine for "alice", not for "ed"
 	})
 	if err != nil {
@@ -651,7 +653,7 @@ func TestTemplatesAreTriedOnEverySummaryShape(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{"fr": {SummaryBody: tt.body}})
+			_, err := pushtext.NewLocalizedTemplates(map[string]pushtext.Texts{"fr": {SummaryBody: tt.body}})
 			if (err == nil) != tt.ok {
 				t.Errorf("NewLocalizedTemplates(%q) error = %v, want ok %v", tt.body, err, tt.ok)
 			}
@@ -664,8 +666,8 @@ func TestTemplatesAreTriedOnEverySummaryShape(t *testing.T) {
 func TestHandlerGlobalRateLimit(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	fcm := fcmtest.NewServer(t)
-	sender, err := notifier.NewFCMSender(context.Background(), notifier.FCMConfig{ProjectID: "p", Endpoint: fcm.URL()})
+	fakeFCM := fcmtest.NewServer(t)
+	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -707,7 +709,7 @@ func TestHandlerGlobalRateLimit(t *testing.T) {
 	if d := cmp.Diff([]string{"sent", "sent", "put off", "put off"}, results); d != "" {
 		t.Errorf("results (-want +got):\n%s", d)
 	}
-	if n := len(fcm.Requests()); n != 2 {
+	if n := len(fakeFCM.Requests()); n != 2 {
 		t.Errorf("FCM requests = %d, want 2", n)
 	}
 }
@@ -716,7 +718,7 @@ func TestHandlerGlobalRateLimit(t *testing.T) {
 // configured locale, English for anything else.
 func TestHandlerPicksDeviceLocale(t *testing.T) {
 	t.Parallel()
-	tmpl, err := notifier.NewLocalizedTemplates(map[string]notifier.Texts{"pt-BR": {Title: "Novo seguidor", Body: "{{.From}} começou a seguir você"}})
+	tmpl, err := pushtext.NewLocalizedTemplates(map[string]pushtext.Texts{"pt-BR": {Title: "Novo seguidor", Body: "{{.From}} começou a seguir você"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -63,7 +65,7 @@ func (h *Handler) schedule(ctx context.Context, d tasks.Summary) error {
 // ProcessSummary is the asynq handler of [tasks.TypeSummary] tasks: it sends
 // the followee one summary push naming the first followers folded into it
 // and counting the rest (see [delivery.Store.TakeSummary]), in each device's
-// locale, with the collapse identity [SummaryCollapseID]. Followers whose
+// locale, with the collapse identity [fcm.SummaryCollapseID]. Followers whose
 // follow is older than MaxEventAge plus the aggregation window (plus an
 // hour with the per-recipient cap) are left out, and so are followers who
 // unfollowed before the push went out (also between retries). Its error is
@@ -210,7 +212,7 @@ func (h *Handler) summaryNotSent(ctx context.Context, log *slog.Logger, d tasks.
 // summaryOf returns the summary of digest d naming followers, leaving out
 // those too old at now, the oldest EventTime (ms) it names, and the age
 // past which followers are too old.
-func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now time.Time) (Summary, int64, time.Duration) {
+func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now time.Time) (fcm.Summary, int64, time.Duration) {
 	// A summary is late by design (the window, the cap): its followers go
 	// stale that much later than a single follow.
 	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window
@@ -218,7 +220,7 @@ func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now 
 		maxAge += delivery.CapWindow
 	}
 	cutoff := now.Add(-maxAge).UnixMilli()
-	sum := Summary{Summary: d}
+	sum := fcm.Summary{Summary: d}
 	for _, f := range followers {
 		if f.EventTime < cutoff {
 			continue
@@ -229,28 +231,28 @@ func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now 
 	return sum, cutoff, maxAge
 }
 
-func (h *Handler) summaryPush(ctx context.Context, log *slog.Logger, sum Summary) push {
-	named := sum.Followers[:min(len(sum.Followers), SummaryNames)]
+func (h *Handler) summaryPush(ctx context.Context, log *slog.Logger, sum fcm.Summary) push {
+	named := sum.Followers[:min(len(sum.Followers), pushtext.SummaryNames)]
 	display := h.displayNames(ctx, sum.AppID, named...)
 	names := make([]string, len(named))
 	for i, id := range named {
 		names[i] = display[id]
 	}
-	data := SummaryData{
+	data := pushtext.SummaryData{
 		From: names[0], To: sum.To, AppID: sum.AppID,
 		Names: names, Count: len(sum.Followers), Others: len(sum.Followers) - len(names),
 	}
 	return push{
-		render: func(locale string) (Content, error) {
+		render: func(locale string) (pushtext.Content, error) {
 			// The followers are taken: a template that fails on them must not
 			// lose the summary. The built-in text of the locale says it.
-			c, failed, err := h.opts.Content.renderSummaryOrBuiltin(locale, data)
+			c, failed, err := h.opts.Content.SummaryOrBuiltin(locale, data)
 			if failed != nil {
 				log.Error("summary template failed: built-in text sent", "locale", locale, "err", failed)
 			}
 			return c, err
 		},
-		message: func(token, platform string, c Content) *messaging.Message {
+		message: func(token, platform string, c pushtext.Content) *messaging.Message {
 			return h.opts.Message.SummaryMessage(sum, token, platform, c)
 		},
 	}

@@ -6,14 +6,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
 // OutcomeRateLimited: the push was not sent because the global send rate
 // limit ([RateLimit]) had no room for it; it is retried later and does not
-// use up the retry budget. [Classify] never returns it.
-const OutcomeRateLimited Outcome = "rate_limited"
+// use up the retry budget. [fcm.Classify] never returns it.
+const OutcomeRateLimited fcm.Outcome = "rate_limited"
 
 // DefaultRateLimitWait is how long a task waits in-process for room in the
 // global send rate before it gives its worker slot back and retries later.

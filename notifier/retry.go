@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/hibiken/asynq"
 )
 
@@ -14,8 +15,8 @@ import (
 // tried again. Devices that were already sent (or dropped) are recorded and
 // are not sent again.
 type RetryError struct {
-	// Outcome is the last retryable outcome seen.
-	Outcome Outcome
+	// fcm.Outcome is the last retryable outcome seen.
+	Outcome fcm.Outcome
 	// After is the longest Retry-After FCM asked for (0 if none).
 	After time.Duration
 	// Quota is true when every retryable failure was QUOTA_EXCEEDED: such a
@@ -31,7 +32,7 @@ type RetryError struct {
 	// Devices is how many devices need the retry.
 	Devices int
 	// Throttled is true when nothing was sent because the global send rate
-	// limit had no room (Outcome [OutcomeRateLimited]), or because another
+	// limit had no room (fcm.Outcome [OutcomeRateLimited]), or because another
 	// push for the same pair is in flight (Reason): the retry comes after
 	// After (plus jitter) and does not count against the retry budget.
 	Throttled bool
@@ -72,15 +73,15 @@ func (e *RetryError) Error() string {
 }
 
 // add folds one more retryable failure into e (which may be nil).
-func (e *RetryError) add(o Outcome, after time.Duration) *RetryError {
+func (e *RetryError) add(o fcm.Outcome, after time.Duration) *RetryError {
 	if e == nil {
 		e = &RetryError{Quota: true}
 	}
 	e.Devices++
 	e.Outcome = o
 	e.After = max(e.After, after)
-	e.Quota = e.Quota && o == OutcomeQuota
-	e.AnyQuota = e.AnyQuota || o == OutcomeQuota
+	e.Quota = e.Quota && o == fcm.OutcomeQuota
+	e.AnyQuota = e.AnyQuota || o == fcm.OutcomeQuota
 	return e
 }
 

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/followpush/followpush/notifier/fcm"
 )
 
 // seeded returns a randN for retryDelay drawing from a fixed-seed source, so
@@ -33,7 +35,7 @@ func TestRetryDelayJittersRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := &RetryError{Outcome: OutcomeUnavailable, After: tt.after, Devices: 1}
+			err := &RetryError{Outcome: fcm.OutcomeUnavailable, After: tt.after, Devices: 1}
 			// The extremes of any source: the smallest draw gives exactly
 			// Retry-After, the largest Retry-After plus the whole bound.
 			low := retryDelay(tt.n, err, func(time.Duration) time.Duration { return 0 })
@@ -74,7 +76,7 @@ func TestRetryDelayBackoffUnchangedByShortRetryAfter(t *testing.T) {
 	t.Parallel()
 	randN := seeded(7)
 	for range 1000 {
-		d := retryDelay(3, &RetryError{Outcome: OutcomeUnavailable, After: time.Second, Devices: 1}, randN)
+		d := retryDelay(3, &RetryError{Outcome: fcm.OutcomeUnavailable, After: time.Second, Devices: 1}, randN)
 		if d < 4*time.Second || d >= 8*time.Second {
 			t.Fatalf("n=3 with a 1 s Retry-After: delay %s, want the backoff in [4s, 8s)", d)
 		}

@@ -17,6 +17,8 @@ import (
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -24,9 +26,9 @@ import (
 // when FCM is configured, otherwise (standalone only) the log.
 func NewSender(ctx context.Context, cfg config.Worker, log *slog.Logger) (notifier.Sender, error) {
 	if !cfg.FCMConfigured() {
-		return &notifier.LogSender{Logger: log}, nil
+		return &fcm.LogSender{Logger: log}, nil
 	}
-	s, err := notifier.NewFCMSender(ctx, notifier.FCMConfig{
+	s, err := fcm.NewSender(ctx, fcm.Config{
 		ProjectID:       cfg.FCMProjectID,
 		CredentialsFile: cfg.FCMCredentialsFile,
 		Endpoint:        cfg.FCMEndpoint,
@@ -47,7 +49,7 @@ type Worker struct {
 // NewWorker assembles the worker over rdb, sending with sender.
 func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sender, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
 	pol := cfg.Policies
-	tmpl, err := notifier.NewLocalizedTemplates(pushTexts(cfg))
+	tmpl, err := pushtext.NewLocalizedTemplates(pushTexts(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +82,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			MaxEventAge: cfg.MaxEventAge,
 			SendTimeout: cfg.FCMSendTimeout,
 			Content:     tmpl,
-			Message: notifier.MessageOptions{
+			Message: fcm.MessageOptions{
 				AndroidChannelID: pol.AndroidChannelID,
 				AndroidPriority:  pol.AndroidPriority,
 				APNsSound:        pol.APNsSound,
@@ -142,19 +144,19 @@ const MismatchBreakerKey = "breaker:sender_id_mismatch"
 // pushTexts returns the per-locale push texts: PUSH_TEMPLATES_FILE's, with
 // PUSH_TITLE and PUSH_BODY as English's single-follow texts unless the file
 // gives those.
-func pushTexts(cfg config.Worker) map[string]notifier.Texts {
-	texts := map[string]notifier.Texts{}
+func pushTexts(cfg config.Worker) map[string]pushtext.Texts {
+	texts := map[string]pushtext.Texts{}
 	for loc, t := range cfg.Policies.Templates {
-		texts[notifier.NormalizeLocale(loc)] = notifier.Texts{Title: t.Title, Body: t.Body, SummaryTitle: t.DigestTitle, SummaryBody: t.DigestBody}
+		texts[pushtext.NormalizeLocale(loc)] = pushtext.Texts{Title: t.Title, Body: t.Body, SummaryTitle: t.DigestTitle, SummaryBody: t.DigestBody}
 	}
-	en := texts[notifier.DefaultLocale]
+	en := texts[pushtext.DefaultLocale]
 	if en.Title == "" {
 		en.Title = cfg.PushTitle
 	}
 	if en.Body == "" {
 		en.Body = cfg.PushBody
 	}
-	texts[notifier.DefaultLocale] = en
+	texts[pushtext.DefaultLocale] = en
 	return texts
 }
 

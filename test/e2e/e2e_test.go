@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
-	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/tencent"
 )
 
@@ -162,8 +162,8 @@ func TestEndToEnd(t *testing.T) {
 		// The scan sees the lines that name the tokens: the retried and the
 		// dropped device are logged, masked.
 		for _, tok := range []string{flakyErin, deadDave} {
-			if !strings.Contains(logs, notifier.MaskToken(tok)) {
-				t.Errorf("no log line names %s masked as %q: the scan did not see the lines it guards", tok, notifier.MaskToken(tok))
+			if !strings.Contains(logs, fcm.MaskToken(tok)) {
+				t.Errorf("no log line names %s masked as %q: the scan did not see the lines it guards", tok, fcm.MaskToken(tok))
 			}
 		}
 		// The 503s reached the worker, which had asynq retry erin's task:
@@ -171,7 +171,7 @@ func TestEndToEnd(t *testing.T) {
 		retried := false
 		for line := range strings.Lines(logs) {
 			if strings.Contains(line, `"msg":"push will be retried"`) && strings.Contains(line, `"to_account":"erin"`) &&
-				strings.Contains(line, string(notifier.OutcomeUnavailable)) {
+				strings.Contains(line, string(fcm.OutcomeUnavailable)) {
 				retried = true
 			}
 		}

@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"context"
@@ -17,15 +17,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
 const testProjectID = "test-project"
 
-// newTestFCMSender is an FCMSender that posts to s without authentication.
-func newTestFCMSender(t *testing.T, s *fcmtest.Server) *FCMSender {
+// newTestFCMSender is an Sender that posts to s without authentication.
+func newTestFCMSender(t *testing.T, s *fcmtest.Server) *Sender {
 	t.Helper()
-	snd, err := NewFCMSender(t.Context(), FCMConfig{ProjectID: testProjectID, Endpoint: s.URL()})
+	snd, err := NewSender(t.Context(), Config{ProjectID: testProjectID, Endpoint: s.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func tokenMessages(tokens ...string) []*messaging.Message {
 	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
 	msgs := make([]*messaging.Message, len(tokens))
 	for i, tok := range tokens {
-		msgs[i] = BuildMessage(f, tok, PlatformAndroid, DefaultContent(f))
+		msgs[i] = BuildMessage(f, tok, PlatformAndroid, pushtext.DefaultContent(f))
 	}
 	return msgs
 }
@@ -61,19 +62,19 @@ func TestNewFCMSenderConfigErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		cfg  FCMConfig
+		cfg  Config
 	}{
-		{"endpoint without project id", FCMConfig{Endpoint: "http://127.0.0.1:1"}},
-		{"missing credentials file", FCMConfig{ProjectID: "p", CredentialsFile: filepath.Join(dir, "absent.json")}},
-		{"credentials file not JSON", FCMConfig{ProjectID: "p", CredentialsFile: notJSON}},
-		{"credentials file without project_id", FCMConfig{CredentialsFile: noProject, Endpoint: "http://127.0.0.1:1"}},
+		{"endpoint without project id", Config{Endpoint: "http://127.0.0.1:1"}},
+		{"missing credentials file", Config{ProjectID: "p", CredentialsFile: filepath.Join(dir, "absent.json")}},
+		{"credentials file not JSON", Config{ProjectID: "p", CredentialsFile: notJSON}},
+		{"credentials file without project_id", Config{CredentialsFile: noProject, Endpoint: "http://127.0.0.1:1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			snd, err := NewFCMSender(t.Context(), tt.cfg)
+			snd, err := NewSender(t.Context(), tt.cfg)
 			if err == nil || snd != nil {
-				t.Fatalf("NewFCMSender = %v, %v; want an error", snd, err)
+				t.Fatalf("NewSender = %v, %v; want an error", snd, err)
 			}
 		})
 	}
@@ -85,17 +86,17 @@ func TestFCMSenderProjectID(t *testing.T) {
 	creds := s.WriteServiceAccount(t, t.TempDir())
 	tests := []struct {
 		name string
-		cfg  FCMConfig
+		cfg  Config
 		want string
 	}{
-		{"from config", FCMConfig{ProjectID: "configured", Endpoint: s.URL()}, "configured"},
-		{"from credentials file", FCMConfig{CredentialsFile: creds, Endpoint: s.URL()}, fcmtest.ServiceAccountProjectID},
-		{"config overrides file", FCMConfig{ProjectID: "configured", CredentialsFile: creds, Endpoint: s.URL() + "/"}, "configured"},
+		{"from config", Config{ProjectID: "configured", Endpoint: s.URL()}, "configured"},
+		{"from credentials file", Config{CredentialsFile: creds, Endpoint: s.URL()}, fcmtest.ServiceAccountProjectID},
+		{"config overrides file", Config{ProjectID: "configured", CredentialsFile: creds, Endpoint: s.URL() + "/"}, "configured"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			snd, err := NewFCMSender(t.Context(), tt.cfg)
+			snd, err := NewSender(t.Context(), tt.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +144,7 @@ func TestFCMSenderOAuth(t *testing.T) {
 			t.Parallel()
 			s := fcmtest.NewServer(t)
 			s.SetRequireAuth(true)
-			snd, err := NewFCMSender(t.Context(), FCMConfig{
+			snd, err := NewSender(t.Context(), Config{
 				CredentialsFile: s.WriteServiceAccount(t, t.TempDir()),
 				Endpoint:        s.URL(),
 				HTTPClient:      tt.client,
@@ -353,7 +354,7 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		s := fcmtest.NewServer(t)
 		s.SetRequireAuth(true)
 		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(30 * time.Second) })
-		snd, err := NewFCMSender(t.Context(), FCMConfig{Endpoint: s.URL(), CredentialsFile: s.WriteServiceAccount(t, t.TempDir())})
+		snd, err := NewSender(t.Context(), Config{Endpoint: s.URL(), CredentialsFile: s.WriteServiceAccount(t, t.TempDir())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,19 +425,19 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 	})
 }
 
-func ExampleNewFCMSender() {
+func ExampleNewSender() {
 	s := fcmtest.New() // a local FCM; in production, leave Endpoint empty
 	s.Start()
 	defer s.Close()
 
 	ctx := context.Background()
-	snd, err := NewFCMSender(ctx, FCMConfig{ProjectID: "my-project", Endpoint: s.URL()})
+	snd, err := NewSender(ctx, Config{ProjectID: "my-project", Endpoint: s.URL()})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
-	errs := snd.Send(ctx, []*messaging.Message{BuildMessage(f, "device-token", PlatformIOS, DefaultContent(f))})
+	errs := snd.Send(ctx, []*messaging.Message{BuildMessage(f, "device-token", PlatformIOS, pushtext.DefaultContent(f))})
 	fmt.Println(Classify(errs[0]), s.Requests()[0].Project)
 	// Output: sent my-project
 }

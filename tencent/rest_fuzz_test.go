@@ -1,4 +1,4 @@
-package notifier
+package tencent
 
 import (
 	"errors"
@@ -29,7 +29,7 @@ func FuzzPortraitAnswer(f *testing.F) {
 			if names != nil {
 				t.Fatalf("error %v with a map %v", err, names)
 			}
-			var te *tencentError
+			var te *APIError
 			if !errors.As(err, &te) && !strings.Contains(err.Error(), "not JSON") {
 				t.Fatalf("unexpected error kind: %v", err)
 			}

@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"bytes"
@@ -81,7 +81,7 @@ func (o Outcome) DropsToken() bool {
 }
 
 // errInvalidMessage marks errors of messages that were never sent because
-// firebase-admin-go refused them (see [FCMSender.Send]).
+// firebase-admin-go refused them (see [Sender.Send]).
 var errInvalidMessage = errors.New("message not sent: rejected by the FCM client")
 
 // Classify returns the outcome of one send, given the error the sender

@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"bytes"
@@ -14,10 +14,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite notifier/testdata/*.golden from the current output")
+var updateGolden = flag.Bool("update", false, "rewrite notifier/fcm/testdata/*.golden from the current output")
 
 // goldenFollow is the follow of the golden files.
 var goldenFollow = tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
@@ -56,26 +57,6 @@ func TestCollapseID(t *testing.T) {
 	}
 }
 
-func TestDefaultContent(t *testing.T) {
-	t.Parallel()
-	want := Content{Title: "New follower", Body: "alice started following you"}
-	if diff := cmp.Diff(want, DefaultContent(goldenFollow)); diff != "" {
-		t.Errorf("DefaultContent (-want +got):\n%s", diff)
-	}
-	// The default templates render the same text.
-	tmpl, err := NewTemplates("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rendered, err := tmpl.Render(goldenFollow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(DefaultContent(goldenFollow), rendered); diff != "" {
-		t.Errorf("default templates differ from DefaultContent (-DefaultContent +templates):\n%s", diff)
-	}
-}
-
 // wireJSON sends m through a real firebase-admin-go client to an fcmtest
 // server and returns the request body the client put on the wire.
 func wireJSON(t *testing.T, m *messaging.Message) []byte {
@@ -105,7 +86,7 @@ func TestBuildMessageGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			t.Parallel()
-			body := wireJSON(t, BuildMessage(goldenFollow, goldenToken, tt.platform, DefaultContent(goldenFollow)))
+			body := wireJSON(t, BuildMessage(goldenFollow, goldenToken, tt.platform, pushtext.DefaultContent(goldenFollow)))
 			var got bytes.Buffer
 			if err := json.Indent(&got, body, "", "  "); err != nil {
 				t.Fatalf("request body is not JSON: %v\n%s", err, body)
@@ -134,7 +115,7 @@ func TestBuildMessageGolden(t *testing.T) {
 func TestBuildMessageCollapseIdentity(t *testing.T) {
 	t.Parallel()
 	f := tasks.Follow{AppID: "1400000000", From: "erin", To: "frank", EventTime: 1712345678901}
-	body := wireJSON(t, BuildMessage(f, goldenToken, "", Content{Title: "T", Body: "B"}))
+	body := wireJSON(t, BuildMessage(f, goldenToken, "", pushtext.Content{Title: "T", Body: "B"}))
 	var req struct {
 		Message struct {
 			Token        string            `json:"token"`
@@ -208,7 +189,7 @@ func TestBuildMessagePlatformSections(t *testing.T) {
 		{"windows", true, true, true},
 	}
 	for _, tt := range tests {
-		m := BuildMessage(goldenFollow, "t", tt.platform, DefaultContent(goldenFollow))
+		m := BuildMessage(goldenFollow, "t", tt.platform, pushtext.DefaultContent(goldenFollow))
 		got := [3]bool{m.Android != nil, m.APNS != nil, m.Webpush != nil}
 		if want := [3]bool{tt.android, tt.apns, tt.webpushSet}; got != want {
 			t.Errorf("platform %q: android/apns/webpush set = %v, want %v", tt.platform, got, want)
@@ -224,7 +205,7 @@ func ExampleCollapseID() {
 
 func ExampleBuildMessage() {
 	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
-	m := BuildMessage(f, "device-token", PlatformAndroid, DefaultContent(f))
+	m := BuildMessage(f, "device-token", PlatformAndroid, pushtext.DefaultContent(f))
 	fmt.Println(m.Notification.Title, "/", m.Notification.Body)
 	fmt.Println(m.Data["type"], m.Data["from_account"], m.Data["to_account"], m.Data["event_time"])
 	fmt.Println(m.Android.Notification.Tag == CollapseID(f), m.APNS == nil)
@@ -245,7 +226,7 @@ var goldenOptions = MessageOptions{
 
 // goldenDigest is the summary push of the golden files: four followers.
 var goldenDigest = Summary{
-	Summary:    tasks.Summary{AppID: "1400000000", To: "bob", Due: 1700000600000},
+	Summary:   tasks.Summary{AppID: "1400000000", To: "bob", Due: 1700000600000},
 	Followers: []string{"alice", "carol", "dave", "erin"},
 	Latest:    1700000500000,
 }
@@ -256,12 +237,12 @@ var goldenDigest = Summary{
 // testdata/locale_*.golden. Run with -update to rewrite them.
 func TestLocaleMessageGolden(t *testing.T) {
 	t.Parallel()
-	tmpl, err := NewLocalizedTemplates(nil)
+	tmpl, err := pushtext.NewLocalizedTemplates(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := goldenDigest.Followers[:SummaryNames]
-	digestData := SummaryData{From: "alice", To: "bob", AppID: "1400000000", Names: names, Count: 4, Others: 2}
+	names := goldenDigest.Followers[:pushtext.SummaryNames]
+	digestData := pushtext.SummaryData{From: "alice", To: "bob", AppID: "1400000000", Names: names, Count: 4, Others: 2}
 	for _, locale := range []string{"en-US", "zh-CN", "ja-JP"} {
 		for _, kind := range []string{"follow", "digest"} {
 			file := "locale_" + locale + "_" + kind + ".golden"
@@ -306,84 +287,5 @@ func compareGolden(t *testing.T, file string, body []byte) {
 	}
 	if diff := cmp.Diff(string(want), got.String()); diff != "" {
 		t.Errorf("wire JSON differs from %s (-want +got):\n%s", path, diff)
-	}
-}
-
-// The built-in texts of each locale, for one follower and for summaries of
-// several.
-func TestBuiltinTexts(t *testing.T) {
-	t.Parallel()
-	tmpl, err := NewLocalizedTemplates(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest := func(names []string, count int) SummaryData {
-		return SummaryData{From: names[0], To: "bob", AppID: "1", Names: names, Count: count, Others: count - len(names)}
-	}
-	tests := []struct {
-		locale string
-		data   SummaryData
-		want   Content
-	}{
-		{"en", digest([]string{"alice"}, 1), Content{"New follower", "alice started following you"}},
-		{"en", digest([]string{"alice", "carol"}, 2), Content{"2 new followers", "alice and carol started following you"}},
-		{"en", digest([]string{"alice", "carol"}, 3), Content{"3 new followers", "alice, carol and 1 other started following you"}},
-		{"en", digest([]string{"alice", "carol"}, 10000), Content{"10000 new followers", "alice, carol and 9998 others started following you"}},
-		{"zh", digest([]string{"alice"}, 1), Content{"新粉丝", "alice 关注了你"}},
-		{"zh", digest([]string{"alice", "carol"}, 5), Content{"5 位新粉丝", "alice、carol 等 5 人关注了你"}},
-		{"ja", digest([]string{"alice"}, 1), Content{"新しいフォロワー", "aliceさんにフォローされました"}},
-		{"ja", digest([]string{"alice", "carol"}, 5), Content{"5人の新しいフォロワー", "aliceさん、carolさんほか3人にフォローされました"}},
-	}
-	for _, tt := range tests {
-		got, err := tmpl.RenderSummary(tt.locale, tt.data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := cmp.Diff(tt.want, got); d != "" {
-			t.Errorf("%s, %d followers (-want +got):\n%s", tt.locale, tt.data.Count, d)
-		}
-	}
-}
-
-func TestTemplatesLocale(t *testing.T) {
-	t.Parallel()
-	tmpl, err := NewLocalizedTemplates(map[string]Texts{"zh_TW": {Body: "{{.From}} 關注了你"}, "PT-br": {Title: "Novo seguidor"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for tag, want := range map[string]string{
-		"": "en", "en-GB": "en", "fr": "en", "zh": "zh", "zh-CN": "zh", "zh-TW": "zh-tw", "zh-Hant-TW": "zh", "zh_tw": "zh-tw",
-		"ja-JP": "ja", "pt-BR": "pt-br", "pt-PT": "en", "not a tag!": "en",
-	} {
-		if got := tmpl.Locale(tag); got != want {
-			t.Errorf("Locale(%q) = %q, want %q", tag, got, want)
-		}
-	}
-	// A configured locale inherits what it does not set: zh-TW its
-	// language's built-in title, pt-BR English's body.
-	got := map[string]Content{}
-	for _, loc := range []string{"zh-TW", "pt-BR"} {
-		if got[loc], err = tmpl.RenderLocale(loc, goldenFollow); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := map[string]Content{"zh-TW": {"新粉丝", "alice 關注了你"}, "pt-BR": {"Novo seguidor", "alice started following you"}}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("inherited texts (-want +got):\n%s", d)
-	}
-}
-
-func TestNewLocalizedTemplatesRejects(t *testing.T) {
-	t.Parallel()
-	for name, texts := range map[string]map[string]Texts{
-		"bad tag":            {"en US": {Title: "x"}},
-		"parse error":        {"de": {Body: "{{.From"}},
-		"unknown field":      {"de": {Body: "{{.Follower}}"}},
-		"digest field":       {"de": {Body: "{{.Count}}"}},
-		"digest parse error": {"ja": {SummaryBody: "{{join .Names}"}},
-	} {
-		if _, err := NewLocalizedTemplates(texts); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	htransport "google.golang.org/api/transport/http"
 )
 
-// FCMConfig configures an [FCMSender].
-type FCMConfig struct {
+// Config configures an [Sender].
+type Config struct {
 	// ProjectID is the Firebase project id. Default: the project_id of
 	// CredentialsFile.
 	ProjectID string
@@ -33,7 +33,7 @@ type FCMConfig struct {
 	Endpoint string
 	// HTTPClient, if set, is the client requests go through: its Transport
 	// carries them, under the sender's own layers (authentication, and the
-	// recording of 503 answers, see [FCMSender.Send]), and its Timeout
+	// recording of 503 answers, see [Sender.Send]), and its Timeout
 	// applies. Default: a client on Go's default transport keeping up to 100
 	// idle connections per host, as Google's libraries do. (Google's mTLS
 	// options such as GOOGLE_API_USE_CLIENT_CERTIFICATE are not used: FCM
@@ -41,9 +41,9 @@ type FCMConfig struct {
 	HTTPClient *http.Client
 }
 
-// FCMSender sends messages with firebase-admin-go's messaging client. It is
+// Sender sends messages with firebase-admin-go's messaging client. It is
 // safe for concurrent use.
-type FCMSender struct {
+type Sender struct {
 	client *messaging.Client
 }
 
@@ -53,7 +53,7 @@ const messagingScope = "https://www.googleapis.com/auth/firebase.messaging"
 // sendEachMax is the most messages firebase-admin-go's SendEach takes at once.
 const sendEachMax = 500
 
-// NewFCMSender returns a sender for cfg. How it authenticates:
+// NewSender returns a sender for cfg. How it authenticates:
 //
 //   - CredentialsFile set: OAuth2 with that service account, against the
 //     file's token_uri (with or without Endpoint).
@@ -71,7 +71,7 @@ const sendEachMax = 500
 //
 // ctx is kept (without its cancellation) by Google's auth library for
 // fetching access tokens later.
-func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
+func NewSender(ctx context.Context, cfg Config) (*Sender, error) {
 	ctx = context.WithoutCancel(ctx)
 	projectID := cfg.ProjectID
 	var authOpts []option.ClientOption
@@ -105,7 +105,7 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 	// of a worker's CPU at full load).
 	authOpts = append(authOpts, option.WithTelemetryDisabled())
 	// The sender always brings its own HTTP client, so that answerRecorder
-	// sees FCM's raw answers (see [FCMSender.Send]).
+	// sees FCM's raw answers (see [Sender.Send]).
 	var hc http.Client
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
@@ -137,7 +137,7 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("firebase messaging client: %w", err)
 	}
-	return &FCMSender{client: client}, nil
+	return &Sender{client: client}, nil
 }
 
 // Send sends msgs and returns one error per message, in order: nil when FCM
@@ -160,7 +160,7 @@ func NewFCMSender(ctx context.Context, cfg FCMConfig) (*FCMSender, error) {
 // [OutcomeUnavailable] and [RetryAfter] honours. (SendEach shares one
 // deadline among its messages: each message cut off by it gets the longest
 // Retry-After of any 503 within the call.)
-func (s *FCMSender) Send(ctx context.Context, msgs []*messaging.Message) (errs []error) {
+func (s *Sender) Send(ctx context.Context, msgs []*messaging.Message) (errs []error) {
 	rec := &answerRecord{}
 	ctx = context.WithValue(ctx, answerRecordKey{}, rec)
 	defer func() { rec.apply(errs) }()
@@ -204,7 +204,7 @@ func markUnsent(err error) error {
 
 // UnavailableError is the error of a message whose send was cut off by the
 // context's deadline while firebase-admin-go waited to retry a 503 answer
-// (see [FCMSender.Send]). It wraps the context error.
+// (see [Sender.Send]). It wraps the context error.
 type UnavailableError struct {
 	// RetryAfter is what was left of FCM's Retry-After when the send
 	// returned (0 when it named none or it had passed).
@@ -223,7 +223,7 @@ func (e *UnavailableError) Unwrap() error { return e.err }
 // answerRecordKey is the context key of a send's *answerRecord.
 type answerRecordKey struct{}
 
-// answerRecord keeps, for one call of [FCMSender.Send], the latest end of
+// answerRecord keeps, for one call of [Sender.Send], the latest end of
 // Retry-After among FCM's 503 answers. Safe for concurrent use (SendEach
 // sends in parallel).
 type answerRecord struct {

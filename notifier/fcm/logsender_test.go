@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -24,8 +25,8 @@ func TestLogSender(t *testing.T) {
 		"short",
 	}
 	msgs := []*messaging.Message{
-		BuildMessage(f, tokens[0], PlatformAndroid, DefaultContent(f)),
-		BuildMessage(f, tokens[1], PlatformIOS, Content{Title: "Hi", Body: "there"}),
+		BuildMessage(f, tokens[0], PlatformAndroid, pushtext.DefaultContent(f)),
+		BuildMessage(f, tokens[1], PlatformIOS, pushtext.Content{Title: "Hi", Body: "there"}),
 		nil,
 	}
 	errs := snd.Send(t.Context(), msgs)

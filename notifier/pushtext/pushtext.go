@@ -1,4 +1,4 @@
-package notifier
+package pushtext
 
 import (
 	"fmt"
@@ -24,6 +24,18 @@ const DefaultLocale = "en"
 // built-in texts name these and count the rest.
 const SummaryNames = 2
 
+// Content is the visible text of a push.
+type Content struct {
+	Title, Body string
+}
+
+// DefaultContent is the English text of f's push: title [DefaultTitle]
+// ("New follower") and body "<From> started following you", the same text
+// the default [Templates] render.
+func DefaultContent(f tasks.Follow) Content {
+	return Content{Title: DefaultTitle, Body: f.From + " started following you"}
+}
+
 // Texts are one locale's push templates, in Go's text/template syntax.
 //
 // Title and Body render a single follow, with the fields .From (the
@@ -39,8 +51,8 @@ const SummaryNames = 2
 // An empty field takes the built-in text of the same language, or else
 // English's.
 type Texts struct {
-	Title       string `json:"title,omitempty"`
-	Body        string `json:"body,omitempty"`
+	Title        string `json:"title,omitempty"`
+	Body         string `json:"body,omitempty"`
 	SummaryTitle string `json:"digest_title,omitempty"`
 	SummaryBody  string `json:"digest_body,omitempty"`
 }
@@ -50,20 +62,20 @@ type Texts struct {
 func BuiltinTexts() map[string]Texts {
 	return map[string]Texts{
 		"en": {
-			Title:       DefaultTitle,
-			Body:        DefaultBody,
+			Title:        DefaultTitle,
+			Body:         DefaultBody,
 			SummaryTitle: `{{if gt .Count 1}}{{.Count}} new followers{{else}}New follower{{end}}`,
 			SummaryBody:  `{{if .Others}}{{join .Names ", "}} and {{.Others}} {{if eq .Others 1}}other{{else}}others{{end}}{{else}}{{join .Names " and "}}{{end}} started following you`,
 		},
 		"zh": {
-			Title:       "新粉丝",
-			Body:        "{{.From}} 关注了你",
+			Title:        "新粉丝",
+			Body:         "{{.From}} 关注了你",
 			SummaryTitle: `{{if gt .Count 1}}{{.Count}} 位新粉丝{{else}}新粉丝{{end}}`,
 			SummaryBody:  `{{join .Names "、"}} {{if .Others}}等 {{.Count}} 人{{end}}关注了你`,
 		},
 		"ja": {
-			Title:       "新しいフォロワー",
-			Body:        "{{.From}}さんにフォローされました",
+			Title:        "新しいフォロワー",
+			Body:         "{{.From}}さんにフォローされました",
 			SummaryTitle: `{{if gt .Count 1}}{{.Count}}人の新しいフォロワー{{else}}新しいフォロワー{{end}}`,
 			SummaryBody:  `{{join .Names "さん、"}}さん{{if .Others}}ほか{{.Others}}人{{end}}にフォローされました`,
 		},
@@ -306,16 +318,19 @@ func (t *Templates) renderOrBuiltin(tag, kind string, pick func(*localeTemplates
 	return c, failed, nil
 }
 
-// renderFollowOrBuiltin is [Templates.RenderFollow] falling back to the
-// built-in text (see renderOrBuiltin).
-func (t *Templates) renderFollowOrBuiltin(tag string, f tasks.Follow, fromName string) (c Content, failed, err error) {
+// FollowOrBuiltin is [Templates.RenderFollow] falling back to the
+// built-in text when a template fails on the data (a display name is
+// whatever the follower chose): failed is that failure, for the caller to
+// log; err is set only when the built-in text fails too. A push is never
+// lost to a template.
+func (t *Templates) FollowOrBuiltin(tag string, f tasks.Follow, fromName string) (c Content, failed, err error) {
 	return t.renderOrBuiltin(tag, "follow", func(lt *localeTemplates) (*template.Template, *template.Template) { return lt.title, lt.body },
 		singleData{From: fromName, FromID: f.From, To: f.To, AppID: f.AppID})
 }
 
-// renderSummaryOrBuiltin is [Templates.RenderSummary] falling back to the
-// built-in text (see renderOrBuiltin).
-func (t *Templates) renderSummaryOrBuiltin(tag string, d SummaryData) (c Content, failed, err error) {
+// SummaryOrBuiltin is [Templates.RenderSummary] falling back to the
+// built-in text, as [Templates.FollowOrBuiltin] does.
+func (t *Templates) SummaryOrBuiltin(tag string, d SummaryData) (c Content, failed, err error) {
 	return t.renderOrBuiltin(tag, "summary", func(lt *localeTemplates) (*template.Template, *template.Template) {
 		return lt.digestTitle, lt.digestBody
 	}, d)

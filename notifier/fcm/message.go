@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"crypto/sha256"
@@ -8,20 +8,9 @@ import (
 
 	"firebase.google.com/go/v4/messaging"
 
+	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
-
-// Content is the visible text of a push.
-type Content struct {
-	Title, Body string
-}
-
-// DefaultContent is the English text of f's push: title [DefaultTitle]
-// ("New follower") and body "<From> started following you", the same text
-// the default [Templates] render.
-func DefaultContent(f tasks.Follow) Content {
-	return Content{Title: DefaultTitle, Body: f.From + " started following you"}
-}
 
 // Device platforms as the device registry stores them. Any other value,
 // including "", means "not known".
@@ -43,7 +32,7 @@ const (
 	// (a JSON array of at most [DigestListMax] UserIDs) and the digest's id.
 	DataCount        = "count"
 	DataFromAccounts = "from_accounts"
-	DataSummaryID     = "digest_id"
+	DataSummaryID    = "digest_id"
 
 	DataTypeFollow = "follow"
 )
@@ -127,13 +116,13 @@ func CollapseID(f tasks.Follow) string {
 //
 // No TTL is set: FCM keeps an undeliverable message for its default four
 // weeks.
-func BuildMessage(f tasks.Follow, token, platform string, c Content) *messaging.Message {
+func BuildMessage(f tasks.Follow, token, platform string, c pushtext.Content) *messaging.Message {
 	return MessageOptions{}.FollowMessage(f, token, platform, c)
 }
 
 // FollowMessage is [BuildMessage] with o's per-platform settings: Android
 // channel and priority, APNs sound and thread-id, web-push link.
-func (o MessageOptions) FollowMessage(f tasks.Follow, token, platform string, c Content) *messaging.Message {
+func (o MessageOptions) FollowMessage(f tasks.Follow, token, platform string, c pushtext.Content) *messaging.Message {
 	return o.build(token, platform, c, CollapseID(f), map[string]string{
 		DataType:        DataTypeFollow,
 		DataFromAccount: f.From,
@@ -169,7 +158,7 @@ func SummaryCollapseID(to string) string {
 // "event_time" (the newest follow's), "count" (all followers summed up),
 // "from_accounts" (a JSON array of the first [SummaryListMax] followers),
 // "digest_id"}.
-func (o MessageOptions) SummaryMessage(d Summary, token, platform string, c Content) *messaging.Message {
+func (o MessageOptions) SummaryMessage(d Summary, token, platform string, c pushtext.Content) *messaging.Message {
 	list := d.Followers[:min(len(d.Followers), SummaryListMax)]
 	listJSON, _ := json.Marshal(list) // []string always encodes
 	first := ""
@@ -183,11 +172,11 @@ func (o MessageOptions) SummaryMessage(d Summary, token, platform string, c Cont
 		DataEventTime:    strconv.FormatInt(d.Latest, 10),
 		DataCount:        strconv.Itoa(len(d.Followers)),
 		DataFromAccounts: string(listJSON),
-		DataSummaryID:     d.ID(),
+		DataSummaryID:    d.ID(),
 	})
 }
 
-func (o MessageOptions) build(token, platform string, c Content, collapse string, data map[string]string) *messaging.Message {
+func (o MessageOptions) build(token, platform string, c pushtext.Content, collapse string, data map[string]string) *messaging.Message {
 	o = o.withDefaults()
 	m := &messaging.Message{
 		Token:        token,

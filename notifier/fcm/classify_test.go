@@ -1,4 +1,4 @@
-package notifier
+package fcm
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func TestClassifyFCMErrors(t *testing.T) {
 		{"our credentials rejected", fcmtest.Unauthenticated(), OutcomeUnknown, true, false, 0},
 		{"404 without FCM code", fcmtest.ErrorResponse(404, "NOT_FOUND", "Not found."), OutcomeUnknown, true, false, 0},
 		{"unknown FCM code", fcmtest.ErrorResponse(400, "FAILED_PRECONDITION", "New.", fcmtest.FCMErrorDetail("SOMETHING_NEW")), OutcomeUnknown, true, false, 0},
-		{"not JSON", fcmtest.Response{Status: 502, Header: http.Header{"Content-Type": {"text/html"}}, Body: []byte("<html>Bad Gateway</html>")}, OutcomeUnknown, true, false, 0},
+		{"not JSON", fcmtest.Response{Status: 502, Header: http.Header{"pushtext.Content-Type": {"text/html"}}, Body: []byte("<html>Bad Gateway</html>")}, OutcomeUnknown, true, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
