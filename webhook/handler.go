@@ -343,4 +343,3 @@ var (
 	errUnknownApp     = errors.New("unknown SdkAppid")
 	errUnreadableBody = errors.New("unreadable body")
 )
-
