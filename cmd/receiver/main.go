@@ -14,6 +14,8 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/internal/httpserve"
+	"github.com/followpush/followpush/internal/monitoring"
 )
 
 func main() { app.Main(run) }
@@ -37,16 +39,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	app.CheckRedisSettings(ctx, rdb, log)
 	app.LogReceiverStart(cfg, log)
 
-	var monitoring http.Handler
+	var ui http.Handler
 	if cfg.MonitoringUser != "" {
-		monitoring = app.Monitoring(rdb, cfg.MonitoringUser, cfg.MonitoringPassword, log)
+		ui = monitoring.Handler(rdb, cfg.MonitoringUser, cfg.MonitoringPassword, log)
 	}
-	rcv, err := app.NewReceiver(ctx, cfg, rdb, log, app.NewRegistry(), monitoring)
+	rcv, err := app.NewReceiver(ctx, cfg, rdb, log, app.NewRegistry(), ui)
 	if err != nil {
 		return err
 	}
 	defer rcv.Close()
-	ln, err := app.Listen(cfg.ListenAddr, "http", log)
+	ln, err := httpserve.Listen(cfg.ListenAddr, "http", log)
 	if err != nil {
 		return err
 	}
@@ -54,15 +56,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// stop on SIGTERM, and both stop when either fails.
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.MetricsAddr != "" {
-		mln, err := app.Listen(cfg.MetricsAddr, "metrics", log)
+		mln, err := httpserve.Listen(cfg.MetricsAddr, "metrics", log)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		g.Go(func() error { return app.Serve(gctx, mln, "metrics", rcv.MetricsHandler, cfg.ShutdownTimeout, log) })
+		g.Go(func() error {
+			return httpserve.Serve(gctx, mln, "metrics", rcv.MetricsHandler, cfg.ShutdownTimeout, log)
+		})
 	}
 	g.Go(func() error {
-		return app.Serve(gctx, app.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
+		return httpserve.Serve(gctx, app.Listener(ln), "http", rcv.Handler, cfg.ShutdownTimeout, log)
 	})
 	err = g.Wait()
 	log.Info("receiver stopped")

@@ -22,6 +22,8 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/internal/httpserve"
+	"github.com/followpush/followpush/internal/monitoring"
 )
 
 func main() { app.Main(run) }
@@ -77,21 +79,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer w.Shutdown()
 
-	var monitoring http.Handler
+	var ui http.Handler
 	switch rc := cfg.Receiver; {
 	case rc.MonitoringUser != "":
-		monitoring = app.Monitoring(rdb, rc.MonitoringUser, rc.MonitoringPassword, log)
+		ui = monitoring.Handler(rdb, rc.MonitoringUser, rc.MonitoringPassword, log)
 	case config.LoopbackOnly(rc.ListenAddr):
-		monitoring = app.Monitoring(rdb, "", "", log) // loopback only: no auth, loopback Host names only
+		ui = monitoring.Handler(rdb, "", "", log) // loopback only: no auth, loopback Host names only
 	default:
 		log.Warn("asynqmon not mounted: LISTEN_ADDR is not loopback and MONITORING_USER is unset")
 	}
-	rcv, err := app.NewReceiver(ctx, cfg.Receiver, rdb, log, reg, monitoring)
+	rcv, err := app.NewReceiver(ctx, cfg.Receiver, rdb, log, reg, ui)
 	if err != nil {
 		return err
 	}
 	defer rcv.Close()
-	ln, err := app.Listen(cfg.Receiver.ListenAddr, "http", log)
+	ln, err := httpserve.Listen(cfg.Receiver.ListenAddr, "http", log)
 	if err != nil {
 		return err
 	}
@@ -100,10 +102,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// The dev token is well known: keep the device API to loopback
 		// Host names, so that a page re-pointed at 127.0.0.1 by its DNS
 		// (DNS rebinding) cannot use it.
-		handler = app.RefuseForeignHosts(handler, "/v1/")
+		handler = monitoring.RefuseForeignHosts(handler, "/v1/")
 	}
 	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String())
-	err = app.Serve(ctx, app.Listener(ln), "http", handler, cfg.Receiver.ShutdownTimeout, log)
+	err = httpserve.Serve(ctx, app.Listener(ln), "http", handler, cfg.Receiver.ShutdownTimeout, log)
 	log.Info("standalone stopping")
 	return err
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/internal/httpserve"
+	"github.com/followpush/followpush/internal/queuemetrics"
 )
 
 func main() { app.Main(run) }
@@ -38,12 +40,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	reg := app.NewRegistry()
-	app.RegisterQueueMetrics(reg, rdb)
+	queuemetrics.Register(reg, rdb)
 	w, err := app.NewWorker(cfg, rdb, sender, log, reg)
 	if err != nil {
 		return err
 	}
-	ln, err := app.Listen(cfg.MetricsAddr, "metrics", log)
+	ln, err := httpserve.Listen(cfg.MetricsAddr, "metrics", log)
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	opsDone := make(chan error, 1)
 	go func() {
-		opsDone <- app.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof, log), cfg.ShutdownTimeout, log)
+		opsDone <- httpserve.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof, log), cfg.ShutdownTimeout, log)
 	}()
 	log.Info("worker started", "concurrency", cfg.Concurrency, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
 	<-ctx.Done()

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
-	"github.com/followpush/followpush/internal/app"
+	"github.com/followpush/followpush/internal/queuemetrics"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 )
@@ -141,7 +141,7 @@ func asynqSchema(t *testing.T) Schema {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	app.RegisterQueueMetrics(reg, srv.Client(t))
+	queuemetrics.Register(reg, srv.Client(t))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +269,7 @@ func checkDashboard(b []byte, schema Schema) []error {
 		}
 	}
 	walk(d.Panels)
-	deprecated := app.DeprecatedQueueMetrics()
+	deprecated := queuemetrics.DeprecatedQueueMetrics()
 	for _, m := range slices.Sorted(maps.Keys(schema)) {
 		if !used[m] && deprecated[m] == "" {
 			errs = append(errs, fmt.Errorf("followpush.json: no panel shows %s", m))
@@ -282,7 +282,7 @@ func checkDashboard(b []byte, schema Schema) []error {
 // for old rules and dashboards (app.DeprecatedQueueMetrics).
 func checkNotDeprecated(where string, used map[string]bool) []error {
 	var errs []error
-	for old, name := range app.DeprecatedQueueMetrics() {
+	for old, name := range queuemetrics.DeprecatedQueueMetrics() {
 		if used[old] {
 			errs = append(errs, fmt.Errorf("%s: uses %s, exported only for old rules (untyped); use %s", where, old, name))
 		}

@@ -1,62 +1,26 @@
-package app
+// Package queuemetrics exports asynq's queue statistics to Prometheus for
+// the worker ([Register]): asynq's own collector's families, and for its
+// gauges named *_total (which fail promtool's lint) lint-clean twins
+// (asynq_queue_tasks, asynq_queue_paused), the old names kept untyped
+// ([DeprecatedQueueMetrics]).
+package queuemetrics
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
-	"log/slog"
-	"net/http"
 
-	"github.com/hibiken/asynq/x/metrics"
-	"github.com/hibiken/asynqmon"
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
-// MonitoringPath is where asynqmon is mounted on the receiver and standalone.
-const MonitoringPath = "/monitoring"
-
-// sharedConn hands an existing go-redis client to asynq/asynqmon, which take
-// a RedisConnOpt. Whoever receives it must not close it.
-type sharedConn struct{ c redis.UniversalClient }
-
-func (s sharedConn) MakeRedisClient() any { return s.c }
-
-// Monitoring returns asynqmon's UI and API rooted at [MonitoringPath] over
-// rdb, behind HTTP basic authentication when user is not empty. Writes
-// from other sites are refused (403): an unsafe method (POST, DELETE...)
-// whose Origin or Sec-Fetch-Site header says a page of another site sent
-// it, as a form that pauses the queue would (see refuseCrossSiteWrites).
-// Without a user (standalone on loopback) there is no authentication, so
-// every request must also name a loopback Host (see [RefuseForeignHosts]).
-// Refusals are logged to log.
-func Monitoring(rdb redis.UniversalClient, user, password string, log *slog.Logger) http.Handler {
-	ui := asynqmon.New(asynqmon.Options{RootPath: MonitoringPath, RedisConnOpt: sharedConn{rdb}})
-	if user == "" {
-		return RefuseForeignHosts(refuseCrossSiteWrites(ui, log), "")
-	}
-	guarded := refuseCrossSiteWrites(ui, log)
-	wantUser, wantPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, p, ok := r.BasicAuth()
-		gotUser, gotPass := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
-		if !ok || subtle.ConstantTimeCompare(gotUser[:], wantUser[:])&subtle.ConstantTimeCompare(gotPass[:], wantPass[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="followpush monitoring", charset="UTF-8"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		guarded.ServeHTTP(w, r)
-	})
-}
-
-// RegisterQueueMetrics adds asynq's queue metrics (asynq_queue_size,
+// Register adds asynq's queue metrics (asynq_queue_size,
 // asynq_queue_latency_seconds, asynq_tasks_processed_total, ...; see
 // [QueueMetrics]) to reg. Only workers do this: N receivers must not each
 // run asynq's queue statistics scripts on every scrape.
-func RegisterQueueMetrics(reg prometheus.Registerer, rdb redis.UniversalClient) {
+func Register(reg prometheus.Registerer, rdb redis.UniversalClient) {
 	reg.MustRegister(NewQueueMetrics(rdb))
 }
 
@@ -86,13 +50,6 @@ func NewQueueMetrics(rdb redis.UniversalClient) *QueueMetrics {
 	inner := prometheus.NewRegistry()
 	inner.MustRegister(metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)))
 	return &QueueMetrics{inner: inner}
-}
-
-// lintCleanTwins maps asynq's gauges named *_total to the name and help of
-// their lint-clean twins.
-var lintCleanTwins = map[string]struct{ name, help string }{
-	"asynq_tasks_enqueued_total": {"asynq_queue_tasks", "Tasks of the queue, by state (active, pending, scheduled, retry, archived, completed)."},
-	"asynq_queue_paused_total":   {"asynq_queue_paused", "1 while the queue is paused, else 0."},
 }
 
 // DeprecatedQueueMetrics maps the names of asynq's gauges that QueueMetrics
@@ -127,13 +84,6 @@ func (q *QueueMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// valueTypes are the sample types [sendFamily] sends.
-var valueTypes = map[dto.MetricType]prometheus.ValueType{
-	dto.MetricType_COUNTER: prometheus.CounterValue,
-	dto.MetricType_GAUGE:   prometheus.GaugeValue,
-	dto.MetricType_UNTYPED: prometheus.UntypedValue,
-}
-
 // sendFamily sends the samples of mf (counters, gauges and untyped ones:
 // all asynq's collector exports) as constant metrics named name.
 func sendFamily(ch chan<- prometheus.Metric, mf *dto.MetricFamily, name, help string, typ dto.MetricType) {
@@ -160,4 +110,18 @@ func sendFamily(ch chan<- prometheus.Metric, mf *dto.MetricFamily, name, help st
 		}
 		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, help, labels, nil), vt, v, values...)
 	}
+}
+
+// lintCleanTwins maps asynq's gauges named *_total to the name and help of
+// their lint-clean twins.
+var lintCleanTwins = map[string]struct{ name, help string }{
+	"asynq_tasks_enqueued_total": {"asynq_queue_tasks", "Tasks of the queue, by state (active, pending, scheduled, retry, archived, completed)."},
+	"asynq_queue_paused_total":   {"asynq_queue_paused", "1 while the queue is paused, else 0."},
+}
+
+// valueTypes are the sample types [sendFamily] sends.
+var valueTypes = map[dto.MetricType]prometheus.ValueType{
+	dto.MetricType_COUNTER: prometheus.CounterValue,
+	dto.MetricType_GAUGE:   prometheus.GaugeValue,
+	dto.MetricType_UNTYPED: prometheus.UntypedValue,
 }

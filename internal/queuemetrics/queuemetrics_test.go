@@ -1,4 +1,4 @@
-package app
+package queuemetrics
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
@@ -42,9 +43,12 @@ func TestQueueMetricsLintClean(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reg := NewRegistry()
+	// The worker's registry: the Go and process collectors, the worker's
+	// own metrics and the queue metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	notifier.NewMetrics(reg)
-	RegisterQueueMetrics(reg, rdb)
+	Register(reg, rdb)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

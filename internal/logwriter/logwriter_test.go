@@ -1,4 +1,4 @@
-package app
+package logwriter
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ func (c *countingWriter) state() (int, string) {
 // Many lines go out in one write, in order, and none is lost at Close.
 func TestLogWriterBatchesLinesAndFlushesOnClose(t *testing.T) {
 	out := &countingWriter{}
-	lw := NewLogWriter(out, time.Hour) // no periodic flush during the test
+	lw := New(out, time.Hour) // no periodic flush during the test
 	var want strings.Builder
 	for i := range 1000 {
 		line := strings.Repeat("x", i%50) + "\n"
@@ -74,7 +74,7 @@ func TestLogWriterBatchesLinesAndFlushesOnClose(t *testing.T) {
 // pending.
 func TestLogWriterFlushesPeriodicallyAndWhenFull(t *testing.T) {
 	out := &countingWriter{wrote: make(chan struct{}, 1)}
-	lw := NewLogWriter(out, 10*time.Millisecond)
+	lw := New(out, 10*time.Millisecond)
 	defer lw.Close()
 	if _, err := lw.Write([]byte("one\n")); err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestLogWriterFlushesPeriodicallyAndWhenFull(t *testing.T) {
 	}
 
 	full := &countingWriter{}
-	big := NewLogWriter(full, time.Hour)
+	big := New(full, time.Hour)
 	defer big.Close()
 	line := bytes.Repeat([]byte("y"), 1024)
 	for range logBufferMax / len(line) {

@@ -1,4 +1,10 @@
-package app
+// Package monitoring mounts asynqmon, the queue UI, for the receiver and
+// standalone ([Handler], at [Path]): behind HTTP basic authentication, with
+// writes from other sites refused (a form on another page cannot pause the
+// queue through a browser's cached credentials), and, without
+// authentication (standalone on loopback), only for loopback Host names
+// (DNS rebinding). [RefuseForeignHosts] guards other routes the same way.
+package monitoring
 
 import (
 	"encoding/json"
