@@ -1,17 +1,19 @@
-// Package notifier is the worker side of followpush: the asynq handler of
-// follow tasks ([Handler]), the FCM sender built on firebase-admin-go
-// ([fcm.Sender]) with the classification of FCM's errors ([fcm.Classify]), a
-// sender that only logs ([fcm.LogSender]), and the retry policy the asynq server
-// is configured with ([RetryDelay], [IsFailure]).
+// Package notifier is the sending side of followpush: the asynq handlers of
+// the worker's tasks ([Handler]: follow tasks, and summary tasks when
+// notification policies fold follows together), on a ServeMux whose
+// middleware counts and logs every task's result ([Handler.NewServeMux],
+// [Handler.Report]), and the retry policy the asynq server is configured
+// with ([RetryDelay], [IsFailure]).
 //
-// The notification policies (cooldown, per-recipient cap, aggregation into
-// summary pushes; [HandlerOptions].Policy, state in delivery.Store) decide
-// whether a follow is pushed at once; folded follows go out in a summary
-// sent by [Handler.ProcessSummary]. pushtext.Texts are per device locale
-// ([pushtext.Templates]), per-platform settings in [fcm.MessageOptions], and a send
-// budget shared by all workers in [RateLimit]. Tokens FCM answers
-// SENDER_ID_MISMATCH for are deleted only while the [MismatchBreaker], also
-// shared by all workers, is closed.
+// A push goes through the same steps for a follow or a summary: read the
+// record and the devices, commit to the push (the policies' verdict and the
+// pair's claim: package delivery), send it (subpackage fcm, over
+// firebase-admin-go, with texts per device locale from subpackage
+// pushtext), settle the attempt. Beside them: a send budget shared by all
+// workers ([RateLimit]), display names from Tencent's REST API, cached
+// ([TencentProfiles]), and a breaker shared by all workers that stops
+// deleting tokens FCM answers SENDER_ID_MISMATCH for when the credentials,
+// not the tokens, are wrong ([MismatchBreaker]).
 //
 // The error a handler returns is the retry policy: nil completes the task,
 // an error wrapping asynq.SkipRetry archives it, a [*RetryError] retries it

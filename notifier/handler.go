@@ -64,9 +64,9 @@ type HandlerOptions struct {
 	Now func() time.Time
 }
 
-// Handler is the asynq handler of [tasks.TypeFollow] tasks
-// ([Handler.ProcessTask]) and, with notification policies, of
-// [tasks.TypeSummary] tasks ([Handler.ProcessSummary]).
+// Handler is the asynq handler of the worker's tasks ([Handler.ProcessTask],
+// or the routes of [Handler.NewServeMux]): follow tasks and, with
+// notification policies, summary tasks.
 //
 // A push goes through the same steps whatever it is for (a follow, a
 // summary): read what is known (the event's record, the followee's
@@ -91,6 +91,8 @@ type Handler struct {
 	step func(ctx context.Context, step string)
 	// retries reports a task's retry count and budget (asynq's, from ctx).
 	retries func(ctx context.Context) (retried, max int, ok bool)
+	// mux routes a task to its handler through the Report middleware.
+	mux *asynq.ServeMux
 }
 
 // NewHandler returns a Handler over the device registry devs and the
@@ -126,12 +128,14 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 		return nil, errors.New("the per-recipient cap and aggregation need a Scheduler (HandlerOptions.Scheduler)")
 	}
 	metrics.watchBreaker(opts.MismatchBreaker)
-	return &Handler{
+	h := &Handler{
 		log: log, devices: devs, store: store, sender: sender, metrics: metrics, opts: opts,
 		mismatch: opts.MismatchBreaker,
 		lease:    sendWindow + opts.SendTimeout + bookkeepingTimeout + 5*time.Second,
 		retries:  asynqRetries,
-	}, nil
+	}
+	h.mux = h.NewServeMux()
+	return h, nil
 }
 
 // asynqRetries reads the retry count and budget asynq puts in a task's
@@ -142,20 +146,17 @@ func asynqRetries(ctx context.Context) (int, int, bool) {
 	return n, m, ok1 && ok2
 }
 
-// ProcessTask sends f's push to every device of the followee that has not
-// had it yet, and returns the retry policy as its error (see the package
+// follow is the asynq handler of [tasks.TypeFollow] tasks: it sends the
+// follow's push to every device of the followee that has not had it yet,
+// and returns the retry policy as its error (see the package
 // documentation).
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+func (h *Handler) follow(ctx context.Context, t *asynq.Task) error {
 	f, err := tasks.ParseFollow(t)
 	if err != nil {
-		h.metrics.tasks.WithLabelValues("invalid").Inc()
-		h.log.Error("invalid follow task: archived", "task_id", taskID(ctx), "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	log := h.log.With(slog.String("task_id", f.TaskID()), slog.String("from_account", f.From), slog.String("to_account", f.To))
-	err = h.process(ctx, log, f)
-	h.reportResult(ctx, log, h.metrics.tasks, err, "push will be retried", "follow task failed")
-	return err
+	log := reported(ctx, slog.String("task_id", f.TaskID()), slog.String("from_account", f.From), slog.String("to_account", f.To))
+	return h.process(ctx, log, f)
 }
 
 // taskID is the id of the asynq task ctx belongs to ("" outside a task),
@@ -163,24 +164,6 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 func taskID(ctx context.Context) string {
 	id, _ := asynq.GetTaskID(ctx)
 	return id
-}
-
-// reportResult counts and logs the error a task handler returns: a retry
-// (a [*RetryError]) as a warning, the last one (asynq archives the task)
-// as an error, anything else as an error.
-func (h *Handler) reportResult(ctx context.Context, log *slog.Logger, counter *prometheus.CounterVec, err error, retryMsg, failMsg string) {
-	var re *RetryError
-	switch {
-	case errors.As(err, &re) && h.lastAttempt(ctx, err):
-		counter.WithLabelValues("exhausted").Inc()
-		log.Error("retries used up: the task is archived, the push not sent", "err", err)
-	case errors.As(err, &re):
-		counter.WithLabelValues("retry").Inc()
-		log.Warn(retryMsg, "err", err)
-	case err != nil:
-		counter.WithLabelValues("error").Inc()
-		log.Error(failMsg, "err", err)
-	}
 }
 
 // lastAttempt reports whether a task failing with err is not retried:

@@ -60,10 +60,7 @@ func serveHandler(t *testing.T, f *handlerFixture, h *notifier.Handler) {
 		IsFailure:         notifier.IsFailure,
 		Logger:            quietAsynq{},
 	})
-	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeFollow, h)
-	mux.HandleFunc(tasks.TypeSummary, h.ProcessSummary)
-	if err := srv.Start(mux); err != nil {
+	if err := srv.Start(h.NewServeMux()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)

@@ -809,7 +809,7 @@ func (s *sim) segment(a *attempt, first bool) (bool, error) {
 				err = s.h.ProcessTask(a.ctx, task)
 			} else {
 				task, _ := tasks.NewSummaryTask(*t.digest)
-				err = s.h.ProcessSummary(a.ctx, task)
+				err = s.h.ProcessTask(a.ctx, task)
 			}
 			a.real.events <- runEvent{err: err}
 		}()

@@ -162,7 +162,7 @@ func (f *policyFixture) runDigest(t *testing.T) (tasks.Summary, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = f.h.ProcessSummary(context.Background(), task)
+	err = f.h.ProcessTask(context.Background(), task)
 	if err == nil {
 		if derr := f.insp.DeleteTask(tasks.QueueFollow, d.TaskID()); derr != nil {
 			t.Fatal(derr)
@@ -211,7 +211,7 @@ func (f *policyFixture) runAllDigests(t *testing.T) int {
 		if info.Type != tasks.TypeSummary {
 			continue
 		}
-		if err := f.h.ProcessSummary(context.Background(), asynq.NewTask(info.Type, info.Payload)); err != nil {
+		if err := f.h.ProcessTask(context.Background(), asynq.NewTask(info.Type, info.Payload)); err != nil {
 			t.Fatalf("digest %s: %v", info.ID, err)
 		}
 		if err := f.insp.DeleteTask(tasks.QueueFollow, info.ID); err != nil {

@@ -62,25 +62,21 @@ func (h *Handler) schedule(ctx context.Context, d tasks.Summary) error {
 	return nil
 }
 
-// ProcessSummary is the asynq handler of [tasks.TypeSummary] tasks: it sends
-// the followee one summary push naming the first followers folded into it
-// and counting the rest (see [delivery.Store.TakeSummary]), in each device's
-// locale, with the collapse identity [fcm.SummaryCollapseID]. Followers whose
-// follow is older than MaxEventAge plus the aggregation window (plus an
-// hour with the per-recipient cap) are left out, and so are followers who
-// unfollowed before the push went out (also between retries). Its error is
-// the retry policy, as for follow tasks.
-func (h *Handler) ProcessSummary(ctx context.Context, t *asynq.Task) error {
+// summary is the asynq handler of [tasks.TypeSummary] tasks: it sends the
+// followee one summary push naming the first followers folded into it and
+// counting the rest (see [delivery.Store.TakeSummary]), in each device's
+// locale, with the collapse identity [fcm.SummaryCollapseID]. Followers
+// whose follow is older than MaxEventAge plus the aggregation window (plus
+// an hour with the per-recipient cap) are left out, and so are followers
+// who unfollowed before the push went out (also between retries). Its
+// error is the retry policy, as for follow tasks.
+func (h *Handler) summary(ctx context.Context, t *asynq.Task) error {
 	d, err := tasks.ParseSummary(t)
 	if err != nil {
-		h.metrics.summaries.WithLabelValues("invalid").Inc()
-		h.log.Error("invalid digest task: archived", "task_id", taskID(ctx), "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	log := h.log.With(slog.String("task_id", d.TaskID()), slog.String("to_account", d.To))
-	err = h.processSummary(ctx, log, d)
-	h.reportResult(ctx, log, h.metrics.summaries, err, "summary push will be retried", "digest task failed")
-	return err
+	log := reported(ctx, slog.String("task_id", d.TaskID()), slog.String("to_account", d.To))
+	return h.processSummary(ctx, log, d)
 }
 
 func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.Summary) error {

@@ -119,10 +119,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		Logger:                   asynqLogger{log.With("component", "asynq")},
 		LogLevel:                 level,
 	})
-	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeFollow, h)
-	mux.HandleFunc(tasks.TypeSummary, h.ProcessSummary)
-	return &Worker{Server: srv, Handler: h, mux: mux}, nil
+	return &Worker{Server: srv, Handler: h, mux: h.NewServeMux()}, nil
 }
 
 // retainingScheduler enqueues tasks that asynq keeps as completed for
