@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/tasks"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -147,54 +151,57 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 	}
 }
 
+// deliveryParts is what TestLoadWorkerPolicies compares of a config.Worker:
+// everything the sending side is built from but the texts.
+type deliveryParts struct {
+	Policy       delivery.Policy
+	FCMRateLimit int
+	Message      fcm.MessageOptions
+	Tencent      TencentAPI
+}
+
 func TestLoadWorkerPolicies(t *testing.T) {
 	t.Parallel()
+	defaults := deliveryParts{
+		Policy:       delivery.Policy{Cooldown: time.Hour, FirstImmediate: true},
+		FCMRateLimit: 8000,
+		Message:      fcm.MessageOptions{AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow"},
+		Tencent:      TencentAPI{AdminIdentifier: "administrator", DisplayNameCacheTTL: time.Hour},
+	}
+	withTencent := func(api TencentAPI) deliveryParts {
+		p := defaults
+		api.AdminIdentifier, api.DisplayNameCacheTTL = "administrator", time.Hour
+		p.Tencent = api
+		return p
+	}
 	tests := []struct {
 		name string
 		env  map[string]string
-		want Policies
+		want deliveryParts
 	}{
-		{"defaults", map[string]string{}, Policies{
-			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
-			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
-			TencentAdminIdentifier: "administrator", DisplayNameCacheTTL: time.Hour,
-		}},
+		{"defaults", map[string]string{}, defaults},
 		{"all set", map[string]string{
 			"FOLLOW_COOLDOWN": "0", "MAX_PUSHES_PER_USER_PER_HOUR": "20", "AGGREGATION_WINDOW": "5m", "AGGREGATION_FIRST_IMMEDIATE": "false",
-			"FCM_RATE_LIMIT": "0", "PUSH_TEMPLATES_FILE": "testdata/templates.json", "ANDROID_CHANNEL_ID": "followers",
+			"FCM_RATE_LIMIT": "0", "ANDROID_CHANNEL_ID": "followers",
 			"ANDROID_PRIORITY": "NORMAL", "APNS_SOUND": "none", "APNS_THREAD_ID": "fans", "WEBPUSH_LINK": "https://example.com/f",
 			"TENCENT_API_BASE": "https://adminapisgp.im.qcloud.com/", "TENCENT_ADMIN_IDENTIFIER": "admin",
 			"TENCENT_ADMIN_USERSIG": "1400000000=eJyA*b-c_,1400000001=eJyB", "DISPLAY_NAME_CACHE_TTL": "10m",
-		}, Policies{
-			MaxPushesPerHour: 20, AggregationWindow: 5 * time.Minute, FCMRateLimit: 0,
-			Templates: map[string]LocaleTexts{
-				"zh-TW": {Title: "新粉絲", Body: "{{.From}} 關注了你", DigestTitle: "{{.Count}} 位新粉絲", DigestBody: `{{join .Names "、"}} 等 {{.Count}} 人關注了你`},
-				"pt-BR": {Body: "{{.From}} começou a seguir você"},
-			},
-			AndroidChannelID: "followers", AndroidPriority: "normal", APNsSound: "none", APNsThreadID: "fans", WebpushLink: "https://example.com/f",
-			TencentAPIBase: "https://adminapisgp.im.qcloud.com", TencentAdminIdentifier: "admin",
-			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA*b-c_", "1400000001": "eJyB"}, DisplayNameCacheTTL: 10 * time.Minute,
+		}, deliveryParts{
+			Policy:       delivery.Policy{MaxPerHour: 20, Window: 5 * time.Minute},
+			FCMRateLimit: 0,
+			Message:      fcm.MessageOptions{AndroidChannelID: "followers", AndroidPriority: "normal", APNsSound: "none", APNsThreadID: "fans", WebpushLink: "https://example.com/f"},
+			Tencent: TencentAPI{Base: "https://adminapisgp.im.qcloud.com", AdminIdentifier: "admin",
+				AdminUserSigs: map[string]string{"1400000000": "eJyA*b-c_", "1400000001": "eJyB"}, DisplayNameCacheTTL: 10 * time.Minute},
 		}},
 		{"secret keys for some apps, UserSigs for others", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com",
-			"TENCENT_ADMIN_USERSIG": "1400000000=eJyA", "TENCENT_SECRET_KEY": "1400000001=k3y-a, 1400000002=k3y-b"}, Policies{
-			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
-			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
-			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
-			TencentAdminUserSigs: map[string]string{"1400000000": "eJyA"},
-			TencentSecretKeys:    map[string]string{"1400000001": "k3y-a", "1400000002": "k3y-b"}, DisplayNameCacheTTL: time.Hour,
-		}},
-		{"one secret key for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "5bd2850fff3ecb11"}, Policies{
-			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
-			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
-			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
-			TencentSecretKeys: map[string]string{"": "5bd2850fff3ecb11"}, DisplayNameCacheTTL: time.Hour,
-		}},
-		{"one UserSig for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA*b-c_"}, Policies{
-			FollowCooldown: time.Hour, AggregationFirstImmediate: true, FCMRateLimit: 8000,
-			AndroidPriority: "high", APNsSound: "default", APNsThreadID: "follow",
-			TencentAPIBase: "https://console.tim.qq.com", TencentAdminIdentifier: "administrator",
-			TencentAdminUserSigs: map[string]string{"": "eJyA*b-c_"}, DisplayNameCacheTTL: time.Hour,
-		}},
+			"TENCENT_ADMIN_USERSIG": "1400000000=eJyA", "TENCENT_SECRET_KEY": "1400000001=k3y-a, 1400000002=k3y-b"},
+			withTencent(TencentAPI{Base: "https://console.tim.qq.com",
+				AdminUserSigs: map[string]string{"1400000000": "eJyA"},
+				SecretKeys:    map[string]string{"1400000001": "k3y-a", "1400000002": "k3y-b"}})},
+		{"one secret key for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_SECRET_KEY": "5bd2850fff3ecb11"},
+			withTencent(TencentAPI{Base: "https://console.tim.qq.com", SecretKeys: map[string]string{"": "5bd2850fff3ecb11"}})},
+		{"one UserSig for every app", map[string]string{"TENCENT_API_BASE": "https://console.tim.qq.com", "TENCENT_ADMIN_USERSIG": "eJyA*b-c_"},
+			withTencent(TencentAPI{Base: "https://console.tim.qq.com", AdminUserSigs: map[string]string{"": "eJyA*b-c_"}})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,8 +214,55 @@ func TestLoadWorkerPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := cmp.Diff(tt.want, w.Policies); d != "" {
-				t.Errorf("policies (-want +got):\n%s", d)
+			got := deliveryParts{Policy: w.Policy, FCMRateLimit: w.FCMRateLimit, Message: w.Message, Tencent: w.Tencent}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("sending settings (-want +got):\n%s", d)
+			}
+			if w.Texts == nil {
+				t.Fatal("no push texts")
+			}
+		})
+	}
+}
+
+// PUSH_TEMPLATES_FILE's texts are used per locale (its tags normalized),
+// over the built-in ones; PUSH_TITLE and PUSH_BODY are English's single
+// follow unless the file gives those.
+func TestLoadWorkerTexts(t *testing.T) {
+	t.Parallel()
+	f := tasks.Follow{From: "alice", To: "bob"}
+	tests := []struct {
+		name     string
+		env      map[string]string
+		locale   string
+		want     pushtext.Content
+		wantFrom string // the locale the device's tag resolves to
+	}{
+		{"built-in English", nil, "en-US", pushtext.Content{Title: "New follower", Body: "alice started following you"}, "en"},
+		{"PUSH_TITLE and PUSH_BODY", map[string]string{"PUSH_TITLE": "Hey", "PUSH_BODY": "{{.From}} → {{.To}}"}, "en", pushtext.Content{Title: "Hey", Body: "alice → bob"}, "en"},
+		{"the file's locale", map[string]string{"PUSH_TEMPLATES_FILE": "testdata/templates.json"}, "zh_tw", pushtext.Content{Title: "新粉絲", Body: "alice 關注了你"}, "zh-tw"},
+		{"the file's locale, a field left out takes English's", map[string]string{"PUSH_TEMPLATES_FILE": "testdata/templates.json", "PUSH_TITLE": "Hey"}, "pt_br", pushtext.Content{Title: "Hey", Body: "alice começou a seguir você"}, "pt-br"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"FCM_PROJECT_ID": "p"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			w, err := LoadWorker(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := w.Texts.Locale(tt.locale); got != tt.wantFrom {
+				t.Errorf("locale %q resolves to %q, want %q", tt.locale, got, tt.wantFrom)
+			}
+			got, err := w.Texts.RenderLocale(tt.locale, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("rendered %+v, want %+v", got, tt.want)
 			}
 		})
 	}

@@ -9,114 +9,96 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/tencent"
 )
 
-// Policies are the worker's notification policies and push content
-// settings.
-type Policies struct {
-	// FollowCooldown is FOLLOW_COOLDOWN (default 1h; 0 = off).
-	FollowCooldown time.Duration
-	// MaxPushesPerHour is MAX_PUSHES_PER_USER_PER_HOUR (default 0 =
-	// unlimited).
-	MaxPushesPerHour int
-	// AggregationWindow is AGGREGATION_WINDOW (default 0 = off).
-	AggregationWindow time.Duration
-	// AggregationFirstImmediate is AGGREGATION_FIRST_IMMEDIATE (default
-	// true).
-	AggregationFirstImmediate bool
-	// FCMRateLimit is FCM_RATE_LIMIT, sends per second for all workers
-	// together (default 8000; 0 = unlimited; at most 10000). Keep it below
-	// the Firebase project's FCM quota (by default 600,000 a minute, i.e.
-	// 10,000 a second, the maximum accepted), leaving room for the project's
-	// other senders.
-	FCMRateLimit int
-	// Templates are the per-locale texts of PUSH_TEMPLATES_FILE, keyed by
-	// the file's language tags, each template already checked to parse and
-	// render (a single follow; a summary of one follower, of two and of
-	// many); nil when unset.
-	Templates map[string]LocaleTexts
-	// AndroidChannelID is ANDROID_CHANNEL_ID (default "": the app's default
-	// channel).
-	AndroidChannelID string
-	// AndroidPriority is ANDROID_PRIORITY, "high" (default) or "normal".
-	AndroidPriority string
-	// APNsSound is APNS_SOUND (default "default"; "none" = silent).
-	APNsSound string
-	// APNsThreadID is APNS_THREAD_ID (default "follow").
-	APNsThreadID string
-	// WebpushLink is WEBPUSH_LINK, an https URL (default "": none).
-	WebpushLink string
-	// TencentAPIBase is TENCENT_API_BASE (default "": display names off).
-	TencentAPIBase string
-	// TencentAdminIdentifier is TENCENT_ADMIN_IDENTIFIER (default
-	// "administrator").
-	TencentAdminIdentifier string
-	// TencentAdminUserSigs is TENCENT_ADMIN_USERSIG per SDKAppID, the key ""
-	// for a single UserSig serving every app; nil when unset.
-	TencentAdminUserSigs map[string]string
-	// TencentSecretKeys is TENCENT_SECRET_KEY per SDKAppID, the key "" for
-	// one secret key serving every app; nil when unset. An app has a
-	// UserSig or a secret key, never both.
-	TencentSecretKeys map[string]string
-	// DisplayNameCacheTTL is DISPLAY_NAME_CACHE_TTL (default 1h).
+// TencentAPI is the worker's access to Tencent Cloud Chat's REST API, for
+// the followers' display names.
+type TencentAPI struct {
+	// Base is TENCENT_API_BASE (default "": display names off).
+	Base string
+	// AdminIdentifier is TENCENT_ADMIN_IDENTIFIER (default
+	// tencent.DefaultIdentifier).
+	AdminIdentifier string
+	// AdminUserSigs is TENCENT_ADMIN_USERSIG per SDKAppID, the key "" for a
+	// single UserSig serving every app; nil when unset.
+	AdminUserSigs map[string]string
+	// SecretKeys is TENCENT_SECRET_KEY per SDKAppID, the key "" for one
+	// secret key serving every app; nil when unset. An app has a UserSig
+	// or a secret key, never both.
+	SecretKeys map[string]string
+	// DisplayNameCacheTTL is DISPLAY_NAME_CACHE_TTL (default
+	// notifier.DefaultDisplayNameCacheTTL).
 	DisplayNameCacheTTL time.Duration
 }
 
-// LocaleTexts are one locale's templates in PUSH_TEMPLATES_FILE; an empty
-// field keeps the built-in text (see pushtext.Texts for what each sees).
-type LocaleTexts struct {
-	Title       string `json:"title"`
-	Body        string `json:"body"`
-	DigestTitle string `json:"digest_title"`
-	DigestBody  string `json:"digest_body"`
+// policy reads the notification policies (FOLLOW_COOLDOWN,
+// MAX_PUSHES_PER_USER_PER_HOUR, AGGREGATION_WINDOW,
+// AGGREGATION_FIRST_IMMEDIATE).
+func (l *loader) policy(maxEventAge time.Duration) delivery.Policy {
+	p := delivery.Policy{
+		Cooldown:       l.duration("FOLLOW_COOLDOWN", delivery.DefaultCooldown, 0, 30*24*time.Hour),
+		MaxPerHour:     l.intRange("MAX_PUSHES_PER_USER_PER_HOUR", 0, 0, 100000),
+		Window:         l.duration("AGGREGATION_WINDOW", 0, 0, 24*time.Hour),
+		FirstImmediate: l.boolean("AGGREGATION_FIRST_IMMEDIATE", true),
+	}
+	if p.Window > 0 && p.Window < time.Second {
+		l.fail("AGGREGATION_WINDOW", "%s is below 1s (0 turns aggregation off)", p.Window)
+	}
+	if p.Window >= maxEventAge {
+		l.fail("AGGREGATION_WINDOW", "%s is not shorter than MAX_EVENT_AGE %s", p.Window, maxEventAge)
+	}
+	return p
 }
 
-func (l *loader) policies(maxEventAge time.Duration) Policies {
-	p := Policies{
-		FollowCooldown:            l.duration("FOLLOW_COOLDOWN", time.Hour, 0, 30*24*time.Hour),
-		MaxPushesPerHour:          l.intRange("MAX_PUSHES_PER_USER_PER_HOUR", 0, 0, 100000),
-		AggregationWindow:         l.duration("AGGREGATION_WINDOW", 0, 0, 24*time.Hour),
-		AggregationFirstImmediate: l.boolean("AGGREGATION_FIRST_IMMEDIATE", true),
-		FCMRateLimit:              l.intRange("FCM_RATE_LIMIT", 8000, 0, 10000),
-		Templates:                 l.templatesFile("PUSH_TEMPLATES_FILE"),
-		AndroidChannelID:          l.raw("ANDROID_CHANNEL_ID", ""),
-		AndroidPriority:           strings.ToLower(l.raw("ANDROID_PRIORITY", "high")),
-		APNsSound:                 l.raw("APNS_SOUND", "default"),
-		APNsThreadID:              l.raw("APNS_THREAD_ID", "follow"),
-		WebpushLink:               l.raw("WEBPUSH_LINK", ""),
-		TencentAPIBase:            l.baseURL("TENCENT_API_BASE"),
-		TencentAdminIdentifier:    l.raw("TENCENT_ADMIN_IDENTIFIER", "administrator"),
-		TencentAdminUserSigs:      l.noListSeparators("TENCENT_ADMIN_USERSIG", "usersig", "a UserSig"),
-		TencentSecretKeys:         l.noListSeparators("TENCENT_SECRET_KEY", "key", "a secret key"),
-		DisplayNameCacheTTL:       l.duration("DISPLAY_NAME_CACHE_TTL", time.Hour, time.Minute, 7*24*time.Hour),
+// message reads the per-platform settings of every push (ANDROID_*,
+// APNS_*, WEBPUSH_LINK).
+func (l *loader) message() fcm.MessageOptions {
+	m := fcm.MessageOptions{
+		AndroidChannelID: l.raw("ANDROID_CHANNEL_ID", ""),
+		AndroidPriority:  strings.ToLower(l.raw("ANDROID_PRIORITY", fcm.DefaultAndroidPriority)),
+		APNsSound:        l.raw("APNS_SOUND", fcm.DefaultAPNsSound),
+		APNsThreadID:     l.raw("APNS_THREAD_ID", fcm.DefaultAPNsThreadID),
+		WebpushLink:      l.raw("WEBPUSH_LINK", ""),
 	}
-	if p.TencentAPIBase != "" && l.raw("TENCENT_ADMIN_USERSIG", "") == "" && l.raw("TENCENT_SECRET_KEY", "") == "" {
-		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE, or TENCENT_SECRET_KEY instead")
+	if m.AndroidPriority != "high" && m.AndroidPriority != "normal" {
+		l.fail("ANDROID_PRIORITY", "%q is not high or normal", m.AndroidPriority)
 	}
-	l.adminCredentialsApart(p)
-	if p.AggregationWindow > 0 && p.AggregationWindow < time.Second {
-		l.fail("AGGREGATION_WINDOW", "%s is below 1s (0 turns aggregation off)", p.AggregationWindow)
-	}
-	if p.AggregationWindow >= maxEventAge {
-		l.fail("AGGREGATION_WINDOW", "%s is not shorter than MAX_EVENT_AGE %s", p.AggregationWindow, maxEventAge)
-	}
-	if p.AndroidPriority != "high" && p.AndroidPriority != "normal" {
-		l.fail("ANDROID_PRIORITY", "%q is not high or normal", p.AndroidPriority)
-	}
-	if len(p.AndroidChannelID) > 256 || strings.ContainsAny(p.AndroidChannelID, " \t\r\n") {
+	if len(m.AndroidChannelID) > 256 || strings.ContainsAny(m.AndroidChannelID, " \t\r\n") {
 		l.fail("ANDROID_CHANNEL_ID", "must be at most 256 bytes without whitespace")
 	}
-	if len(p.APNsSound) > 256 || len(p.APNsThreadID) > 256 {
+	if len(m.APNsSound) > 256 || len(m.APNsThreadID) > 256 {
 		l.fail("APNS_SOUND", "APNS_SOUND and APNS_THREAD_ID must be at most 256 bytes")
 	}
-	if v := p.WebpushLink; v != "" {
+	if v := m.WebpushLink; v != "" {
 		if u, err := url.Parse(v); err != nil || u.Scheme != "https" || u.Host == "" {
 			l.fail("WEBPUSH_LINK", "%q is not an https URL (FCM accepts only https links)", v)
 		}
 	}
-	return p
+	return m
+}
+
+// tencentAPI reads the REST API settings (TENCENT_API_BASE,
+// TENCENT_ADMIN_*, TENCENT_SECRET_KEY, DISPLAY_NAME_CACHE_TTL).
+func (l *loader) tencentAPI() TencentAPI {
+	t := TencentAPI{
+		Base:                l.baseURL("TENCENT_API_BASE"),
+		AdminIdentifier:     l.raw("TENCENT_ADMIN_IDENTIFIER", tencent.DefaultIdentifier),
+		AdminUserSigs:       l.noListSeparators("TENCENT_ADMIN_USERSIG", "usersig", "a UserSig"),
+		SecretKeys:          l.noListSeparators("TENCENT_SECRET_KEY", "key", "a secret key"),
+		DisplayNameCacheTTL: l.duration("DISPLAY_NAME_CACHE_TTL", notifier.DefaultDisplayNameCacheTTL, time.Minute, 7*24*time.Hour),
+	}
+	if t.Base != "" && l.raw("TENCENT_ADMIN_USERSIG", "") == "" && l.raw("TENCENT_SECRET_KEY", "") == "" {
+		l.fail("TENCENT_ADMIN_USERSIG", "required with TENCENT_API_BASE, or TENCENT_SECRET_KEY instead")
+	}
+	l.adminCredentialsApart(t)
+	return t
 }
 
 // noListSeparators reads a per-app secret whose values never hold "=" or
@@ -149,8 +131,8 @@ func (l *loader) noListSeparators(name, what, one string) map[string]string {
 
 // adminCredentialsApart checks that no app has both a pasted UserSig and a
 // secret key: one of the two serves each app.
-func (l *loader) adminCredentialsApart(p Policies) {
-	sigs, keys := p.TencentAdminUserSigs, p.TencentSecretKeys
+func (l *loader) adminCredentialsApart(t TencentAPI) {
+	sigs, keys := t.AdminUserSigs, t.SecretKeys
 	if len(sigs) == 0 || len(keys) == 0 {
 		return
 	}
@@ -241,102 +223,55 @@ func (l *loader) boolean(name string, def bool) bool {
 	return b
 }
 
-// templateDigestData is what a summary's templates see (notifier.DigestData).
-type templateDigestData struct {
-	From, To, AppID string
-	Names           []string
-	Count, Others   int
-}
-
-// templateSample* are what the notifier's templates see (pushtext.Texts):
-// each template must render every one of them without error. A summary
-// names one follower or two (notifier.DigestNames), with or without others:
-// a template that only works with two names, or with others, is refused.
-var (
-	templateSampleSingle  = []any{struct{ From, FromID, To, AppID string }{"Alice", "alice", "bob", "1400000000"}}
-	templateSampleDigests = []any{
-		templateDigestData{"alice", "bob", "1400000000", []string{"alice"}, 1, 0},
-		templateDigestData{"alice", "bob", "1400000000", []string{"alice", "carol"}, 2, 0},
-		templateDigestData{"alice", "bob", "1400000000", []string{"alice", "carol"}, 5, 3},
+// texts reads the push texts: PUSH_TEMPLATES_FILE (a JSON object of
+// language tag -> pushtext.Texts) over the built-in ones, with PUSH_TITLE
+// and PUSH_BODY as English's single-follow texts unless the file gives
+// those; every template is checked by pushtext (parsed, and tried on a
+// follow and on every shape of a summary). Its problems are reported under
+// the setting that brought the template.
+func (l *loader) texts() *pushtext.Templates {
+	title := l.raw("PUSH_TITLE", pushtext.DefaultTitle)
+	body := l.raw("PUSH_BODY", pushtext.DefaultBody)
+	texts := map[string]pushtext.Texts{}
+	if path := l.raw("PUSH_TEMPLATES_FILE", ""); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			l.fail("PUSH_TEMPLATES_FILE", "cannot read: %v", err)
+			return nil
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&texts); err != nil {
+			l.fail("PUSH_TEMPLATES_FILE", "%s is not a JSON object of locale -> {title, body, digest_title, digest_body}: %v", path, err)
+			return nil
+		}
+		if _, err := pushtext.NewLocalizedTemplates(texts); err != nil {
+			l.fail("PUSH_TEMPLATES_FILE", "%s: %v", path, err)
+			return nil
+		}
+		byTag := make(map[string]pushtext.Texts, len(texts))
+		for loc, tx := range texts {
+			byTag[pushtext.NormalizeLocale(loc)] = tx
+		}
+		texts = byTag
 	}
-	templateFuncs = template.FuncMap{"join": strings.Join}
-)
-
-// templatesFile reads and checks the JSON file of per-locale texts named by
-// setting name.
-func (l *loader) templatesFile(name string) map[string]LocaleTexts {
-	path := l.raw(name, "")
-	if path == "" {
-		return nil
+	en := texts[pushtext.DefaultLocale]
+	if en.Title == "" {
+		en.Title = title
 	}
-	b, err := os.ReadFile(path)
+	if en.Body == "" {
+		en.Body = body
+	}
+	texts[pushtext.DefaultLocale] = en
+	t, err := pushtext.NewLocalizedTemplates(texts)
 	if err != nil {
-		l.fail(name, "cannot read: %v", err)
+		// The file's texts passed: PUSH_TITLE or PUSH_BODY is the problem.
+		name := "PUSH_TITLE"
+		if _, terr := pushtext.NewTemplates(title, ""); terr == nil {
+			name = "PUSH_BODY"
+		}
+		l.fail(name, "%v", err)
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var texts map[string]LocaleTexts
-	if err := dec.Decode(&texts); err != nil {
-		l.fail(name, "%s is not a JSON object of locale -> {title, body, digest_title, digest_body}: %v", path, err)
-		return nil
-	}
-	locales := make([]string, 0, len(texts))
-	for loc := range texts {
-		locales = append(locales, loc)
-	}
-	sort.Strings(locales)
-	var problems []string
-	for _, loc := range locales {
-		if !validLocale(loc) {
-			problems = append(problems, fmt.Sprintf("%q is not a language tag", loc))
-			continue
-		}
-		tx := texts[loc]
-		for _, f := range []struct {
-			field, text string
-			samples     []any
-		}{
-			{"title", tx.Title, templateSampleSingle}, {"body", tx.Body, templateSampleSingle},
-			{"digest_title", tx.DigestTitle, templateSampleDigests}, {"digest_body", tx.DigestBody, templateSampleDigests},
-		} {
-			if f.text == "" {
-				continue
-			}
-			t, err := template.New(f.field).Funcs(templateFuncs).Option("missingkey=error").Parse(f.text)
-			for _, sample := range f.samples {
-				if err != nil {
-					break
-				}
-				err = t.Execute(&strings.Builder{}, sample)
-			}
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s %s: %v", loc, f.field, err))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		l.fail(name, "%s: %s", path, strings.Join(problems, "; "))
-		return nil
-	}
-	return texts
-}
-
-// validLocale reports whether tag looks like a BCP 47 language tag: 1 to 8
-// letters or digits per subtag, separated by "-" or "_".
-func validLocale(tag string) bool {
-	if tag == "" {
-		return false
-	}
-	for _, sub := range strings.FieldsFunc(tag, func(r rune) bool { return r == '-' || r == '_' }) {
-		if len(sub) > 8 {
-			return false
-		}
-		for _, c := range sub {
-			if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
-				return false
-			}
-		}
-	}
-	return !strings.Contains(tag, "--") && !strings.HasPrefix(tag, "-") && !strings.HasSuffix(tag, "-")
+	return t
 }

@@ -8,8 +8,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
 )
 
 // Receiver is the configuration of the receiver program (and the receiving
@@ -87,9 +91,12 @@ type Worker struct {
 	// SenderIDMismatchWindow is SENDER_ID_MISMATCH_WINDOW (default 24h):
 	// how long such an answer counts when no send succeeds.
 	SenderIDMismatchWindow time.Duration
-	// PushTitle and PushBody are the notification templates (PUSH_TITLE,
-	// PUSH_BODY), already checked to parse as text/template.
-	PushTitle, PushBody string
+	// Texts are the push texts per locale (PUSH_TITLE, PUSH_BODY,
+	// PUSH_TEMPLATES_FILE over the built-in ones), every template checked.
+	Texts *pushtext.Templates
+	// Message is the per-platform settings of every push (ANDROID_*,
+	// APNS_*, WEBPUSH_LINK).
+	Message fcm.MessageOptions
 	// MaxDevicesPerUser is MAX_DEVICES_PER_USER (default 10).
 	MaxDevicesPerUser int
 	// MaxEventAge is MAX_EVENT_AGE (default 1h).
@@ -106,10 +113,16 @@ type Worker struct {
 	// Pprof is PPROF (default false): serve /debug/pprof/ on MetricsAddr;
 	// unused by standalone.
 	Pprof bool
-	// Policies are the notification policies and the push content settings
-	// (FOLLOW_COOLDOWN, MAX_PUSHES_PER_USER_PER_HOUR, FCM_RATE_LIMIT,
-	// AGGREGATION_*, PUSH_TEMPLATES_FILE, ANDROID_*, APNS_*, WEBPUSH_LINK).
-	Policies Policies
+	// Policy is the notification policies (FOLLOW_COOLDOWN,
+	// MAX_PUSHES_PER_USER_PER_HOUR, AGGREGATION_WINDOW,
+	// AGGREGATION_FIRST_IMMEDIATE).
+	Policy delivery.Policy
+	// FCMRateLimit is FCM_RATE_LIMIT, sends per second for all workers
+	// together (default notifier.DefaultFCMRateLimit; 0 = unlimited; at most
+	// notifier.MaxFCMRateLimit, FCM's default quota of 600,000 a minute).
+	FCMRateLimit int
+	// Tencent is the REST API for display names (TENCENT_API_BASE, ...).
+	Tencent TencentAPI
 }
 
 // FCMConfigured reports whether any FCM setting is present (standalone pushes
@@ -313,8 +326,6 @@ func (l *loader) worker(rd Redis) Worker {
 		FCMSendTimeout:         l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
 		SenderIDMismatchLimit:  l.intRange("SENDER_ID_MISMATCH_LIMIT", 100, 1, 1_000_000),
 		SenderIDMismatchWindow: l.duration("SENDER_ID_MISMATCH_WINDOW", 24*time.Hour, time.Minute, 720*time.Hour),
-		PushTitle:              l.raw("PUSH_TITLE", "New follower"),
-		PushBody:               l.raw("PUSH_BODY", "{{.From}} started following you"),
 		MaxDevicesPerUser:      l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
 		MaxEventAge:            l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
 		DedupeTTL:              l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
@@ -324,11 +335,6 @@ func (l *loader) worker(rd Redis) Worker {
 	w.CompletedTaskRetention = l.retention()
 	// Each task may hold a connection; asynq needs a few of its own.
 	w.Redis.PoolSize = max(64, w.Concurrency+32)
-	for name, text := range map[string]string{"PUSH_TITLE": w.PushTitle, "PUSH_BODY": w.PushBody} {
-		if _, err := template.New(name).Option("missingkey=error").Parse(text); err != nil {
-			l.fail(name, "not a valid template: %v", err)
-		}
-	}
 	if w.DedupeTTL < w.MaxEventAge {
 		l.fail("DEDUPE_TTL", "%s is shorter than MAX_EVENT_AGE %s: a repeated webhook could push twice", w.DedupeTTL, w.MaxEventAge)
 	}
@@ -337,7 +343,11 @@ func (l *loader) worker(rd Redis) Worker {
 		// then empty and this does not fire.)
 		l.fail("FCM_PROJECT_ID", "required with FCM_ENDPOINT when GOOGLE_APPLICATION_CREDENTIALS is not set")
 	}
-	w.Policies = l.policies(w.MaxEventAge)
+	w.Texts = l.texts()
+	w.Message = l.message()
+	w.Policy = l.policy(w.MaxEventAge)
+	w.FCMRateLimit = l.intRange("FCM_RATE_LIMIT", notifier.DefaultFCMRateLimit, 0, notifier.MaxFCMRateLimit)
+	w.Tencent = l.tencentAPI()
 	return w
 }
 

@@ -14,6 +14,10 @@ import (
 // CapWindow is the period of [Policy.MaxPerHour]: a sliding hour.
 const CapWindow = time.Hour
 
+// DefaultCooldown is the cooldown the programs apply unless configured
+// (FOLLOW_COOLDOWN); the zero Policy has none.
+const DefaultCooldown = time.Hour
+
 // Policy is the set of notification policies a worker applies to a
 // followee's pushes. The zero Policy has everything off: every follow is
 // pushed on its own as soon as it is handled, which is what a worker does

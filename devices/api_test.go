@@ -189,7 +189,7 @@ func TestDeviceAPIStrictBody(t *testing.T) {
 		{"duplicate key, one escaped", `{"locale":"en","\u006cocale":"de"}`, `duplicate object member name`},
 		{"field name in another case", `{"PLATFORM":"ios"}`, `member "PLATFORM": names are case-sensitive, want "platform"`},
 		{"bad JSON in an unknown field", `{"extra":[1,}`, `invalid character ',' at start of value within "/extra"`},
-		{"number platform", `{"platform":1}`, `cannot unmarshal JSON number into Go string within "/platform"`},
+		{"number platform", `{"platform":1}`, `member "/platform": want a string, got a number`},
 		{"trailing object", `{} {}`, `data after the JSON object`},
 		{"trailing garbage", `{"platform":"ios"}x`, `data after the JSON object`},
 		{"null body", `null`, `body is not a JSON object`},

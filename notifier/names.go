@@ -14,6 +14,9 @@ import (
 	"github.com/followpush/followpush/tencent"
 )
 
+// DefaultDisplayNameCacheTTL is TencentConfig.CacheTTL's default.
+const DefaultDisplayNameCacheTTL = time.Hour
+
 // NameResolver returns the display names of UserIDs of app: every UserID
 // asked for is in the map, mapped to itself when it has no display name or
 // cannot be resolved. It never fails: a push names the follower by UserID
@@ -44,7 +47,7 @@ type TencentConfig struct {
 	// (default tencent.DefaultValidity, 24 h; renewed after half of it).
 	UserSigValidity time.Duration
 	// CacheTTL is how long a display name (or its absence) is cached in
-	// Redis (default 1 h).
+	// Redis (default [DefaultDisplayNameCacheTTL]).
 	CacheTTL time.Duration
 	// KeyPrefix starts the cache keys, "{prefix}nick:<app>:<UserID>"
 	// (default "followpush:").
@@ -84,7 +87,7 @@ type TencentProfiles struct {
 // an error when BaseURL is missing, or both UserSigs and SecretKeys are.
 func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.Logger) (*TencentProfiles, error) {
 	if cfg.CacheTTL <= 0 {
-		cfg.CacheTTL = time.Hour
+		cfg.CacheTTL = DefaultDisplayNameCacheTTL
 	}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = "followpush:"

@@ -16,6 +16,17 @@ import (
 // use up the retry budget. [fcm.Classify] never returns it.
 const OutcomeRateLimited fcm.Outcome = "rate_limited"
 
+// FCM_RATE_LIMIT's default and bound: sends per second of all workers
+// together.
+const (
+	// DefaultFCMRateLimit is 480,000 a minute: below FCM's default quota of
+	// 600,000 messages a minute per Firebase project, with room for the
+	// project's other senders.
+	DefaultFCMRateLimit = 8000
+	// MaxFCMRateLimit is FCM's whole default quota (600,000 a minute).
+	MaxFCMRateLimit = 10000
+)
+
 // DefaultRateLimitWait is how long a task waits in-process for room in the
 // global send rate before it gives its worker slot back and retries later.
 const DefaultRateLimitWait = 2 * time.Second

@@ -18,7 +18,6 @@ import (
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
-	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -48,27 +47,23 @@ type Worker struct {
 
 // NewWorker assembles the worker over rdb, sending with sender.
 func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sender, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
-	pol := cfg.Policies
-	tmpl, err := pushtext.NewLocalizedTemplates(pushTexts(cfg))
-	if err != nil {
-		return nil, err
-	}
 	var client notifier.Scheduler = asynq.NewClientFromRedisClient(rdb) // schedules digest tasks; shares rdb, nothing to close
 	if cfg.CompletedTaskRetention > 0 {
 		client = retainingScheduler{client, cfg.CompletedTaskRetention}
 	}
 	var limiter notifier.SendLimiter
-	if pol.FCMRateLimit > 0 {
-		limiter = notifier.NewRateLimit(rdb, cfg.Redis.KeyPrefix+"fcm", pol.FCMRateLimit, time.Second, 0)
+	if cfg.FCMRateLimit > 0 {
+		limiter = notifier.NewRateLimit(rdb, cfg.Redis.KeyPrefix+"fcm", cfg.FCMRateLimit, time.Second, 0)
 	}
 	var names notifier.NameResolver
-	if pol.TencentAPIBase != "" {
+	if api := cfg.Tencent; api.Base != "" {
+		var err error
 		names, err = notifier.NewTencentProfiles(notifier.TencentConfig{
-			BaseURL:    pol.TencentAPIBase,
-			Identifier: pol.TencentAdminIdentifier,
-			UserSigs:   pol.TencentAdminUserSigs,
-			SecretKeys: pol.TencentSecretKeys,
-			CacheTTL:   pol.DisplayNameCacheTTL,
+			BaseURL:    api.Base,
+			Identifier: api.AdminIdentifier,
+			UserSigs:   api.AdminUserSigs,
+			SecretKeys: api.SecretKeys,
+			CacheTTL:   api.DisplayNameCacheTTL,
 			KeyPrefix:  cfg.Redis.KeyPrefix,
 		}, rdb, log.With("component", "display-names"))
 		if err != nil {
@@ -81,23 +76,12 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		sender, notifier.NewMetrics(reg), notifier.HandlerOptions{
 			MaxEventAge: cfg.MaxEventAge,
 			SendTimeout: cfg.FCMSendTimeout,
-			Content:     tmpl,
-			Message: fcm.MessageOptions{
-				AndroidChannelID: pol.AndroidChannelID,
-				AndroidPriority:  pol.AndroidPriority,
-				APNsSound:        pol.APNsSound,
-				APNsThreadID:     pol.APNsThreadID,
-				WebpushLink:      pol.WebpushLink,
-			},
-			Policy: delivery.Policy{
-				Cooldown:       pol.FollowCooldown,
-				MaxPerHour:     pol.MaxPushesPerHour,
-				Window:         pol.AggregationWindow,
-				FirstImmediate: pol.AggregationFirstImmediate,
-			},
-			Scheduler: client,
-			Limiter:   limiter,
-			Names:     names,
+			Content:     cfg.Texts,
+			Message:     cfg.Message,
+			Policy:      cfg.Policy,
+			Scheduler:   client,
+			Limiter:     limiter,
+			Names:       names,
 			MismatchBreaker: notifier.NewMismatchBreaker(rdb, cfg.Redis.KeyPrefix+MismatchBreakerKey, notifier.MismatchBreakerOptions{
 				Limit:  cfg.SenderIDMismatchLimit,
 				Window: cfg.SenderIDMismatchWindow,
@@ -137,25 +121,6 @@ func (s retainingScheduler) EnqueueContext(ctx context.Context, t *asynq.Task, o
 // MismatchBreakerKey is the Redis key (after REDIS_KEY_PREFIX) of the
 // SENDER_ID_MISMATCH breaker all workers share.
 const MismatchBreakerKey = "breaker:sender_id_mismatch"
-
-// pushTexts returns the per-locale push texts: PUSH_TEMPLATES_FILE's, with
-// PUSH_TITLE and PUSH_BODY as English's single-follow texts unless the file
-// gives those.
-func pushTexts(cfg config.Worker) map[string]pushtext.Texts {
-	texts := map[string]pushtext.Texts{}
-	for loc, t := range cfg.Policies.Templates {
-		texts[pushtext.NormalizeLocale(loc)] = pushtext.Texts{Title: t.Title, Body: t.Body, SummaryTitle: t.DigestTitle, SummaryBody: t.DigestBody}
-	}
-	en := texts[pushtext.DefaultLocale]
-	if en.Title == "" {
-		en.Title = cfg.PushTitle
-	}
-	if en.Body == "" {
-		en.Body = cfg.PushBody
-	}
-	texts[pushtext.DefaultLocale] = en
-	return texts
-}
 
 // Start starts processing; Shutdown stops fetching, lets in-flight tasks
 // finish within the shutdown timeout and leaves the rest in Redis.

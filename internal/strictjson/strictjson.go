@@ -48,9 +48,66 @@ func Decode(body []byte, v any) error {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, strings.TrimPrefix(err.Error(), "json: "))
+		return fmt.Errorf("%w: %s", ErrInvalid, describe(err))
 	}
 	return nil
+}
+
+// describe says what err, an error of json.Unmarshal, found wrong. A value
+// of the wrong type is described in our own words ("member "/mode": want a
+// string, got a JSON number"): the library words its messages differently
+// from one process to the next, on purpose, and an API's answers must not
+// change between runs.
+func describe(err error) string {
+	var serr *json.SemanticError
+	if !errors.As(err, &serr) || serr.GoType == nil || serr.JSONKind == 0 {
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	where := "the body"
+	if serr.JSONPointer != "" {
+		where = fmt.Sprintf("member %q", string(serr.JSONPointer))
+	}
+	if serr.Err != nil {
+		return fmt.Sprintf("%s: %v", where, serr.Err)
+	}
+	return fmt.Sprintf("%s: want %s, got %s", where, want(serr.GoType), got(serr.JSONKind))
+}
+
+// got names a JSON value of kind k.
+func got(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	}
+	return k.String() // null, true, false
+}
+
+// want names what JSON value decodes into a Go value of type t.
+func want(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "a " + t.String()
 }
 
 // checkShape reads body's tokens: it must be one object, nested at most

@@ -36,8 +36,9 @@ func TestDecode(t *testing.T) {
 		{`{"tags":[{"Start":"x"}]}`, ""}, // array elements are not checked
 		{`{"mode":"a","mode":"b"}`, `duplicate object member name "mode"`},
 		{`{"inner":{"start":"a","start":"b"}}`, `duplicate object member name "start"`},
-		{`{"mode":1}`, `cannot unmarshal JSON number into Go string`},
-		{`{"inner":"x"}`, `cannot unmarshal JSON string into Go`},
+		{`{"mode":1}`, `member "/mode": want a string, got a number`},
+		{`{"inner":"x"}`, `member "/inner": want an object, got a string`},
+		{`{"inner":{"start":true}}`, `member "/inner/start": want a string, got true`},
 		{`{} {}`, `data after the JSON object`},
 		{`[]`, `body is not a JSON object`},
 		{`null`, `body is not a JSON object`},

@@ -42,9 +42,17 @@ const (
 // FCM's 4096-byte payload limit.
 const SummaryListMax = 10
 
-// apnsThreadID groups follow notifications together in iOS's notification
-// center.
-const apnsThreadID = "follow"
+// Defaults of [MessageOptions].
+const (
+	// DefaultAndroidPriority is MessageOptions.AndroidPriority's default.
+	DefaultAndroidPriority = "high"
+	// DefaultAPNsSound is MessageOptions.APNsSound's default: the system's
+	// sound.
+	DefaultAPNsSound = "default"
+	// DefaultAPNsThreadID groups follow notifications together in iOS's
+	// notification center.
+	DefaultAPNsThreadID = "follow"
+)
 
 // MessageOptions are the per-platform settings of every push. The zero
 // value gives the defaults of each field.
@@ -69,16 +77,16 @@ type MessageOptions struct {
 
 func (o MessageOptions) withDefaults() MessageOptions {
 	if o.AndroidPriority == "" {
-		o.AndroidPriority = "high"
+		o.AndroidPriority = DefaultAndroidPriority
 	}
 	if o.APNsSound == "" {
-		o.APNsSound = "default"
+		o.APNsSound = DefaultAPNsSound
 	}
 	if o.APNsSound == "none" {
 		o.APNsSound = ""
 	}
 	if o.APNsThreadID == "" {
-		o.APNsThreadID = apnsThreadID
+		o.APNsThreadID = DefaultAPNsThreadID
 	}
 	return o
 }

@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -29,8 +30,8 @@ import (
 
 // documentedMetrics are followpush's own metrics with their types, as the
 // README documents them (Operations). TestDefinedMetrics checks that they
-// are exactly the metrics webhook/metrics.go and notifier/metrics.go
-// define, so that the scan is not vacuous and this list is not stale.
+// are exactly the metrics the files of MetricSources define, so that the
+// scan is not vacuous and this list is not stale.
 var documentedMetrics = map[string]string{
 	"followpush_webhooks_total":                  "counter",
 	"followpush_webhook_duration_seconds":        "histogram",
@@ -59,7 +60,53 @@ var valueLabels = []string{"result", "outcome", "reason"}
 // include delivery's verdicts).
 var labelValuePackages = map[string][]string{
 	"webhook/metrics.go":  {"webhook"},
-	"notifier/metrics.go": {"notifier", "delivery"},
+	"devices/api.go":      {"devices"},
+	"notifier/metrics.go": {"notifier", "delivery", "notifier/fcm"},
+}
+
+// Every file of the module that defines a metric is in MetricSources, so
+// a metric defined in a new place is checked like the others.
+func TestMetricSourcesComplete(t *testing.T) {
+	t.Parallel()
+	listed := map[string]bool{}
+	for _, f := range MetricSources {
+		listed[f] = true
+	}
+	found := 0
+	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(repoRoot, path)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			// tools/ are modules of their own; test/ holds test suites.
+			if rel == "tools" || rel == "test" || strings.HasPrefix(d.Name(), ".") && rel != "." {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if regexp.MustCompile(`prometheus\.(Counter|Gauge|Histogram|Summary)Opts\{`).Match(b) {
+			found++
+			if !listed[rel] {
+				t.Errorf("%s defines metrics but is not in MetricSources", rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found < len(MetricSources) {
+		t.Errorf("found %d files defining metrics, MetricSources lists %d", found, len(MetricSources))
+	}
 }
 
 // stringLiterals returns every string literal in the non-test Go files of
