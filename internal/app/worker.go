@@ -44,7 +44,8 @@ type Worker struct {
 	mux     *asynq.ServeMux
 }
 
-// NewWorker assembles the worker over rdb, sending with sender.
+// NewWorker assembles the worker over rdb, sending with sender. asynq's own
+// log lines go to log (with "component":"asynq") at log's level.
 func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sender, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
 	pol := cfg.Policies
 	tmpl, err := notifier.NewLocalizedTemplates(pushTexts(cfg))
@@ -104,8 +105,6 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	if err != nil {
 		return nil, err
 	}
-	var level asynq.LogLevel
-	_ = level.Set(map[string]string{"debug": "debug", "info": "info", "warn": "warn", "error": "error"}[cfg.LogLevel])
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{tasks.QueueFollow: 1},
@@ -115,7 +114,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		IsFailure:                notifier.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{log.With("component", "asynq")},
-		LogLevel:                 level,
+		LogLevel:                 asynqLevel(log),
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeFollow, h)
@@ -196,6 +195,23 @@ func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool,
 		fmt.Fprintln(w, `{"status":"ready","redis":"ok"}`)
 	})
 	return mux
+}
+
+// asynqLevel returns the asynq log level that matches what log lets
+// through: asynq's lines at a level log writes are passed on, and asynq
+// does not format those log would drop. (asynqLogger logs asynq's debug,
+// info, warn and error lines at slog's levels of the same names.)
+func asynqLevel(log *slog.Logger) asynq.LogLevel {
+	ctx := context.Background()
+	switch {
+	case log.Enabled(ctx, slog.LevelDebug):
+		return asynq.DebugLevel
+	case log.Enabled(ctx, slog.LevelInfo):
+		return asynq.InfoLevel
+	case log.Enabled(ctx, slog.LevelWarn):
+		return asynq.WarnLevel
+	}
+	return asynq.ErrorLevel
 }
 
 // asynqLogger routes asynq's own logs into slog.
