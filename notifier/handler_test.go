@@ -47,9 +47,6 @@ func newHandlerFixture(t *testing.T, opts notifier.HandlerOptions) *handlerFixtu
 	}
 	f := &handlerFixture{redis: srv, rdb: rdb, fcm: fakeFCM, now: time.Now(),
 		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{})}
-	if opts.SendTimeout == 0 {
-		opts.SendTimeout = 3 * time.Second
-	}
 	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, nil, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -582,7 +579,7 @@ func TestHandlerCountsSentOnlyWhenADeviceAccepted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	devs := devices.NewRegistry(rdb, devices.Options{})
 	h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), devs, delivery.New(rdb, delivery.Options{}), sender,
-		notifier.NewMetrics(reg), notifier.HandlerOptions{SendTimeout: 500 * time.Millisecond, Policy: delivery.Policy{Cooldown: time.Hour}})
+		notifier.NewMetrics(reg), notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}}) // the default 10 s send deadline: no send here waits for it
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,6 @@ func newPolicyFixture(t *testing.T, opts notifier.HandlerOptions) *policyFixture
 		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{}),
 		insp: asynq.NewInspectorFromRedisClient(rdb), metrics: prometheus.NewRegistry(),
 		sched: &flakyScheduler{next: asynq.NewClientFromRedisClient(rdb)}}
-	opts.SendTimeout = 3 * time.Second
 	opts.Now = f.clock.Now
 	opts.Scheduler = f.sched
 	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, notifier.NewMetrics(f.metrics), opts)
@@ -677,7 +676,6 @@ func TestHandlerGlobalRateLimit(t *testing.T) {
 		rdb := srv.Client(t) // each worker its own connection pool
 		workers[i], err = notifier.NewHandler(slog.New(slog.DiscardHandler), devices.NewRegistry(rdb, devices.Options{}),
 			delivery.New(rdb, delivery.Options{}), sender, nil, notifier.HandlerOptions{
-				SendTimeout: 3 * time.Second,
 				// Two sends an hour, no waiting: deterministic.
 				Limiter: notifier.NewRateLimit(rdb, "followpush:fcm", 2, time.Hour, -1),
 			})

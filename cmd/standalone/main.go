@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// (DNS rebinding) cannot use it.
 		handler = monitoring.RefuseForeignHosts(handler, "/v1/")
 	}
-	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String())
+	printWalkthrough(stdout, cfg, "http://"+ln.Addr().String(), ui != nil)
 	err = httpserve.Serve(ctx, app.Listener(ln), "http", handler, cfg.Receiver.ShutdownTimeout, log)
 	log.Info("standalone stopping")
 	return err
@@ -129,7 +129,8 @@ func advanceClock(ctx context.Context, m *miniredis.Miniredis) {
 // printWalkthrough writes the state standalone runs in and a walkthrough
 // that works when pasted into a shell as a whole: everything but the
 // commands is a "#" comment. curl prints each answer's HTTP status.
-func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
+// monitoring says whether asynqmon is mounted at /monitoring/.
+func printWalkthrough(w io.Writer, cfg config.Standalone, base string, monitoring bool) {
 	rc := cfg.Receiver
 	token := "$API_TOKEN"
 	if cfg.GeneratedAPIToken {
@@ -156,7 +157,11 @@ func printWalkthrough(w io.Writer, cfg config.Standalone, base string) {
 	default:
 		fmt.Fprintf(&b, "#   webhook signatures: checked (export TENCENT_CALLBACK_TOKEN in the shell you paste into)\n")
 	}
-	fmt.Fprintf(&b, "#   queues (asynqmon): %s/monitoring/\n", base)
+	if monitoring {
+		fmt.Fprintf(&b, "#   queues (asynqmon): %s/monitoring/\n", base)
+	} else {
+		fmt.Fprintf(&b, "#   queues (asynqmon): not mounted (LISTEN_ADDR is not loopback and MONITORING_USER is unset)\n")
+	}
 	fmt.Fprintf(&b, "#\n# Walkthrough: paste all of this into another shell; everything but the commands is a # comment\n")
 	fmt.Fprintf(&b, "# (zsh, macOS's default shell, takes comments after: setopt interactivecomments).\n")
 	fmt.Fprintf(&b, "#\n# 1. Register a device for user UserID_002 (answer: HTTP 204)\n")

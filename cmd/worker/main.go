@@ -9,6 +9,8 @@ import (
 	"context"
 	"io"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/app"
 	"github.com/followpush/followpush/internal/httpserve"
@@ -53,15 +55,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ln.Close()
 		return err
 	}
-	opsDone := make(chan error, 1)
-	go func() {
-		opsDone <- httpserve.Serve(ctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof, log), cfg.ShutdownTimeout, log)
-	}()
+	// The worker stops on SIGTERM, or when its metrics server fails (as
+	// the receiver stops when any of its servers fails).
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return httpserve.Serve(gctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof, log), cfg.ShutdownTimeout, log)
+	})
 	log.Info("worker started", "concurrency", cfg.Concurrency, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
-	<-ctx.Done()
+	<-gctx.Done()
 	log.Info("shutting down: no new tasks; in-flight tasks may finish", "timeout", cfg.ShutdownTimeout.String())
 	w.Shutdown()
-	err = <-opsDone
+	err = g.Wait()
 	log.Info("worker stopped")
 	return err
 }

@@ -272,3 +272,54 @@ func TestWorkerShutdownRequeuesSendOutlastingTimeout(t *testing.T) {
 		t.Fatal("the next worker did not deliver the requeued task")
 	}
 }
+
+// asynq's own log lines go through the worker's logger at that logger's
+// level: with a debug logger asynq's debug lines are there (whatever
+// cfg.LogLevel says: the logger decides), with an info logger its info
+// lines but no debug ones, with warn and error neither.
+func TestWorkerAsynqLogsAtTheLoggersLevel(t *testing.T) {
+	t.Parallel()
+	red := redistest.Start(t)
+	for _, tt := range []struct {
+		level       slog.Level
+		debug, info bool // asynq's lines at those levels are logged
+	}{
+		{slog.LevelDebug, true, true},
+		{slog.LevelInfo, false, true},
+		{slog.LevelWarn, false, false},
+		{slog.LevelError, false, false},
+	} {
+		t.Run(tt.level.String(), func(t *testing.T) {
+			t.Parallel()
+			cfg, err := config.LoadWorker(func(k string) string {
+				return map[string]string{"REDIS_URL": red.URL(0), "FCM_PROJECT_ID": "test", "SHUTDOWN_TIMEOUT": "1s"}[k]
+			}) // LOG_LEVEL unset: "info"
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb := cfg.Redis.Client()
+			t.Cleanup(func() { _ = rdb.Close() })
+			var buf syncBuffer
+			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: tt.level}))
+			w, err := NewWorker(cfg, rdb, &recordingSender{sent: make(chan string, 1)}, log, prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Start logs "Starting processing" (info); Shutdown logs, among
+			// others, "Processor shutting down..." (debug).
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			w.Shutdown()
+			seen := map[string]bool{}
+			for _, l := range buf.lines() {
+				if l["component"] == "asynq" {
+					seen[l["level"].(string)] = true
+				}
+			}
+			if seen["DEBUG"] != tt.debug || seen["INFO"] != tt.info {
+				t.Errorf("asynq's lines with a %s logger: debug %v, info %v; want %v, %v", tt.level, seen["DEBUG"], seen["INFO"], tt.debug, tt.info)
+			}
+		})
+	}
+}

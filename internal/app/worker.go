@@ -45,7 +45,8 @@ type Worker struct {
 	mux     *asynq.ServeMux
 }
 
-// NewWorker assembles the worker over rdb, sending with sender.
+// NewWorker assembles the worker over rdb, sending with sender. asynq's own
+// log lines go to log (with "component":"asynq") at log's level.
 func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sender, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
 	var client notifier.Scheduler = asynq.NewClientFromRedisClient(rdb) // schedules digest tasks; shares rdb, nothing to close
 	if cfg.CompletedTaskRetention > 0 {
@@ -90,8 +91,6 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	if err != nil {
 		return nil, err
 	}
-	var level asynq.LogLevel
-	_ = level.Set(map[string]string{"debug": "debug", "info": "info", "warn": "warn", "error": "error"}[cfg.LogLevel])
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{tasks.QueueFollow: 1},
@@ -101,7 +100,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		IsFailure:                notifier.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{log.With("component", "asynq")},
-		LogLevel:                 level,
+		LogLevel:                 asynqLevel(log),
 	})
 	return &Worker{Server: srv, Handler: h, mux: h.NewServeMux()}, nil
 }
@@ -146,6 +145,23 @@ func OpsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, pprof bool,
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /readyz", readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log})
 	return mux
+}
+
+// asynqLevel returns the asynq log level that matches what log lets
+// through: asynq's lines at a level log writes are passed on, and asynq
+// does not format those log would drop. (asynqLogger logs asynq's debug,
+// info, warn and error lines at slog's levels of the same names.)
+func asynqLevel(log *slog.Logger) asynq.LogLevel {
+	ctx := context.Background()
+	switch {
+	case log.Enabled(ctx, slog.LevelDebug):
+		return asynq.DebugLevel
+	case log.Enabled(ctx, slog.LevelInfo):
+		return asynq.InfoLevel
+	case log.Enabled(ctx, slog.LevelWarn):
+		return asynq.WarnLevel
+	}
+	return asynq.ErrorLevel
 }
 
 // asynqLogger routes asynq's own logs into slog.

@@ -32,7 +32,8 @@ func Listen(addr, name string, log *slog.Logger) (net.Listener, error) {
 // slow client cannot hold a connection (slowloris): 5 s to read a request's
 // header (a client that stalls or trickles its header is disconnected then),
 // 10 s to read the whole request, 15 s to write the answer, and 120 s for a
-// keep-alive connection to sit idle. name labels its logs.
+// keep-alive connection to sit idle. name labels its logs and the error it
+// returns when the server fails ("metrics server: accept ...").
 func Serve(ctx context.Context, ln net.Listener, name string, h http.Handler, shutdownTimeout time.Duration, log *slog.Logger) error {
 	return serve(ctx, ln, name, h, shutdownTimeout, serveTimeouts(), log)
 }
@@ -64,7 +65,7 @@ func serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+		return fmt.Errorf("%s server: %w", name, err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests", "server", name, "timeout", shutdownTimeout.String())
@@ -75,7 +76,7 @@ func serve(ctx context.Context, ln net.Listener, name string, h http.Handler, sh
 	srv.RegisterOnShutdown(func() { fresh.closeUnused(sctx) })
 	if err := srv.Shutdown(sctx); err != nil {
 		_ = srv.Close()
-		return fmt.Errorf("http shutdown: %w", err)
+		return fmt.Errorf("%s server shutdown: %w", name, err)
 	}
 	return nil
 }

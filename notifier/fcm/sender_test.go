@@ -322,26 +322,46 @@ func TestFCMSenderSDKRetries503(t *testing.T) {
 // a second).
 func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 	t.Parallel()
-	send := func(t *testing.T, s *fcmtest.Server, tokens ...string) []error {
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	const (
+		retryAfter = 30 * time.Second
+		// inRetryAfter ends while the SDK waits out a 30 s Retry-After,
+		// however slowly FCM's first answer comes.
+		inRetryAfter = 5 * time.Second
+		// inBackoff ends while the SDK waits 1 s before its third try:
+		// that wait starts only after the second answer, whenever it came.
+		inBackoff = 900 * time.Millisecond
+	)
+	// send sends to tokens with a deadline d; it returns the errors and
+	// the most that can have passed since FCM's first answer.
+	send := func(t *testing.T, s *fcmtest.Server, d time.Duration, tokens ...string) ([]error, time.Duration) {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), d)
 		defer cancel()
-		return newTestFCMSender(t, s).Send(ctx, tokenMessages(tokens...))
+		errs := newTestFCMSender(t, s).Send(ctx, tokenMessages(tokens...))
+		return errs, time.Since(start)
+	}
+	// restOfRetryAfter checks that RetryAfter is what is left of FCM's
+	// Retry-After: at most all of it, at least all of it but took.
+	restOfRetryAfter := func(t *testing.T, err error, took time.Duration) {
+		t.Helper()
+		if got := RetryAfter(err, time.Now()); got > retryAfter || got < retryAfter-took {
+			t.Errorf("RetryAfter = %s, want the rest of FCM's %s (%s passed)", got, retryAfter, took)
+		}
 	}
 
 	t.Run("retry-after kept", func(t *testing.T) {
 		t.Parallel()
 		s := fcmtest.NewServer(t)
-		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(30 * time.Second) })
-		err := send(t, s, "t")[0]
+		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(retryAfter) })
+		errs, took := send(t, s, inRetryAfter, "t")
+		err := errs[0]
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want one wrapping context.DeadlineExceeded", err)
 		}
 		if got := Classify(err); got != OutcomeUnavailable {
 			t.Errorf("Classify = %s, want %s", got, OutcomeUnavailable)
 		}
-		if got := RetryAfter(err, time.Now()); got < 29*time.Second || got > 30*time.Second {
-			t.Errorf("RetryAfter = %s, want the rest of FCM's 30 s", got)
-		}
+		restOfRetryAfter(t, err, took)
 		if n := len(s.Requests()); n != 1 {
 			t.Errorf("server got %d requests, want 1 (the SDK was still waiting out Retry-After)", n)
 		}
@@ -353,20 +373,20 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		// OAuth one; the 503 is still seen.
 		s := fcmtest.NewServer(t)
 		s.SetRequireAuth(true)
-		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(30 * time.Second) })
+		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(retryAfter) })
 		snd, err := NewSender(t.Context(), Config{Endpoint: s.URL(), CredentialsFile: s.WriteServiceAccount(t, t.TempDir())})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), inRetryAfter)
 		defer cancel()
 		err = snd.Send(ctx, tokenMessages("t"))[0]
+		took := time.Since(start)
 		if got := Classify(err); got != OutcomeUnavailable {
 			t.Errorf("Classify = %s, want %s (err %v)", got, OutcomeUnavailable, err)
 		}
-		if got := RetryAfter(err, time.Now()); got < 29*time.Second {
-			t.Errorf("RetryAfter = %s, want the rest of FCM's 30 s", got)
-		}
+		restOfRetryAfter(t, err, took)
 		if reqs := s.Requests(); len(reqs) != 1 || reqs[0].Authorization == "" {
 			t.Errorf("server got %d requests (%+v), want 1 with a bearer token", len(reqs), reqs)
 		}
@@ -377,7 +397,8 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		// The SDK retries at once, then waits 1 s: the deadline ends that.
 		s := fcmtest.NewServer(t)
 		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(0) })
-		err := send(t, s, "t")[0]
+		errs, _ := send(t, s, inBackoff, "t")
+		err := errs[0]
 		if got := Classify(err); got != OutcomeUnavailable {
 			t.Errorf("Classify = %s, want %s (err %v)", got, OutcomeUnavailable, err)
 		}
@@ -394,17 +415,15 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		s := fcmtest.NewServer(t)
 		s.SetResponder(func(r fcmtest.Request) fcmtest.Response {
 			if r.Token == "busy" {
-				return fcmtest.Unavailable(30 * time.Second)
+				return fcmtest.Unavailable(retryAfter)
 			}
 			return fcmtest.Response{}
 		})
-		errs := send(t, s, "busy", "fine")
+		errs, took := send(t, s, inRetryAfter, "busy", "fine")
 		if got := Classify(errs[0]); got != OutcomeUnavailable {
 			t.Errorf("busy: Classify = %s, want %s (err %v)", got, OutcomeUnavailable, errs[0])
 		}
-		if got := RetryAfter(errs[0], time.Now()); got < 29*time.Second {
-			t.Errorf("busy: RetryAfter = %s, want the rest of 30 s", got)
-		}
+		restOfRetryAfter(t, errs[0], took)
 		if errs[1] != nil {
 			t.Errorf("fine: err = %v, want nil", errs[1])
 		}
@@ -415,7 +434,8 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		// A deadline with no 503 before it stays a transport error.
 		s := fcmtest.NewServer(t)
 		s.SetLatency(5 * time.Second)
-		err := send(t, s, "t")[0]
+		errs, _ := send(t, s, inBackoff, "t")
+		err := errs[0]
 		if got := Classify(err); got != OutcomeTransport {
 			t.Errorf("Classify = %s, want %s (err %v)", got, OutcomeTransport, err)
 		}

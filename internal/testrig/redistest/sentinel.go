@@ -19,8 +19,17 @@ import (
 // SentinelMaster is the master name the sentinels of [StartSentinel] watch.
 const SentinelMaster = "mymaster"
 
-// sentinelTimeout bounds each wait of StartSentinel and Failover.
+// sentinelTimeout bounds each wait of StartSentinel and WaitReplica.
 const sentinelTimeout = 30 * time.Second
+
+// tiltPeriod is how long a sentinel takes no action after it entered TILT
+// mode, which it does when its event loop stalled for over 2 s (on a busy
+// machine, a config file's fsync can take that long): a failover started
+// before it continues only after that.
+const tiltPeriod = 30 * time.Second
+
+// failoverTimeout bounds Failover: a failover, with a TILT period in it.
+const failoverTimeout = sentinelTimeout + tiltPeriod
 
 // Sentinel is a Sentinel-managed Redis: two redis-server processes (one
 // started as master, one as its replica, both with an AOF) and one sentinel
@@ -110,10 +119,12 @@ func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 // waits until the sentinel names the promoted replica as master; it returns
 // the new master's address. The old master keeps running and is turned into
 // a replica by the sentinel some seconds later; [Sentinel.WaitReplica]
-// waits for that. It fails t after 30 s.
+// waits for that. A failover the sentinel aborted (its 5 s failover-timeout
+// passed, in a TILT period for example) is asked for again. It fails t
+// after 60 s: a failover, with a TILT period of 30 s in it.
 func (s *Sentinel) Failover(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sentinelTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), failoverTimeout)
 	defer cancel()
 	old, err := s.MasterAddr(ctx)
 	if err != nil {
@@ -123,31 +134,42 @@ func (s *Sentinel) Failover(t testing.TB) string {
 	defer sc.Close()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	// The sentinel refuses while a previous failover is in progress
-	// (INPROG) or no replica is fit yet (NOGOODSLAVE): retry until the
-	// deadline.
-	for {
-		err := sc.Failover(ctx, SentinelMaster).Err()
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("SENTINEL FAILOVER: %v\n%s", err, s.sentinel.log.String())
-		case <-tick.C:
-		}
-	}
+	asked := false
 	for {
 		addr, err := s.MasterAddr(ctx)
 		if err == nil && addr != old {
 			return addr
 		}
+		// The sentinel refuses while a previous failover is in progress
+		// (INPROG) or no replica is fit yet (NOGOODSLAVE): ask until it
+		// takes it, and again when the failover it took ended without a
+		// new master.
+		if inProgress, ierr := failoverInProgress(ctx, sc); ierr == nil && !inProgress {
+			if ferr := sc.Failover(ctx, SentinelMaster).Err(); ferr == nil {
+				if asked {
+					t.Logf("sentinel ended a failover without a new master; asked again")
+				}
+				asked = true
+			} else {
+				err = ferr
+			}
+		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("sentinel still names %s (%v) as master after SENTINEL FAILOVER\n%s", addr, err, s.sentinel.log.String())
+			t.Fatalf("sentinel still names %s (%v) as master %s after asking for a failover\n%s", addr, err, failoverTimeout, s.sentinel.log.String())
 		case <-tick.C:
 		}
 	}
+}
+
+// failoverInProgress says whether the sentinel has a failover of the
+// master in progress (SENTINEL MASTER's flags).
+func failoverInProgress(ctx context.Context, sc *redis.SentinelClient) (bool, error) {
+	m, err := sc.Master(ctx, SentinelMaster).Result()
+	if err != nil {
+		return false, fmt.Errorf("SENTINEL MASTER: %w", err)
+	}
+	return strings.Contains(m["flags"], "failover_in_progress"), nil
 }
 
 // WaitReplica waits until the server that is not the current master is its
@@ -240,7 +262,7 @@ func (p *sentinelProcess) addr() string { return net.JoinHostPort("127.0.0.1", s
 // startSentinelProcess starts a sentinel on a free port watching the master
 // on masterPort, and waits until it answers PING.
 func startSentinelProcess(t testing.TB, bin string, masterPort int) (*sentinelProcess, error) {
-	dir := t.TempDir()
+	dir := memoryDir(t)
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -291,6 +313,20 @@ func startSentinelProcess(t testing.TB, bin string, masterPort int) (*sentinelPr
 			return nil, errors.New("sentinel did not answer PING within 10s: " + err.Error())
 		}
 	}
+}
+
+// memoryDir returns a new directory, removed at test cleanup, in memory
+// (/dev/shm) where the machine has one, else t.TempDir(). A sentinel
+// fsyncs its config file from its event loop at each failover: on a disk
+// busy with other work that can stall it past 2 s, and it enters TILT mode
+// (see tiltPeriod).
+func memoryDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("/dev/shm", "redistest-sentinel-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
 
 // stop stops the sentinel (SIGTERM, SIGKILL after 10 s) and waits for it.
