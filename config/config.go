@@ -17,6 +17,15 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/spool"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/tencent"
+	"github.com/followpush/followpush/webhook"
 )
 
 // Program names a followpush program.
@@ -67,6 +76,24 @@ var (
 	sending = []Program{ProgramWorker, ProgramStandalone}
 )
 
+// Defaults of the settings that belong to the programs themselves; the
+// others are the defaults of the packages that use them (MAX_EVENT_AGE is
+// delivery.DefaultMaxEventAge, and so on), so that each is written once.
+const (
+	DefaultRedisURL          = "redis://127.0.0.1:6379/0"
+	DefaultKeyPrefix         = delivery.DefaultPrefix
+	DefaultListenAddr        = ":8080"
+	DefaultStandaloneListen  = "127.0.0.1:8080"
+	DefaultWorkerMetricsAddr = ":9091"
+	DefaultWorkerConcurrency = 100
+	DefaultPollInterval      = 10 * time.Millisecond
+	DefaultShutdownTimeout   = 25 * time.Second
+	DefaultLogLevel          = "info"
+	// DefaultStandaloneAppID is the SDKAppID standalone serves when
+	// TENCENT_SDKAPPID is unset.
+	DefaultStandaloneAppID = "1400000000"
+)
+
 // Minimum lengths of the secrets people choose: shorter values stop the
 // program at start.
 const (
@@ -79,62 +106,62 @@ const (
 
 // Settings lists every setting of every program, in the order -h prints them.
 var Settings = []Setting{
-	{Name: "REDIS_URL", Programs: all, Default: "redis://127.0.0.1:6379/0", Defaults: map[Program]string{ProgramStandalone: "(embedded in-memory Redis)"},
+	{Name: "REDIS_URL", Programs: all, Default: DefaultRedisURL, Defaults: map[Program]string{ProgramStandalone: "(embedded in-memory Redis)"},
 		Help: "Redis to use: redis://[user:pass@]host:port/db, rediss:// for TLS"},
 	{Name: "REDIS_CLUSTER_ADDRS", Programs: all, Help: "comma-separated host:port of a Redis Cluster; replaces REDIS_URL"},
 	{Name: "REDIS_SENTINEL_ADDRS", Programs: all, Help: "comma-separated host:port of Redis Sentinels; replaces REDIS_URL; needs REDIS_SENTINEL_MASTER"},
 	{Name: "REDIS_SENTINEL_MASTER", Programs: all, Help: "master name watched by the sentinels"},
 	{Name: "REDIS_USERNAME", Programs: all, Help: "Redis ACL user for cluster and sentinel modes (REDIS_URL carries its own)"},
 	{Name: "REDIS_PASSWORD", Programs: all, Help: "Redis password for cluster and sentinel modes (REDIS_URL carries its own); never logged"},
-	{Name: "REDIS_KEY_PREFIX", Programs: all, Default: "followpush:", Help: "prefix of followpush's own Redis keys (asynq keeps its own asynq: keys)"},
-	{Name: "LISTEN_ADDR", Programs: ingest, Default: ":8080", Defaults: map[Program]string{ProgramStandalone: "127.0.0.1:8080"}, Help: "HTTP listen address of the webhook and device API"},
-	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: "1400000000"}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
+	{Name: "REDIS_KEY_PREFIX", Programs: all, Default: DefaultKeyPrefix, Help: "prefix of followpush's own Redis keys (asynq keeps its own asynq: keys)"},
+	{Name: "LISTEN_ADDR", Programs: ingest, Default: DefaultListenAddr, Defaults: map[Program]string{ProgramStandalone: DefaultStandaloneListen}, Help: "HTTP listen address of the webhook and device API"},
+	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: DefaultStandaloneAppID}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
 	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token: one for every app, or sdkappid=token,... with a token for each app of TENCENT_SDKAPPID; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start); never logged"},
-	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: "60s", Help: "how far RequestTime may be from now before a signed webhook is a replay"},
+	{Name: "REQUEST_TIME_WINDOW", Programs: ingest, Default: text(webhook.DefaultRequestTimeWindow), Help: "how far RequestTime may be from now before a signed webhook is a replay"},
 	{Name: "API_TOKEN", Programs: ingest, Defaults: map[Program]string{ProgramStandalone: "followpush-dev-token on loopback, else a random one; printed at start"}, Help: fmt.Sprintf("bearer token of the device API, at least %d bytes (use a random secret); unset = the device API answers 503", MinAPITokenBytes)},
 	{Name: "MONITORING_USER", Programs: ingest, Help: "with MONITORING_PASSWORD, mounts asynqmon at /monitoring behind HTTP basic auth; unset = not mounted (standalone on loopback: mounted without auth)"},
 	{Name: "MONITORING_PASSWORD", Programs: ingest, Help: fmt.Sprintf("password of /monitoring, at least %d bytes; never logged", MinMonitoringPasswordBytes)},
 	{Name: "SPOOL_DIR", Programs: []Program{ProgramReceiver}, Help: "directory of the local fsync'd spool that takes events while Redis is unavailable (one per receiver process; use a persistent volume); unset = no spool: such events get a 503"},
-	{Name: "SPOOL_MAX_BYTES", Programs: []Program{ProgramReceiver}, Default: "67108864", Help: "size bound of the spool on disk; when full (and Redis down) webhooks get a 503"},
-	{Name: "SPOOL_DRAIN_BATCH", Programs: []Program{ProgramReceiver}, Default: "100", Help: "spooled events moved into Redis per drain step, 1 to 10000; the read position is saved after each step, so a receiver killed mid-drain offers that one step again (harmless: same task ids and delivery records)"},
-	{Name: "WEBHOOK_MAX_BODY_BYTES", Programs: ingest, Default: "1048576", Help: "largest webhook body accepted (bigger: 413)"},
-	{Name: "WEBHOOK_MAX_FOLLOWS", Programs: ingest, Default: "1000", Help: "longest FollowList / To_Account list accepted (longer: 400)"},
-	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: "16", Help: "Redis pipelines (of up to 100 followee tasks) one webhook stores at once"},
-	{Name: "MAX_DEVICES_PER_USER", Programs: all, Default: "10", Help: "devices kept per user; registering one more evicts the least recently seen"},
-	{Name: "MAX_EVENT_AGE", Programs: all, Default: "1h", Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
-	{Name: "DEDUPE_TTL", Programs: sending, Default: "1h", Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
+	{Name: "SPOOL_MAX_BYTES", Programs: []Program{ProgramReceiver}, Default: text(spool.DefaultMaxBytes), Help: "size bound of the spool on disk; when full (and Redis down) webhooks get a 503"},
+	{Name: "SPOOL_DRAIN_BATCH", Programs: []Program{ProgramReceiver}, Default: text(webhook.DefaultDrainBatch), Help: "spooled events moved into Redis per drain step, 1 to 10000; the read position is saved after each step, so a receiver killed mid-drain offers that one step again (harmless: same task ids and delivery records)"},
+	{Name: "WEBHOOK_MAX_BODY_BYTES", Programs: ingest, Default: text(webhook.DefaultMaxBodyBytes), Help: "largest webhook body accepted (bigger: 413)"},
+	{Name: "WEBHOOK_MAX_FOLLOWS", Programs: ingest, Default: text(tencent.DefaultMaxFollows), Help: "longest FollowList / To_Account list accepted (longer: 400)"},
+	{Name: "ENQUEUE_CONCURRENCY", Programs: ingest, Default: text(webhook.DefaultEnqueueConcurrency), Help: "Redis pipelines (of up to 100 followee tasks) one webhook stores at once"},
+	{Name: "MAX_DEVICES_PER_USER", Programs: all, Default: text(devices.DefaultMaxDevicesPerUser), Help: "devices kept per user; registering one more evicts the least recently seen"},
+	{Name: "MAX_EVENT_AGE", Programs: all, Default: text(delivery.DefaultMaxEventAge), Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
+	{Name: "DEDUPE_TTL", Programs: sending, Default: text(delivery.DefaultRecordTTL), Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
 	{Name: "COMPLETED_TASK_RETENTION", Programs: all, Default: "0", Help: "how long a delivered follow's task (receivers) and a sent summary's task (workers) stay in Redis as completed, for asynqmon's Completed tab; 0 = deleted at once; 1s to 24h, about 650 bytes of Redis per task kept; give receivers and workers the same value"},
-	{Name: "WORKER_CONCURRENCY", Programs: sending, Default: "100", Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
-	{Name: "WORKER_POLL_INTERVAL", Programs: sending, Default: "10ms", Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval, asynq's own default 1s): pick-up p50 ~11 ms, ~300 Redis commands/s per idle worker"},
+	{Name: "WORKER_CONCURRENCY", Programs: sending, Default: text(DefaultWorkerConcurrency), Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
+	{Name: "WORKER_POLL_INTERVAL", Programs: sending, Default: text(DefaultPollInterval), Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval, asynq's own default 1s): pick-up p50 ~11 ms, ~300 Redis commands/s per idle worker"},
 	{Name: "FCM_PROJECT_ID", Programs: sending, Default: "(from the credentials file)", Help: "Firebase project id; required with FCM_ENDPOINT and no credentials, or with neither (application default credentials)"},
 	{Name: "GOOGLE_APPLICATION_CREDENTIALS", Programs: sending, Help: "service-account JSON file for FCM"},
 	{Name: "FCM_ENDPOINT", Programs: sending, Help: "base URL of an FCM-HTTP-v1-compatible server; unset = Google's endpoint"},
-	{Name: "FCM_SEND_TIMEOUT", Programs: sending, Default: "10s", Help: "bound on one task's FCM sends, the SDK's own retries included"},
-	{Name: "SENDER_ID_MISMATCH_LIMIT", Programs: sending, Default: "100", Help: "SENDER_ID_MISMATCH answers (all workers together, since the last successful send) whose tokens are deleted; the next one opens a breaker: no worker deletes for that reason until a send succeeds (wrong credentials must not wipe the registry); 1 to 1000000"},
-	{Name: "SENDER_ID_MISMATCH_WINDOW", Programs: sending, Default: "24h", Help: "how long a SENDER_ID_MISMATCH answer counts towards SENDER_ID_MISMATCH_LIMIT when no send succeeds; 1m to 720h"},
-	{Name: "PUSH_TITLE", Programs: sending, Default: "New follower", Help: "notification title"},
-	{Name: "PUSH_BODY", Programs: sending, Default: "{{.From}} started following you", Help: "notification body, a Go text/template with .From and .To"},
+	{Name: "FCM_SEND_TIMEOUT", Programs: sending, Default: text(notifier.DefaultSendTimeout), Help: "bound on one task's FCM sends, the SDK's own retries included"},
+	{Name: "SENDER_ID_MISMATCH_LIMIT", Programs: sending, Default: text(notifier.DefaultMismatchLimit), Help: "SENDER_ID_MISMATCH answers (all workers together, since the last successful send) whose tokens are deleted; the next one opens a breaker: no worker deletes for that reason until a send succeeds (wrong credentials must not wipe the registry); 1 to 1000000"},
+	{Name: "SENDER_ID_MISMATCH_WINDOW", Programs: sending, Default: text(notifier.DefaultMismatchWindow), Help: "how long a SENDER_ID_MISMATCH answer counts towards SENDER_ID_MISMATCH_LIMIT when no send succeeds; 1m to 720h"},
+	{Name: "PUSH_TITLE", Programs: sending, Default: pushtext.DefaultTitle, Help: "notification title"},
+	{Name: "PUSH_BODY", Programs: sending, Default: pushtext.DefaultBody, Help: "notification body, a Go text/template with .From and .To"},
 	{Name: "PUSH_TEMPLATES_FILE", Programs: sending, Help: "JSON file of push texts per locale ({\"zh-TW\":{\"title\":…,\"body\":…,\"digest_title\":…,\"digest_body\":…}}) over the built-in en, zh, ja; a device's locale picks, else en; unset = built-in texts (en: PUSH_TITLE, PUSH_BODY)"},
-	{Name: "FOLLOW_COOLDOWN", Programs: sending, Default: "1h", Help: "follow → unfollow → follow again within this time notifies once per pair; 0 = off"},
+	{Name: "FOLLOW_COOLDOWN", Programs: sending, Default: text(delivery.DefaultCooldown), Help: "follow → unfollow → follow again within this time notifies once per pair; 0 = off"},
 	{Name: "MAX_PUSHES_PER_USER_PER_HOUR", Programs: sending, Default: "0", Help: "follower pushes one user gets in any hour at most; more follows are folded into the next summary push; 0 = unlimited"},
 	{Name: "AGGREGATION_WINDOW", Programs: sending, Default: "0", Help: "follows of the same user within this window become one summary push (first followers named, the rest counted); 0 = off: one push per follow"},
 	{Name: "AGGREGATION_FIRST_IMMEDIATE", Programs: sending, Default: "true", Help: "with AGGREGATION_WINDOW, the first follow after a quiet period is pushed at once and opens the window"},
-	{Name: "FCM_RATE_LIMIT", Programs: sending, Default: "8000", Help: "FCM sends per second shared by all workers (through Redis), below FCM's 600,000/min project quota; 0 = unlimited"},
+	{Name: "FCM_RATE_LIMIT", Programs: sending, Default: text(notifier.DefaultFCMRateLimit), Help: "FCM sends per second shared by all workers (through Redis), below FCM's 600,000/min project quota; 0 = unlimited"},
 	{Name: "ANDROID_CHANNEL_ID", Programs: sending, Help: "Android notification channel of the pushes; unset = the app's default channel"},
-	{Name: "ANDROID_PRIORITY", Programs: sending, Default: "high", Help: "FCM Android priority: high or normal"},
-	{Name: "APNS_SOUND", Programs: sending, Default: "default", Help: "APNs sound: a sound file of the app, default, or none for silent"},
-	{Name: "APNS_THREAD_ID", Programs: sending, Default: "follow", Help: "APNs thread-id grouping follower notifications on iOS"},
+	{Name: "ANDROID_PRIORITY", Programs: sending, Default: fcm.DefaultAndroidPriority, Help: "FCM Android priority: high or normal"},
+	{Name: "APNS_SOUND", Programs: sending, Default: fcm.DefaultAPNsSound, Help: "APNs sound: a sound file of the app, default, or none for silent"},
+	{Name: "APNS_THREAD_ID", Programs: sending, Default: fcm.DefaultAPNsThreadID, Help: "APNs thread-id grouping follower notifications on iOS"},
 	{Name: "WEBPUSH_LINK", Programs: sending, Help: "https URL a web notification opens when clicked; unset = none"},
 	{Name: "TENCENT_API_BASE", Programs: sending, Help: "Tencent Cloud Chat REST API domain of the app's region (e.g. https://adminapisgp.im.qcloud.com): pushes then name followers by nickname (v4/profile/portrait_get); unset = by UserID"},
-	{Name: "TENCENT_ADMIN_IDENTIFIER", Programs: sending, Default: "administrator", Help: "app admin account for the REST API"},
+	{Name: "TENCENT_ADMIN_IDENTIFIER", Programs: sending, Default: tencent.DefaultIdentifier, Help: "app admin account for the REST API"},
 	{Name: "TENCENT_ADMIN_USERSIG", Programs: sending, Help: "the admin account's UserSig (one for every app, or sdkappid=usersig,... per app); it expires: renew it yourself, or set TENCENT_SECRET_KEY instead; with TENCENT_API_BASE one of the two is required; never logged"},
 	{Name: "TENCENT_SECRET_KEY", Programs: sending, Help: "the app's secret key from the console (one for every app, or sdkappid=key,... per app): the worker makes the admin's UserSig itself (TLSSigAPIv2, valid 24h, renewed after 12h); an app has this or TENCENT_ADMIN_USERSIG, not both; never logged"},
-	{Name: "DISPLAY_NAME_CACHE_TTL", Programs: sending, Default: "1h", Help: "how long a follower's nickname (or its absence) is cached in Redis"},
-	{Name: "METRICS_ADDR", Programs: []Program{ProgramReceiver, ProgramWorker}, Default: ":9091", Defaults: map[Program]string{ProgramReceiver: ""},
+	{Name: "DISPLAY_NAME_CACHE_TTL", Programs: sending, Default: text(notifier.DefaultDisplayNameCacheTTL), Help: "how long a follower's nickname (or its absence) is cached in Redis"},
+	{Name: "METRICS_ADDR", Programs: []Program{ProgramReceiver, ProgramWorker}, Default: DefaultWorkerMetricsAddr, Defaults: map[Program]string{ProgramReceiver: ""},
 		Help: "worker: address of its /metrics, /healthz and /readyz; receiver: address its /metrics moves to, off the webhook's port (unset = /metrics beside the webhook); :0 picks a free port"},
 	{Name: "PPROF", Programs: []Program{ProgramWorker}, Default: "false", Help: "true also serves Go's profiler at /debug/pprof/ on METRICS_ADDR (keep that address private)"},
-	{Name: "SHUTDOWN_TIMEOUT", Programs: all, Default: "25s", Help: "on SIGTERM, how long in-flight requests and tasks may take to finish"},
-	{Name: "LOG_LEVEL", Programs: all, Default: "info", Help: "debug, info, warn or error"},
+	{Name: "SHUTDOWN_TIMEOUT", Programs: all, Default: text(DefaultShutdownTimeout), Help: "on SIGTERM, how long in-flight requests and tasks may take to finish"},
+	{Name: "LOG_LEVEL", Programs: all, Default: DefaultLogLevel, Help: "debug, info, warn or error"},
 }
 
 // PrintUsage writes the -h text of program p: every setting it reads with its
@@ -236,12 +263,12 @@ func (l *loader) listenAddr(name, def string) string {
 }
 
 func (l *loader) logLevel() string {
-	v := strings.ToLower(l.raw("LOG_LEVEL", "info"))
+	v := strings.ToLower(l.raw("LOG_LEVEL", DefaultLogLevel))
 	switch v {
 	case "debug", "info", "warn", "error":
 	default:
 		l.fail("LOG_LEVEL", "%q is not one of debug, info, warn, error", v)
-		v = "info"
+		v = DefaultLogLevel
 	}
 	return v
 }
@@ -257,4 +284,20 @@ func (l *loader) baseURL(name string) string {
 		return ""
 	}
 	return strings.TrimRight(v, "/")
+}
+
+// text writes a default as the settings are written: a duration without
+// zero units ("1h", "90s" as "1m30s", "10ms"), a number in decimal.
+func text[T int | int64 | time.Duration](v T) string {
+	if d, ok := any(v).(time.Duration); ok {
+		s := d.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	}
+	return strconv.FormatInt(int64(v), 10)
 }

@@ -11,9 +11,13 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/spool"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/tencent"
+	"github.com/followpush/followpush/webhook"
 )
 
 // Receiver is the configuration of the receiver program (and the receiving
@@ -148,7 +152,7 @@ type Standalone struct {
 // bad setting, each starting with the setting's name.
 func LoadReceiver(getenv func(string) string) (Receiver, error) {
 	l := newLoader(getenv, ProgramReceiver)
-	r := l.receiver(l.redis("redis://127.0.0.1:6379/0"), ":8080", "")
+	r := l.receiver(l.redis(DefaultRedisURL), DefaultListenAddr, "")
 	return r, l.err()
 }
 
@@ -156,7 +160,7 @@ func LoadReceiver(getenv func(string) string) (Receiver, error) {
 // setting, each starting with the setting's name.
 func LoadWorker(getenv func(string) string) (Worker, error) {
 	l := newLoader(getenv, ProgramWorker)
-	w := l.worker(l.redis("redis://127.0.0.1:6379/0"))
+	w := l.worker(l.redis(DefaultRedisURL))
 	l.workerOps(&w)
 	if !w.FCMConfigured() && l.raw("FCM_ENDPOINT", "") == "" {
 		// Production default: Google's endpoint with application default
@@ -198,7 +202,7 @@ func LoadStandalone(getenv func(string) string) (Standalone, error) {
 		devToken = DevAPIToken
 		s.GeneratedAPIToken = true
 	}
-	s.Receiver = l.receiver(rd, "127.0.0.1:8080", devToken)
+	s.Receiver = l.receiver(rd, DefaultStandaloneListen, devToken)
 	if s.GeneratedAPIToken && !LoopbackOnly(s.Receiver.ListenAddr) {
 		// Reachable from other hosts: a well-known token would let anyone in.
 		s.Receiver.APIToken = "dev-" + randomHex(12)
@@ -211,23 +215,23 @@ func LoadStandalone(getenv func(string) string) (Standalone, error) {
 func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Receiver {
 	appDefault := ""
 	if l.program == ProgramStandalone {
-		appDefault = "1400000000"
+		appDefault = DefaultStandaloneAppID
 	}
 	r := Receiver{
 		Redis:              rd,
 		ListenAddr:         l.listenAddr("LISTEN_ADDR", listenDefault),
 		AppIDs:             l.list("TENCENT_SDKAPPID"),
 		CallbackTokens:     l.perApp("TENCENT_CALLBACK_TOKEN", "token"),
-		RequestTimeWindow:  l.duration("REQUEST_TIME_WINDOW", 60*time.Second, time.Second, time.Hour),
+		RequestTimeWindow:  l.duration("REQUEST_TIME_WINDOW", webhook.DefaultRequestTimeWindow, time.Second, time.Hour),
 		APIToken:           l.raw("API_TOKEN", apiTokenDefault),
 		MonitoringUser:     l.raw("MONITORING_USER", ""),
 		MonitoringPassword: l.raw("MONITORING_PASSWORD", ""),
-		MaxBodyBytes:       int64(l.intRange("WEBHOOK_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
-		MaxFollows:         l.intRange("WEBHOOK_MAX_FOLLOWS", 1000, 1, 100000),
-		EnqueueConcurrency: l.intRange("ENQUEUE_CONCURRENCY", 16, 1, 1024),
-		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
-		MaxEventAge:        l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
-		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
+		MaxBodyBytes:       int64(l.intRange("WEBHOOK_MAX_BODY_BYTES", webhook.DefaultMaxBodyBytes, 1024, 64<<20)),
+		MaxFollows:         l.intRange("WEBHOOK_MAX_FOLLOWS", tencent.DefaultMaxFollows, 1, 100000),
+		EnqueueConcurrency: l.intRange("ENQUEUE_CONCURRENCY", webhook.DefaultEnqueueConcurrency, 1, 1024),
+		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", devices.DefaultMaxDevicesPerUser, 1, 1000),
+		MaxEventAge:        l.duration("MAX_EVENT_AGE", delivery.DefaultMaxEventAge, time.Minute, 7*24*time.Hour),
+		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
 		LogLevel:           l.logLevel(),
 	}
 	r.CompletedTaskRetention = l.retention()
@@ -304,32 +308,32 @@ func (l *loader) callbackTokens(r Receiver) {
 // (standalone has none).
 func (l *loader) spool(r *Receiver) {
 	r.SpoolDir = l.raw("SPOOL_DIR", "")
-	r.SpoolMaxBytes = int64(l.intRange("SPOOL_MAX_BYTES", 64<<20, 1<<20, 1<<40))
-	r.SpoolDrainBatch = l.intRange("SPOOL_DRAIN_BATCH", 100, 1, 10000)
+	r.SpoolMaxBytes = int64(l.intRange("SPOOL_MAX_BYTES", spool.DefaultMaxBytes, 1<<20, 1<<40))
+	r.SpoolDrainBatch = l.intRange("SPOOL_DRAIN_BATCH", webhook.DefaultDrainBatch, 1, 10000)
 }
 
 // workerOps reads the settings of the worker program's own ops listener
 // (standalone has none).
 func (l *loader) workerOps(w *Worker) {
-	w.MetricsAddr = l.listenAddr("METRICS_ADDR", ":9091")
+	w.MetricsAddr = l.listenAddr("METRICS_ADDR", DefaultWorkerMetricsAddr)
 	w.Pprof = l.boolean("PPROF", false)
 }
 
 func (l *loader) worker(rd Redis) Worker {
 	w := Worker{
 		Redis:                  rd,
-		Concurrency:            l.intRange("WORKER_CONCURRENCY", 100, 1, 10000),
-		PollInterval:           l.duration("WORKER_POLL_INTERVAL", 10*time.Millisecond, time.Millisecond, time.Minute),
+		Concurrency:            l.intRange("WORKER_CONCURRENCY", DefaultWorkerConcurrency, 1, 10000),
+		PollInterval:           l.duration("WORKER_POLL_INTERVAL", DefaultPollInterval, time.Millisecond, time.Minute),
 		FCMProjectID:           l.raw("FCM_PROJECT_ID", ""),
 		FCMCredentialsFile:     l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
 		FCMEndpoint:            l.baseURL("FCM_ENDPOINT"),
-		FCMSendTimeout:         l.duration("FCM_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
-		SenderIDMismatchLimit:  l.intRange("SENDER_ID_MISMATCH_LIMIT", 100, 1, 1_000_000),
-		SenderIDMismatchWindow: l.duration("SENDER_ID_MISMATCH_WINDOW", 24*time.Hour, time.Minute, 720*time.Hour),
-		MaxDevicesPerUser:      l.intRange("MAX_DEVICES_PER_USER", 10, 1, 1000),
-		MaxEventAge:            l.duration("MAX_EVENT_AGE", time.Hour, time.Minute, 7*24*time.Hour),
-		DedupeTTL:              l.duration("DEDUPE_TTL", time.Hour, time.Minute, 30*24*time.Hour),
-		ShutdownTimeout:        l.duration("SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute),
+		FCMSendTimeout:         l.duration("FCM_SEND_TIMEOUT", notifier.DefaultSendTimeout, 100*time.Millisecond, 5*time.Minute),
+		SenderIDMismatchLimit:  l.intRange("SENDER_ID_MISMATCH_LIMIT", notifier.DefaultMismatchLimit, 1, 1_000_000),
+		SenderIDMismatchWindow: l.duration("SENDER_ID_MISMATCH_WINDOW", notifier.DefaultMismatchWindow, time.Minute, 720*time.Hour),
+		MaxDevicesPerUser:      l.intRange("MAX_DEVICES_PER_USER", devices.DefaultMaxDevicesPerUser, 1, 1000),
+		MaxEventAge:            l.duration("MAX_EVENT_AGE", delivery.DefaultMaxEventAge, time.Minute, 7*24*time.Hour),
+		DedupeTTL:              l.duration("DEDUPE_TTL", delivery.DefaultRecordTTL, time.Minute, 30*24*time.Hour),
+		ShutdownTimeout:        l.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
 		LogLevel:               l.logLevel(),
 	}
 	w.CompletedTaskRetention = l.retention()

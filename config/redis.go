@@ -110,7 +110,7 @@ func (l *loader) redis(urlDefault string) Redis {
 		SentinelMaster: l.raw("REDIS_SENTINEL_MASTER", ""),
 		Username:       l.raw("REDIS_USERNAME", ""),
 		Password:       l.raw("REDIS_PASSWORD", ""),
-		KeyPrefix:      l.raw("REDIS_KEY_PREFIX", "followpush:"),
+		KeyPrefix:      l.raw("REDIS_KEY_PREFIX", DefaultKeyPrefix),
 	}
 	for _, a := range append(append([]string{}, r.ClusterAddrs...), r.SentinelAddrs...) {
 		if _, _, err := splitHostPort(a); err != nil {

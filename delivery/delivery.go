@@ -55,13 +55,17 @@ import (
 // worker finds fresh always finds the record another worker wrote.
 const ClockSkewMargin = 10 * time.Minute
 
+// DefaultMaxEventAge is the default age (from its EventTime) past which a
+// follow is stale: dropped, not pushed (the setting MAX_EVENT_AGE).
+const DefaultMaxEventAge = time.Hour
+
 // Defaults of [Options].
 const (
 	// DefaultRecordTTL is Options.RecordTTL's default.
-	DefaultRecordTTL = time.Hour
-	// DefaultCancelTTL is Options.CancelTTL's default: UnfollowTTL of the
-	// default maximum event age (1 h).
-	DefaultCancelTTL = 2*time.Hour + CapWindow
+	DefaultRecordTTL = DefaultMaxEventAge
+	// DefaultCancelTTL is Options.CancelTTL's default: UnfollowTTL of
+	// [DefaultMaxEventAge].
+	DefaultCancelTTL = 2*DefaultMaxEventAge + CapWindow
 	// DefaultPrefix is Options.Prefix's default.
 	DefaultPrefix = "followpush:"
 )

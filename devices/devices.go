@@ -65,7 +65,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
+
+	"github.com/followpush/followpush/tencent"
 )
 
 // Device is one registered device of a user, as [Registry.List] returns it
@@ -100,8 +101,9 @@ var (
 	ErrInvalidToken = errors.New("invalid device token")
 	// ErrInvalidPlatform: see [ValidatePlatform].
 	ErrInvalidPlatform = errors.New("invalid platform")
-	// ErrInvalidUserID: see [ValidateUserID].
-	ErrInvalidUserID = errors.New("invalid user id")
+	// ErrInvalidUserID is tencent.ErrInvalidUserID: see
+	// [tencent.ValidateUserID].
+	ErrInvalidUserID = tencent.ErrInvalidUserID
 	// ErrInvalidLocale: see [ValidateLocale].
 	ErrInvalidLocale = errors.New("invalid locale")
 )
@@ -110,9 +112,6 @@ var (
 const (
 	// MaxTokenBytes is the longest accepted device token.
 	MaxTokenBytes = 4096
-	// MaxUserIDBytes is the longest accepted user ID (Tencent Cloud Chat's
-	// limit for a UserID).
-	MaxUserIDBytes = 32
 	// MaxLocaleBytes is the longest accepted locale tag.
 	MaxLocaleBytes = 35
 )
@@ -193,15 +192,3 @@ func ValidateLocale(l string) error {
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 func isAlnum(c byte) bool  { return isLetter(c) || '0' <= c && c <= '9' }
-
-// ValidateUserID reports whether u is an acceptable user ID: 1 to
-// [MaxUserIDBytes] bytes of valid UTF-8. The error wraps [ErrInvalidUserID].
-func ValidateUserID(u string) error {
-	if n := len(u); n == 0 || n > MaxUserIDBytes {
-		return fmt.Errorf("%w: length %d bytes, want 1 to %d", ErrInvalidUserID, n, MaxUserIDBytes)
-	}
-	if !utf8.ValidString(u) {
-		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidUserID)
-	}
-	return nil
-}

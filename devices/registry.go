@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/followpush/followpush/tencent"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -78,7 +79,7 @@ func NewRegistry(rdb redis.UniversalClient, opts Options) *Registry {
 // nothing. Other errors come from Redis; the call may then have taken effect
 // in part (harmlessly, see the package documentation) and can be retried.
 func (r *Registry) Register(ctx context.Context, userID, token string, reg Registration) error {
-	if err := firstError(ValidateUserID(userID), ValidateToken(token),
+	if err := firstError(tencent.ValidateUserID(userID), ValidateToken(token),
 		ValidatePlatform(reg.Platform), ValidateLocale(reg.Locale)); err != nil {
 		return fmt.Errorf("register device: %w", err)
 	}
@@ -124,7 +125,7 @@ func (r *Registry) Register(ctx context.Context, userID, token string, reg Regis
 // Invalid arguments give an error wrapping [ErrInvalidUserID] or
 // [ErrInvalidToken] and touch nothing. Other errors come from Redis.
 func (r *Registry) Unregister(ctx context.Context, userID, token string) error {
-	if err := firstError(ValidateUserID(userID), ValidateToken(token)); err != nil {
+	if err := firstError(tencent.ValidateUserID(userID), ValidateToken(token)); err != nil {
 		return fmt.Errorf("unregister device: %w", err)
 	}
 	res, err := releaseScript.Run(ctx, r.rdb, []string{r.ownerKey(token)}, userID, "").Slice()
@@ -187,7 +188,7 @@ type ListQuery struct {
 // queues nothing and Result returns the error.
 func (r *Registry) QueueList(ctx context.Context, p redis.Pipeliner, userID string) *ListQuery {
 	q := &ListQuery{r: r, user: userID}
-	if err := ValidateUserID(userID); err != nil {
+	if err := tencent.ValidateUserID(userID); err != nil {
 		q.err = fmt.Errorf("list devices: %w", err)
 		return q
 	}

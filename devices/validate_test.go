@@ -99,21 +99,6 @@ func TestValidateLocale(t *testing.T) {
 	})
 }
 
-func TestValidateUserID(t *testing.T) {
-	t.Parallel()
-	runValidate(t, devices.ValidateUserID, devices.ErrInvalidUserID, []validateCase{
-		{"ascii", "alice", true},
-		{"one byte", "a", true},
-		{"32 bytes", strings.Repeat("u", 32), true},
-		{"UTF-8", "用户_42", true},
-		{"braces and colon", "a}{b:c", true},
-		{"empty", "", false},
-		{"33 bytes", strings.Repeat("u", 33), false},
-		{"32 bytes cut inside a rune", strings.Repeat("é", 16)[:31], false},
-		{"invalid UTF-8", "a\xffb", false},
-	})
-}
-
 func FuzzValidateToken(f *testing.F) {
 	for _, s := range []string{"dGVzdA:APA91bH-abc_DEF123", "", "a/b", "a b", "\x00", strings.Repeat("z", 4097)} {
 		f.Add(s)

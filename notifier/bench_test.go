@@ -28,7 +28,7 @@ import (
 func BenchmarkBuildMessage(b *testing.B) {
 	f := tasks.Follow{AppID: "1400000000", From: "UserID_001", To: "UserID_002", EventTime: 1767225600123}
 	content := pushtext.DefaultContent(f)
-	for _, platform := range []string{fcm.PlatformAndroid, fcm.PlatformIOS, ""} {
+	for _, platform := range []string{devices.PlatformAndroid, devices.PlatformIOS, ""} {
 		name := platform
 		if name == "" {
 			name = "unknown"

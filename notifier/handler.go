@@ -25,13 +25,16 @@ type Sender interface {
 	Send(ctx context.Context, msgs []*messaging.Message) []error
 }
 
+// DefaultSendTimeout is HandlerOptions.SendTimeout's default.
+const DefaultSendTimeout = 10 * time.Second
+
 // HandlerOptions tune a [Handler].
 type HandlerOptions struct {
 	// MaxEventAge: a follow older than this (from its EventTime) is dropped,
-	// not sent (default 1 h).
+	// not sent (default [delivery.DefaultMaxEventAge]).
 	MaxEventAge time.Duration
 	// SendTimeout bounds one task's FCM sends, the SDK's own retries
-	// included (default 10 s).
+	// included (default [DefaultSendTimeout]).
 	SendTimeout time.Duration
 	// pushtext.Content renders title and body per device locale (default: the
 	// built-in texts, English pushtext.DefaultContent's for devices without a
@@ -103,10 +106,10 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 		return nil, errors.New("the device registry and the delivery store must share one Redis client")
 	}
 	if opts.MaxEventAge <= 0 {
-		opts.MaxEventAge = time.Hour
+		opts.MaxEventAge = delivery.DefaultMaxEventAge
 	}
 	if opts.SendTimeout <= 0 {
-		opts.SendTimeout = 10 * time.Second
+		opts.SendTimeout = DefaultSendTimeout
 	}
 	if opts.MismatchBreaker == nil {
 		opts.MismatchBreaker = NewMismatchBreaker(nil, "", MismatchBreakerOptions{})

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/followpush/followpush/tencent"
 	"github.com/hibiken/asynq"
 )
 
@@ -37,9 +38,6 @@ const (
 	// DefaultTimeout bounds one attempt of a follow task, FCM sends included.
 	DefaultTimeout = 60 * time.Second
 )
-
-// MaxUserIDBytes is the longest UserID Tencent Cloud Chat allows.
-const MaxUserIDBytes = 32
 
 // Follow is the payload of a [TypeFollow] task: From followed To in app AppID
 // at EventTime (milliseconds since the Unix epoch, as Tencent reports it).
@@ -63,9 +61,9 @@ func (f Follow) Validate() error {
 	switch {
 	case f.AppID == "":
 		return fmt.Errorf("%w: empty app", ErrInvalidFollow)
-	case !ValidUserID(f.From):
+	case tencent.ValidateUserID(f.From) != nil:
 		return fmt.Errorf("%w: bad from_account %q", ErrInvalidFollow, f.From)
-	case !ValidUserID(f.To):
+	case tencent.ValidateUserID(f.To) != nil:
 		return fmt.Errorf("%w: bad to_account %q", ErrInvalidFollow, f.To)
 	case f.From == f.To:
 		return fmt.Errorf("%w: self-follow", ErrInvalidFollow)
@@ -73,13 +71,6 @@ func (f Follow) Validate() error {
 		return fmt.Errorf("%w: event time %d", ErrInvalidFollow, f.EventTime)
 	}
 	return nil
-}
-
-// ValidUserID reports whether id is a UserID this service accepts: non-empty
-// and at most [MaxUserIDBytes] bytes. (UTF-8 validity is checked on the whole
-// request body by the receiver.)
-func ValidUserID(id string) bool {
-	return id != "" && len(id) <= MaxUserIDBytes
 }
 
 // ID is the deterministic identity of this follow event: the same app,
@@ -230,7 +221,7 @@ func (d Summary) Validate() error {
 	switch {
 	case d.AppID == "":
 		return fmt.Errorf("%w: empty app", ErrInvalidSummary)
-	case !ValidUserID(d.To):
+	case tencent.ValidateUserID(d.To) != nil:
 		return fmt.Errorf("%w: bad to_account %q", ErrInvalidSummary, d.To)
 	case d.Due <= 0:
 		return fmt.Errorf("%w: due time %d", ErrInvalidSummary, d.Due)

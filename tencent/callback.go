@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/followpush/followpush/tasks"
 )
 
 // CallbackCommand values this service acts on. Every other command is
@@ -57,7 +55,7 @@ type Callback struct {
 	// Unix epoch; always > 0 for follow commands.
 	EventTime int64
 	// Skipped counts the list entries dropped: invalid UserIDs (missing,
-	// null, empty or longer than tasks.MaxUserIDBytes), self-follows and
+	// null, empty or longer than MaxUserIDBytes), self-follows and
 	// repeats. len(To)+Skipped is the length of the list.
 	Skipped int
 	// Invalid counts, of Skipped, the entries dropped as invalid UserIDs.
@@ -77,7 +75,7 @@ type Callback struct {
 // holding only Command.
 //
 // For the follow commands From_Account must be a valid UserID
-// ([tasks.ValidUserID]), EventTime a positive JSON integer that fits int64,
+// ([ValidateUserID]), EventTime a positive JSON integer that fits int64,
 // and the list (FollowList of objects with a To_Account string for
 // [CommandFollowAdd], To_Account array of strings for [CommandFollowDelete])
 // non-empty and at most lim.MaxFollows long. Unknown fields are accepted
@@ -572,8 +570,10 @@ func (s *scanner) fromAccount(sp span) (string, error) {
 		return "", err
 	case from == "":
 		return "", malformed("empty From_Account")
-	case !tasks.ValidUserID(from):
-		return "", malformed("From_Account longer than %d bytes", tasks.MaxUserIDBytes)
+	case len(from) > MaxUserIDBytes:
+		return "", malformed("From_Account longer than %d bytes", MaxUserIDBytes)
+	case ValidateUserID(from) != nil:
+		return "", malformed("From_Account is not valid UTF-8")
 	}
 	return from, nil
 }
@@ -711,7 +711,7 @@ const smallList = 32
 
 // collector gathers the distinct valid followees of a list. To allocate
 // little, it keeps them back to back in buf, each preceded by its length (one
-// byte: a UserID has at most tasks.MaxUserIDBytes), and makes them strings
+// byte: a UserID has at most MaxUserIDBytes), and makes them strings
 // sharing one allocation at the end.
 type collector struct {
 	from             string
@@ -724,14 +724,14 @@ type collector struct {
 // init sizes buf for the list at sp. The list's JSON text is at least as long
 // as buf can get: each kept string's quotes make room for its length byte.
 func (c *collector) init(sp span) {
-	c.buf = make([]byte, 0, min(sp.end-sp.start, sp.n*(1+tasks.MaxUserIDBytes)))
+	c.buf = make([]byte, 0, min(sp.end-sp.start, sp.n*(1+MaxUserIDBytes)))
 }
 
 // add takes one list entry: the value of its To_Account string, or found
 // false when it had none (or null).
 func (c *collector) add(raw []byte, found bool) {
 	switch {
-	case !found || len(raw) == 0 || len(raw) > tasks.MaxUserIDBytes:
+	case !found || len(raw) == 0 || len(raw) > MaxUserIDBytes:
 		c.skipped++
 		c.invalid++
 		return

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/followpush/followpush/tasks"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -95,7 +94,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if !tasks.ValidUserID(got.From) {
+		if ValidateUserID(got.From) != nil {
 			t.Fatalf("invalid From %q", got.From)
 		}
 		if got.EventTime <= 0 {
@@ -107,7 +106,7 @@ func FuzzParse(f *testing.F) {
 		seen := make(map[string]bool)
 		for _, to := range got.To {
 			switch {
-			case !tasks.ValidUserID(to):
+			case ValidateUserID(to) != nil:
 				t.Fatalf("invalid To %q", to)
 			case to == got.From:
 				t.Fatalf("self-follow %q kept", to)
@@ -190,7 +189,7 @@ func refParse(query string, body []byte, lim Limits) (Callback, bool) {
 	}
 
 	cb := Callback{Command: cmd}
-	if raw := top["From_Account"]; isNull(raw) || json.Unmarshal(raw, &cb.From) != nil || !tasks.ValidUserID(cb.From) {
+	if raw := top["From_Account"]; isNull(raw) || json.Unmarshal(raw, &cb.From) != nil || ValidateUserID(cb.From) != nil {
 		return Callback{}, false
 	}
 
@@ -244,7 +243,7 @@ func refParse(query string, body []byte, lim Limits) (Callback, bool) {
 	seen := make(map[string]bool)
 	for _, id := range ids {
 		switch {
-		case id == nil || !tasks.ValidUserID(*id):
+		case id == nil || ValidateUserID(*id) != nil:
 			cb.Skipped++
 			cb.Invalid++
 		case *id == cb.From || seen[*id]:

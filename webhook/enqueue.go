@@ -34,12 +34,16 @@ type AsynqEnqueuer struct {
 	concurrency int
 }
 
+// DefaultEnqueueConcurrency is how many pipelines [NewAsynqEnqueuer] runs
+// at once when not told.
+const DefaultEnqueueConcurrency = 16
+
 // NewAsynqEnqueuer returns an AsynqEnqueuer over rdb that stores the follows
 // of one call in pipelines of up to 100 tasks, at most concurrency
-// pipelines at once (default 16 when concurrency < 1).
+// pipelines at once ([DefaultEnqueueConcurrency] when concurrency < 1).
 func NewAsynqEnqueuer(rdb redis.UniversalClient, concurrency int) *AsynqEnqueuer {
 	if concurrency < 1 {
-		concurrency = 16
+		concurrency = DefaultEnqueueConcurrency
 	}
 	return &AsynqEnqueuer{batch: asynqbatch.New(rdb), concurrency: concurrency}
 }

@@ -35,6 +35,10 @@ func encodeEvent(app string, cb tencent.Callback) ([]byte, error) {
 	return json.Marshal(spooledEvent{Command: cb.Command, App: app, From: cb.From, To: cb.To, EventTime: cb.EventTime})
 }
 
+// DefaultDrainBatch is how many events one drain step moves when
+// Drainer.Batch is not set.
+const DefaultDrainBatch = 100
+
 // Drainer moves spooled events into Redis: follows become tasks, unfollows
 // cancellations. Draining is at-least-once (a crash mid-drain re-offers the
 // batch), which is harmless: a repeated follow maps onto the same task id
@@ -50,7 +54,7 @@ type Drainer struct {
 	// NewMetrics(nil)).
 	Logger  *slog.Logger
 	Metrics *Metrics
-	// Batch is how many events one drain step moves (default 100; the
+	// Batch is how many events one drain step moves ([DefaultDrainBatch]; the
 	// receiver's SPOOL_DRAIN_BATCH). A step stores its events in Redis and
 	// then saves the spool's read position, so a crash re-offers at most
 	// one step. Each step is logged ("spool drained into Redis", with the
@@ -64,7 +68,7 @@ type Drainer struct {
 // Run drains until ctx is done.
 func (d *Drainer) Run(ctx context.Context) {
 	if d.Batch <= 0 {
-		d.Batch = 100
+		d.Batch = DefaultDrainBatch
 	}
 	if d.Idle <= 0 {
 		d.Idle = time.Second

@@ -11,6 +11,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
 )
@@ -25,8 +26,8 @@ func TestLogSender(t *testing.T) {
 		"short",
 	}
 	msgs := []*messaging.Message{
-		BuildMessage(f, tokens[0], PlatformAndroid, pushtext.DefaultContent(f)),
-		BuildMessage(f, tokens[1], PlatformIOS, pushtext.Content{Title: "Hi", Body: "there"}),
+		BuildMessage(f, tokens[0], devices.PlatformAndroid, pushtext.DefaultContent(f)),
+		BuildMessage(f, tokens[1], devices.PlatformIOS, pushtext.Content{Title: "Hi", Body: "there"}),
 		nil,
 	}
 	errs := snd.Send(t.Context(), msgs)

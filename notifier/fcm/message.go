@@ -8,16 +8,9 @@ import (
 
 	"firebase.google.com/go/v4/messaging"
 
+	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
-)
-
-// Device platforms as the device registry stores them. Any other value,
-// including "", means "not known".
-const (
-	PlatformAndroid = "android"
-	PlatformIOS     = "ios"
-	PlatformWeb     = "web"
 )
 
 // Keys and fixed values of a follow push's data payload. FCM reserves "from"
@@ -29,7 +22,7 @@ const (
 	DataEventTime   = "event_time"
 	DataFollowID    = "follow_id"
 	// Summary pushes only: how many followers it sums up, the first of them
-	// (a JSON array of at most [DigestListMax] UserIDs) and the digest's id.
+	// (a JSON array of at most [SummaryListMax] UserIDs) and the digest's id.
 	DataCount        = "count"
 	DataFromAccounts = "from_accounts"
 	DataSummaryID    = "digest_id"
@@ -109,8 +102,8 @@ func CollapseID(f tasks.Follow) string {
 // Every message carries a notification (c's title and body) and the data
 // payload {"type":"follow", "from_account", "to_account", "event_time"
 // (milliseconds since the epoch, decimal), "follow_id" ([tasks.Follow.ID])}.
-// The platform-specific part is chosen by platform ([PlatformAndroid],
-// [PlatformIOS], [PlatformWeb]); for an unknown platform all three are set
+// The platform-specific part is chosen by platform ([devices.PlatformAndroid],
+// [devices.PlatformIOS], [devices.PlatformWeb]); for an unknown platform all three are set
 // and FCM uses the one that applies:
 //
 //   - Android: high priority, notification tag [CollapseID] (not
@@ -191,14 +184,14 @@ func (o MessageOptions) build(token, platform string, c pushtext.Content, collap
 		Notification: &messaging.Notification{Title: c.Title, Body: c.Body},
 		Data:         data,
 	}
-	known := platform == PlatformAndroid || platform == PlatformIOS || platform == PlatformWeb
-	if platform == PlatformAndroid || !known {
+	known := platform == devices.PlatformAndroid || platform == devices.PlatformIOS || platform == devices.PlatformWeb
+	if platform == devices.PlatformAndroid || !known {
 		m.Android = &messaging.AndroidConfig{
 			Priority:     o.AndroidPriority,
 			Notification: &messaging.AndroidNotification{Tag: collapse, ChannelID: o.AndroidChannelID},
 		}
 	}
-	if platform == PlatformIOS || !known {
+	if platform == devices.PlatformIOS || !known {
 		m.APNS = &messaging.APNSConfig{
 			Headers: map[string]string{
 				"apns-collapse-id": collapse,
@@ -210,7 +203,7 @@ func (o MessageOptions) build(token, platform string, c pushtext.Content, collap
 			},
 		}
 	}
-	if platform == PlatformWeb || !known {
+	if platform == devices.PlatformWeb || !known {
 		m.Webpush = &messaging.WebpushConfig{
 			Headers:      map[string]string{"Topic": collapse, "Urgency": "high"},
 			Notification: &messaging.WebpushNotification{Tag: collapse},

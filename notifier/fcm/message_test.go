@@ -13,6 +13,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
@@ -78,9 +79,9 @@ func wireJSON(t *testing.T, m *messaging.Message) []byte {
 func TestBuildMessageGolden(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ platform, file string }{
-		{PlatformAndroid, "message_android.golden"},
-		{PlatformIOS, "message_ios.golden"},
-		{PlatformWeb, "message_web.golden"},
+		{devices.PlatformAndroid, "message_android.golden"},
+		{devices.PlatformIOS, "message_ios.golden"},
+		{devices.PlatformWeb, "message_web.golden"},
 		{"", "message_unknown_platform.golden"},
 	}
 	for _, tt := range tests {
@@ -182,9 +183,9 @@ func TestBuildMessagePlatformSections(t *testing.T) {
 		platform                  string
 		android, apns, webpushSet bool
 	}{
-		{PlatformAndroid, true, false, false},
-		{PlatformIOS, false, true, false},
-		{PlatformWeb, false, false, true},
+		{devices.PlatformAndroid, true, false, false},
+		{devices.PlatformIOS, false, true, false},
+		{devices.PlatformWeb, false, false, true},
 		{"", true, true, true},
 		{"windows", true, true, true},
 	}
@@ -205,7 +206,7 @@ func ExampleCollapseID() {
 
 func ExampleBuildMessage() {
 	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
-	m := BuildMessage(f, "device-token", PlatformAndroid, pushtext.DefaultContent(f))
+	m := BuildMessage(f, "device-token", devices.PlatformAndroid, pushtext.DefaultContent(f))
 	fmt.Println(m.Notification.Title, "/", m.Notification.Body)
 	fmt.Println(m.Data["type"], m.Data["from_account"], m.Data["to_account"], m.Data["event_time"])
 	fmt.Println(m.Android.Notification.Tag == CollapseID(f), m.APNS == nil)

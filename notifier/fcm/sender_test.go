@@ -16,6 +16,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/tasks"
@@ -38,7 +39,7 @@ func tokenMessages(tokens ...string) []*messaging.Message {
 	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
 	msgs := make([]*messaging.Message, len(tokens))
 	for i, tok := range tokens {
-		msgs[i] = BuildMessage(f, tok, PlatformAndroid, pushtext.DefaultContent(f))
+		msgs[i] = BuildMessage(f, tok, devices.PlatformAndroid, pushtext.DefaultContent(f))
 	}
 	return msgs
 }
@@ -457,7 +458,7 @@ func ExampleNewSender() {
 		return
 	}
 	f := tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: 1700000000123}
-	errs := snd.Send(ctx, []*messaging.Message{BuildMessage(f, "device-token", PlatformIOS, pushtext.DefaultContent(f))})
+	errs := snd.Send(ctx, []*messaging.Message{BuildMessage(f, "device-token", devices.PlatformIOS, pushtext.DefaultContent(f))})
 	fmt.Println(Classify(errs[0]), s.Requests()[0].Project)
 	// Output: sent my-project
 }

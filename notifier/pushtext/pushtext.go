@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -222,22 +223,13 @@ func parseLocale(loc string, tx Texts) (*localeTemplates, error) {
 }
 
 // NormalizeLocale returns tag lowercased with "-" between subtags
-// ("zh_CN" → "zh-cn"), or "" when tag is not made of 1 to 8 letter or
-// digit subtags.
+// ("zh_CN" → "zh-cn"), or "" when tag, so written, is not a language tag
+// a device may register ([devices.ValidateLocale]: the one rule for
+// locale tags).
 func NormalizeLocale(tag string) string {
 	tag = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))
-	if tag == "" {
+	if tag == "" || devices.ValidateLocale(tag) != nil {
 		return ""
-	}
-	for _, sub := range strings.Split(tag, "-") {
-		if len(sub) < 1 || len(sub) > 8 {
-			return ""
-		}
-		for _, c := range sub {
-			if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-				return ""
-			}
-		}
 	}
 	return tag
 }

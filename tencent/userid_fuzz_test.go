@@ -1,4 +1,4 @@
-package devices_test
+package tencent_test
 
 import (
 	"errors"
@@ -9,18 +9,18 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/tencent"
 )
 
-// FuzzValidateUserID checks the device API's UserID rule (user IDs come from
-// the URL path) against its definition, and against the webhook side's: an
-// ID is accepted exactly when it is 1 to 32 bytes of valid UTF-8; a rejection
-// wraps ErrInvalidUserID; and the same ID is accepted as From_Account, and
-// kept as a followee, by tencent.Parse exactly when ValidateUserID accepts
-// it, so a device registered for a user can be found by the follows that
-// name that user, and no follow names a user who cannot register.
+// FuzzValidateUserID checks the one UserID rule (the device API's paths, the
+// tasks and the callbacks all use it) against its definition: an ID is
+// accepted exactly when it is 1 to 32 bytes of valid UTF-8, and a rejection
+// wraps ErrInvalidUserID; a follow task accepts the ID exactly then; and the
+// same ID is accepted as From_Account, and kept as a followee, by Parse
+// exactly then, so a device registered for a user can be found by the
+// follows that name that user, and no follow names a user who cannot
+// register.
 func FuzzValidateUserID(f *testing.F) {
 	for _, s := range []string{
 		"", "a", "UserID_001", "user@example.com", "1234567890",
@@ -33,19 +33,16 @@ func FuzzValidateUserID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
-		err := devices.ValidateUserID(id)
-		want := len(id) >= 1 && len(id) <= devices.MaxUserIDBytes && utf8.ValidString(id)
+		err := tencent.ValidateUserID(id)
+		want := len(id) >= 1 && len(id) <= tencent.MaxUserIDBytes && utf8.ValidString(id)
 		if (err == nil) != want {
-			t.Fatalf("ValidateUserID(%q) = %v; want accepted=%v (%d bytes, valid UTF-8 %v)", id, err, want, len(id), utf8.ValidString(id))
+			t.Fatalf("tencent.ValidateUserID(%q) = %v; want accepted=%v (%d bytes, valid UTF-8 %v)", id, err, want, len(id), utf8.ValidString(id))
 		}
-		if err != nil && !errors.Is(err, devices.ErrInvalidUserID) {
+		if err != nil && !errors.Is(err, tencent.ErrInvalidUserID) {
 			t.Fatalf("ValidateUserID(%q) = %v, not wrapping ErrInvalidUserID", id, err)
 		}
-		if devices.MaxUserIDBytes != tasks.MaxUserIDBytes {
-			t.Fatalf("devices.MaxUserIDBytes %d != tasks.MaxUserIDBytes %d", devices.MaxUserIDBytes, tasks.MaxUserIDBytes)
-		}
-		if utf8.ValidString(id) && tasks.ValidUserID(id) != (err == nil) {
-			t.Fatalf("tasks.ValidUserID(%q) = %v, ValidateUserID = %v", id, tasks.ValidUserID(id), err)
+		if terr := (tasks.Follow{AppID: "1400000000", From: "fuzz-follower", To: id, EventTime: 1}).Validate(); (terr == nil) != (err == nil) && id != "fuzz-follower" {
+			t.Fatalf("follow task to %q: Validate %v, ValidateUserID %v", id, terr, err)
 		}
 
 		// As the follower: the body is valid UTF-8 exactly when id is.
