@@ -4,7 +4,8 @@
 // validated configuration or every problem at once, each naming its setting.
 //
 // The [Settings] table is the single list of settings: the programs print it
-// for -h, and the README's configuration table is written from it.
+// for -h, and docs/configuration.md's table is generated from it
+// (go generate ./config; a test fails when it is stale).
 package config
 
 import (
@@ -48,7 +49,7 @@ type Setting struct {
 	// program-specific one.
 	Default  string
 	Defaults map[Program]string
-	// Help says what it means, for -h and the README.
+	// Help says what it means, for -h and docs/configuration.md.
 	Help string
 }
 
@@ -104,7 +105,10 @@ const (
 	MinMonitoringPasswordBytes = 12
 )
 
-// Settings lists every setting of every program, in the order -h prints them.
+// Settings lists every setting of every program, in the order -h prints
+// them; docs/configuration.md's table is generated from it.
+//
+//go:generate go test -run TestConfigurationDocIsCurrent -update .
 var Settings = []Setting{
 	{Name: "REDIS_URL", Programs: all, Default: DefaultRedisURL, Defaults: map[Program]string{ProgramStandalone: "(embedded in-memory Redis)"},
 		Help: "Redis to use: redis://[user:pass@]host:port/db, rediss:// for TLS"},

