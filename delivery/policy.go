@@ -49,6 +49,12 @@ type Policy struct {
 	// (no window open) is pushed at once and opens the window; otherwise it
 	// waits for the window's summary like the rest.
 	FirstImmediate bool
+	// Quiet is set for one admission, not configured: the followee is in
+	// quiet hours (their own preference), and Window is the time left until
+	// they end. A follow is then never pushed on its own: it is folded into
+	// the followee's pending summary, or opens one due when Window ends,
+	// with the verdict [VerdictQuiet].
+	Quiet bool
 }
 
 // Active reports whether any policy is on. With none on, a follow's
@@ -88,14 +94,18 @@ const (
 	// VerdictSummarized: the follow was folded earlier and a summary has
 	// taken it; nothing more to do.
 	VerdictSummarized Verdict = "summarized"
+	// VerdictQuiet: the followee is in quiet hours (Policy.Quiet); the
+	// follow is folded into a summary due when they end, at
+	// [Admission.Due].
+	VerdictQuiet Verdict = "quiet_hours"
 )
 
 // Admission is the answer of an admission.
 type Admission struct {
 	Verdict Verdict
 	// Due is when the summary push the follow is folded into is due, in
-	// milliseconds since the epoch (VerdictAggregated, VerdictCapped; 0
-	// otherwise). The caller makes sure a [tasks.Digest] task for it
+	// milliseconds since the epoch (VerdictAggregated, VerdictCapped, VerdictQuiet; 0
+	// otherwise). The caller makes sure a [tasks.Summary] task for it
 	// exists; scheduling the same digest twice is harmless.
 	Due int64
 	// Until is when the push blocking a VerdictWait ends at the latest.
@@ -113,7 +123,8 @@ type Admission struct {
 // ARGV[5] cooldown ms (0 = off), ARGV[6] claim prune bound (inclusive),
 // ARGV[7] cap (0 = off), ARGV[8] cap window ms, ARGV[9] cap prune bound (inclusive),
 // ARGV[10] window ms (0 = off), ARGV[11] "1" first immediate, ARGV[12] now+window ms,
-// ARGV[13] state TTL ms, ARGV[14] in flight until ms, ARGV[15] claims TTL ms
+// ARGV[13] state TTL ms, ARGV[14] in flight until ms, ARGV[15] claims TTL ms,
+// ARGV[16] why a window opened now is opened ('aggregated', 'quiet_hours')
 var admitScript = redis.NewScript(`
 local from, et, id, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local cd, cap, win = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[10])
@@ -201,7 +212,7 @@ if due and (now < tonumber(due) or redis.call('ZCARD', KEYS[1]) > 0) then
   return fold(due, redis.call('HGET', KEYS[2], 'why') or 'aggregated')
 end
 if win > 0 and ARGV[11] ~= '1' then
-  return fold(open(ARGV[12], 'aggregated', ''), 'aggregated')
+  return fold(open(ARGV[12], ARGV[16], ''), ARGV[16])
 end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[9])
@@ -430,7 +441,9 @@ type AdmitQuery struct {
 //     f; it gives its cap slot back) and f is decided as below;
 //  3. a summary is pending for the followee (a window is open, or follows
 //     wait for the cap) → folded into it;
-//  4. aggregation without FirstImmediate → folded, opening a window;
+//  4. aggregation without FirstImmediate → folded, opening a window
+//     ([VerdictQuiet] and a window ending with the quiet hours when
+//     p.Quiet);
 //  5. the followee is at p.MaxPerHour → [VerdictCapped], folded into a
 //     summary due when the cap allows one more push;
 //  6. otherwise [VerdictSend]; with aggregation, f opens a window.
@@ -485,6 +498,7 @@ func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Du
 		p.MaxPerHour, ms(CapWindow), itoa(n - CapWindow.Milliseconds()),
 		ms(p.Window), boolArg(p.FirstImmediate), itoa(n + p.Window.Milliseconds()),
 		ms(s.stateTTL(p)), itoa(n + lease.Milliseconds()), ms(keep + ClockSkewMargin),
+		map[bool]string{false: string(VerdictAggregated), true: string(VerdictQuiet)}[p.Quiet],
 	}
 	return keys, args
 }
@@ -503,7 +517,7 @@ func parseAdmission(cmd *redis.Cmd) (Admission, error) {
 	}
 	a := Admission{Verdict: Verdict(fmt.Sprint(res[0]))}
 	switch a.Verdict {
-	case VerdictAggregated, VerdictCapped:
+	case VerdictAggregated, VerdictCapped, VerdictQuiet:
 		a.Due = n
 	case VerdictWait:
 		a.Until = time.UnixMilli(n)
@@ -621,4 +635,27 @@ func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now 
 		return Take{}, fmt.Errorf("take digest followers: unknown verdict %q", b.Verdict)
 	}
 	return b, nil
+}
+
+// holdScript extends the lifetime of keys to at least ARGV[1] ms.
+var holdScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  local t = redis.call('PTTL', k)
+  if t >= 0 and t < tonumber(ARGV[1]) then redis.call('PEXPIRE', k, ARGV[1]) end
+end
+return 0
+`)
+
+// Hold keeps the followee's pending summary (its followers, its window,
+// their claims and the unfollows that may still undo them) at least until
+// until, and as long after it as a summary is kept under p: a summary put
+// off until then (the followee's quiet hours) must not find its followers
+// expired.
+func (s *Store) Hold(ctx context.Context, to string, p Policy, until, now time.Time) error {
+	keep := until.Sub(now) + s.stateTTL(p)
+	keys := []string{s.pendingKey(to), s.windowKey(to), s.lastDueKey(to), s.cooldownKey(to), s.claimKey(to), s.unfollowsKey(to)}
+	if err := holdScript.Run(ctx, s.rdb, keys, ms(keep)).Err(); err != nil {
+		return fmt.Errorf("hold summary: %w", err)
+	}
+	return nil
 }

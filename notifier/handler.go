@@ -16,6 +16,7 @@ import (
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -27,6 +28,14 @@ type Sender interface {
 
 // DefaultSendTimeout is HandlerOptions.SendTimeout's default.
 const DefaultSendTimeout = 10 * time.Second
+
+// DefaultSummaryWindow is HandlerOptions.SummaryWindow's default when
+// aggregation is off.
+const DefaultSummaryWindow = 10 * time.Minute
+
+// resultPreferenceOff is the result of a follow (or summary) its
+// followee's preference "off" stopped.
+const resultPreferenceOff = "preference_off"
 
 // HandlerOptions tune a [Handler].
 type HandlerOptions struct {
@@ -56,6 +65,14 @@ type HandlerOptions struct {
 	// Names resolves the followers' display names for the texts (a
 	// *TencentProfiles); default nil: followers are named by UserID.
 	Names NameResolver
+	// Preferences are the users' own settings (pushes off, summary only,
+	// quiet hours); nil: every user has the defaults. A follow's followee's
+	// preferences are read in the round trip that loads its record.
+	Preferences *preferences.Store
+	// SummaryWindow is how long a summary push waits for more follows when
+	// its followee asked for summaries only (preference "summary"); default
+	// Policy.Window when aggregation is on, else [DefaultSummaryWindow].
+	SummaryWindow time.Duration
 	// MismatchBreaker decides whether tokens FCM answered
 	// SENDER_ID_MISMATCH for are deleted: past its limit, our credentials
 	// or project are wrong, not the tokens, and no worker deletes for that
@@ -111,6 +128,12 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = DefaultSendTimeout
 	}
+	if opts.SummaryWindow <= 0 {
+		opts.SummaryWindow = opts.Policy.Window
+		if opts.SummaryWindow <= 0 {
+			opts.SummaryWindow = DefaultSummaryWindow
+		}
+	}
 	if opts.MismatchBreaker == nil {
 		opts.MismatchBreaker = NewMismatchBreaker(nil, "", MismatchBreakerOptions{})
 	}
@@ -129,6 +152,9 @@ func NewHandler(log *slog.Logger, devs *devices.Registry, store *delivery.Store,
 	}
 	if (opts.Policy.MaxPerHour > 0 || opts.Policy.Window > 0) && opts.Scheduler == nil {
 		return nil, errors.New("the per-recipient cap and aggregation need a Scheduler (HandlerOptions.Scheduler)")
+	}
+	if opts.Preferences != nil && opts.Scheduler == nil {
+		return nil, errors.New("users' preferences (summary only, quiet hours) need a Scheduler (HandlerOptions.Scheduler)")
 	}
 	metrics.watchBreaker(opts.MismatchBreaker)
 	h := &Handler{
@@ -191,18 +217,22 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	if age := now.Sub(f.Time()); age > h.opts.MaxEventAge {
 		h.metrics.tasks.WithLabelValues("stale").Inc()
 		log.Warn("follow too old: dropped", "age", age.Round(time.Second).String(), "max_age", h.opts.MaxEventAge.String())
-		if !h.opts.Policy.Active() {
+		if !h.opts.Policy.Active() && h.opts.Preferences == nil {
 			return nil // nothing to settle: no claim, no cap slot
 		}
 		return h.end(ctx, f, now)
 	}
 
-	// What is known: the record, the pair's latest unfollow and the
-	// followee's devices, in one round trip.
+	// What is known: the record, the pair's latest unfollow, the
+	// followee's devices and preferences, in one round trip.
 	rdb := h.store.Redis()
 	pipe := rdb.Pipeline()
 	lq := h.store.QueueLoad(ctx, pipe, f)
 	dq := h.devices.QueueList(ctx, pipe, f.To)
+	var pq *preferences.Query
+	if h.opts.Preferences != nil {
+		pq = h.opts.Preferences.QueueGet(ctx, pipe, f.To)
+	}
 	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
 	rec, err := lq.Result()
 	if err != nil {
@@ -219,6 +249,17 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		log.Info("unfollowed before the push: nothing sent")
 		return h.end(ctx, f, now)
 	}
+	var prefs preferences.Preferences
+	if pq != nil {
+		if prefs, err = pq.Result(); err != nil {
+			return err // retried: a failed read is not "the defaults"
+		}
+	}
+	if prefs.Mode() == preferences.ModeOff {
+		h.metrics.tasks.WithLabelValues(resultPreferenceOff).Inc()
+		log.Info("the followee turned follower pushes off: nothing sent")
+		return h.end(ctx, f, now)
+	}
 	if err := dq.Err(); err != nil {
 		return err // retried: a failed read is not "no devices"
 	}
@@ -233,7 +274,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	// in one round trip.
 	pipe = rdb.Pipeline()
 	dq.QueueOwners(ctx, pipe)
-	aq := h.store.QueueAdmit(ctx, pipe, f, h.opts.Policy, now, h.lease)
+	aq := h.store.QueueAdmit(ctx, pipe, f, h.policyFor(prefs, now), now, h.lease)
 	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
 	adm, err := aq.Result(ctx)
 	if err != nil {
@@ -246,7 +287,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		wait := max(adm.Until.Sub(now), 100*time.Millisecond)
 		log.Info("another push for this pair is in flight: waiting for its outcome", "wait", wait.String())
 		return &RetryError{Reason: "another push for the same pair is in flight", After: wait, Throttled: true}
-	case delivery.VerdictAggregated, delivery.VerdictCapped:
+	case delivery.VerdictAggregated, delivery.VerdictCapped, delivery.VerdictQuiet:
 		return h.folded(ctx, log, f, adm, now)
 	default:
 		result, msg := verdictResult(adm.Verdict)

@@ -32,14 +32,16 @@ type Metrics struct {
 //	                                        accepted it: dead tokens or a refusal for good), no_devices, duplicate, cancelled, stale,
 //	                                        retry, exhausted (the last retry failed: archived), invalid, error, and with notification
 //	                                        policies cooldown, superseded (a newer follow of the pair notifies), aggregated (folded
-//	                                        into a summary), capped (over the per-recipient cap, folded)
+//	                                        into a summary), capped (over the per-recipient cap, folded); with the followee's own
+//	                                        preferences preference_off (pushes off: nothing sent) and quiet_hours (held for the
+//	                                        summary at the end of their quiet hours)
 //	followpush_pushes_total{outcome}        FCM sends by outcome (sent, unregistered, quota_exceeded, ...)
 //	followpush_tokens_deleted_total{reason} dead tokens removed from the registry
 //	followpush_tokens_kept_total{reason}    tokens not deleted because the SENDER_ID_MISMATCH breaker is open
 //	followpush_sender_id_mismatch_breaker_open  1 while the SENDER_ID_MISMATCH breaker (shared by all workers) is open, else 0
 //	followpush_push_delay_seconds           follow EventTime to FCM accepting the push (single-follow pushes)
 //	followpush_digests_total{result}        digest (summary push) tasks by result: sent, undelivered, empty, deferred, superseded, stale,
-//	                                        no_devices, duplicate, retry, exhausted, invalid, error
+//	                                        no_devices, duplicate, preference_off, retry, exhausted, invalid, error
 //	followpush_digest_followers             followers per summary push sent
 //	followpush_rate_limited_total           pushes put off by the global send rate limit (FCM_RATE_LIMIT)
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -91,8 +93,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // an alert on the first event of a new worker would never fire.
 var (
 	taskResults = []string{"sent", "undelivered", "no_devices", "duplicate", "cancelled", "stale", "retry", "exhausted", "invalid", "error",
-		string(delivery.VerdictCooldown), string(delivery.VerdictSuperseded), string(delivery.VerdictAggregated), string(delivery.VerdictCapped)}
-	summaryResults = []string{"sent", "undelivered", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", "retry", "exhausted", "invalid", "error"}
+		string(delivery.VerdictCooldown), string(delivery.VerdictSuperseded), string(delivery.VerdictAggregated), string(delivery.VerdictCapped),
+		resultPreferenceOff, string(delivery.VerdictQuiet)}
+	summaryResults = []string{"sent", "undelivered", "empty", "deferred", "superseded", "stale", "no_devices", "duplicate", resultPreferenceOff, "retry", "exhausted", "invalid", "error"}
 	pushOutcomes   = []fcm.Outcome{fcm.OutcomeSent, fcm.OutcomeUnregistered, fcm.OutcomeInvalidToken, fcm.OutcomeInvalidMessage, fcm.OutcomeSenderIDMismatch,
 		fcm.OutcomeThirdPartyAuth, fcm.OutcomeQuota, fcm.OutcomeUnavailable, fcm.OutcomeInternal, fcm.OutcomeUnknown, fcm.OutcomeTransport}
 )

@@ -23,6 +23,7 @@ import (
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -67,7 +68,17 @@ func (s *flakyScheduler) EnqueueContext(ctx context.Context, t *asynq.Task, opts
 
 func newPolicyFixture(t *testing.T, opts notifier.HandlerOptions) *policyFixture {
 	t.Helper()
+	return newFixture(t, opts, false)
+}
+
+// newFixture is newPolicyFixture, with the users' preferences read from
+// the same Redis when prefs is true.
+func newFixture(t *testing.T, opts notifier.HandlerOptions, prefs bool) *policyFixture {
+	t.Helper()
 	rdb := redistest.Start(t).Client(t)
+	if prefs {
+		opts.Preferences = preferences.NewStore(rdb, "")
+	}
 	fakeFCM := fcmtest.NewServer(t)
 	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -80,7 +81,7 @@ func (h *Handler) summary(ctx context.Context, t *asynq.Task) error {
 }
 
 func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.Summary) error {
-	if !h.opts.Policy.Active() || h.opts.Scheduler == nil {
+	if h.opts.Scheduler == nil || !h.opts.Policy.Active() && h.opts.Preferences == nil {
 		return fmt.Errorf("digest task without notification policies configured: %w", asynq.SkipRetry)
 	}
 	rec, err := h.store.LoadSummary(ctx, d)
@@ -94,6 +95,22 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 		return nil
 	}
 	now := h.opts.Now()
+	var prefs preferences.Preferences
+	if h.opts.Preferences != nil {
+		if prefs, err = h.opts.Preferences.Get(ctx, d.To); err != nil {
+			return err
+		}
+	}
+	if q := prefs.QuietHours; q != nil && prefs.Mode() != preferences.ModeOff {
+		if quiet, _, end := q.At(now); quiet {
+			wait := max(end.Sub(now), time.Second)
+			if err := h.store.Hold(ctx, d.To, h.opts.Policy, end, now); err != nil {
+				return err
+			}
+			log.Info("the followee is in quiet hours: the summary push waits for their end", "wait", wait.String())
+			return &RetryError{Reason: "the followee is in quiet hours", After: wait, Throttled: true}
+		}
+	}
 	b, err := h.store.TakeSummary(ctx, d, h.opts.Policy, now, 0)
 	if err != nil {
 		return err
@@ -101,7 +118,13 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	if b.Verdict != delivery.TakeSend {
 		return h.summaryNotSent(ctx, log, d, b, rec.Taken, now)
 	}
-	sum, cutoff, maxAge := h.summaryOf(d, b.Followers, now)
+	if prefs.Mode() == preferences.ModeOff {
+		h.metrics.summaries.WithLabelValues(resultPreferenceOff).Inc()
+		log.Info("the followee turned follower pushes off: summary not sent")
+		return h.endSummary(ctx, d, 0, now)
+	}
+	extra := quietLength(prefs)
+	sum, cutoff, maxAge := h.summaryOf(d, b.Followers, now, extra)
 	if len(sum.Followers) == 0 {
 		h.metrics.summaries.WithLabelValues("stale").Inc()
 		log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
@@ -133,7 +156,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	if b.Verdict != delivery.TakeSend {
 		return h.summaryNotSent(ctx, log, d, b, true, now)
 	}
-	if again, _, _ := h.summaryOf(d, b.Followers, now); !slices.Equal(again.Followers, sum.Followers) {
+	if again, _, _ := h.summaryOf(d, b.Followers, now, extra); !slices.Equal(again.Followers, sum.Followers) {
 		if len(again.Followers) == 0 {
 			h.metrics.summaries.WithLabelValues("stale").Inc()
 			log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
@@ -207,11 +230,17 @@ func (h *Handler) summaryNotSent(ctx context.Context, log *slog.Logger, d tasks.
 
 // summaryOf returns the summary of digest d naming followers, leaving out
 // those too old at now, the oldest EventTime (ms) it names, and the age
-// past which followers are too old.
-func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now time.Time) (fcm.Summary, int64, time.Duration) {
-	// A summary is late by design (the window, the cap): its followers go
-	// stale that much later than a single follow.
-	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window
+// past which followers are too old. extra is how much longer the
+// followee's quiet hours held them.
+func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now time.Time, extra time.Duration) (fcm.Summary, int64, time.Duration) {
+	// A summary is late by design (the window, the cap, the followee's
+	// own summary-only preference and quiet hours): its followers go stale
+	// that much later than a single follow.
+	window := h.opts.Policy.Window
+	if h.opts.Preferences != nil {
+		window = max(window, h.opts.SummaryWindow)
+	}
+	maxAge := h.opts.MaxEventAge + window + extra
 	if h.opts.Policy.MaxPerHour > 0 {
 		maxAge += delivery.CapWindow
 	}
@@ -252,4 +281,35 @@ func (h *Handler) summaryPush(ctx context.Context, log *slog.Logger, sum fcm.Sum
 			return h.opts.Message.SummaryMessage(sum, token, platform, c)
 		},
 	}
+}
+
+// policyFor is the policy a follow of a followee with preferences prefs
+// is admitted under at now: the configured one, made to fold the follow
+// into a summary when the followee asked for summaries only, and to hold
+// it for the summary at the end of their quiet hours while they are in
+// them.
+func (h *Handler) policyFor(prefs preferences.Preferences, now time.Time) delivery.Policy {
+	p := h.opts.Policy
+	if q := prefs.QuietHours; q != nil {
+		if quiet, _, end := q.At(now); quiet {
+			// The summary is due at end to the millisecond (Redis keeps ms).
+			p.Window, p.FirstImmediate, p.Quiet = max(end.Sub(time.UnixMilli(now.UnixMilli())), time.Second), false, true
+			return p
+		}
+	}
+	if prefs.Mode() == preferences.ModeSummary {
+		p.Window, p.FirstImmediate = max(p.Window, h.opts.SummaryWindow), false
+	}
+	return p
+}
+
+// quietLength is how much later than usual the followers of a summary of
+// a followee with prefs go stale: the length of their quiet period (a
+// follow held for its end waited that long), plus an hour for a
+// daylight-saving change; 0 without quiet hours.
+func quietLength(prefs preferences.Preferences) time.Duration {
+	if prefs.QuietHours == nil {
+		return 0
+	}
+	return prefs.QuietHours.Length() + time.Hour
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/spool"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/webhook"
 )
 
@@ -93,6 +94,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 		devices: devices.NewAPI(devices.NewRegistry(rdb, devices.Options{
 			Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser,
 		}), cfg.APIToken, log, reg),
+		prefs:      preferences.NewAPI(preferences.NewStore(rdb, cfg.Redis.KeyPrefix), cfg.APIToken, log, reg),
 		ready:      readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log, spool: sp, maxBytes: cfg.SpoolMaxBytes, metrics: metrics},
 		metrics:    metricsHandler,
 		monitoring: monitoring,

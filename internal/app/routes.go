@@ -4,15 +4,17 @@ import (
 	"net/http"
 
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/preferences"
 )
 
 // receiverParts are the handlers the receiver's routes lead to.
 type receiverParts struct {
 	webhook    http.Handler // POST /webhook (webhook.NewHandler)
 	devices    *devices.API
-	ready      http.Handler // GET /readyz
-	metrics    http.Handler // GET /metrics; nil: not on this listener
-	monitoring http.Handler // /monitoring/ (asynqmon); nil: not mounted
+	prefs      *preferences.API // nil: not served (tests)
+	ready      http.Handler     // GET /readyz
+	metrics    http.Handler     // GET /metrics; nil: not on this listener
+	monitoring http.Handler     // /monitoring/ (asynqmon); nil: not mounted
 }
 
 // receiverRoutes is the receiver's route table: every route it serves, in
@@ -28,6 +30,11 @@ func receiverRoutes(p receiverParts) http.Handler {
 	handle("PUT /v1/users/{userID}/devices/{token}", p.devices.Guard(p.devices.Put))
 	handle("DELETE /v1/users/{userID}/devices/{token}", p.devices.Guard(p.devices.Delete))
 	handle("GET /v1/users/{userID}/devices", p.devices.Guard(p.devices.List))
+	if p.prefs != nil {
+		handle("PUT /v1/users/{userID}/preferences", p.prefs.Guard(p.prefs.Put))
+		handle("GET /v1/users/{userID}/preferences", p.prefs.Guard(p.prefs.Get))
+		handle("DELETE /v1/users/{userID}/preferences", p.prefs.Guard(p.prefs.Delete))
+	}
 
 	handle("GET /healthz", http.HandlerFunc(healthz))
 	handle("GET /readyz", p.ready)

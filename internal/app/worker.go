@@ -18,6 +18,7 @@ import (
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -80,6 +81,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			Content:     cfg.Texts,
 			Message:     cfg.Message,
 			Policy:      cfg.Policy,
+			Preferences: preferences.NewStore(rdb, cfg.Redis.KeyPrefix),
 			Scheduler:   client,
 			Limiter:     limiter,
 			Names:       names,

@@ -38,6 +38,7 @@ var documentedMetrics = map[string]string{
 	"followpush_follows_total":                   "counter",
 	"followpush_enqueue_duration_seconds":        "histogram",
 	"followpush_device_api_requests_total":       "counter",
+	"followpush_preference_api_requests_total":   "counter",
 	"followpush_spool_depth":                     "gauge",
 	"followpush_spool_bytes":                     "gauge",
 	"followpush_tasks_total":                     "counter",
@@ -61,6 +62,7 @@ var valueLabels = []string{"result", "outcome", "reason"}
 var labelValuePackages = map[string][]string{
 	"webhook/metrics.go":  {"webhook"},
 	"devices/api.go":      {"devices"},
+	"preferences/api.go":  {"preferences"},
 	"notifier/metrics.go": {"notifier", "delivery", "notifier/fcm"},
 }
 

@@ -1,0 +1,253 @@
+package notifier_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/notifier"
+	"github.com/followpush/followpush/preferences"
+	"github.com/followpush/followpush/tasks"
+)
+
+// setPrefs stores user's preferences in the fixture's Redis.
+func (f *policyFixture) setPrefs(t *testing.T, user string, p preferences.Preferences) {
+	t.Helper()
+	if err := preferences.NewStore(f.rdb, "").Put(context.Background(), user, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shanghai is a time zone without daylight saving time (UTC+8).
+var shanghai = func() *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}()
+
+// nightly is the quiet hours 22:00 to 07:30 in Shanghai.
+var nightly = &preferences.QuietHours{Start: "22:00", End: "07:30", TimeZone: "Asia/Shanghai"}
+
+// fixtureAt returns a fixture whose clock starts at the wall-clock time
+// given in Shanghai.
+func fixtureAt(t *testing.T, opts notifier.HandlerOptions, y int, m time.Month, d, hh, mm int) *policyFixture {
+	t.Helper()
+	f := newFixture(t, opts, true)
+	f.start = time.Date(y, m, d, hh, mm, 0, 0, shanghai)
+	f.clock.Set(f.start)
+	return f
+}
+
+// "off": nothing is sent, the follow is counted as preference_off, and no
+// cooldown starts: once the user turns pushes back on, the same pair's
+// next follow within the cooldown is pushed.
+func TestPreferenceOffSendsNothingAndStartsNoCooldown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}}, true)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{FollowPushes: preferences.ModeOff})
+
+	f.at(0)
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.pushes(); len(got) != 0 {
+		t.Fatalf("pushes with follower pushes off: %v", got)
+	}
+	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got["preference_off"] != 1 {
+		t.Errorf("tasks by result %v, want preference_off 1", got)
+	}
+
+	f.setPrefs(t, "bob", preferences.Preferences{})
+	f.at(time.Minute)
+	f.unfollow(t, "alice", "bob")
+	f.at(2 * time.Minute)
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"tok-bob: New follower / alice started following you"}, f.pushes()); d != "" {
+		t.Errorf("pushes after turning pushes on again (-want +got):\n%s", d)
+	}
+}
+
+// "summary": with every policy off for everyone, the user's follows are
+// folded into one summary push, due one SummaryWindow after the first.
+func TestPreferenceSummaryFoldsEveryFollow(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, notifier.HandlerOptions{SummaryWindow: 5 * time.Minute}, true)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.register(t, "dan", "tok-dan", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{FollowPushes: preferences.ModeSummary})
+
+	f.followEachSecond(t, "bob", "alice", "carol")
+	if err := f.follow(t, "erin", "dan"); err != nil { // dan has the defaults: pushed at once
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"tok-dan: New follower / erin started following you"}, f.pushes()); d != "" {
+		t.Fatalf("pushes before the summary (-want +got):\n%s", d)
+	}
+	d, err := f.runDigest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := f.start.Add(5 * time.Minute); !d.Time().Equal(want) {
+		t.Errorf("summary due %v, want %v (the first follow + SummaryWindow)", d.Time(), want)
+	}
+	if got := len(f.pushes()); got != 2 {
+		t.Fatalf("pushes = %v, want dan's and one summary for bob", f.pushes())
+	}
+	if data := f.lastData(t); data["count"] != "2" || data["to_account"] != "bob" {
+		t.Errorf("summary data %v, want bob's summary of 2 followers", data)
+	}
+}
+
+// Quiet hours across midnight: follows arriving inside them are held and
+// sent as one summary when they end, although they are older than
+// MaxEventAge by then.
+func TestQuietHoursHoldFollowsForOneSummary(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{MaxEventAge: time.Hour, Policy: delivery.Policy{Cooldown: time.Hour}}, 2027, 6, 10, 23, 0)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+
+	f.at(0) // 23:00
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.at(3 * time.Hour) // 02:00 the next day
+	if err := f.follow(t, "carol", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.pushes(); len(got) != 0 {
+		t.Fatalf("pushes inside quiet hours: %v", got)
+	}
+	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got["quiet_hours"] != 2 {
+		t.Errorf("tasks by result %v, want quiet_hours 2", got)
+	}
+	d, err := f.runDigest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai); !d.Time().Equal(want) {
+		t.Errorf("summary due %v, want the end of the quiet hours %v", d.Time().In(shanghai), want)
+	}
+	if got := len(f.pushes()); got != 1 {
+		t.Fatalf("pushes = %v, want one summary", f.pushes())
+	}
+	if data := f.lastData(t); data["count"] != "2" {
+		t.Errorf("summary data %v, want both followers (8.5 h old: the stale cutoff extends by the quiet period)", data)
+	}
+}
+
+// A summary due inside the quiet hours (aggregation opened it just
+// before) waits for their end, and keeps its followers that long.
+func TestQuietHoursPutOffASummaryDueInside(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 2027, 6, 10, 21, 58)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+
+	f.at(0) // 21:58: not quiet yet, folded into a window due 22:03
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	ds := f.digests(t)
+	if len(ds) != 1 {
+		t.Fatalf("digests %v, want one", ds)
+	}
+	task, err := tasks.NewSummaryTask(ds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Set(ds[0].Time()) // 22:03
+	var re *notifier.RetryError
+	err = f.h.ProcessTask(context.Background(), task)
+	if !errors.As(err, &re) || !re.Throttled {
+		t.Fatalf("summary inside quiet hours: %v, want a throttled retry", err)
+	}
+	end := time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai)
+	if want := end.Sub(ds[0].Time()); re.After != want {
+		t.Errorf("retry after %v, want %v (the end of the quiet hours)", re.After, want)
+	}
+	if got := f.pushes(); len(got) != 0 {
+		t.Fatalf("pushes inside quiet hours: %v", got)
+	}
+	// The pending summary is kept past the end of the quiet hours.
+	ttl, err := f.rdb.PTTL(context.Background(), "followpush:{ag:bob}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < re.After {
+		t.Errorf("pending followers expire in %v, before the quiet hours end (%v)", ttl, re.After)
+	}
+
+	f.clock.Set(end)
+	if err := f.h.ProcessTask(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	if data := f.lastData(t); data["count"] != "1" || data["from_accounts"] != `["alice"]` {
+		t.Errorf("summary data %v, want alice's follow", data)
+	}
+}
+
+// A preference change applies to follows not pushed yet: a follow whose
+// push failed is not retried once the user turned pushes off, nor is a
+// summary held for the end of the quiet hours.
+func TestPreferenceChangedWhileFollowPending(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}}, 2027, 6, 10, 12, 0)
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Internal() })
+	f.register(t, "bob", "tok-bob", "android", "")
+	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *notifier.RetryError
+	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
+		t.Fatalf("first attempt: %v, want a retry", err)
+	}
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	f.setPrefs(t, "bob", preferences.Preferences{FollowPushes: preferences.ModeOff})
+	if err := f.h.ProcessTask(context.Background(), task); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 1 {
+		t.Errorf("FCM requests = %d, want only the failed first attempt", n)
+	}
+
+	// Held for the quiet hours, then turned off: the summary is not sent.
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.at(11 * time.Hour) // 23:00
+	if err := f.follow(t, "carol", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.setPrefs(t, "bob", preferences.Preferences{FollowPushes: preferences.ModeOff, QuietHours: nightly})
+	if _, err := f.runDigest(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.fcm.Requests()); n != 1 {
+		t.Errorf("FCM requests = %d, want no summary after pushes were turned off", n)
+	}
+	if got := f.digestResults(t); got["preference_off"] != 1 {
+		t.Errorf("digests by result %v, want preference_off 1", got)
+	}
+	// Turned on again: the pair alice → bob has no cooldown (nothing
+	// reached bob), so a new follow is pushed.
+	f.setPrefs(t, "bob", preferences.Preferences{})
+	f.at(20 * time.Hour)
+	f.unfollow(t, "alice", "bob")
+	f.at(20*time.Hour + time.Minute)
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.fcm.Requests()); n != 2 {
+		t.Errorf("FCM requests = %d, want the new follow pushed", n)
+	}
+}
