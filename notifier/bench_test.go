@@ -16,7 +16,9 @@ import (
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // The worker's hot paths, for `go test -bench . -cpuprofile`:
@@ -70,7 +72,8 @@ func (nopSender) Send(_ context.Context, msgs []*messaging.Message) []error {
 // against a real redis-server, for a followee with one device: with a no-op
 // sender ("nop": the handler's own work and its Redis round trips) and with
 // firebase-admin-go posting to a local FCM server ("fcm": what a worker
-// process adds per push).
+// process adds per push); "nop-prefs" is "nop" with the users' preferences
+// read (none set: the cost every follow pays for the feature).
 func BenchmarkProcessTask(b *testing.B) {
 	rdb := redistest.Start(b).Client(b)
 	reg := devices.NewRegistry(rdb, devices.Options{})
@@ -89,10 +92,15 @@ func BenchmarkProcessTask(b *testing.B) {
 	for _, sc := range []struct {
 		name   string
 		sender notifier.Sender
-	}{{"nop", nopSender{}}, {"fcm", fcmSender}} {
+		prefs  bool
+	}{{"nop", nopSender{}, false}, {"nop-prefs", nopSender{}, true}, {"fcm", fcmSender, false}} {
 		b.Run(sc.name, func(b *testing.B) {
-			h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), reg, delivery.New(rdb, delivery.Options{}), sc.sender, nil,
-				notifier.HandlerOptions{SendTimeout: 3 * time.Second})
+			opts := notifier.HandlerOptions{SendTimeout: 3 * time.Second}
+			if sc.prefs {
+				opts.Preferences = preferences.NewStore(rdb, "")
+				opts.Scheduler = asynq.NewClientFromRedisClient(rdb)
+			}
+			h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), reg, delivery.New(rdb, delivery.Options{}), sc.sender, nil, opts)
 			if err != nil {
 				b.Fatal(err)
 			}
