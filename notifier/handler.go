@@ -274,7 +274,14 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	// in one round trip.
 	pipe = rdb.Pipeline()
 	dq.QueueOwners(ctx, pipe)
-	aq := h.store.QueueAdmit(ctx, pipe, f, h.policyFor(prefs, now), now, h.lease)
+	pol := h.policyFor(prefs, now)
+	if rec.Reached || len(rec.Finished) > 0 {
+		// An earlier attempt pushed to some devices: the rest get the same
+		// push, whatever the preferences say now (summary only, quiet
+		// hours); folding it would name the follow in a second push.
+		pol = h.opts.Policy
+	}
+	aq := h.store.QueueAdmit(ctx, pipe, f, pol, now, h.lease)
 	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
 	adm, err := aq.Result(ctx)
 	if err != nil {
@@ -391,7 +398,7 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, a delivery.Attem
 		a.Final, a.FailedForGood = true, true
 	default:
 		a.QuotaRetry = retry.AnyQuota
-		if retry.Throttled && len(a.Finished) == 0 && !h.opts.Policy.Active() {
+		if retry.Throttled && len(a.Finished) == 0 && !h.opts.Policy.Active() && h.opts.Preferences == nil {
 			return nil // nothing was sent and there is no claim to settle
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/delivery"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -99,12 +100,19 @@ type model struct {
 	users   map[string]*mUser
 	records map[string]*mRecord
 	devices map[string][]string // followee -> tokens
+
+	// The users' own preferences, when the worker reads them (prefsOn):
+	// summaryWindow is HandlerOptions.SummaryWindow.
+	prefsOn       bool
+	summaryWindow int64 // ms
+	prefs         map[string]preferences.Preferences
 }
 
 func newModel(p delivery.Policy, maxAge, lease time.Duration, devices map[string][]string) *model {
 	m := &model{
 		p: p, maxAge: maxAge.Milliseconds(), recordTTL: maxAge.Milliseconds(), cancelTTL: delivery.UnfollowTTL(maxAge).Milliseconds(),
 		lease: lease.Milliseconds(), users: map[string]*mUser{}, records: map[string]*mRecord{}, devices: map[string][]string{},
+		prefs: map[string]preferences.Preferences{},
 	}
 	for u, toks := range devices {
 		m.devices[u] = slices.Clone(toks)
@@ -133,12 +141,30 @@ func (m *model) record(id string) *mRecord {
 
 func (m *model) active() bool { return m.p.Active() }
 
-func (m *model) claimKeep() int64 {
-	keep := m.recordTTL + m.p.Window.Milliseconds()
-	if m.p.MaxPerHour > 0 {
+func (m *model) claimKeep(p delivery.Policy) int64 {
+	keep := m.recordTTL + p.Window.Milliseconds()
+	if p.MaxPerHour > 0 {
 		keep += delivery.CapWindow.Milliseconds()
 	}
-	return m.p.Cooldown.Milliseconds() + keep + delivery.ClockSkewMargin.Milliseconds()
+	return p.Cooldown.Milliseconds() + keep + delivery.ClockSkewMargin.Milliseconds()
+}
+
+// policyFor is the policy a follow of a followee with preferences pr is
+// admitted under at now: inside their quiet hours, folded into a summary
+// due when they end; with "summary", folded into a summary at least
+// summaryWindow long; else the configured policy.
+func (m *model) policyFor(pr preferences.Preferences, now int64) delivery.Policy {
+	p := m.p
+	if q := pr.QuietHours; q != nil {
+		if quiet, _, end := q.At(time.UnixMilli(now)); quiet {
+			p.Window, p.FirstImmediate, p.Quiet = time.Duration(max(end.UnixMilli()-now, 1000))*time.Millisecond, false, true
+			return p
+		}
+	}
+	if pr.Mode() == preferences.ModeSummary {
+		p.Window, p.FirstImmediate = max(p.Window, time.Duration(m.summaryWindow)*time.Millisecond), false
+	}
+	return p
 }
 
 // unfollow is the receiver's unfollow (delivery.Store.Cancel).
@@ -168,16 +194,17 @@ type mAdmission struct {
 	until   int64
 }
 
-// admit is the admission of follow f at now (delivery.Store.QueueAdmit).
-func (m *model) admit(f mFollow, now int64) mAdmission {
+// admit is the admission of follow f at now under p
+// (delivery.Store.QueueAdmit).
+func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 	u := m.user(f.To)
 	if x, ok := u.ux[f.From]; ok && x > f.ET {
 		return mAdmission{verdict: delivery.VerdictCancelled}
 	}
-	if !m.active() {
+	if !p.Active() {
 		return mAdmission{verdict: delivery.VerdictSend}
 	}
-	bound := now - m.claimKeep()
+	bound := now - m.claimKeep(p)
 	for from, c := range u.claims {
 		if c.et <= bound {
 			delete(u.claims, from)
@@ -216,7 +243,7 @@ func (m *model) admit(f mFollow, now int64) mAdmission {
 		}
 		switch c.state {
 		case 'r':
-			if cd := m.p.Cooldown.Milliseconds(); cd > 0 && f.ET-c.et < cd {
+			if cd := p.Cooldown.Milliseconds(); cd > 0 && f.ET-c.et < cd {
 				return mAdmission{verdict: delivery.VerdictCooldown}
 			}
 		case 'h':
@@ -244,14 +271,18 @@ func (m *model) admit(f mFollow, now int64) mAdmission {
 		claim('f', 0)
 		return mAdmission{verdict: why, due: due}
 	}
-	window := m.p.Window.Milliseconds()
+	window := p.Window.Milliseconds()
 	if u.win != nil && (now < u.win.due || len(u.pending) > 0) {
 		return fold(u.win.due, delivery.Verdict(u.win.why))
 	}
-	if window > 0 && !m.p.FirstImmediate {
-		return fold(u.open(now+window, "aggregated", ""), delivery.VerdictAggregated)
+	if window > 0 && !p.FirstImmediate {
+		why := delivery.VerdictAggregated
+		if p.Quiet {
+			why = delivery.VerdictQuiet
+		}
+		return fold(u.open(now+window, string(why), ""), why)
 	}
-	if limit := m.p.MaxPerHour; limit > 0 {
+	if limit := p.MaxPerHour; limit > 0 {
 		m.pruneCap(u, now)
 		if len(u.capLog) >= limit {
 			free := m.oldestCap(u) + delivery.CapWindow.Milliseconds()

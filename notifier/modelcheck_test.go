@@ -53,6 +53,7 @@ import (
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -75,6 +76,9 @@ const (
 	// modelSendWindow is the handler's bound on the time from an attempt's
 	// commitment to its send (sendWindow).
 	modelSendWindow = 10 * time.Second
+	// modelSummaryWindow is HandlerOptions.SummaryWindow in histories with
+	// preferences.
+	modelSummaryWindow = 20 * time.Second
 )
 
 func TestDeliveryModel(t *testing.T) {
@@ -177,6 +181,7 @@ const (
 	aAdvance                // the clock moves by d
 	aFCM                    // FCM changes mode
 	aRestart                // Redis restarts (nothing lost: AOF, clean shutdown)
+	aPref                   // a followee sets their preferences (histories with preferences only)
 )
 
 type fcmMode int
@@ -198,6 +203,9 @@ type action struct {
 	throttle bool   // the global rate limit puts the send off
 	timeout  bool   // the attempt's sends end by timeout (or shutdown): nothing delivered
 	outcomes uint64 // seeds the per-device FCM answers
+	// aPref: "all", "summary", "off" or "quiet=HH:MM-HH:MM" (UTC) for
+	// followee i.
+	pref string
 }
 
 // String writes a in the format parseHistory reads.
@@ -221,6 +229,8 @@ func (a action) String() string {
 		return fmt.Sprintf("fcm %s", a.mode)
 	case aRestart:
 		return "restart"
+	case aPref:
+		return fmt.Sprintf("pref %d %s", a.i, a.pref)
 	}
 	return "?"
 }
@@ -231,7 +241,10 @@ type history struct {
 	policy   delivery.Policy
 	maxRetry int
 	crashes  bool
-	actions  []action
+	// prefs: the worker reads the users' preferences, which aPref
+	// actions set.
+	prefs   bool
+	actions []action
 }
 
 // String writes h in the format parseHistory reads: a header, then one
@@ -241,6 +254,9 @@ func (h history) String() string {
 	p := h.policy
 	fmt.Fprintf(&b, "policy cooldown=%s cap=%d window=%s first-immediate=%v\n", p.Cooldown, p.MaxPerHour, p.Window, p.FirstImmediate)
 	fmt.Fprintf(&b, "max-retry %d\ncrashes %v\n", h.maxRetry, h.crashes)
+	if h.prefs {
+		fmt.Fprintf(&b, "prefs true\n")
+	}
 	for _, a := range h.actions {
 		fmt.Fprintf(&b, "%s\n", a)
 	}
@@ -292,6 +308,14 @@ func parseHistory(text string) (history, error) {
 		case "crashes":
 			h.crashes = arg(1) == "true"
 			continue
+		case "prefs":
+			h.prefs = arg(1) == "true"
+			continue
+		case "pref":
+			a = action{kind: aPref, i: num(arg(1)), pref: arg(2)}
+			if _, e := parsePref(a.pref); e != nil {
+				err = errors.Join(err, e)
+			}
 		case "toggle":
 			a = action{kind: aToggle, i: num(arg(1))}
 		case "deliver":
@@ -327,6 +351,20 @@ func parseHistory(text string) (history, error) {
 	return h, nil
 }
 
+// modelFollowees are the users aPref actions pick from.
+var modelFollowees = []string{"q1", "q2", "q3"}
+
+// parsePref reads an aPref's preferences.
+func parsePref(spec string) (preferences.Preferences, error) {
+	if q, ok := strings.CutPrefix(spec, "quiet="); ok {
+		start, end, _ := strings.Cut(q, "-")
+		p := preferences.Preferences{QuietHours: &preferences.QuietHours{Start: start, End: end, TimeZone: "UTC"}}
+		return p, p.Validate()
+	}
+	p := preferences.Preferences{FollowPushes: spec}
+	return p, p.Validate()
+}
+
 func (h history) without(from, to int) history {
 	c := h
 	c.actions = slices.Concat(h.actions[:from], h.actions[to:])
@@ -335,7 +373,7 @@ func (h history) without(from, to int) history {
 
 var modelPairs = func() [][2]string {
 	var out [][2]string
-	for _, to := range []string{"q1", "q2", "q3"} {
+	for _, to := range modelFollowees {
 		for _, from := range []string{"a", "b", "c"} {
 			out = append(out, [2]string{from, to})
 		}
@@ -364,6 +402,10 @@ func generateHistory(seed uint64, steps int) history {
 		h.policy.Window = time.Duration(5+rng.IntN(30)) * time.Second
 		h.policy.FirstImmediate = rng.IntN(2) == 0
 	}
+	// Preferences come from a stream of their own, so that the other
+	// actions of a seed are the same with and without them.
+	prng := rand.New(rand.NewPCG(seed, 0xbeef))
+	h.prefs = prng.IntN(2) == 0
 	weights := []struct {
 		k actKind
 		w int
@@ -373,6 +415,9 @@ func generateHistory(seed uint64, steps int) history {
 		total += w.w
 	}
 	for range steps {
+		if h.prefs && prng.IntN(16) == 0 {
+			h.actions = append(h.actions, randomPref(prng))
+		}
 		n := rng.IntN(total)
 		var k actKind
 		for _, w := range weights {
@@ -411,6 +456,27 @@ func generateHistory(seed uint64, steps int) history {
 		h.actions = append(h.actions, a)
 	}
 	return h
+}
+
+// randomPref is a followee's new preferences: the defaults, summaries
+// only, off, or quiet hours of 1 to 15 minutes starting within 20 minutes
+// of the histories' start (12:00 UTC), so that histories enter and leave
+// them.
+func randomPref(rng *rand.Rand) action {
+	a := action{kind: aPref, i: rng.IntN(len(modelFollowees))}
+	switch r := rng.IntN(20); {
+	case r < 7:
+		a.pref = "all"
+	case r < 11:
+		a.pref = "summary"
+	case r < 14:
+		a.pref = "off"
+	default:
+		start := time.Date(2026, 12, 1, 12, rng.IntN(20), 0, 0, time.UTC)
+		end := start.Add(time.Duration(1+rng.IntN(15)) * time.Minute)
+		a.pref = "quiet=" + start.Format("15:04") + "-" + end.Format("15:04")
+	}
+	return a
 }
 
 // outcome is FCM's answer to one device in one attempt.
@@ -566,9 +632,17 @@ type sim struct {
 	unfollows  []unfollowRec
 	archived   map[string]bool
 	results    map[string]map[string]int // "follow"/"digest" -> result -> count (model)
+	prefLog    []prefChange
 	crashed    bool
 	lostRecord bool  // a worker died between its send and its record
 	quiescent  int64 // when the quiescence began (ms)
+}
+
+// prefChange is an aPref action as it happened.
+type prefChange struct {
+	step  int // the action
+	to    string
+	prefs preferences.Preferences
 }
 
 type pairState struct {
@@ -582,6 +656,7 @@ type webhook struct {
 	follow   bool
 	from, to string
 	et       int64
+	step     int // the action that made it happen
 }
 
 type pushRec struct {
@@ -627,11 +702,15 @@ func (e *modelEnv) newSim(h history) (*sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), s.reg, s.st, sender, notifier.NewMetrics(s.met), notifier.HandlerOptions{
+	opts := notifier.HandlerOptions{
 		MaxEventAge: modelMaxAge, SendTimeout: modelSendTimeout, Policy: h.policy,
 		Scheduler: schedulerFunc(s.enqueueDigest), Limiter: limiterFunc(s.limit),
 		Now: func() time.Time { return time.UnixMilli(s.now) },
-	})
+	}
+	if h.prefs {
+		opts.Preferences, opts.SummaryWindow = preferences.NewStore(e.rdb, ""), modelSummaryWindow
+	}
+	s.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), s.reg, s.st, sender, notifier.NewMetrics(s.met), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -644,6 +723,7 @@ func (e *modelEnv) newSim(h history) (*sim, error) {
 		}
 	}
 	s.m = newModel(h.policy, modelMaxAge, s.h.Lease(), modelDevices)
+	s.m.prefsOn, s.m.summaryWindow = h.prefs, modelSummaryWindow.Milliseconds()
 	for _, p := range modelPairs {
 		s.pairs = append(s.pairs, &pairState{from: p[0], to: p[1]})
 	}
@@ -1066,7 +1146,7 @@ func (p *modelRun) settleAttempt(d *mDelivery, write func(mAttemptRecord)) (last
 		d.rec.final, d.rec.failed, last = true, true, true
 		d.rec.quota = false
 	default:
-		if d.throttled && len(d.rec.finished) == 0 && !p.s.m.active() {
+		if d.throttled && len(d.rec.finished) == 0 && !p.s.m.active() && !p.s.m.prefsOn {
 			return false
 		}
 	}
@@ -1102,7 +1182,7 @@ func (p *modelRun) follow(f mFollow) string {
 	m, now := p.s.m, p.s.now
 	final := mAttemptRecord{final: true}
 	if now-f.ET > m.maxAge {
-		if m.active() {
+		if m.active() || m.prefsOn {
 			m.settle(f, final)
 		}
 		return "stale"
@@ -1111,6 +1191,7 @@ func (p *modelRun) follow(f mFollow) string {
 	x, ok := m.user(f.To).ux[f.From]
 	cancelled := ok && x > f.ET
 	listed := slices.Clone(m.devices[f.To])
+	pr := m.prefs[f.To]
 	p.yield("loaded")
 	switch {
 	case rec.done:
@@ -1118,19 +1199,26 @@ func (p *modelRun) follow(f mFollow) string {
 	case cancelled:
 		m.settle(f, final)
 		return "cancelled"
+	case pr.Mode() == preferences.ModeOff:
+		m.settle(f, final)
+		return "preference_off"
 	case len(listed) == 0:
 		m.settle(f, final)
 		return "no_devices"
 	}
 	owned := p.owned(f.To, listed)
-	adm := m.admit(f, now)
+	pol := m.policyFor(pr, now)
+	if rec.reached || len(rec.finished) > 0 {
+		pol = m.p // pushed to some devices: the rest get the same push
+	}
+	adm := m.admit(f, now, pol)
 	p.committed, p.committedAt = p.s.step, now
 	p.yield("committed")
 	switch adm.verdict {
 	case delivery.VerdictWait:
 		p.s.env.tally["follow waited for a push in flight"]++
 		return "retry-free"
-	case delivery.VerdictAggregated, delivery.VerdictCapped:
+	case delivery.VerdictAggregated, delivery.VerdictCapped, delivery.VerdictQuiet:
 		p.scheduleDigest(tasks.Summary{AppID: modelApp, To: f.To, Due: adm.due})
 		p.yield("scheduled")
 		m.settle(f, final)
@@ -1172,6 +1260,12 @@ func (p *modelRun) digest(d tasks.Summary) string {
 		return "duplicate"
 	}
 	now := p.s.now
+	pr := m.prefs[d.To]
+	if q := pr.QuietHours; q != nil && pr.Mode() != preferences.ModeOff {
+		if quiet, _, _ := q.At(time.UnixMilli(now)); quiet {
+			return "retry-free" // at the end of the quiet hours
+		}
+	}
 	end := func(cutoff int64) { m.settleDigest(d, mAttemptRecord{final: true}, cutoff) }
 	notSent := func(b mBatch, taken bool) string {
 		if b.next != 0 {
@@ -1192,7 +1286,18 @@ func (p *modelRun) digest(d tasks.Summary) string {
 	if b.verdict != delivery.TakeSend {
 		return notSent(b, rec.taken)
 	}
-	maxAge := m.maxAge + m.p.Window.Milliseconds()
+	if pr.Mode() == preferences.ModeOff {
+		end(0)
+		return "preference_off"
+	}
+	window := m.p.Window.Milliseconds()
+	if m.prefsOn {
+		window = max(window, m.summaryWindow)
+	}
+	maxAge := m.maxAge + window
+	if q := pr.QuietHours; q != nil {
+		maxAge += (q.Length() + time.Hour).Milliseconds()
+	}
 	if m.p.MaxPerHour > 0 {
 		maxAge += delivery.CapWindow.Milliseconds()
 	}
@@ -1290,7 +1395,7 @@ func (s *sim) do(act action) error {
 		et := max(s.now, p.lastET+1)
 		p.lastET = et
 		p.following = !p.following
-		w := webhook{follow: p.following, from: p.from, to: p.to, et: et}
+		w := webhook{follow: p.following, from: p.from, to: p.to, et: et, step: s.step}
 		p.events = append(p.events, w)
 		s.transit = append(s.transit, w)
 	case aDeliver:
@@ -1339,6 +1444,20 @@ func (s *sim) do(act action) error {
 		s.mode = act.mode
 	case aRestart:
 		s.env.redis.Restart()
+	case aPref:
+		if !s.hist.prefs {
+			return nil
+		}
+		to := modelFollowees[act.i%len(modelFollowees)]
+		pr, err := parsePref(act.pref)
+		if err != nil {
+			return err
+		}
+		if err := preferences.NewStore(s.env.rdb, "").Put(ctx, to, pr); err != nil {
+			return fmt.Errorf("action %d: set preferences: %w", s.step, err)
+		}
+		s.m.prefs[to] = pr
+		s.prefLog = append(s.prefLog, prefChange{step: s.step, to: to, prefs: pr})
 	}
 	return nil
 }
@@ -1430,7 +1549,8 @@ func (s *sim) check() error {
 // device, and whose follow is younger than the maximum event age, gets a
 // push for that pair (single or in a summary), unless a push for an
 // earlier follow of the pair reached a device within the cooldown; here:
-// unless the follow's task (or a summary's) ran out of retries.
+// unless the follow's task (or a summary's) ran out of retries, or the
+// followee turned follower pushes off at any time since the follow.
 func (s *sim) checkI1() error {
 	archivedFor := map[string]bool{}
 	for id := range s.archived {
@@ -1447,7 +1567,7 @@ func (s *sim) checkI1() error {
 			continue
 		}
 		last := p.events[len(p.events)-1]
-		if !last.follow || s.quiescent-last.et > s.m.maxAge || len(s.m.devices[p.to]) == 0 || archivedFor[p.to] {
+		if !last.follow || s.quiescent-last.et > s.m.maxAge || len(s.m.devices[p.to]) == 0 || archivedFor[p.to] || s.offSince(p.to, last.step) {
 			continue
 		}
 		cd := s.m.p.Cooldown.Milliseconds()
@@ -1468,6 +1588,23 @@ func (s *sim) checkI1() error {
 		}
 	}
 	return nil
+}
+
+// offSince reports whether user to had follower pushes off at any time
+// from action since on.
+func (s *sim) offSince(to string, since int) bool {
+	var at preferences.Preferences // in effect at since
+	for _, c := range s.prefLog {
+		if c.to != to {
+			continue
+		}
+		if c.step < since {
+			at = c.prefs
+		} else if c.prefs.Mode() == preferences.ModeOff {
+			return true
+		}
+	}
+	return at.Mode() == preferences.ModeOff
 }
 
 // I2 (unless a worker died between a send and its record, or FCM's
