@@ -401,7 +401,6 @@ func TestPrintUsageListsDefaults(t *testing.T) {
 	}
 }
 
-
 // Summary templates are tried on every shape of summary (one follower, two,
 // many), single-follow templates on a follow: a template that works for some
 // summaries only is refused at start, not found out when a summary fails.
