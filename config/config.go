@@ -47,7 +47,9 @@ type Setting struct {
 	Programs []Program
 	// Default is the default for every program, unless Defaults names a
 	// program-specific one.
-	Default  string
+	Default string
+	// Defaults are the program-specific defaults, over Default; a value
+	// may be a phrase ("(required)") rather than a value.
 	Defaults map[Program]string
 	// Help says what it means, for -h and docs/configuration.md.
 	Help string

@@ -23,6 +23,7 @@ import (
 // Receiver is the configuration of the receiver program (and the receiving
 // half of standalone).
 type Receiver struct {
+	// Redis is where tasks, devices and delivery state live (REDIS_*).
 	Redis Redis
 	// ListenAddr is LISTEN_ADDR (default ":8080"; standalone "127.0.0.1:8080").
 	ListenAddr string
@@ -75,6 +76,7 @@ type Receiver struct {
 // Worker is the configuration of the worker program (and the delivering
 // half of standalone).
 type Worker struct {
+	// Redis is where tasks, devices and delivery state live (REDIS_*).
 	Redis Redis
 	// Concurrency is WORKER_CONCURRENCY (default 100).
 	Concurrency int
@@ -83,9 +85,14 @@ type Worker struct {
 	// MetricsAddr is METRICS_ADDR (default ":9091"); unused by standalone.
 	MetricsAddr string
 	// FCM settings. All empty in standalone means "push to the log".
-	FCMProjectID       string
+	// FCMProjectID is FCM_PROJECT_ID (default: the credentials file's).
+	FCMProjectID string
+	// FCMCredentialsFile is GOOGLE_APPLICATION_CREDENTIALS, a service
+	// account JSON file.
 	FCMCredentialsFile string
-	FCMEndpoint        string
+	// FCMEndpoint is FCM_ENDPOINT, the base URL of an FCM-compatible
+	// server; empty: Google's.
+	FCMEndpoint string
 	// FCMSendTimeout is FCM_SEND_TIMEOUT (default 10s).
 	FCMSendTimeout time.Duration
 	// SenderIDMismatchLimit is SENDER_ID_MISMATCH_LIMIT (default 100):
@@ -138,8 +145,10 @@ func (w Worker) FCMConfigured() bool {
 // Standalone is the configuration of the standalone program: a receiver
 // and a worker sharing one Redis.
 type Standalone struct {
+	// Receiver is the receiving half, with standalone's own defaults.
 	Receiver Receiver
-	Worker   Worker
+	// Worker is the sending half, with standalone's own defaults.
+	Worker Worker
 	// EmbeddedRedis is true when no Redis setting was given: standalone then
 	// runs miniredis in-process.
 	EmbeddedRedis bool

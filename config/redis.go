@@ -17,11 +17,13 @@ type Redis struct {
 	ClusterAddrs []string
 	// SentinelAddrs and SentinelMaster are REDIS_SENTINEL_ADDRS and
 	// REDIS_SENTINEL_MASTER.
-	SentinelAddrs  []string
+	SentinelAddrs []string
+	// SentinelMaster is the master name the sentinels watch.
 	SentinelMaster string
 	// Username and Password (REDIS_USERNAME, REDIS_PASSWORD) serve cluster
 	// and sentinel modes; REDIS_URL carries its own.
 	Username string
+	// Password is never logged.
 	Password string
 	// KeyPrefix starts every key followpush itself writes (default "followpush:").
 	KeyPrefix string

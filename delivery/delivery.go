@@ -19,7 +19,7 @@
 //
 //	{prefix}{ag:<followee>}:ev:<id>    HASH  one event's record: "done" -> 1, "s:<token hash>" -> 1 (device needs nothing more),
 //	                                         "r" -> 1 (a device accepted the push), "q" -> quota retries, "a" -> 1 (a summary took
-//	                                         its followers); TTL see Options.RecordTTL (id: tasks.Follow.ID or tasks.Digest.ID)
+//	                                         its followers); TTL see Options.RecordTTL (id: tasks.Follow.ID or tasks.Summary.ID)
 //	{prefix}{ag:<followee>}:ux         ZSET  unfollows: follower -> latest unfollow EventTime; TTL Options.CancelTTL
 //	{prefix}{ag:<followee>}:cd         ZSET  claims: follower -> EventTime of the follow that holds the pair's claim
 //	{prefix}{ag:<followee>}:cl         HASH  claims not settled yet: follower -> "<follow id> h <in flight until ms>" (to be
@@ -130,8 +130,11 @@ func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 // event's own time (a follow's EventTime, a digest's due time); Followee
 // is the user the push goes to, under whose hash tag the record lives.
 type Event interface {
+	// ID names the event's record; unique across follows and summaries.
 	ID() string
+	// Time is the event's own time: its records live from it.
 	Time() time.Time
+	// Followee is the user the push goes to.
 	Followee() string
 }
 
@@ -154,7 +157,7 @@ type Record struct {
 	// does not count (they are not failures), so that their backoff can grow.
 	QuotaRetries int
 	// Taken (summaries only): an earlier attempt took the summary's
-	// followers ([Store.TakeDigest]), so a retry that finds no snapshot
+	// followers ([Store.TakeSummary]), so a retry that finds no snapshot
 	// lost it.
 	Taken bool
 }

@@ -102,6 +102,7 @@ const (
 
 // Admission is the answer of an admission.
 type Admission struct {
+	// Verdict is what to do with the follow.
 	Verdict Verdict
 	// Due is when the summary push the follow is folded into is due, in
 	// milliseconds since the epoch (VerdictAggregated, VerdictCapped, VerdictQuiet; 0
@@ -553,19 +554,22 @@ const (
 
 // Follower is one follower in a summary push.
 type Follower struct {
-	ID        string
-	EventTime int64 // ms
+	// ID is the follower's UserID.
+	ID string
+	// EventTime is when they followed, in ms since the Unix epoch.
+	EventTime int64
 }
 
 // Take is the answer of [Store.TakeSummary].
 type Take struct {
+	// Verdict is what to do with the summary.
 	Verdict TakeVerdict
-	// Followers are the followers to name, oldest follow first (BatchSend).
+	// Followers are the followers to name, oldest follow first ([TakeSend]).
 	Followers []Follower
 	// Next is the due time (ms) of the digest to schedule, 0 for none.
 	Next int64
-	// Retake: the answer (BatchSend or BatchEmpty) comes from the followers
-	// an earlier TakeDigest of the same digest took. A digest that was taken
+	// Retake: the answer ([TakeSend] or [TakeEmpty]) comes from the followers
+	// an earlier TakeSummary of the same summary took. A digest that was taken
 	// before and gets another answer has lost its snapshot (it expired, or
 	// Redis lost it).
 	Retake bool
@@ -585,7 +589,7 @@ type Take struct {
 // the stale cutoff of a summary's followers) from the take, renewed by
 // each retry.
 //
-// With lease > 0, a BatchSend answer commits to sending: the followers
+// With lease > 0, a [TakeSend] answer commits to sending: the followers
 // taken count as being pushed until now + lease or [Store.SettleSummary],
 // and an unfollow recorded after this point no longer takes them out.
 func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now time.Time, lease time.Duration) (Take, error) {

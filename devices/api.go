@@ -19,8 +19,11 @@ const MaxBodyBytes = 4 << 10
 
 // Store is what the device API needs of the registry ([*Registry]).
 type Store interface {
+	// Register makes token a device of userID (PUT).
 	Register(ctx context.Context, userID, token string, reg Registration) error
+	// Unregister removes token from userID's devices, if it is one (DELETE).
 	Unregister(ctx context.Context, userID, token string) error
+	// List returns userID's devices, newest first (GET).
 	List(ctx context.Context, userID string) ([]Device, error)
 }
 

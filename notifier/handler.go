@@ -23,6 +23,7 @@ import (
 // Sender sends FCM messages, returning one error per message (nil = FCM
 // accepted it). [fcm.Sender] and [fcm.LogSender] implement it.
 type Sender interface {
+	// Send sends msgs, returning one error per message, in order.
 	Send(ctx context.Context, msgs []*messaging.Message) []error
 }
 

@@ -89,8 +89,9 @@ func (f *handlerFixture) tokens(t *testing.T, user string) []string {
 	return out
 }
 
-// The FCM error table of fcm.md, through the real firebase-admin-go client
-// and the handler: what happens to the task and to the token.
+// The FCM error table of docs/fcm-errors.md, through the real
+// firebase-admin-go client and the handler: what happens to the task and
+// to the token.
 func TestHandlerFCMErrorTable(t *testing.T) {
 	t.Parallel()
 	type want struct {

@@ -333,7 +333,7 @@ func sortedFollowers(set map[string]int64) []mFollower {
 	return out
 }
 
-// mBatch is TakeDigest's answer.
+// mBatch is TakeSummary's answer.
 type mBatch struct {
 	verdict   delivery.TakeVerdict
 	followers []mFollower
@@ -341,7 +341,7 @@ type mBatch struct {
 	retake    bool
 }
 
-// take is TakeDigest of summary d at now; until > 0 commits it.
+// take is TakeSummary of summary d at now; until > 0 commits it.
 func (m *model) take(d tasks.Summary, now, until int64) mBatch {
 	u := m.user(d.To)
 	keepLive := func(set map[string]int64) {

@@ -22,6 +22,7 @@ const DefaultDisplayNameCacheTTL = time.Hour
 // cannot be resolved. It never fails: a push names the follower by UserID
 // rather than not going out. [*TencentProfiles] implements it.
 type NameResolver interface {
+	// DisplayNames maps each of userIDs to its display name, or to itself.
 	DisplayNames(ctx context.Context, appID string, userIDs []string) map[string]string
 }
 

@@ -20,6 +20,7 @@ import (
 
 // Scheduler enqueues tasks; *asynq.Client implements it.
 type Scheduler interface {
+	// EnqueueContext stores t (asynq.ErrTaskIDConflict: it exists already).
 	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
@@ -27,6 +28,7 @@ type Scheduler interface {
 // implements it. Wait takes n sends and returns 0, or takes nothing and
 // returns how long to wait before asking again.
 type SendLimiter interface {
+	// Wait takes room for n sends (0), or says how long to wait (> 0).
 	Wait(ctx context.Context, n int) (time.Duration, error)
 }
 
@@ -190,7 +192,7 @@ func (h *Handler) endSummary(ctx context.Context, d tasks.Summary, cutoff int64,
 	return err
 }
 
-// summaryNotSent does what a TakeDigest answer other than send asks and
+// summaryNotSent does what a TakeSummary answer other than send asks and
 // counts it. taken: an earlier attempt (or call) took d's followers, so an
 // answer that does not come from their snapshot means the snapshot was
 // lost: its followers are counted as stale, not as undone.

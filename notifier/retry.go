@@ -44,7 +44,8 @@ type RetryError struct {
 	// RetryDelay before it stores the error's message as the task's last
 	// error (asynqmon's "Last Error"), so that message says when the
 	// retry really is.
-	Next  time.Time
+	Next time.Time
+	// Delay is the wait RetryDelay chose (see Next).
 	Delay time.Duration
 }
 

@@ -18,8 +18,8 @@ func seeded(seed uint64) func(time.Duration) time.Duration {
 // When FCM's Retry-After is longer than the backoff, the delay is never
 // shorter than Retry-After, at most a bounded jitter longer, and spread:
 // tasks that failed together with the same Retry-After must not all retry
-// in the same instant (fcm.md: "Retry-After, exponential backoff with
-// jitter").
+// in the same instant: FCM asks senders to honour Retry-After and to back
+// off exponentially with jitter.
 func TestRetryDelayJittersRetryAfter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

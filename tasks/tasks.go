@@ -44,9 +44,10 @@ const (
 type Follow struct {
 	// AppID is the SDKAppID the webhook came from.
 	AppID string `json:"app"`
-	// From is the follower (From_Account), To the followed user.
+	// From is the follower (From_Account).
 	From string `json:"from"`
-	To   string `json:"to"`
+	// To is the followed user, who gets the push.
+	To string `json:"to"`
 	// EventTime is when the follow happened, in ms since the Unix epoch.
 	EventTime int64 `json:"t"`
 }
@@ -105,7 +106,7 @@ func (f Follow) TaskID() string { return "follow:" + f.ID() }
 // in batches (internal/asynqbatch, whose Task has the same fields so that
 // a Spec converts to it), and both paths must write the same task.
 type Spec struct {
-	// Type is the asynq task type ([TypeFollow], [TypeDigest]).
+	// Type is the asynq task type ([TypeFollow], [TypeSummary]).
 	Type string
 	// Payload is the task's JSON payload.
 	Payload []byte
@@ -205,9 +206,12 @@ const TypeSummary = "follow:digest"
 // up). AppID is the app of the follow that scheduled it (users share one
 // namespace across apps; the app only reaches the push templates).
 type Summary struct {
+	// AppID is the SDKAppID of the follow that scheduled the summary.
 	AppID string `json:"app"`
-	To    string `json:"to"`
-	Due   int64  `json:"at"`
+	// To is the followee, who gets the push.
+	To string `json:"to"`
+	// Due is when the summary is due, in ms since the Unix epoch.
+	Due int64 `json:"at"`
 }
 
 // ErrInvalidSummary is returned (wrapped) by [Summary.Validate],

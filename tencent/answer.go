@@ -4,9 +4,12 @@ package tencent
 // required): ActionStatus "OK" with ErrorCode 0 for success, "FAIL" with a
 // non-zero ErrorCode for a failure.
 type Answer struct {
+	// ActionStatus is "OK" or "FAIL".
 	ActionStatus string `json:"ActionStatus"`
-	ErrorCode    int    `json:"ErrorCode"`
-	ErrorInfo    string `json:"ErrorInfo"`
+	// ErrorCode is 0 for OK, followpush's code of the failure otherwise.
+	ErrorCode int `json:"ErrorCode"`
+	// ErrorInfo says what failed ("" for OK).
+	ErrorInfo string `json:"ErrorInfo"`
 }
 
 // OK is the answer to a callback that was handled.

@@ -33,10 +33,13 @@ const CodeAccountNotFound = 40003
 // APIError is a REST API answer with ActionStatus FAIL (a non-zero
 // ErrorCode).
 type APIError struct {
+	// Code is the answer's ErrorCode (e.g. [CodeAccountNotFound]).
 	Code int
+	// Info is the answer's ErrorInfo.
 	Info string
 }
 
+// Error names the code and Tencent's explanation.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("Tencent REST API error %d: %s", e.Code, e.Info)
 }

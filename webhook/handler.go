@@ -20,6 +20,7 @@ import (
 // follow is stored (a follow already queued counts as stored) or with an
 // error when any could not be.
 type Enqueuer interface {
+	// EnqueueFollows stores one task per follow.
 	EnqueueFollows(ctx context.Context, follows []tasks.Follow) (EnqueueResult, error)
 }
 
@@ -32,6 +33,7 @@ type EnqueueResult struct {
 // Canceller records unfollows so that pending pushes of the same pairs are
 // not sent (see delivery.Store.Cancel).
 type Canceller interface {
+	// Cancel records that from unfollowed each of to at eventTime (ms).
 	Cancel(ctx context.Context, app, from string, to []string, eventTime int64) error
 }
 
@@ -55,7 +57,9 @@ type Options struct {
 	AppIDs []string
 	// CallbackToken, when set, makes every webhook need a valid Sign and a
 	// RequestTime within RequestTimeWindow (default [DefaultRequestTimeWindow]).
-	CallbackToken     string
+	CallbackToken string
+	// RequestTimeWindow is how far RequestTime may be from now
+	// (REQUEST_TIME_WINDOW).
 	RequestTimeWindow time.Duration
 	// CallbackTokens are per-SDKAppID tokens (the key "" serves apps not
 	// listed), over CallbackToken. When any is set, every webhook needs a

@@ -16,9 +16,14 @@ import (
 // the receiver could not store in Redis, so it can still answer 200. A
 // [Drainer] moves them into Redis later.
 type Spool interface {
+	// Append stores records durably before it returns.
 	Append(records ...[]byte) error
+	// Drain hands fn up to batch records at a time, oldest first, and
+	// forgets them once fn succeeds; it returns how many it drained.
 	Drain(ctx context.Context, fn func(ctx context.Context, records [][]byte) error, batch int) (int, error)
+	// Len is how many records are waiting.
 	Len() int
+	// Bytes is how much disk they take.
 	Bytes() int64
 }
 
@@ -48,11 +53,13 @@ type Drainer struct {
 	Spool Spool
 	// Enqueuer and Canceller store the drained follows and unfollows
 	// (required).
-	Enqueuer  Enqueuer
+	Enqueuer Enqueuer
+	// Canceller stores the drained unfollows.
 	Canceller Canceller
 	// Logger and Metrics report progress (required; Metrics may be
 	// NewMetrics(nil)).
-	Logger  *slog.Logger
+	Logger *slog.Logger
+	// Metrics gets the spool's depth and size.
 	Metrics *Metrics
 	// Batch is how many events one drain step moves ([DefaultDrainBatch]; the
 	// receiver's SPOOL_DRAIN_BATCH). A step stores its events in Redis and

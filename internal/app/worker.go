@@ -41,7 +41,9 @@ func NewSender(ctx context.Context, cfg config.Worker, log *slog.Logger) (notifi
 
 // Worker is an assembled worker: an asynq server and its handler.
 type Worker struct {
-	Server  *asynq.Server
+	// Server is the asynq server that runs the tasks.
+	Server *asynq.Server
+	// Handler handles them (and exposes the worker's metrics and breaker).
 	Handler *notifier.Handler
 	mux     *asynq.ServeMux
 }

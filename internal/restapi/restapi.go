@@ -26,6 +26,7 @@ var ErrBadBody = errors.New("bad request body")
 
 // Error is the body of every error answer.
 type Error struct {
+	// Error says what is wrong, for the caller's log.
 	Error string `json:"error"`
 }
 

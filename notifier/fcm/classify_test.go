@@ -31,8 +31,9 @@ func sendErr(t *testing.T, resp fcmtest.Response) error {
 	return newTestFCMSender(t, s).Send(t.Context(), tokenMessages("device"))[0]
 }
 
-// TestClassifyFCMErrors is the FCM error table of fcm.md: each real error
-// answer, through the real SDK, classified, with what the worker does.
+// TestClassifyFCMErrors is the FCM error table of docs/fcm-errors.md: each
+// real error answer, through the real SDK, classified, with what the worker
+// does.
 func TestClassifyFCMErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -185,7 +186,8 @@ func TestClassifyOtherErrors(t *testing.T) {
 	}
 }
 
-// TestOutcomePolicy is fcm.md's "what the worker does" column.
+// TestOutcomePolicy is the "what the worker does" column of
+// docs/fcm-errors.md: which outcomes are retried and which drop the token.
 func TestOutcomePolicy(t *testing.T) {
 	t.Parallel()
 	type policy struct{ Retryable, DropsToken bool }

@@ -27,6 +27,7 @@ const SummaryNames = 2
 
 // Content is the visible text of a push.
 type Content struct {
+	// Title is the notification's title, Body its text.
 	Title, Body string
 }
 
@@ -43,7 +44,7 @@ func DefaultContent(f tasks.Follow) Content {
 // follower's display name: its UserID unless display names are resolved),
 // .FromID (the follower's UserID), .To (the followee) and .AppID.
 //
-// DigestTitle and DigestBody render a summary push (aggregation, or follows
+// SummaryTitle and SummaryBody (JSON digest_title, digest_body) render a summary push (aggregation, or follows
 // over the per-recipient cap), with .From (the first follower), .Names (the
 // first followers, at most [SummaryNames]; display names like .From), .Count (all followers of the
 // summary, at least 1), .Others (Count minus len(Names)), .To and .AppID,
@@ -52,10 +53,14 @@ func DefaultContent(f tasks.Follow) Content {
 // An empty field takes the built-in text of the same language, or else
 // English's.
 type Texts struct {
-	Title        string `json:"title,omitempty"`
-	Body         string `json:"body,omitempty"`
+	// Title is a single follow's title.
+	Title string `json:"title,omitempty"`
+	// Body is a single follow's text.
+	Body string `json:"body,omitempty"`
+	// SummaryTitle is a summary push's title.
 	SummaryTitle string `json:"digest_title,omitempty"`
-	SummaryBody  string `json:"digest_body,omitempty"`
+	// SummaryBody is a summary push's text.
+	SummaryBody string `json:"digest_body,omitempty"`
 }
 
 // BuiltinTexts returns the built-in texts: "en" (the fallback), "zh"
@@ -98,11 +103,15 @@ type localeTemplates struct {
 // singleData is what Title and Body see.
 type singleData struct{ From, FromID, To, AppID string }
 
-// SummaryData is what DigestTitle and DigestBody see (see [Texts]).
+// SummaryData is what SummaryTitle and SummaryBody see (see [Texts]).
 type SummaryData struct {
+	// From is the first follower's name, To the followee, AppID the app.
 	From, To, AppID string
-	Names           []string
-	Count, Others   int
+	// Names are the first followers' names, at most [SummaryNames].
+	Names []string
+	// Count is every follower of the summary; Others is Count minus
+	// len(Names).
+	Count, Others int
 }
 
 // NewTemplates returns the built-in templates with English's single-follow

@@ -258,7 +258,7 @@ func checkCompose(b, envExample []byte, df dockerfile) []error {
 		}
 		for _, want := range [][2]string{{"appendonly", "yes"}, {"appendfsync", "everysec"}, {"maxmemory-policy", "noeviction"}} {
 			if flags[want[0]] != want[1] {
-				fail("redis: --%s is %q, want %s (README: Operations)", want[0], flags[want[0]], want[1])
+				fail("redis: --%s is %q, want %s (docs/operations.md: Running it)", want[0], flags[want[0]], want[1])
 			}
 		}
 		if redis.Healthcheck == nil || !slices.Contains(words(redis.Healthcheck.Test), "ping") {

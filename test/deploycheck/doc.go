@@ -11,8 +11,9 @@
 // the ports the programs listen on; the KEDA trigger watches the list
 // where asynq really keeps pending tasks of [tasks.QueueFollow], in the
 // worker's Redis (single, cluster or sentinel); the dashboard and alerts
-// use only metrics, labels and label values the programs export, and the
-// README's metric list and runbook match them. They also build the binaries
+// use only metrics, labels and label values the programs export, and
+// docs/operations.md's metric list and runbook match them (every alert's
+// runbook_url links to its own section there). They also build the binaries
 // with the Dockerfile's own go build command and check that they are
 // static.
 //

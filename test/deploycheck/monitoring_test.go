@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
@@ -28,8 +29,8 @@ import (
 	"github.com/followpush/followpush/tasks"
 )
 
-// documentedMetrics are followpush's own metrics with their types, as the
-// README documents them (Operations). TestDefinedMetrics checks that they
+// documentedMetrics are followpush's own metrics with their types, as
+// docs/operations.md documents them (Metrics). TestDefinedMetrics checks that they
 // are exactly the metrics the files of MetricSources define, so that the
 // scan is not vacuous and this list is not stale.
 var documentedMetrics = map[string]string{
@@ -413,18 +414,33 @@ func TestQueryChecks(t *testing.T) {
 	}
 }
 
-// readmeSection returns the text of the README's "## <title>" section, up
-// to the next "## " heading.
-func readmeSection(t *testing.T, file, title string) string {
+// OperationsDoc is the operations guide, relative to the repository
+// root: its "Metrics" section names every metric, and its "Runbook" has a
+// section for every alert, which the alert's runbook_url links to.
+const OperationsDoc = "docs/operations.md"
+
+// RunbookURL is where every alert's runbook_url points, followed by "#"
+// and the anchor of the alert's own section of [OperationsDoc]: that file
+// on the project's home (the module path's repository).
+const RunbookURL = "https://github.com/followpush/followpush/blob/main/" + OperationsDoc
+
+// readOperationsDoc returns the text of [OperationsDoc].
+func readOperationsDoc(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(file)
+	b, err := os.ReadFile(filepath.Join(repoRoot, OperationsDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(b)
+	return string(b)
+}
+
+// docSection returns the "## <title>" section of a Markdown text, up to
+// the next "## " heading (its "### " subsections included).
+func docSection(t *testing.T, text, title string) string {
+	t.Helper()
 	start := strings.Index(text, "\n## "+title+"\n")
 	if start < 0 {
-		t.Fatalf("%s has no ## %s section", file, title)
+		t.Fatalf("%s has no ## %s section", OperationsDoc, title)
 	}
 	text = text[start+1:]
 	if end := strings.Index(text[3:], "\n## "); end >= 0 {
@@ -435,15 +451,16 @@ func readmeSection(t *testing.T, file, title string) string {
 
 var metricMentionRE = regexp.MustCompile("`((?:followpush|asynq)_[a-z_]+)(\\{([a-z_,]*)\\})?")
 
-// TestREADMEMetrics checks the README's Operations section against the
-// metrics the programs export: every metric it names exists, with exactly
-// the labels it gives in braces, and every metric is named there.
-func TestREADMEMetrics(t *testing.T) {
+// TestOperationsDocMetrics checks the Metrics section of docs/operations.md
+// against the metrics the programs export: every metric it names exists,
+// with exactly the labels it gives in braces, and every metric is named
+// there.
+func TestOperationsDocMetrics(t *testing.T) {
 	t.Parallel()
-	report(t, checkREADMEMetrics(readmeSection(t, filepath.Join(repoRoot, "README.md"), "Operations"), deploySchema(t)))
+	report(t, checkMetricsDoc(docSection(t, readOperationsDoc(t), "Metrics"), deploySchema(t)))
 }
 
-func checkREADMEMetrics(text string, s Schema) []error {
+func checkMetricsDoc(text string, s Schema) []error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, m := range metricMentionRE.FindAllStringSubmatch(text, -1) {
@@ -457,7 +474,7 @@ func checkREADMEMetrics(text string, s Schema) []error {
 			}
 		}
 		if !ok {
-			errs = append(errs, fmt.Errorf("README Operations names %s, which no program exports", m[1]))
+			errs = append(errs, fmt.Errorf("%s Metrics names %s, which no program exports", OperationsDoc, m[1]))
 			continue
 		}
 		seen[name] = true
@@ -470,51 +487,100 @@ func checkREADMEMetrics(text string, s Schema) []error {
 		}
 		slices.Sort(labels)
 		if want := slices.Sorted(maps.Keys(metric.Labels)); !slices.Equal(labels, want) {
-			errs = append(errs, fmt.Errorf("README Operations: %s{%s}, but its labels are {%s}", m[1], m[3], strings.Join(want, ",")))
+			errs = append(errs, fmt.Errorf("%s Metrics: %s{%s}, but its labels are {%s}", OperationsDoc, m[1], m[3], strings.Join(want, ",")))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s)) {
 		if !seen[name] {
-			errs = append(errs, fmt.Errorf("README Operations does not name %s", name))
+			errs = append(errs, fmt.Errorf("%s Metrics does not name %s", OperationsDoc, name))
 		}
 	}
 	return errs
 }
 
-var runbookAlertRE = regexp.MustCompile("`(Followpush[A-Za-z0-9]+)`")
+var headingRE = regexp.MustCompile(`(?m)^(#{1,6}) +(.+?) *#*$`)
 
-// TestRunbookCoversAlerts: the README's runbook table has a row for every
-// alert in deploy/prometheus/alerts.yaml, and names no other.
-func TestRunbookCoversAlerts(t *testing.T) {
-	t.Parallel()
-	runbook := readmeSection(t, filepath.Join(repoRoot, "README.md"), "Runbook")
-	report(t, checkRunbook(runbook, readDeployFiles(t)[AlertsFile]))
+// anchors returns the anchor of every heading of a Markdown text, as
+// GitHub makes them: lower case, punctuation but '-' and '_' dropped,
+// spaces turned into '-', and "-1", "-2", ... added to repeats; mapped to
+// the heading's text.
+func anchors(text string) map[string]string {
+	out := map[string]string{}
+	seen := map[string]int{}
+	inFence := false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		m := headingRE.FindStringSubmatch(line)
+		if inFence || m == nil {
+			continue
+		}
+		var b strings.Builder
+		for _, r := range strings.ToLower(m[2]) {
+			switch {
+			case unicode.IsLetter(r), unicode.IsDigit(r), r == '-', r == '_':
+				b.WriteRune(r)
+			case r == ' ':
+				b.WriteByte('-')
+			}
+		}
+		a := b.String()
+		if n := seen[a]; n > 0 {
+			seen[a]++
+			a = fmt.Sprintf("%s-%d", a, n)
+		} else {
+			seen[a] = 1
+		}
+		out[a] = m[2]
+	}
+	return out
 }
 
-func checkRunbook(runbook string, alerts []byte) []error {
+var runbookHeadingRE = regexp.MustCompile(`(?m)^### +(Followpush[A-Za-z0-9]+)\s*$`)
+
+// TestRunbookCoversAlerts: the runbook of docs/operations.md has a section
+// ("### <alert>") for every alert in deploy/prometheus/alerts.yaml, and
+// for no other; every alert's runbook_url is [RunbookURL] with the anchor
+// of its own section, an anchor docs/operations.md has.
+func TestRunbookCoversAlerts(t *testing.T) {
+	t.Parallel()
+	doc := readOperationsDoc(t)
+	report(t, checkRunbook(doc, docSection(t, doc, "Runbook"), readDeployFiles(t)[AlertsFile]))
+}
+
+func checkRunbook(doc, runbook string, alerts []byte) []error {
 	rf, err := ParseRules(alerts)
 	if err != nil {
 		return []error{err}
 	}
+	docAnchors := anchors(doc)
 	rules := map[string]bool{}
+	var errs []error
 	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
 			rules[r.Alert] = true
+			url := r.Annotations["runbook_url"]
+			base, anchor, ok := strings.Cut(url, "#")
+			switch {
+			case url == "":
+				errs = append(errs, fmt.Errorf("alerts.yaml %s: no annotations.runbook_url", r.Alert))
+			case base != RunbookURL || !ok:
+				errs = append(errs, fmt.Errorf("alerts.yaml %s: runbook_url %q, want %s#<anchor>", r.Alert, url, RunbookURL))
+			case docAnchors[anchor] == "":
+				errs = append(errs, fmt.Errorf("alerts.yaml %s: runbook_url's anchor #%s is no heading of %s", r.Alert, anchor, OperationsDoc))
+			case docAnchors[anchor] != r.Alert:
+				errs = append(errs, fmt.Errorf("alerts.yaml %s: runbook_url's anchor #%s is the section %q of %s, not the alert's own", r.Alert, anchor, docAnchors[anchor], OperationsDoc))
+			}
 		}
 	}
 	documented := map[string]bool{}
-	for _, line := range strings.Split(runbook, "\n") {
-		if !strings.HasPrefix(line, "| ") {
-			continue
-		}
-		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " | ")
-		for _, m := range runbookAlertRE.FindAllStringSubmatch(first, -1) {
-			documented[m[1]] = true
-		}
+	for _, m := range runbookHeadingRE.FindAllStringSubmatch(runbook, -1) {
+		documented[m[1]] = true
 	}
-	return sameKeys(rules, documented,
-		"README Runbook has no row for alert %s",
-		"README Runbook has a row for %s, which alerts.yaml does not define")
+	return append(errs, sameKeys(rules, documented,
+		OperationsDoc+" Runbook has no section for alert %s",
+		OperationsDoc+" Runbook has a section for %s, which alerts.yaml does not define")...)
 }
 
 var jobNameRE = regexp.MustCompile(`(?m)^\s*- job_name:\s*(\S+)\s*$`)
@@ -588,38 +654,46 @@ func checkScrapeJobs(readme, alerts, dashboard []byte) []error {
 	return errs
 }
 
-// TestREADMEChecksCatchMistakes feeds the README checks the real sections
-// with one mistake each, so TestREADMEMetrics and TestRunbookCoversAlerts
-// can fail.
-func TestREADMEChecksCatchMistakes(t *testing.T) {
+// TestOperationsDocChecksCatchMistakes feeds the checks of
+// docs/operations.md the real files with one mistake each, so that
+// TestOperationsDocMetrics and TestRunbookCoversAlerts can fail.
+func TestOperationsDocChecksCatchMistakes(t *testing.T) {
 	t.Parallel()
-	readme := filepath.Join(repoRoot, "README.md")
-	ops, runbook := readmeSection(t, readme, "Operations"), readmeSection(t, readme, "Runbook")
-	alerts := readDeployFiles(t)[AlertsFile]
+	doc := readOperationsDoc(t)
+	alerts := string(readDeployFiles(t)[AlertsFile])
 	schema := deploySchema(t)
+	const url = RunbookURL + "#"
 	tests := []struct {
-		name, section, old, new, want string
+		name, file, old, new, want string
 	}{
-		{"per-state queue size", "Operations", "`asynq_queue_size{queue}`", "`asynq_queue_size{queue,state}`", "asynq_queue_size{queue,state}, but its labels are {queue}"},
-		{"metric left out", "Operations", "`followpush_rate_limited_total`", "rate-limited sends", "does not name followpush_rate_limited_total"},
-		{"metric that does not exist", "Operations", "`followpush_spool_bytes`", "`followpush_spool_size_bytes`", "names followpush_spool_size_bytes, which no program exports"},
-		{"label left out", "Operations", "`followpush_webhooks_total{command,result}`", "`followpush_webhooks_total{result}`", "followpush_webhooks_total{result}, but its labels are {command,result}"},
-		{"alert without a row", "Runbook", "| `FollowpushTaskErrors` |", "| task errors |", "no row for alert FollowpushTaskErrors"},
-		{"row for no alert", "Runbook", "| `FollowpushQueuePaused` |", "| `FollowpushQueuePaused`, `FollowpushQueueStuck` |", "row for FollowpushQueueStuck, which alerts.yaml does not define"},
+		{"per-state queue size", "Metrics", "`asynq_queue_size{queue}`", "`asynq_queue_size{queue,state}`", "asynq_queue_size{queue,state}, but its labels are {queue}"},
+		{"metric left out", "Metrics", "`followpush_rate_limited_total`", "rate-limited sends", "does not name followpush_rate_limited_total"},
+		{"metric that does not exist", "Metrics", "`followpush_spool_bytes`", "`followpush_spool_size_bytes`", "names followpush_spool_size_bytes, which no program exports"},
+		{"label left out", "Metrics", "`followpush_webhooks_total{command,result}`", "`followpush_webhooks_total{result}`", "followpush_webhooks_total{result}, but its labels are {command,result}"},
+		{"alert without a section", "doc", "### FollowpushTaskErrors\n", "### Task errors\n", "no section for alert FollowpushTaskErrors"},
+		{"section for no alert", "doc", "### FollowpushQueuePaused\n", "### FollowpushQueuePaused\n\n### FollowpushQueueStuck\n", "section for FollowpushQueueStuck, which alerts.yaml does not define"},
+		{"runbook_url missing", "alerts", "\n          runbook_url: " + url + "followpushqueuepaused", "", "FollowpushQueuePaused: no annotations.runbook_url"},
+		{"runbook_url elsewhere", "alerts", "runbook_url: " + url + "followpushqueuepaused", "runbook_url: https://example.com/runbook#followpushqueuepaused", "runbook_url \"https://example.com/runbook#followpushqueuepaused\""},
+		{"anchor of no heading", "alerts", url + "followpushqueuepaused", url + "followpush-queue-paused", "anchor #followpush-queue-paused is no heading"},
+		{"anchor of another alert's section", "alerts", url + "followpushqueuepaused", url + "followpushtaskerrors", "FollowpushQueuePaused: runbook_url's anchor #followpushtaskerrors is the section \"FollowpushTaskErrors\""},
+		{"section renamed, anchor stale", "doc", "### FollowpushQueuePaused\n", "### FollowpushQueuePaused (queue follow)\n", "anchor #followpushqueuepaused is no heading"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			text := map[string]string{"Operations": ops, "Runbook": runbook}[tt.section]
+			text := map[string]string{"Metrics": docSection(t, doc, "Metrics"), "doc": doc, "alerts": alerts}[tt.file]
 			if !strings.Contains(text, tt.old) {
-				t.Fatalf("README %s no longer contains %q: update this case", tt.section, tt.old)
+				t.Fatalf("%s no longer contains %q: update this case", tt.file, tt.old)
 			}
 			text = strings.Replace(text, tt.old, tt.new, 1)
 			var errs []error
-			if tt.section == "Operations" {
-				errs = checkREADMEMetrics(text, schema)
-			} else {
-				errs = checkRunbook(text, alerts)
+			switch tt.file {
+			case "Metrics":
+				errs = checkMetricsDoc(text, schema)
+			case "doc":
+				errs = checkRunbook(text, docSection(t, text, "Runbook"), []byte(alerts))
+			case "alerts":
+				errs = checkRunbook(doc, docSection(t, doc, "Runbook"), []byte(text))
 			}
 			if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), tt.want) }) {
 				t.Errorf("want an error containing %q, got %v", tt.want, errs)

@@ -44,18 +44,18 @@ const Up = "up"
 // Query is one PromQL expression from a deploy/ file.
 type Query struct {
 	Where string // file and rule or panel, for messages
-	Expr  string
+	Expr  string // the PromQL expression
 }
 
 // Selector is one metric selector of a query: a name and label matchers.
 type Selector struct {
-	Name     string
-	Matchers []Matcher
+	Name     string    // the metric name ("" for a selector without one)
+	Matchers []Matcher // the label matchers, as written
 }
 
 // Matcher is one label matcher of a selector.
 type Matcher struct {
-	Label, Op, Value string
+	Label, Op, Value string // e.g. "job", "=~", "followpush-.*"
 }
 
 // SchemaFromFamilies describes gathered or scraped metric families. Label
@@ -375,6 +375,7 @@ func CheckQuery(q Query, s Schema) (used map[string]bool, errs []error) {
 // RuleFile is a Prometheus rule file; decode it strictly, so a misspelt key
 // fails.
 type RuleFile struct {
+	// Groups are the file's rule groups.
 	Groups []struct {
 		Name     string `yaml:"name"`
 		Interval string `yaml:"interval"`
@@ -384,12 +385,12 @@ type RuleFile struct {
 
 // Rule is one alerting (or recording) rule.
 type Rule struct {
-	Alert       string            `yaml:"alert"`
-	Record      string            `yaml:"record"`
-	Expr        string            `yaml:"expr"`
-	For         string            `yaml:"for"`
-	Labels      map[string]string `yaml:"labels"`
-	Annotations map[string]string `yaml:"annotations"`
+	Alert       string            `yaml:"alert"`       // alert name (alerting rules)
+	Record      string            `yaml:"record"`      // series name (recording rules)
+	Expr        string            `yaml:"expr"`        // the PromQL expression
+	For         string            `yaml:"for"`         // how long it must hold before firing
+	Labels      map[string]string `yaml:"labels"`      // severity, ...
+	Annotations map[string]string `yaml:"annotations"` // summary, description, runbook_url
 }
 
 // ParseRules decodes a Prometheus rule file strictly.
@@ -420,20 +421,22 @@ func AlertQueries(b []byte) ([]Query, error) {
 
 // Dashboard is the part of a Grafana dashboard the checks read.
 type Dashboard struct {
-	Title  string  `json:"title"`
-	UID    string  `json:"uid"`
-	Panels []Panel `json:"panels"`
+	Title  string  `json:"title"`  // the dashboard's title
+	UID    string  `json:"uid"`    // its stable id
+	Panels []Panel `json:"panels"` // its top-level panels and rows
 }
 
 // Panel is one Grafana panel (or row, whose collapsed panels it holds).
 type Panel struct {
-	ID      int    `json:"id"`
-	Type    string `json:"type"`
-	Title   string `json:"title"`
+	ID    int    `json:"id"`    // unique in the dashboard
+	Type  string `json:"type"`  // "timeseries", "stat", "row", ...
+	Title string `json:"title"` // shown above the panel
+	// Targets are the panel's queries.
 	Targets []struct {
 		Expr  string `json:"expr"`
 		RefID string `json:"refId"`
 	} `json:"targets"`
+	// Panels are a collapsed row's panels.
 	Panels []Panel `json:"panels"`
 }
 

@@ -19,14 +19,17 @@ const (
 // Detail is one entry of error.details. Which fields are set depends on Type;
 // empty fields are left out of the JSON.
 type Detail struct {
+	// Type is the detail's protobuf type URL (TypeFCMError, TypeBadRequest, ...).
 	Type string `json:"@type"`
 	// ErrorCode is FCM's error code (TypeFCMError), e.g. "UNREGISTERED".
 	ErrorCode string `json:"errorCode,omitempty"`
 	// FieldViolations name the offending request fields (TypeBadRequest).
 	FieldViolations []FieldViolation `json:"fieldViolations,omitempty"`
 	// Reason, Domain and Metadata describe the cause (TypeErrorInfo).
-	Reason   string            `json:"reason,omitempty"`
-	Domain   string            `json:"domain,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Domain is the service that gave Reason, e.g. "googleapis.com".
+	Domain string `json:"domain,omitempty"`
+	// Metadata holds the cause's details, as key and value.
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Links point at documentation (TypeHelp).
 	Links []Link `json:"links,omitempty"`
@@ -34,14 +37,18 @@ type Detail struct {
 
 // FieldViolation is one entry of a google.rpc.BadRequest detail.
 type FieldViolation struct {
-	Field       string `json:"field"`
+	// Field is the request field's path, e.g. "message.token".
+	Field string `json:"field"`
+	// Description says what is wrong with it.
 	Description string `json:"description"`
 }
 
 // Link is one entry of a google.rpc.Help detail.
 type Link struct {
+	// Description is the link's text.
 	Description string `json:"description"`
-	URL         string `json:"url"`
+	// URL is where it points.
+	URL string `json:"url"`
 }
 
 // FCMErrorDetail is a google.firebase.fcm.v1.FcmError detail with the given

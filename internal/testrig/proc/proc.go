@@ -21,6 +21,7 @@ import (
 
 // Process is one running program.
 type Process struct {
+	// Name names the process in the test's messages.
 	Name string
 	cmd  *exec.Cmd
 
