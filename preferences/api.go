@@ -20,8 +20,11 @@ const MaxBodyBytes = 4 << 10
 
 // Keeper is what the API needs of the store ([*Store]).
 type Keeper interface {
+	// Get returns user's preferences (the defaults when none are set).
 	Get(ctx context.Context, user string) (Preferences, error)
+	// Put stores p, valid, for user.
 	Put(ctx context.Context, user string, p Preferences) error
+	// Delete sets user's preferences back to the defaults.
 	Delete(ctx context.Context, user string) error
 }
 

@@ -70,9 +70,11 @@ func (p Preferences) Validate() error {
 // summary push when the period ends. End before Start spans midnight
 // ("22:00" to "07:30").
 type QuietHours struct {
-	// Start and End are local times of day, "HH:MM" on a 24-hour clock.
+	// Start is when the period begins each day: a local time of day,
+	// "HH:MM" on a 24-hour clock.
 	Start string `json:"start"`
-	End   string `json:"end"`
+	// End is when it ends, likewise; before Start, the next day.
+	End string `json:"end"`
 	// TimeZone is an IANA time zone name ("Asia/Shanghai", "UTC").
 	TimeZone string `json:"time_zone"`
 }
