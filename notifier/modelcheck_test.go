@@ -1291,7 +1291,7 @@ func (p *modelRun) digest(d tasks.Summary) string {
 		return "preference_off"
 	}
 	window := m.p.Window.Milliseconds()
-	if m.prefsOn {
+	if pr.Mode() == preferences.ModeSummary {
 		window = max(window, m.summaryWindow)
 	}
 	maxAge := m.maxAge + window

@@ -126,6 +126,9 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 		return h.endSummary(ctx, d, 0, now)
 	}
 	extra := quietLength(prefs)
+	if prefs.Mode() == preferences.ModeSummary {
+		extra += max(h.opts.SummaryWindow-h.opts.Policy.Window, 0)
+	}
 	sum, cutoff, maxAge := h.summaryOf(d, b.Followers, now, extra)
 	if len(sum.Followers) == 0 {
 		h.metrics.summaries.WithLabelValues("stale").Inc()
@@ -233,16 +236,13 @@ func (h *Handler) summaryNotSent(ctx context.Context, log *slog.Logger, d tasks.
 // summaryOf returns the summary of digest d naming followers, leaving out
 // those too old at now, the oldest EventTime (ms) it names, and the age
 // past which followers are too old. extra is how much longer the
-// followee's quiet hours held them.
+// followee's own preferences held them (a longer summary window, quiet
+// hours).
 func (h *Handler) summaryOf(d tasks.Summary, followers []delivery.Follower, now time.Time, extra time.Duration) (fcm.Summary, int64, time.Duration) {
 	// A summary is late by design (the window, the cap, the followee's
 	// own summary-only preference and quiet hours): its followers go stale
 	// that much later than a single follow.
-	window := h.opts.Policy.Window
-	if h.opts.Preferences != nil {
-		window = max(window, h.opts.SummaryWindow)
-	}
-	maxAge := h.opts.MaxEventAge + window + extra
+	maxAge := h.opts.MaxEventAge + h.opts.Policy.Window + extra
 	if h.opts.Policy.MaxPerHour > 0 {
 		maxAge += delivery.CapWindow
 	}
