@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/followpush/followpush/internal/restapi"
 	"github.com/followpush/followpush/tencent"
 )
@@ -21,25 +23,23 @@ import (
 // ({"error": "..."}): a bad userID, from or limit 400, Redis failing 503,
 // and 503 when the history is off (FOLLOW_HISTORY=off).
 type API struct {
-	store   *Store
-	token   string
-	log     *slog.Logger
-	metrics *Metrics
+	store    *Store
+	token    string
+	log      *slog.Logger
+	requests *prometheus.CounterVec
 }
 
 // NewAPI returns the API over store (nil: the history is off, every
-// request that passes the token is answered 503), guarded by token, counted
-// in metrics (nil: counted nowhere).
-func NewAPI(store *Store, token string, log *slog.Logger, metrics *Metrics) *API {
-	if metrics == nil {
-		metrics = NewMetrics(nil)
-	}
-	return &API{store: store, token: token, log: log, metrics: metrics}
+// request that passes the token is answered 503), guarded by token. It
+// registers followpush_history_api_requests_total{method,code} with reg
+// (nil: not exported).
+func NewAPI(store *Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
+	return &API{store: store, token: token, log: log, requests: newRequests(reg)}
 }
 
 // Handler is the route's handler: counted, behind the API token.
 func (a *API) Handler() http.Handler {
-	return restapi.Counted(a.metrics.requests, restapi.Bearer(a.token, http.HandlerFunc(a.serve)))
+	return restapi.Counted(a.requests, restapi.Bearer(a.token, http.HandlerFunc(a.serve)))
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 type receiverParts struct {
 	webhook    http.Handler // POST /webhook (webhook.NewHandler)
 	devices    *devices.API
+	history    http.Handler // GET /v1/users/{userID}/notifications (history.API)
 	ready      http.Handler // GET /readyz
 	metrics    http.Handler // GET /metrics; nil: not on this listener
 	monitoring http.Handler // /monitoring/ (asynqmon); nil: not mounted
@@ -28,6 +29,7 @@ func receiverRoutes(p receiverParts) http.Handler {
 	handle("PUT /v1/users/{userID}/devices/{token}", p.devices.Guard(p.devices.Put))
 	handle("DELETE /v1/users/{userID}/devices/{token}", p.devices.Guard(p.devices.Delete))
 	handle("GET /v1/users/{userID}/devices", p.devices.Guard(p.devices.List))
+	handle("GET /v1/users/{userID}/notifications", p.history)
 
 	handle("GET /healthz", http.HandlerFunc(healthz))
 	handle("GET /readyz", p.ready)
