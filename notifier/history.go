@@ -30,9 +30,9 @@ type NamingSender interface {
 
 // story is what one task attempt decided and did, for its history entry.
 type story struct {
-	// from and to are the follower (follows only) and the followee, from
-	// the attributes the handler reports.
-	from, to string
+	// task, from and to are the task id, the follower (follows only) and
+	// the followee, from the attributes the handler reports.
+	task, from, to string
 	// result is the result counted for the task ("" until one is).
 	result    string
 	devices   []history.Device
@@ -57,6 +57,8 @@ func (s *story) noteAttrs(attrs []any) {
 	for _, a := range attrs {
 		if at, ok := a.(slog.Attr); ok {
 			switch at.Key {
+			case "task_id":
+				s.task = at.Value.String()
 			case "from_account":
 				s.from = at.Value.String()
 			case "to_account":
@@ -136,13 +138,10 @@ func noteFollowers(ctx context.Context, followers []string) {
 // that counted nothing), with a retry's next attempt time, chosen here
 // with [RetryDelay] (asynq's own call then gets the same).
 func (h *Handler) tell(ctx context.Context, t *asynq.Task, s *story, result string, err error) {
-	if s.to == "" {
+	if s.to == "" || s.task == "" {
 		return // a payload that could not be read: no followee
 	}
-	e := history.Entry{To: s.to, From: s.from, TaskID: taskID(ctx), Event: s.result}
-	if e.TaskID == "" {
-		return
-	}
+	e := history.Entry{To: s.to, From: s.from, TaskID: s.task, Event: s.result}
 	if result != "" {
 		e.Event = result
 	}
