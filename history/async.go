@@ -16,6 +16,11 @@ const asyncBatch = 256
 // asyncWriteTimeout bounds one background pipeline.
 const asyncWriteTimeout = 2 * time.Second
 
+// asyncLinger is how long the writer waits for more entries after the
+// first of a batch: a few more entries per pipeline cost Redis and the
+// worker far less than one pipeline each (BENCHMARKS.md).
+const asyncLinger = 5 * time.Millisecond
+
 // Async writes entries in the background, many per pipeline, for the
 // worker: [Async.Add] never blocks and never fails; an entry that cannot
 // be written (the buffer is full, Redis fails) is counted as a failed
@@ -107,15 +112,19 @@ func (a *Async) run() {
 			return
 		}
 		batch, flushed = a.take(batch[:0], flushed[:0], it)
+		linger := time.NewTimer(asyncLinger)
 	more:
-		for len(batch) < asyncBatch {
+		for len(batch) < asyncBatch && len(flushed) == 0 {
 			select {
 			case it = <-a.ch:
 				batch, flushed = a.take(batch, flushed, it)
-			default:
+			case <-linger.C:
+				break more
+			case <-a.stop:
 				break more
 			}
 		}
+		linger.Stop()
 		if len(batch) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), asyncWriteTimeout)
 			_ = a.s.Write(ctx, batch...) // failures are counted

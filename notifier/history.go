@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hibiken/asynq"
@@ -155,7 +156,9 @@ func (h *Handler) tell(ctx context.Context, t *asynq.Task, s *story, result stri
 	if errors.As(err, &re) {
 		if result == "retry" {
 			RetryDelay(n, err, t)
-			d.NextRetry = re.Next.UnixMilli()
+			// asynq keeps retry times in whole seconds (and runs a retry
+			// once its second has begun).
+			d.NextRetry = re.Next.Truncate(time.Second).UnixMilli()
 		}
 		d.Why = re.Reason
 		if d.Why == "" && re.Throttled {
