@@ -16,8 +16,8 @@ const (
 	// DefaultEnabled is FOLLOW_HISTORY's default: on. The history answers
 	// "why did I get no notification?", a question asked after the fact:
 	// off by default, it would be empty when it is needed. It costs about
-	// 80 bytes of Redis per event and a few per cent of a worker's
-	// processing (BENCHMARKS.md).
+	// 190 bytes of Redis per event (19 KB for a user at the default cap)
+	// and a few per cent of a worker's processing (BENCHMARKS.md).
 	DefaultEnabled = true
 	// DefaultMaxEvents is Options.MaxEvents's default: the entries kept
 	// per followee (Redis trims to about this many, in whole stream nodes).
