@@ -21,6 +21,7 @@ import (
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/spool"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
@@ -137,6 +138,9 @@ var Settings = []Setting{
 	{Name: "MAX_EVENT_AGE", Programs: all, Default: text(delivery.DefaultMaxEventAge), Help: "a follow older than this (from its EventTime) is dropped, not pushed; also how long an unfollow cancels"},
 	{Name: "DEDUPE_TTL", Programs: sending, Default: text(delivery.DefaultRecordTTL), Help: "how long a follow's delivery record (dedupe, sent devices) is kept; at least MAX_EVENT_AGE"},
 	{Name: "COMPLETED_TASK_RETENTION", Programs: all, Default: "0", Help: "how long a delivered follow's task (receivers) and a sent summary's task (workers) stay in Redis as completed, for asynqmon's Completed tab; 0 = deleted at once; 1s to 24h, about 650 bytes of Redis per task kept; give receivers and workers the same value"},
+	{Name: "FOLLOW_HISTORY", Programs: all, Default: onOff(history.DefaultEnabled), Help: "on: every follow and unfollow, and every decision and push attempt about it, is kept per followed user in Redis and served at GET /v1/users/{userID}/notifications (docs/history.md); off: nothing written, the route answers 503; give receivers and workers the same value"},
+	{Name: "FOLLOW_HISTORY_MAX_EVENTS", Programs: all, Default: text(history.DefaultMaxEvents), Help: fmt.Sprintf("history entries kept per followed user (about; a follow takes 2 to 4), %d to %d", history.MinMaxEvents, history.MaxMaxEvents)},
+	{Name: "FOLLOW_HISTORY_TTL", Programs: all, Default: text(history.DefaultTTL), Help: "how long a user's history is kept after its last entry, 1m to 2160h"},
 	{Name: "WORKER_CONCURRENCY", Programs: sending, Default: text(DefaultWorkerConcurrency), Help: "tasks processed at once per worker process (FCM sends are I/O bound)"},
 	{Name: "WORKER_POLL_INTERVAL", Programs: sending, Default: text(DefaultPollInterval), Help: "how often an idle worker checks for new tasks (asynq TaskCheckInterval, asynq's own default 1s): pick-up p50 ~11 ms, ~300 Redis commands/s per idle worker"},
 	{Name: "FCM_PROJECT_ID", Programs: sending, Default: "(from the credentials file)", Help: "Firebase project id; required with FCM_ENDPOINT and no credentials, or with neither (application default credentials)"},

@@ -129,6 +129,12 @@ func TestLoadReportsEveryBadSetting(t *testing.T) {
 		{"aggregation window below a second", standaloneErr, map[string]string{"AGGREGATION_WINDOW": "10ms"}, []string{"AGGREGATION_WINDOW"}},
 		{"templates file missing", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/does-not-exist.json"}, []string{"PUSH_TEMPLATES_FILE"}},
 		{"templates file bad", standaloneErr, map[string]string{"PUSH_TEMPLATES_FILE": "testdata/templates-bad.json"}, []string{"PUSH_TEMPLATES_FILE"}},
+		{"history bad values", receiverErr, map[string]string{
+			"TENCENT_SDKAPPID": "1", "FOLLOW_HISTORY": "maybe", "FOLLOW_HISTORY_MAX_EVENTS": "5", "FOLLOW_HISTORY_TTL": "2161h",
+		}, []string{"FOLLOW_HISTORY", "FOLLOW_HISTORY_MAX_EVENTS", "FOLLOW_HISTORY_TTL"}},
+		{"worker history bad values", workerErr, map[string]string{
+			"FCM_PROJECT_ID": "p", "FOLLOW_HISTORY": "yes", "FOLLOW_HISTORY_MAX_EVENTS": "x", "FOLLOW_HISTORY_TTL": "1s",
+		}, []string{"FOLLOW_HISTORY", "FOLLOW_HISTORY_MAX_EVENTS", "FOLLOW_HISTORY_TTL"}},
 		{"standalone bad", standaloneErr, map[string]string{"WEBHOOK_MAX_BODY_BYTES": "1e9"}, []string{"WEBHOOK_MAX_BODY_BYTES"}},
 	}
 	for _, tt := range tests {

@@ -67,6 +67,9 @@ type Receiver struct {
 	// CompletedTaskRetention is COMPLETED_TASK_RETENTION (default 0): how
 	// long a follow task stays in Redis as completed after it succeeded.
 	CompletedTaskRetention time.Duration
+	// History is FOLLOW_HISTORY, FOLLOW_HISTORY_MAX_EVENTS and
+	// FOLLOW_HISTORY_TTL.
+	History HistorySettings
 	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
@@ -117,6 +120,9 @@ type Worker struct {
 	// CompletedTaskRetention is COMPLETED_TASK_RETENTION (default 0): how
 	// long a digest task stays in Redis as completed after it succeeded.
 	CompletedTaskRetention time.Duration
+	// History is FOLLOW_HISTORY, FOLLOW_HISTORY_MAX_EVENTS and
+	// FOLLOW_HISTORY_TTL.
+	History HistorySettings
 	// ShutdownTimeout is SHUTDOWN_TIMEOUT (default 25s).
 	ShutdownTimeout time.Duration
 	// LogLevel is LOG_LEVEL (default "info").
@@ -244,6 +250,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		LogLevel:           l.logLevel(),
 	}
 	r.CompletedTaskRetention = l.retention()
+	r.History = l.history()
 	if l.program == ProgramReceiver {
 		l.spool(&r)
 		if v := l.raw("METRICS_ADDR", ""); v != "" {
@@ -346,6 +353,7 @@ func (l *loader) worker(rd Redis) Worker {
 		LogLevel:               l.logLevel(),
 	}
 	w.CompletedTaskRetention = l.retention()
+	w.History = l.history()
 	// Each task may hold a connection; asynq needs a few of its own.
 	w.Redis.PoolSize = max(64, w.Concurrency+32)
 	if w.DedupeTTL < w.MaxEventAge {

@@ -192,19 +192,36 @@ func (s *Store) recordLife(e Event, now time.Time) time.Duration {
 // the claim that follow held is dropped. It is one pipeline of one script
 // per followee.
 func (s *Store) Cancel(ctx context.Context, app, from string, to []string, eventTime int64) error {
+	return s.CancelAlso(ctx, app, from, to, eventTime, nil)
+}
+
+// CancelAlso is [Store.Cancel] that also queues, through also (when not
+// nil), the caller's own commands on its first pipeline: they share its
+// round trip, and their errors are not Cancel's (the caller reads them
+// from its commands).
+func (s *Store) CancelAlso(ctx context.Context, app, from string, to []string, eventTime int64, also func(redis.Pipeliner)) error {
 	if len(to) == 0 {
 		return nil
 	}
 	ttl := s.cancelTTL + ClockSkewMargin
 	run := func(eval func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, t := range to {
-				eval(p, []string{s.pendingKey(t), s.cooldownKey(t), s.claimKey(t), s.unfollowsKey(t)},
-					from, eventTime, ttl.Milliseconds(), excl(eventTime-ttl.Milliseconds()))
+		p := s.rdb.Pipeline()
+		if also != nil {
+			also(p)
+			also = nil
+		}
+		cmds := make([]*redis.Cmd, len(to))
+		for i, t := range to {
+			cmds[i] = eval(p, []string{s.pendingKey(t), s.cooldownKey(t), s.claimKey(t), s.unfollowsKey(t)},
+				from, eventTime, ttl.Milliseconds(), excl(eventTime-ttl.Milliseconds()))
+		}
+		_, _ = p.Exec(ctx) // errors are in the commands
+		for _, c := range cmds {
+			if err := c.Err(); err != nil {
+				return err
 			}
-			return nil
-		})
-		return err
+		}
+		return nil
 	}
 	err := run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
 		return undoScript.EvalSha(ctx, p, keys, args...)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	fhistory "github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
@@ -120,5 +121,78 @@ func BenchmarkProcessTask(b *testing.B) {
 			}
 			fakeFCM.Reset() // the fake keeps every request; do not let it grow across runs
 		})
+	}
+}
+
+// BenchmarkProcessTaskHistory is BenchmarkProcessTask with the follow
+// history off and on, alternating in one run (4 rounds of off then on),
+// so that the machine's state weighs on both alike:
+//
+//	go test -run '^$' -bench ProcessTaskHistory ./notifier
+//
+// With the history on, each task's entry is written by the background
+// writer; the timing includes waiting for the last of them (Flush).
+func BenchmarkProcessTaskHistory(b *testing.B) {
+	rdb := redistest.Start(b).Client(b)
+	reg := devices.NewRegistry(rdb, devices.Options{})
+	fakeFCM := fcmtest.NewServer(b)
+	fcmSender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "bench", Endpoint: fakeFCM.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const users = 1000
+	ctx := context.Background()
+	for i := range users {
+		if err := reg.Register(ctx, "u"+strconv.Itoa(i), "token-"+strconv.Itoa(i)+"-0123456789abcdef", devices.Registration{Platform: "android"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := 0
+	for _, sc := range []struct {
+		name   string
+		sender notifier.Sender
+	}{{"nop", nopSender{}}, {"fcm", fcmSender}} {
+		for round := range 4 {
+			for _, on := range []bool{false, true} {
+				name := sc.name + "/history=off/round=" + strconv.Itoa(round)
+				if on {
+					name = sc.name + "/history=on/round=" + strconv.Itoa(round)
+				}
+				b.Run(name, func(b *testing.B) {
+					run++
+					var async *fhistory.Async
+					opts := notifier.HandlerOptions{SendTimeout: 3 * time.Second}
+					if on {
+						async = fhistory.New(rdb, fhistory.Options{}, nil).Async(0)
+						defer async.Close(ctx)
+						opts.History = async
+					}
+					h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), reg, delivery.New(rdb, delivery.Options{}), sc.sender, nil, opts)
+					if err != nil {
+						b.Fatal(err)
+					}
+					now := time.Now().UnixMilli()
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := range b.N {
+						task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "f" + strconv.Itoa(i) + "-" + strconv.Itoa(run),
+							To: "u" + strconv.Itoa(i%users), EventTime: now})
+						if err != nil {
+							b.Fatal(err)
+						}
+						if err := h.ProcessTask(ctx, task); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if async != nil {
+						if err := async.Flush(ctx); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StopTimer()
+					fakeFCM.Reset()
+				})
+			}
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/preferences"
@@ -83,6 +84,10 @@ type HandlerOptions struct {
 	MismatchBreaker *MismatchBreaker
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// History, when set, gets one entry per task attempt: the follow's
+	// (or summary's) result, the devices sent to, the summary a follow
+	// was folded into (see package history). Default nil: no history.
+	History *history.Async
 }
 
 // Handler is the asynq handler of the worker's tasks ([Handler.ProcessTask],
@@ -216,7 +221,7 @@ func (h *Handler) at(ctx context.Context, step string) {
 func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow) error {
 	now := h.opts.Now()
 	if age := now.Sub(f.Time()); age > h.opts.MaxEventAge {
-		h.metrics.tasks.WithLabelValues("stale").Inc()
+		h.count(ctx, h.metrics.tasks, "stale")
 		log.Warn("follow too old: dropped", "age", age.Round(time.Second).String(), "max_age", h.opts.MaxEventAge.String())
 		if !h.opts.Policy.Active() && h.opts.Preferences == nil {
 			return nil // nothing to settle: no claim, no cap slot
@@ -242,11 +247,11 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	h.at(ctx, "loaded")
 	switch {
 	case rec.Done:
-		h.metrics.tasks.WithLabelValues("duplicate").Inc()
+		h.count(ctx, h.metrics.tasks, "duplicate")
 		log.Info("follow already handled: nothing sent")
 		return nil
 	case rec.Cancelled:
-		h.metrics.tasks.WithLabelValues("cancelled").Inc()
+		h.count(ctx, h.metrics.tasks, "cancelled")
 		log.Info("unfollowed before the push: nothing sent")
 		return h.end(ctx, f, now)
 	}
@@ -257,7 +262,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		}
 	}
 	if prefs.Mode() == preferences.ModeOff {
-		h.metrics.tasks.WithLabelValues(resultPreferenceOff).Inc()
+		h.count(ctx, h.metrics.tasks, resultPreferenceOff)
 		log.Info("the followee turned follower pushes off: nothing sent")
 		return h.end(ctx, f, now)
 	}
@@ -265,7 +270,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return err // retried: a failed read is not "no devices"
 	}
 	if dq.Listed() == 0 {
-		h.metrics.tasks.WithLabelValues("no_devices").Inc()
+		h.count(ctx, h.metrics.tasks, "no_devices")
 		log.Debug("no devices to push to")
 		return h.end(ctx, f, now)
 	}
@@ -299,7 +304,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return h.folded(ctx, log, f, adm, now)
 	default:
 		result, msg := verdictResult(adm.Verdict)
-		h.metrics.tasks.WithLabelValues(result).Inc()
+		h.count(ctx, h.metrics.tasks, result)
 		log.Info(msg, "cooldown", h.opts.Policy.Cooldown.String())
 		return h.end(ctx, f, now)
 	}
@@ -314,9 +319,9 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		// earlier attempt's record was written, its done flag was not), or
 		// no listed token turned out to be the followee's.
 		if err := h.end(ctx, f, now); err != nil || rec.Reached {
-			return h.ended(log, h.metrics.tasks, true, 0, "follow", err)
+			return h.ended(ctx, log, h.metrics.tasks, true, 0, "follow", err)
 		}
-		h.metrics.tasks.WithLabelValues("no_devices").Inc()
+		h.count(ctx, h.metrics.tasks, "no_devices")
 		log.Debug("no devices to push to")
 		return nil
 	}
@@ -329,7 +334,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		return err
 	}
 	h.at(ctx, "settled")
-	return h.ended(log, h.metrics.tasks, rec.Reached || a.Accepted, len(a.Finished), "follow", firstErr(err, asRetry(retry)))
+	return h.ended(ctx, log, h.metrics.tasks, rec.Reached || a.Accepted, len(a.Finished), "follow", firstErr(err, asRetry(retry)))
 }
 
 // verdictResult names the result (followpush_tasks_total) and the log
@@ -353,16 +358,16 @@ func verdictResult(v delivery.Verdict) (string, string) {
 // a device accepted the push in any attempt (reached), undelivered when
 // it ended without one. finished is how many devices this attempt
 // finished.
-func (h *Handler) ended(log *slog.Logger, counter *prometheus.CounterVec, reached bool, finished int, what string, err error) error {
+func (h *Handler) ended(ctx context.Context, log *slog.Logger, counter *prometheus.CounterVec, reached bool, finished int, what string, err error) error {
 	if err != nil {
 		return err
 	}
 	if reached {
-		counter.WithLabelValues("sent").Inc()
+		h.count(ctx, counter, "sent")
 		log.Info(what+" delivered", "devices", finished)
 		return nil
 	}
-	counter.WithLabelValues("undelivered").Inc()
+	h.count(ctx, counter, "undelivered")
 	log.Warn(what + " not delivered: no device accepted the push (dead tokens, or FCM refused it for good)")
 	return nil
 }
@@ -562,10 +567,11 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, user string, p 
 		return delivery.Attempt{}, &RetryError{Reason: "the commitment to push lapsed before the send", After: time.Second, Throttled: true}, nil
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, h.opts.SendTimeout)
-	errs := h.sender.Send(sendCtx, msgs)
+	names, errs := h.send(sendCtx, msgs)
 	cancel()
 	accepted := h.opts.Now()
 	h.sendSucceeded(ctx, log, errs) // before any SENDER_ID_MISMATCH of errs is judged
+	noteSend(ctx, targets, names, errs)
 
 	var (
 		a     delivery.Attempt
@@ -635,6 +641,7 @@ func (h *Handler) dropToken(ctx context.Context, log *slog.Logger, user, token s
 		return
 	}
 	h.metrics.tokensDeleted.WithLabelValues(string(outcome)).Inc()
+	noteRemoved(ctx, token)
 	log.Info("dead token deleted", "err", sendErr)
 }
 

@@ -29,8 +29,12 @@ func (h *Handler) NewServeMux() *asynq.ServeMux {
 }
 
 // taskReport is what a task's handler tells the middleware about the task:
-// the logger with the task's attributes (its id, follower, followee).
-type taskReport struct{ log *slog.Logger }
+// the logger with the task's attributes (its id, follower, followee), and
+// with the history on, the story of the attempt (see history.go).
+type taskReport struct {
+	log   *slog.Logger
+	story *story
+}
 
 type reportKey struct{}
 
@@ -42,6 +46,9 @@ func reported(ctx context.Context, attrs ...any) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With(attrs...)
+	if r.story != nil {
+		r.story.noteAttrs(attrs)
+	}
 	return r.log
 }
 
@@ -51,10 +58,15 @@ func reported(ctx context.Context, attrs ...any) *slog.Logger {
 // retry budget is used up and asynq archives the task, invalid for a
 // payload that can never be pushed, else error) and logs it, with the
 // attributes the handler added (task_id, from_account, to_account). The
-// results of tasks that end without an error are counted by the handlers.
+// results of tasks that end without an error are counted by the handlers
+// ([Handler.count]). With the history on (HandlerOptions.History), it
+// also hands the attempt's history entry to the history writer.
 func (h *Handler) Report(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		r := &taskReport{log: h.log}
+		if h.opts.History != nil {
+			r.story = &story{}
+		}
 		if id := taskID(ctx); id != "" {
 			r.log = r.log.With(slog.String("task_id", id))
 		}
@@ -63,29 +75,38 @@ func (h *Handler) Report(next asynq.Handler) asynq.Handler {
 		if t.Type() == tasks.TypeSummary {
 			counter, kind = h.metrics.summaries, "summary"
 		}
-		h.reportResult(ctx, r.log, counter, kind, err)
+		result := h.reportResult(ctx, r.log, counter, kind, err)
+		if r.story != nil {
+			h.tell(ctx, t, r.story, result, err)
+		}
 		return err
 	})
 }
 
 // reportResult counts and logs the error a task handler returns: a retry
 // (a [*RetryError]) as a warning, the last one (asynq archives the task)
-// as an error, an invalid payload and anything else as an error.
-func (h *Handler) reportResult(ctx context.Context, log *slog.Logger, counter *prometheus.CounterVec, kind string, err error) {
+// as an error, an invalid payload and anything else as an error. It
+// returns the result counted ("" for nil).
+func (h *Handler) reportResult(ctx context.Context, log *slog.Logger, counter *prometheus.CounterVec, kind string, err error) string {
 	var re *RetryError
 	switch {
 	case err == nil:
+		return ""
 	case errors.Is(err, tasks.ErrInvalidFollow) || errors.Is(err, tasks.ErrInvalidSummary):
 		counter.WithLabelValues("invalid").Inc()
 		log.Error("invalid "+kind+" task: archived", "err", err)
+		return "invalid"
 	case errors.As(err, &re) && h.lastAttempt(ctx, err):
 		counter.WithLabelValues("exhausted").Inc()
 		log.Error("retries used up: the task is archived, the push not sent", "err", err)
+		return "exhausted"
 	case errors.As(err, &re):
 		counter.WithLabelValues("retry").Inc()
 		log.Warn(map[string]string{"follow": "push will be retried", "summary": "summary push will be retried"}[kind], "err", err)
+		return "retry"
 	default:
 		counter.WithLabelValues("error").Inc()
 		log.Error(kind+" task failed", "err", err)
+		return "error"
 	}
 }

@@ -40,11 +40,12 @@ func (h *Handler) folded(ctx context.Context, log *slog.Logger, f tasks.Follow, 
 	if err := h.schedule(ctx, tasks.Summary{AppID: f.AppID, To: f.To, Due: adm.Due}); err != nil {
 		return err
 	}
+	noteSummary(ctx, tasks.Summary{AppID: f.AppID, To: f.To, Due: adm.Due})
 	h.at(ctx, "scheduled")
 	if err := h.end(ctx, f, now); err != nil {
 		return err
 	}
-	h.metrics.tasks.WithLabelValues(string(adm.Verdict)).Inc()
+	h.count(ctx, h.metrics.tasks, string(adm.Verdict))
 	log.Info("follow folded into a summary push", "reason", string(adm.Verdict), "due", time.UnixMilli(adm.Due).UTC().Format(time.RFC3339Nano))
 	return nil
 }
@@ -92,7 +93,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	}
 	h.at(ctx, "loaded")
 	if rec.Done {
-		h.metrics.summaries.WithLabelValues("duplicate").Inc()
+		h.count(ctx, h.metrics.summaries, "duplicate")
 		log.Info("summary push already handled: nothing sent")
 		return nil
 	}
@@ -121,7 +122,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 		return h.summaryNotSent(ctx, log, d, b, rec.Taken, now)
 	}
 	if prefs.Mode() == preferences.ModeOff {
-		h.metrics.summaries.WithLabelValues(resultPreferenceOff).Inc()
+		h.count(ctx, h.metrics.summaries, resultPreferenceOff)
 		log.Info("the followee turned follower pushes off: summary not sent")
 		return h.endSummary(ctx, d, 0, now)
 	}
@@ -131,7 +132,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	}
 	sum, cutoff, maxAge := h.summaryOf(d, b.Followers, now, extra)
 	if len(sum.Followers) == 0 {
-		h.metrics.summaries.WithLabelValues("stale").Inc()
+		h.count(ctx, h.metrics.summaries, "stale")
 		log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
 		return h.endSummary(ctx, d, cutoff, now)
 	}
@@ -142,9 +143,9 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	targets := pending(all, rec)
 	if len(targets) == 0 {
 		if err := h.endSummary(ctx, d, cutoff, now); err != nil || rec.Reached {
-			return h.ended(log, h.metrics.summaries, true, 0, "summary push", err)
+			return h.ended(ctx, log, h.metrics.summaries, true, 0, "summary push", err)
 		}
-		h.metrics.summaries.WithLabelValues("no_devices").Inc()
+		h.count(ctx, h.metrics.summaries, "no_devices")
 		log.Debug("no devices to push to")
 		return nil
 	}
@@ -163,13 +164,14 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	}
 	if again, _, _ := h.summaryOf(d, b.Followers, now, extra); !slices.Equal(again.Followers, sum.Followers) {
 		if len(again.Followers) == 0 {
-			h.metrics.summaries.WithLabelValues("stale").Inc()
+			h.count(ctx, h.metrics.summaries, "stale")
 			log.Warn("every follow of the summary is too old: dropped", "max_age", maxAge.String())
 			return h.endSummary(ctx, d, cutoff, now)
 		}
 		sum, p = again, h.summaryPush(ctx, log, again)
 	}
 	h.at(ctx, "committed")
+	noteFollowers(ctx, sum.Followers)
 	a, retry, err := h.deliver(ctx, log, d.To, p, targets, committedAt)
 	h.at(ctx, "sent")
 	if err := h.settle(ctx, log, a, retry, err, func(ctx context.Context, a delivery.Attempt) (int, error) {
@@ -184,7 +186,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	if rec.Reached || a.Accepted {
 		h.metrics.summarySize.Observe(float64(len(sum.Followers)))
 	}
-	return h.ended(log.With("followers", len(sum.Followers)), h.metrics.summaries, rec.Reached || a.Accepted, len(a.Finished), "summary push", nil)
+	return h.ended(ctx, log.With("followers", len(sum.Followers)), h.metrics.summaries, rec.Reached || a.Accepted, len(a.Finished), "summary push", nil)
 }
 
 // endSummary settles a summary that ends without being sent in this
@@ -221,13 +223,13 @@ func (h *Handler) summaryNotSent(ctx context.Context, log *slog.Logger, d tasks.
 	}
 	switch {
 	case taken && !b.Retake:
-		h.metrics.summaries.WithLabelValues("stale").Inc()
+		h.count(ctx, h.metrics.summaries, "stale")
 		log.Warn("the followers the summary took are gone (expired, or lost by Redis): dropped", "verdict", string(b.Verdict))
 	case b.Verdict == delivery.TakeEmpty:
-		h.metrics.summaries.WithLabelValues(result).Inc()
+		h.count(ctx, h.metrics.summaries, result)
 		log.Info("every follow of the summary was undone: nothing sent")
 	default:
-		h.metrics.summaries.WithLabelValues(result).Inc()
+		h.count(ctx, h.metrics.summaries, result)
 		log.Info("summary push put off", "reason", result, "next", time.UnixMilli(b.Next).UTC().Format(time.RFC3339Nano))
 	}
 	return nil

@@ -47,6 +47,10 @@ type RetryError struct {
 	Next time.Time
 	// Delay is the wait RetryDelay chose (see Next).
 	Delay time.Duration
+	// chosenFor is 1 + the retry count Next and Delay were chosen for (0:
+	// not chosen), so that a second RetryDelay for the same retry keeps the
+	// first one's choice (the history records it before asynq asks).
+	chosenFor int
 }
 
 // Error says how many devices failed with what, the Retry-After FCM asked
@@ -110,11 +114,18 @@ const (
 // When err is a [*RetryError], RetryDelay also records the delay it chose
 // in it ([RetryError.Next], [RetryError.Delay]), so that the error's
 // message, which asynq stores right after, says when the retry is.
+//
+// Asked again for the same error and retry count, it answers what it
+// chose the first time: the worker chooses before asynq asks when it
+// records the retry in the follow's history.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	d := retryDelay(n, err, rand.N[time.Duration])
 	var re *RetryError
-	if errors.As(err, &re) {
-		re.Delay, re.Next = d, time.Now().Add(d)
+	if errors.As(err, &re) && re.chosenFor == n+1 {
+		return re.Delay
+	}
+	d := retryDelay(n, err, rand.N[time.Duration])
+	if re != nil {
+		re.Delay, re.Next, re.chosenFor = d, time.Now().Add(d), n+1
 	}
 	return d
 }

@@ -29,9 +29,19 @@ type AsynqEnqueuer struct {
 	// asynqmon's Completed tab shows it; 0 (the default) deletes it at
 	// once. Set it before the first call.
 	Retention time.Duration
+	// Journal, when set, writes a history entry of each follow in the
+	// pipeline that stores its task (a *history.Store); its failures are
+	// its own, never the enqueue's. Set it before the first call.
+	Journal Journal
 
 	batch       *asynqbatch.Client
 	concurrency int
+}
+
+// Journal writes entries about follows on a pipeline of the caller's:
+// [*history.Store] implements it. done is called once the pipeline ran.
+type Journal interface {
+	QueueFollows(ctx context.Context, p redis.Pipeliner, follows []tasks.Follow) (done func())
 }
 
 // DefaultEnqueueConcurrency is how many pipelines [NewAsynqEnqueuer] runs
@@ -63,7 +73,7 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 		ts[i] = asynqbatch.Task(s)
 	}
 	if len(ts) <= enqueueBatch {
-		return e.store(ctx, ts)
+		return e.store(ctx, ts, follows)
 	}
 	var (
 		mu  sync.Mutex
@@ -72,9 +82,10 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 	)
 	g.SetLimit(e.concurrency)
 	for start := 0; start < len(ts); start += enqueueBatch {
-		chunk := ts[start:min(start+enqueueBatch, len(ts))]
+		end := min(start+enqueueBatch, len(ts))
+		chunk, fs := ts[start:end], follows[start:end]
 		g.Go(func() error {
-			r, err := e.store(ctx, chunk)
+			r, err := e.store(ctx, chunk, fs)
 			mu.Lock()
 			res.Enqueued += r.Enqueued
 			res.Duplicate += r.Duplicate
@@ -86,11 +97,18 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 	return res, err
 }
 
-// store enqueues ts in one pipeline. On error only the tasks known to be
-// created are counted.
-func (e *AsynqEnqueuer) store(ctx context.Context, ts []asynqbatch.Task) (EnqueueResult, error) {
+// store enqueues ts, the tasks of follows, in one pipeline, with their
+// history entries when there is a Journal. On error only the tasks known
+// to be created are counted.
+func (e *AsynqEnqueuer) store(ctx context.Context, ts []asynqbatch.Task, follows []tasks.Follow) (EnqueueResult, error) {
 	var res EnqueueResult
-	created, err := e.batch.Enqueue(ctx, ts)
+	var also func(redis.Pipeliner)
+	done := func() {}
+	if e.Journal != nil {
+		also = func(p redis.Pipeliner) { done = e.Journal.QueueFollows(ctx, p, follows) }
+	}
+	created, err := e.batch.EnqueueAlso(ctx, ts, also)
+	done()
 	for _, c := range created {
 		if c {
 			res.Enqueued++

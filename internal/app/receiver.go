@@ -14,6 +14,7 @@ import (
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/spool"
 	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/webhook"
@@ -61,7 +62,13 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 	metrics := webhook.NewMetrics(reg)
 	enq := webhook.NewAsynqEnqueuer(rdb, cfg.EnqueueConcurrency)
 	enq.Retention = cfg.CompletedTaskRetention
-	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)})
+	var canceller webhook.Canceller = delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)})
+	var hist *history.Store // nil: FOLLOW_HISTORY=off
+	if cfg.History.Enabled {
+		hist = history.New(rdb, cfg.History.Options(cfg.Redis.KeyPrefix), history.NewMetrics(reg))
+		enq.Journal = hist
+		canceller = historyCanceller{canceller.(*delivery.Store), hist}
+	}
 	var sp webhook.Spool
 	if cfg.SpoolDir != "" {
 		s, err := spool.Open(spool.Options{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes})
@@ -95,6 +102,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 			Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser,
 		}), cfg.APIToken, log, reg),
 		prefs:      preferences.NewAPI(preferences.NewStore(rdb, cfg.Redis.KeyPrefix), cfg.APIToken, log, reg),
+		history:    history.NewAPI(hist, cfg.APIToken, log, reg).Handler(),
 		ready:      readiness{ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, log: log, spool: sp, maxBytes: cfg.SpoolMaxBytes, metrics: metrics},
 		metrics:    metricsHandler,
 		monitoring: monitoring,
@@ -120,4 +128,22 @@ func LogReceiverStart(cfg config.Receiver, log *slog.Logger) {
 	}
 	log.Info("receiver configured", "sdkappids", cfg.AppIDs, "signed_webhooks", len(cfg.CallbackTokens) > 0, "callback_tokens", tokens,
 		"device_api", cfg.APIToken != "", "redis_mode", cfg.Redis.Mode())
+}
+
+// historyCanceller records unfollows with their history entries in the
+// same pipeline (FOLLOW_HISTORY=on).
+type historyCanceller struct {
+	store *delivery.Store
+	hist  *history.Store
+}
+
+// Cancel records the unfollows (delivery.Store.Cancel) and their history
+// entries, whose failure is counted, not returned.
+func (c historyCanceller) Cancel(ctx context.Context, app, from string, to []string, eventTime int64) error {
+	done := func() {}
+	err := c.store.CancelAlso(ctx, app, from, to, eventTime, func(p redis.Pipeliner) {
+		done = c.hist.QueueUnfollows(ctx, p, from, to, eventTime)
+	})
+	done()
+	return err
 }

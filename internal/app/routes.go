@@ -12,6 +12,7 @@ type receiverParts struct {
 	webhook    http.Handler // POST /webhook (webhook.NewHandler)
 	devices    *devices.API
 	prefs      *preferences.API // nil: not served (tests)
+	history    http.Handler     // GET /v1/users/{userID}/notifications (history.API); nil: not served (tests)
 	ready      http.Handler     // GET /readyz
 	metrics    http.Handler     // GET /metrics; nil: not on this listener
 	monitoring http.Handler     // /monitoring/ (asynqmon); nil: not mounted
@@ -34,6 +35,9 @@ func receiverRoutes(p receiverParts) http.Handler {
 		handle("PUT /v1/users/{userID}/preferences", p.prefs.Guard(p.prefs.Put))
 		handle("GET /v1/users/{userID}/preferences", p.prefs.Guard(p.prefs.Get))
 		handle("DELETE /v1/users/{userID}/preferences", p.prefs.Guard(p.prefs.Delete))
+	}
+	if p.history != nil {
+		handle("GET /v1/users/{userID}/notifications", p.history)
 	}
 
 	handle("GET /healthz", http.HandlerFunc(healthz))

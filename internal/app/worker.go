@@ -16,6 +16,7 @@ import (
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/preferences"
@@ -46,6 +47,7 @@ type Worker struct {
 	// Handler handles them (and exposes the worker's metrics and breaker).
 	Handler *notifier.Handler
 	mux     *asynq.ServeMux
+	history *history.Async // nil: off
 }
 
 // NewWorker assembles the worker over rdb, sending with sender. asynq's own
@@ -74,6 +76,10 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			return nil, err
 		}
 	}
+	var hist *history.Async // nil: FOLLOW_HISTORY=off
+	if cfg.History.Enabled {
+		hist = history.New(rdb, cfg.History.Options(cfg.Redis.KeyPrefix), history.NewMetrics(reg)).Async(0)
+	}
 	h, err := notifier.NewHandler(log,
 		devices.NewRegistry(rdb, devices.Options{Prefix: cfg.Redis.KeyPrefix, MaxDevicesPerUser: cfg.MaxDevicesPerUser}),
 		delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, RecordTTL: cfg.DedupeTTL, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)}),
@@ -87,6 +93,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			Scheduler:   client,
 			Limiter:     limiter,
 			Names:       names,
+			History:     hist,
 			MismatchBreaker: notifier.NewMismatchBreaker(rdb, cfg.Redis.KeyPrefix+MismatchBreakerKey, notifier.MismatchBreakerOptions{
 				Limit:  cfg.SenderIDMismatchLimit,
 				Window: cfg.SenderIDMismatchWindow,
@@ -106,7 +113,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		Logger:                   asynqLogger{log.With("component", "asynq")},
 		LogLevel:                 asynqLevel(log),
 	})
-	return &Worker{Server: srv, Handler: h, mux: h.NewServeMux()}, nil
+	return &Worker{Server: srv, Handler: h, mux: h.NewServeMux(), history: hist}, nil
 }
 
 // retainingScheduler enqueues tasks that asynq keeps as completed for
@@ -129,8 +136,29 @@ const MismatchBreakerKey = "breaker:sender_id_mismatch"
 // finish within the shutdown timeout and leaves the rest in Redis.
 func (w *Worker) Start() error { return w.Server.Start(w.mux) }
 
-// Shutdown stops the worker gracefully.
-func (w *Worker) Shutdown() { w.Server.Shutdown() }
+// Shutdown stops the worker gracefully, then writes the history entries
+// it still holds (for at most historyFlushTimeout).
+func (w *Worker) Shutdown() {
+	w.Server.Shutdown()
+	if w.history != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), historyFlushTimeout)
+		defer cancel()
+		_ = w.history.Close(ctx)
+	}
+}
+
+// historyFlushTimeout bounds how long a stopping worker writes its last
+// history entries.
+const historyFlushTimeout = 3 * time.Second
+
+// FlushHistory waits until the history entries of the tasks finished so
+// far are written (tests).
+func (w *Worker) FlushHistory(ctx context.Context) error {
+	if w.history == nil {
+		return nil
+	}
+	return w.history.Flush(ctx)
+}
 
 // OpsHandler serves /metrics, /healthz and /readyz for the worker, and
 // Go's profiler under /debug/pprof/ when pprof is true. /readyz answers 503

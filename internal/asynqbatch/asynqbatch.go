@@ -146,6 +146,16 @@ func (t Task) Validate() error {
 // the commands that failed with NOSCRIPT, and only those, are sent again
 // with the script's source in a second round trip.
 func (c *Client) Enqueue(ctx context.Context, ts []Task) (created []bool, err error) {
+	return c.EnqueueAlso(ctx, ts, nil)
+}
+
+// EnqueueAlso is [Client.Enqueue] that also queues, through also (when not
+// nil), the caller's own commands on the pipeline that stores ts, ahead of
+// the tasks: they share its round trip. Their errors are not Enqueue's:
+// the caller reads them from its commands once EnqueueAlso returned. They
+// run once, in the first round trip, and not at all when Enqueue writes
+// nothing (a task that does not validate, or asynq:queues failing).
+func (c *Client) EnqueueAlso(ctx context.Context, ts []Task, also func(redis.Pipeliner)) (created []bool, err error) {
 	if len(ts) == 0 {
 		return nil, nil
 	}
@@ -173,6 +183,9 @@ func (c *Client) Enqueue(ctx context.Context, ts []Task) (created []bool, err er
 	created = make([]bool, len(ts))
 	cmds := make([]*redis.Cmd, len(ts))
 	pipe := c.rdb.Pipeline()
+	if also != nil {
+		also(pipe)
+	}
 	for i, cl := range calls {
 		cmds[i] = enqueueScript.EvalSha(ctx, pipe, cl.keys, cl.args...)
 	}

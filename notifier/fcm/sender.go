@@ -161,14 +161,26 @@ func NewSender(ctx context.Context, cfg Config) (*Sender, error) {
 // deadline among its messages: each message cut off by it gets the longest
 // Retry-After of any 503 within the call.)
 func (s *Sender) Send(ctx context.Context, msgs []*messaging.Message) (errs []error) {
+	_, errs = s.SendNamed(ctx, msgs)
+	return errs
+}
+
+// SendNamed is [Sender.Send] that also returns the name FCM gave each
+// message it accepted ("projects/<project>/messages/<id>"; "" for the
+// others).
+func (s *Sender) SendNamed(ctx context.Context, msgs []*messaging.Message) (names []string, errs []error) {
 	rec := &answerRecord{}
 	ctx = context.WithValue(ctx, answerRecordKey{}, rec)
 	defer func() { rec.apply(errs) }()
 	errs = make([]error, len(msgs))
+	names = make([]string, len(msgs))
 	if len(msgs) == 1 {
-		_, err := s.client.Send(ctx, msgs[0])
+		name, err := s.client.Send(ctx, msgs[0])
 		errs[0] = markUnsent(err)
-		return errs
+		if err == nil {
+			names[0] = name
+		}
+		return names, errs
 	}
 	for start := 0; start < len(msgs); start += sendEachMax {
 		end := min(start+sendEachMax, len(msgs))
@@ -183,10 +195,12 @@ func (s *Sender) Send(ctx context.Context, msgs []*messaging.Message) (errs []er
 		for i, r := range br.Responses {
 			if !r.Success {
 				errs[start+i] = markUnsent(r.Error)
+			} else {
+				names[start+i] = r.MessageID
 			}
 		}
 	}
-	return errs
+	return names, errs
 }
 
 // markUnsent wraps the errors of messages that firebase-admin-go refused to

@@ -51,6 +51,8 @@ var documentedMetrics = map[string]string{
 	"followpush_digest_followers":                "histogram",
 	"followpush_rate_limited_total":              "counter",
 	"followpush_sender_id_mismatch_breaker_open": "gauge",
+	"followpush_history_write_failures_total":    "counter",
+	"followpush_history_api_requests_total":      "counter",
 }
 
 // valueLabels are the labels whose values come from string constants in
@@ -65,6 +67,7 @@ var labelValuePackages = map[string][]string{
 	"devices/api.go":      {"devices"},
 	"preferences/api.go":  {"preferences"},
 	"notifier/metrics.go": {"notifier", "delivery", "notifier/fcm"},
+	"history/metrics.go":  {"history"},
 }
 
 // Every file of the module that defines a metric is in MetricSources, so

@@ -12,7 +12,7 @@ import (
 
 // MetricSources are the files, relative to the module root, that define
 // followpush's own metrics.
-var MetricSources = []string{"webhook/metrics.go", "devices/api.go", "preferences/api.go", "notifier/metrics.go"}
+var MetricSources = []string{"webhook/metrics.go", "devices/api.go", "preferences/api.go", "notifier/metrics.go", "history/metrics.go"}
 
 // SourceMetrics reads the metric definitions in [MetricSources] under the
 // module root: every prometheus.CounterOpts, GaugeOpts, HistogramOpts or

@@ -1,0 +1,106 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/followpush/followpush/history"
+	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/tencent"
+)
+
+// A follow's story with the real programs: the receiver records the follow
+// (twice: the webhook is repeated) and an unfollow, the worker its first
+// attempt (one device failed and is retried, a dead token removed), the
+// push sent with FCM's message name, and the repeat found done; the
+// history API tells it, newest first, linked to the asynq task.
+func TestFollowStoryEndToEnd(t *testing.T) {
+	s := startStack(t, 1, nil)
+	const good, dead = "tok-bob-good-5be1f2a9c4", "tok-bob-dead-07d3e6b1a8"
+	sc := newScript(map[string][]fcmtest.Response{good: {fcmtest.Internal()}, dead: {fcmtest.Unregistered()}})
+	s.fcm.SetResponder(sc.respond)
+	s.registerDevice("bob", good, "android")
+	s.registerDevice("bob", dead, "android")
+
+	event := nowMillis()
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", event, "bob")); status != http.StatusOK {
+		t.Fatalf("follow webhook: %d %s", status, body)
+	}
+	s.waitIdle(30 * time.Second)
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", event, "bob")); status != http.StatusOK {
+		t.Fatalf("repeated follow webhook: %d %s", status, body)
+	}
+	if status, body := s.webhook(tencent.CommandFollowDelete, unfollowBody("carol", event+1, "bob")); status != http.StatusOK {
+		t.Fatalf("unfollow webhook: %d %s", status, body)
+	}
+	s.waitIdle(30 * time.Second)
+
+	// The worker writes its entries in the background: ask until the
+	// repeat's entry is there.
+	var ans history.Answer
+	var raw []byte
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		status, b := s.do(http.MethodGet, "/v1/users/bob/notifications?limit=50", nil, map[string]string{"Authorization": "Bearer " + apiToken})
+		if status != http.StatusOK {
+			t.Fatalf("history: %d %s", status, b)
+		}
+		raw = b
+		if err := json.Unmarshal(b, &ans); err != nil {
+			t.Fatal(err)
+		}
+		if len(ans.Notifications) == 2 && ans.Notifications[1].Fate == "duplicate" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history never showed the whole story: %s", b)
+		}
+		<-tick.C
+	}
+	t.Logf("history answer: %s", raw)
+	unf, fol := ans.Notifications[0], ans.Notifications[1]
+	if unf.Kind != "unfollow" || unf.From != "carol" || unf.EventTime == nil || unf.EventTime.UnixMilli() != event+1 {
+		t.Errorf("newest item = %+v, want carol's unfollow", unf)
+	}
+	var evs []string
+	for _, e := range fol.Events {
+		var devs []string
+		for _, d := range e.Devices {
+			if strings.Contains(d.Token, "5be1f2a9") || strings.Contains(d.Token, "07d3e6b1") {
+				t.Errorf("token %q not masked", d.Token)
+			}
+			if (d.Outcome == "sent") != strings.HasPrefix(d.Message, "projects/e2e-project/messages/") {
+				t.Errorf("device %+v: FCM's message name exactly when sent", d)
+			}
+			s := " " + d.Outcome
+			if d.Removed {
+				s += "(removed)"
+			}
+			devs = append(devs, s)
+		}
+		slices.Sort(devs)
+		evs = append(evs, e.Event+strings.Join(devs, ""))
+		if e.Event == "retry" && (e.NextRetry == nil || !e.NextRetry.After(e.At.Add(-time.Second))) {
+			t.Errorf("retry entry %+v: want its next retry time", e)
+		}
+	}
+	want := []string{"received", "retry internal unregistered(removed)", "sent sent", "received", "duplicate"}
+	if d := cmp.Diff(want, evs); d != "" {
+		t.Errorf("alice's follow (-want +got):\n%s", d)
+	}
+	if fol.Kind != "follow" || fol.From != "alice" || !strings.HasPrefix(fol.TaskID, "follow:") || fol.EventTime == nil || fol.EventTime.UnixMilli() != event {
+		t.Errorf("alice's follow = %+v", fol)
+	}
+	if d := cmp.Diff([]string{good}, s.devices("bob")); d != "" {
+		t.Errorf("bob's devices (-want +got):\n%s", d)
+	}
+	s.checkLogsKeepSecrets(t)
+}
