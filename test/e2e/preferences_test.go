@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 
+	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/tencent"
@@ -71,5 +72,24 @@ func TestPreferencesEndToEnd(t *testing.T) {
 	}
 	if sum.To != "carol" || !sum.Time().Equal(quietEnd) {
 		t.Errorf("held summary for %s due %v, want carol's at the end of her quiet hours %v", sum.To, sum.Time().UTC(), quietEnd)
+	}
+
+	// Each follow's story says what the preference did (the worker writes
+	// it in the background: ask until it is there).
+	for user, fate := range map[string]string{"bob": "preference_off", "carol": "quiet_hours", "dave": "sent"} {
+		var ans history.Answer
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			status, b := s.do(http.MethodGet, "/v1/users/"+user+"/notifications?from=alice", nil, auth)
+			if status != http.StatusOK || json.Unmarshal(b, &ans) != nil {
+				t.Fatalf("%s's history: %d %s", user, status, b)
+			}
+			if len(ans.Notifications) == 1 && ans.Notifications[0].Fate == fate {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's history never said %s: %s", user, fate, b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
