@@ -23,6 +23,7 @@ import (
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -430,16 +431,30 @@ func handshake(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name(
 // round trips (the worker's throughput is bound by them): the record and
 // the device list in one; the tokens' owners, with the notification
 // policies' verdict when they are on; and the record of what was sent
-// together with the done flag. A repeat costs one and sends nothing.
+// together with the done flag. Reading the followee's preferences rides
+// on the first. A repeat costs one and sends nothing.
 func TestHandlerRedisRoundTripsPerPush(t *testing.T) {
 	t.Parallel()
 	for _, sc := range []struct {
 		name   string
 		policy delivery.Policy
-	}{{"no policies", delivery.Policy{}}, {"cooldown", delivery.Policy{Cooldown: time.Hour}}} {
+		prefs  bool
+	}{{"no policies", delivery.Policy{}, false}, {"cooldown", delivery.Policy{Cooldown: time.Hour}, false},
+		{"cooldown and preferences", delivery.Policy{Cooldown: time.Hour}, true}} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newHandlerFixture(t, notifier.HandlerOptions{Policy: sc.policy})
+			if sc.prefs {
+				sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: f.fcm.URL()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, nil, notifier.HandlerOptions{
+					Policy: sc.policy, Preferences: preferences.NewStore(f.rdb, ""), Scheduler: asynq.NewClientFromRedisClient(f.rdb)})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
 			f.register(t, "bob", "tok-1", "tok-2")
 			// Warm up: the first use of a script loads it into Redis.
 			f.register(t, "carol", "tok-3")
