@@ -22,6 +22,7 @@ import (
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/history"
+	"github.com/followpush/followpush/internal/rediskey"
 	"github.com/followpush/followpush/internal/spool"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
@@ -85,7 +86,7 @@ var (
 // delivery.DefaultMaxEventAge, and so on), so that each is written once.
 const (
 	DefaultRedisURL          = "redis://127.0.0.1:6379/0"
-	DefaultKeyPrefix         = delivery.DefaultPrefix
+	DefaultKeyPrefix         = rediskey.DefaultPrefix
 	DefaultListenAddr        = ":8080"
 	DefaultStandaloneListen  = "127.0.0.1:8080"
 	DefaultWorkerMetricsAddr = ":9091"

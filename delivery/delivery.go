@@ -46,6 +46,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/followpush/followpush/internal/rediskey"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -67,7 +68,7 @@ const (
 	// [DefaultMaxEventAge].
 	DefaultCancelTTL = 2*DefaultMaxEventAge + CapWindow
 	// DefaultPrefix is Options.Prefix's default.
-	DefaultPrefix = "followpush:"
+	DefaultPrefix = rediskey.DefaultPrefix
 )
 
 // Options configure a [Store].

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/followpush/followpush/internal/rediskey"
 	"github.com/followpush/followpush/tencent"
 	"github.com/redis/go-redis/v9"
 )
@@ -18,7 +19,7 @@ import (
 // Defaults of [Options].
 const (
 	// DefaultPrefix starts every key the registry writes.
-	DefaultPrefix = "followpush:"
+	DefaultPrefix = rediskey.DefaultPrefix
 	// DefaultMaxDevicesPerUser is how many devices a user keeps before the
 	// least recently seen is evicted.
 	DefaultMaxDevicesPerUser = 10

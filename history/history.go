@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/followpush/followpush/internal/rediskey"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -28,7 +29,7 @@ const (
 	// a week after its last entry.
 	DefaultTTL = 7 * 24 * time.Hour
 	// DefaultPrefix is Options.Prefix's default (delivery's).
-	DefaultPrefix = "followpush:"
+	DefaultPrefix = rediskey.DefaultPrefix
 )
 
 // Bounds of the settings.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/followpush/followpush/internal/rediskey"
 	"github.com/followpush/followpush/tencent"
 )
 
@@ -91,7 +92,7 @@ func NewTencentProfiles(cfg TencentConfig, rdb redis.UniversalClient, log *slog.
 		cfg.CacheTTL = DefaultDisplayNameCacheTTL
 	}
 	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = "followpush:"
+		cfg.KeyPrefix = rediskey.DefaultPrefix
 	}
 	if cfg.FailurePause <= 0 {
 		cfg.FailurePause = 30 * time.Second

@@ -8,12 +8,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/followpush/followpush/internal/rediskey"
 	"github.com/followpush/followpush/tencent"
 )
 
 // DefaultPrefix is the default key prefix, the programs' REDIS_KEY_PREFIX
 // default.
-const DefaultPrefix = "followpush:"
+const DefaultPrefix = rediskey.DefaultPrefix
 
 // Store keeps preferences in Redis: one JSON string per user who has any,
 // at <prefix>prefs:<userID>, without expiry. It is safe for concurrent use.
