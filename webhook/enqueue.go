@@ -29,6 +29,10 @@ type AsynqEnqueuer struct {
 	// asynqmon's Completed tab shows it; 0 (the default) deletes it at
 	// once. Set it before the first call.
 	Retention time.Duration
+	// Shards routes each follow to its followee's queue
+	// (FOLLOW_QUEUE_SHARDS); the zero Shards is the single queue
+	// tasks.QueueFollow. Set it before the first call.
+	Shards tasks.Shards
 
 	batch       *asynqbatch.Client
 	concurrency int
@@ -60,6 +64,7 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 			return EnqueueResult{}, err
 		}
 		s.Retention = e.Retention
+		s.Queue = e.Shards.Queue(f.To)
 		ts[i] = asynqbatch.Task(s)
 	}
 	if len(ts) <= enqueueBatch {

@@ -60,6 +60,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 	metrics := webhook.NewMetrics(reg)
 	enq := webhook.NewAsynqEnqueuer(rdb, cfg.EnqueueConcurrency)
 	enq.Retention = cfg.CompletedTaskRetention
+	enq.Shards = cfg.FollowQueues
 	canceller := delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)})
 	var sp webhook.Spool
 	if cfg.SpoolDir != "" {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	netpprof "net/http/pprof"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -42,7 +43,9 @@ func NewSender(ctx context.Context, cfg config.Worker, log *slog.Logger) (notifi
 type Worker struct {
 	Server  *asynq.Server
 	Handler *notifier.Handler
-	mux     *asynq.ServeMux
+	// Queues are the queues the worker consumes (see [ConsumedQueues]).
+	Queues []string
+	mux    *asynq.ServeMux
 }
 
 // NewWorker assembles the worker over rdb, sending with sender. asynq's own
@@ -81,6 +84,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			Message:     cfg.Message,
 			Policy:      cfg.Policy,
 			Scheduler:   client,
+			Shards:      cfg.FollowQueues,
 			Limiter:     limiter,
 			Names:       names,
 			MismatchBreaker: notifier.NewMismatchBreaker(rdb, cfg.Redis.KeyPrefix+MismatchBreakerKey, notifier.MismatchBreakerOptions{
@@ -91,9 +95,22 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	if err != nil {
 		return nil, err
 	}
+	queues, others, err := ConsumedQueues(asynq.NewInspectorFromRedisClient(rdb), cfg.FollowQueues)
+	if err != nil {
+		log.Warn("could not list the queues in Redis: follow queues of another FOLLOW_QUEUE_SHARDS, if any, are not drained by this worker; restart it once Redis answers",
+			"err", err)
+	}
+	if len(others) > 0 {
+		log.Warn("draining follow queues of another FOLLOW_QUEUE_SHARDS (docs/operations.md: changing FOLLOW_QUEUE_SHARDS)",
+			"follow_queue_shards", cfg.FollowQueues.N(), "other_queues", others)
+	}
+	weights := make(map[string]int, len(queues))
+	for _, q := range queues {
+		weights[q] = 1
+	}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
-		Queues:                   map[string]int{tasks.QueueFollow: 1},
+		Queues:                   weights,
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: time.Second,
 		RetryDelayFunc:           notifier.RetryDelay,
@@ -102,7 +119,38 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		Logger:                   asynqLogger{log.With("component", "asynq")},
 		LogLevel:                 asynqLevel(log),
 	})
-	return &Worker{Server: srv, Handler: h, mux: h.NewServeMux()}, nil
+	return &Worker{Server: srv, Handler: h, Queues: queues, mux: h.NewServeMux()}, nil
+}
+
+// queueLister lists the queues asynq knows of (*asynq.Inspector).
+type queueLister interface {
+	Queues() ([]string, error)
+}
+
+// ConsumedQueues returns the queues a worker with shards consumes, all
+// with the same weight: shards' own queues, then every other follow queue
+// (tasks.IsFollowQueue: of another FOLLOW_QUEUE_SHARDS) that Redis lists,
+// sorted, which others repeats. Tasks stored under another shard count, by
+// receivers not yet restarted or before a change of FOLLOW_QUEUE_SHARDS,
+// are thus processed, not stranded. When the queues cannot be listed it
+// returns shards' own queues and the error.
+func ConsumedQueues(insp queueLister, shards tasks.Shards) (queues, others []string, err error) {
+	queues = shards.Names()
+	all, err := insp.Queues()
+	if err != nil {
+		return queues, nil, err
+	}
+	own := map[string]bool{}
+	for _, q := range queues {
+		own[q] = true
+	}
+	for _, q := range all {
+		if tasks.IsFollowQueue(q) && !own[q] {
+			others = append(others, q)
+		}
+	}
+	slices.Sort(others)
+	return append(queues, others...), others, nil
 }
 
 // retainingScheduler enqueues tasks that asynq keeps as completed for
