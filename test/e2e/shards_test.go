@@ -95,10 +95,12 @@ func TestClusterShardedQueues(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			cpuBefore := map[string]float64{}
 			for _, n := range cl.Nodes() {
 				if err := n.Client(t).ConfigResetStat(ctx).Err(); err != nil {
 					t.Fatal(err)
 				}
+				cpuBefore[n.Addr()] = redisCPU(ctx, t, n.Client(t))
 			}
 			start := time.Now()
 			const perWebhook = 20
@@ -126,6 +128,7 @@ func TestClusterShardedQueues(t *testing.T) {
 			}
 			took := time.Since(start)
 			calls := map[string]int64{}
+			cpu := map[string]float64{}
 			var total int64
 			for _, n := range cl.Nodes() {
 				info, err := n.Client(t).Info(ctx, "commandstats").Result()
@@ -134,11 +137,12 @@ func TestClusterShardedQueues(t *testing.T) {
 				}
 				calls[n.Addr()] = commandCalls(info)
 				total += calls[n.Addr()]
+				cpu[n.Addr()] = redisCPU(ctx, t, n.Client(t)) - cpuBefore[n.Addr()]
 			}
 			var report []string
 			for _, addr := range cl.Addrs() {
 				share := float64(calls[addr]) / float64(total)
-				report = append(report, fmt.Sprintf("%s %.1f%% (%d commands, queues %v)", addr, 100*share, calls[addr], perMaster[addr]))
+				report = append(report, fmt.Sprintf("%s %.1f%% (%d commands, %.0f µs CPU per push, queues %v)", addr, 100*share, calls[addr], 1e6*cpu[addr]/float64(follows), perMaster[addr]))
 				if shards == 6 && (share < 0.20 || share > 0.47) {
 					t.Errorf("6 shards: master %s served %.1f%% of the commands, want 20%% to 47%%", addr, 100*share)
 				}
@@ -210,4 +214,26 @@ func commandCalls(info string) int64 {
 		}
 	}
 	return total
+}
+
+// redisCPU returns the CPU seconds (user and system) the server has used,
+// from INFO cpu.
+func redisCPU(ctx context.Context, t *testing.T, c *redis.Client) float64 {
+	t.Helper()
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("INFO cpu %s: %v", k, err)
+			}
+			sum += f
+		}
+	}
+	return sum
 }
