@@ -179,3 +179,29 @@ func queued(t *testing.T, insp *asynq.Inspector) string {
 	}
 	return out
 }
+
+// fakeQueues lists queues, or fails.
+type fakeQueues struct {
+	names []string
+	err   error
+}
+
+func (f fakeQueues) Queues() ([]string, error) { return f.names, f.err }
+
+// ConsumedQueues: the worker's own shards first, then the other follow
+// queues Redis lists, sorted; other queues are not consumed; when Redis
+// cannot list them, the own shards alone, with the error.
+func TestConsumedQueues(t *testing.T) {
+	t.Parallel()
+	three, _ := tasks.NewShards(3)
+	listed := []string{"default", "follow-5of6-1", tasks.QueueFollow, "follow-1of3-1", "follow-0of6-2", "follow-0of6-0", "critical"}
+	got, others, err := ConsumedQueues(fakeQueues{names: listed}, three)
+	want := append(three.Names(), tasks.QueueFollow, "follow-0of6-2", "follow-5of6-1")
+	if err != nil || !slices.Equal(got, want) || !slices.Equal(others, want[3:]) {
+		t.Errorf("ConsumedQueues = %v, %v, %v; want %v, %v", got, others, err, want, want[3:])
+	}
+	got, others, err = ConsumedQueues(fakeQueues{err: fmt.Errorf("connection refused")}, three)
+	if err == nil || !slices.Equal(got, three.Names()) || others != nil {
+		t.Errorf("ConsumedQueues with Redis down = %v, %v, %v; want %v and the error", got, others, err, three.Names())
+	}
+}
