@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,5 +204,72 @@ func TestConsumedQueues(t *testing.T) {
 	got, others, err = ConsumedQueues(fakeQueues{err: fmt.Errorf("connection refused")}, three)
 	if err == nil || !slices.Equal(got, three.Names()) || others != nil {
 		t.Errorf("ConsumedQueues with Redis down = %v, %v, %v; want %v and the error", got, others, err, three.Names())
+	}
+}
+
+// A follow queue that appears after the worker started (a receiver with
+// another FOLLOW_QUEUE_SHARDS) is reported once, as an error naming it;
+// the worker's own queues and other queues are not.
+func TestWorkerReportsFollowQueuesItDoesNotConsume(t *testing.T) {
+	t.Parallel()
+	red := redistest.Start(t)
+	cfg, err := config.LoadWorker(func(k string) string {
+		return map[string]string{"REDIS_URL": red.URL(0), "FCM_PROJECT_ID": "test", "FOLLOW_QUEUE_SHARDS": "3", "LOG_LEVEL": "error"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := cfg.Redis.Client()
+	t.Cleanup(func() { _ = rdb.Close() })
+	var buf syncBuffer
+	w, err := NewWorker(cfg, rdb, &recordingSender{sent: make(chan string, 10)}, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.checkEvery = 10 * time.Millisecond
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := asynq.NewClientFromRedisClient(rdb)
+	stranger := tasks.ShardQueue(1, 2)
+	for _, q := range []string{w.Queues[0], "default", stranger} {
+		if _, err := client.EnqueueContext(ctx, asynq.NewTask("other", nil), asynq.Queue(q), asynq.ProcessIn(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reported := func() (queues []any) {
+		for _, l := range buf.lines() {
+			if strings.HasPrefix(fmt.Sprint(l["msg"]), "a follow queue this worker does not consume") {
+				queues = append(queues, l["queue"])
+			}
+		}
+		return queues
+	}
+	for len(reported()) == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no report of queue %s; log: %v", stranger, buf.lines())
+		case <-time.After(10 * time.Millisecond): // poll the log again
+		}
+	}
+	// Many more checks, still one report.
+	for range 3 {
+		if _, err := client.EnqueueContext(ctx, asynq.NewTask("other", nil), asynq.Queue(stranger), asynq.ProcessIn(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for done := w.checks.Load(); w.checks.Load() < done+5; {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the watcher stopped checking")
+		case <-time.After(10 * time.Millisecond): // poll the counter again
+		}
+	}
+	w.Shutdown() // waits for the watcher: no check runs after this
+	if got := reported(); len(got) != 1 || got[0] != stranger {
+		t.Errorf("reported queues %v, want [%s] once", got, stranger)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	netpprof "net/http/pprof"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -45,7 +46,14 @@ type Worker struct {
 	Handler *notifier.Handler
 	// Queues are the queues the worker consumes (see [ConsumedQueues]).
 	Queues []string
-	mux    *asynq.ServeMux
+
+	lister     queueLister
+	log        *slog.Logger
+	checkEvery time.Duration // QueueCheckInterval unless set (tests)
+	checks     atomic.Int64  // checks done (tests)
+	stopWatch  chan struct{}
+	watched    chan struct{}
+	mux        *asynq.ServeMux
 }
 
 // NewWorker assembles the worker over rdb, sending with sender. asynq's own
@@ -95,7 +103,8 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	if err != nil {
 		return nil, err
 	}
-	queues, others, err := ConsumedQueues(asynq.NewInspectorFromRedisClient(rdb), cfg.FollowQueues)
+	insp := asynq.NewInspectorFromRedisClient(rdb) // shares rdb, nothing to close
+	queues, others, err := ConsumedQueues(insp, cfg.FollowQueues)
 	if err != nil {
 		log.Warn("could not list the queues in Redis: follow queues of another FOLLOW_QUEUE_SHARDS, if any, are not drained by this worker; restart it once Redis answers",
 			"err", err)
@@ -119,7 +128,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		Logger:                   asynqLogger{log.With("component", "asynq")},
 		LogLevel:                 asynqLevel(log),
 	})
-	return &Worker{Server: srv, Handler: h, Queues: queues, mux: h.NewServeMux()}, nil
+	return &Worker{Server: srv, Handler: h, Queues: queues, lister: insp, log: log, mux: h.NewServeMux()}, nil
 }
 
 // queueLister lists the queues asynq knows of (*asynq.Inspector).
@@ -171,10 +180,66 @@ const MismatchBreakerKey = "breaker:sender_id_mismatch"
 
 // Start starts processing; Shutdown stops fetching, lets in-flight tasks
 // finish within the shutdown timeout and leaves the rest in Redis.
-func (w *Worker) Start() error { return w.Server.Start(w.mux) }
+func (w *Worker) Start() error {
+	if err := w.Server.Start(w.mux); err != nil {
+		return err
+	}
+	w.stopWatch = make(chan struct{})
+	w.watched = make(chan struct{})
+	go w.watchQueues()
+	return nil
+}
+
+// QueueCheckInterval is how often a running worker looks for follow queues
+// it does not consume ([Worker.Queues] is fixed at start).
+const QueueCheckInterval = time.Minute
+
+// watchQueues logs, once per queue, every follow queue that appears in
+// Redis after the worker started (a receiver with another
+// FOLLOW_QUEUE_SHARDS): its tasks wait until a worker starts that
+// consumes it. It stops when stopWatch closes.
+func (w *Worker) watchQueues() {
+	defer close(w.watched)
+	every := w.checkEvery
+	if every <= 0 {
+		every = QueueCheckInterval
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	consumed := map[string]bool{}
+	for _, q := range w.Queues {
+		consumed[q] = true
+	}
+	for {
+		select {
+		case <-w.stopWatch:
+			return
+		case <-tick.C:
+		}
+		all, err := w.lister.Queues()
+		w.checks.Add(1)
+		if err != nil {
+			continue // Redis unreachable: asynq and /readyz report that
+		}
+		for _, q := range all {
+			if tasks.IsFollowQueue(q) && !consumed[q] {
+				consumed[q] = true
+				w.log.Error("a follow queue this worker does not consume appeared in Redis (a receiver with another FOLLOW_QUEUE_SHARDS?): its tasks wait until a worker starts that consumes it; give receivers and workers the same FOLLOW_QUEUE_SHARDS and restart the workers (docs/operations.md)",
+					"queue", q, "follow_queues", w.Queues)
+			}
+		}
+	}
+}
 
 // Shutdown stops the worker gracefully.
-func (w *Worker) Shutdown() { w.Server.Shutdown() }
+func (w *Worker) Shutdown() {
+	if w.stopWatch != nil {
+		close(w.stopWatch)
+		<-w.watched
+		w.stopWatch = nil
+	}
+	w.Server.Shutdown()
+}
 
 // OpsHandler serves /metrics, /healthz and /readyz for the worker, and
 // Go's profiler under /debug/pprof/ when pprof is true. /readyz answers 503
