@@ -27,6 +27,7 @@ import (
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
@@ -122,6 +123,7 @@ var Settings = []Setting{
 	{Name: "REDIS_USERNAME", Programs: all, Help: "Redis ACL user for cluster and sentinel modes (REDIS_URL carries its own)"},
 	{Name: "REDIS_PASSWORD", Programs: all, Help: "Redis password for cluster and sentinel modes (REDIS_URL carries its own); never logged"},
 	{Name: "REDIS_KEY_PREFIX", Programs: all, Default: DefaultKeyPrefix, Help: "prefix of followpush's own Redis keys (asynq keeps its own asynq: keys)"},
+	{Name: "FOLLOW_QUEUE_SHARDS", Programs: all, Default: text(tasks.DefaultFollowQueueShards), Help: fmt.Sprintf("asynq queues the follow and summary tasks are spread over, each followee's on one of them (a hash of its UserID); 1 = the single queue follow; more spread the queue over Redis Cluster masters (use a multiple of the masters); 1 to %d; give receivers and workers the same value; workers also drain the follow queues of other values they find in Redis (docs/operations.md)", tasks.MaxFollowQueueShards)},
 	{Name: "LISTEN_ADDR", Programs: ingest, Default: DefaultListenAddr, Defaults: map[Program]string{ProgramStandalone: DefaultStandaloneListen}, Help: "HTTP listen address of the webhook and device API"},
 	{Name: "TENCENT_SDKAPPID", Programs: ingest, Defaults: map[Program]string{ProgramReceiver: "(required)", ProgramStandalone: DefaultStandaloneAppID}, Help: "the app's SDKAppID; a comma-separated list serves several apps (one shared user namespace)"},
 	{Name: "TENCENT_CALLBACK_TOKEN", Programs: ingest, Help: "webhook authentication token: one for every app, or sdkappid=token,... with a token for each app of TENCENT_SDKAPPID; when set every webhook needs a valid Sign and a RequestTime within REQUEST_TIME_WINDOW; unset = not checked (warned at start); never logged"},

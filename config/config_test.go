@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -560,6 +561,47 @@ func TestCompletedTaskRetention(t *testing.T) {
 				t.Errorf("%s COMPLETED_TASK_RETENTION=%q: %v, %v; want %v", prog, v, c.got, c.err, tt.want)
 			case !tt.ok && (c.err == nil || !strings.Contains(c.err.Error(), "COMPLETED_TASK_RETENTION: ")):
 				t.Errorf("%s COMPLETED_TASK_RETENTION=%q: error %v, want one naming the setting", prog, v, c.err)
+			}
+		}
+	}
+}
+
+// FOLLOW_QUEUE_SHARDS: 1 to tasks.MaxFollowQueueShards, read by every
+// program into the same routing; anything else stops it, naming the
+// setting.
+func TestFollowQueueShards(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		want int
+		ok   bool
+	}{
+		"":   {1, true},
+		"1":  {1, true},
+		"6":  {6, true},
+		"64": {64, true},
+		"0":  {0, false},
+		"65": {0, false},
+		"-3": {0, false},
+		"2x": {0, false},
+	}
+	for v, tt := range tests {
+		r, rerr := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001", "FOLLOW_QUEUE_SHARDS": v}))
+		w, werr := LoadWorker(env(map[string]string{"FCM_PROJECT_ID": "p", "FOLLOW_QUEUE_SHARDS": v}))
+		s, serr := LoadStandalone(env(map[string]string{"FOLLOW_QUEUE_SHARDS": v}))
+		for prog, c := range map[string]struct {
+			got tasks.Shards
+			err error
+		}{"receiver": {r.FollowQueues, rerr}, "worker": {w.FollowQueues, werr}, "standalone receiver": {s.Receiver.FollowQueues, serr}, "standalone worker": {s.Worker.FollowQueues, serr}} {
+			switch {
+			case tt.ok && (c.err != nil || c.got.N() != tt.want):
+				t.Errorf("%s FOLLOW_QUEUE_SHARDS=%q: %d shards, %v; want %d", prog, v, c.got.N(), c.err, tt.want)
+			case tt.ok:
+				want, _ := tasks.NewShards(tt.want)
+				if !reflect.DeepEqual(c.got.Names(), want.Names()) {
+					t.Errorf("%s FOLLOW_QUEUE_SHARDS=%q: queues %v, want %v", prog, v, c.got.Names(), want.Names())
+				}
+			case c.err == nil || !strings.Contains(c.err.Error(), "FOLLOW_QUEUE_SHARDS: "):
+				t.Errorf("%s FOLLOW_QUEUE_SHARDS=%q: error %v, want one naming the setting", prog, v, c.err)
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
+	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
@@ -53,6 +54,9 @@ type Receiver struct {
 	// its read position; a receiver that dies mid-drain re-offers at most
 	// one step (harmlessly: the same tasks, the same delivery records).
 	SpoolDrainBatch int
+	// FollowQueues is FOLLOW_QUEUE_SHARDS (default 1): the queues follows
+	// are stored in, by followee.
+	FollowQueues tasks.Shards
 	// MaxBodyBytes is WEBHOOK_MAX_BODY_BYTES (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxFollows is WEBHOOK_MAX_FOLLOWS (default 1000).
@@ -83,6 +87,10 @@ type Worker struct {
 	Redis Redis
 	// Concurrency is WORKER_CONCURRENCY (default 100).
 	Concurrency int
+	// FollowQueues is FOLLOW_QUEUE_SHARDS (default 1): the queues the
+	// worker consumes (with any other follow queue found in Redis) and
+	// schedules digests in, by followee.
+	FollowQueues tasks.Shards
 	// PollInterval is WORKER_POLL_INTERVAL (default 10ms).
 	PollInterval time.Duration
 	// MetricsAddr is METRICS_ADDR (default ":9091"); unused by standalone.
@@ -242,6 +250,7 @@ func (l *loader) receiver(rd Redis, listenDefault, apiTokenDefault string) Recei
 		MonitoringUser:     l.raw("MONITORING_USER", ""),
 		MonitoringPassword: l.raw("MONITORING_PASSWORD", ""),
 		MaxBodyBytes:       int64(l.intRange("WEBHOOK_MAX_BODY_BYTES", webhook.DefaultMaxBodyBytes, 1024, 64<<20)),
+		FollowQueues:       l.followQueues(),
 		MaxFollows:         l.intRange("WEBHOOK_MAX_FOLLOWS", tencent.DefaultMaxFollows, 1, 100000),
 		EnqueueConcurrency: l.intRange("ENQUEUE_CONCURRENCY", webhook.DefaultEnqueueConcurrency, 1, 1024),
 		MaxDevicesPerUser:  l.intRange("MAX_DEVICES_PER_USER", devices.DefaultMaxDevicesPerUser, 1, 1000),
@@ -339,6 +348,7 @@ func (l *loader) worker(rd Redis) Worker {
 	w := Worker{
 		Redis:                  rd,
 		Concurrency:            l.intRange("WORKER_CONCURRENCY", DefaultWorkerConcurrency, 1, 10000),
+		FollowQueues:           l.followQueues(),
 		PollInterval:           l.duration("WORKER_POLL_INTERVAL", DefaultPollInterval, time.Millisecond, time.Minute),
 		FCMProjectID:           l.raw("FCM_PROJECT_ID", ""),
 		FCMCredentialsFile:     l.raw("GOOGLE_APPLICATION_CREDENTIALS", ""),
@@ -370,6 +380,16 @@ func (l *loader) worker(rd Redis) Worker {
 	w.FCMRateLimit = l.intRange("FCM_RATE_LIMIT", notifier.DefaultFCMRateLimit, 0, notifier.MaxFCMRateLimit)
 	w.Tencent = l.tencentAPI()
 	return w
+}
+
+// followQueues reads FOLLOW_QUEUE_SHARDS: 1 to tasks.MaxFollowQueueShards.
+func (l *loader) followQueues() tasks.Shards {
+	n := l.intRange("FOLLOW_QUEUE_SHARDS", tasks.DefaultFollowQueueShards, 1, tasks.MaxFollowQueueShards)
+	s, err := tasks.NewShards(n)
+	if err != nil { // not reached: intRange bounds n
+		l.fail("FOLLOW_QUEUE_SHARDS", "%v", err)
+	}
+	return s
 }
 
 // retention reads COMPLETED_TASK_RETENTION: 0, or 1s to 24h (asynq keeps

@@ -61,6 +61,10 @@ type HandlerOptions struct {
 	// Scheduler enqueues digest tasks (an *asynq.Client); required with
 	// the per-recipient cap or aggregation.
 	Scheduler Scheduler
+	// Shards routes digest tasks to their followee's queue, the rule the
+	// receivers route follows by (FOLLOW_QUEUE_SHARDS); the zero Shards is
+	// the single queue tasks.QueueFollow.
+	Shards tasks.Shards
 	// Limiter is the send rate limit shared by all workers (a *RateLimit);
 	// default nil: unlimited.
 	Limiter SendLimiter

@@ -767,3 +767,43 @@ func TestNewHandlerRefusesIncompletePolicies(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// With several follow queues a followee's digest goes to its own queue,
+// the one its follows go to (tasks.Shards.Queue), not to the others.
+func TestHandlerSchedulesDigestsInTheFolloweesShard(t *testing.T) {
+	t.Parallel()
+	shards, err := tasks.NewShards(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: time.Minute}, Shards: shards})
+	for i, to := range []string{"alice", "bob", "u0001", "carol"} {
+		f.register(t, to, "tok-"+to, "android", "")
+		if err := f.follow(t, "fan"+strconv.Itoa(i), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range shards.Names() {
+		infos, err := f.insp.ListScheduledTasks(q)
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			t.Fatal(err)
+		}
+		for _, info := range infos {
+			var d tasks.Summary
+			if err := json.Unmarshal(info.Payload, &d); err != nil {
+				t.Fatal(err)
+			}
+			if want := shards.Queue(d.To); q != want {
+				t.Errorf("digest of %s in queue %s, want %s", d.To, q, want)
+			}
+		}
+	}
+	total := 0
+	for _, q := range shards.Names() {
+		infos, _ := f.insp.ListScheduledTasks(q)
+		total += len(infos)
+	}
+	if total != 4 {
+		t.Errorf("%d digests scheduled over the shards, want 4 (one per followee)", total)
+	}
+}

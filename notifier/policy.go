@@ -56,7 +56,7 @@ func (h *Handler) schedule(ctx context.Context, d tasks.Summary) error {
 	if h.opts.Scheduler == nil {
 		return fmt.Errorf("summary push without a scheduler (no cap or aggregation configured): %w", asynq.SkipRetry)
 	}
-	t, err := tasks.NewSummaryTask(d)
+	t, err := tasks.NewSummaryTask(d, asynq.Queue(h.opts.Shards.Queue(d.To)))
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}

@@ -25,8 +25,10 @@ import (
 // TypeFollow is the asynq task type of "send the followee a new-follower push".
 const TypeFollow = "follow:notify"
 
-// QueueFollow is the asynq queue that holds follow tasks. It is a plain asynq
-// queue, so asynqmon and the asynq CLI show it under this name.
+// QueueFollow is the asynq queue that holds follow and digest tasks with
+// one shard (FOLLOW_QUEUE_SHARDS=1, the default). It is a plain asynq
+// queue, so asynqmon and the asynq CLI show it under this name. With more
+// shards, [Shards] names the queues.
 const QueueFollow = "follow"
 
 // Defaults for the asynq options set by [NewFollowTask].
@@ -146,7 +148,8 @@ func (s Spec) Task(opts ...asynq.Option) *asynq.Task {
 }
 
 // FollowSpec returns the task for f: type [TypeFollow], f as JSON, queue
-// [QueueFollow], task id [Follow.TaskID], retry budget [DefaultMaxRetry]
+// [QueueFollow] (with several shards the caller sets Queue to
+// [Shards.Queue] of f.To), task id [Follow.TaskID], retry budget [DefaultMaxRetry]
 // and timeout [DefaultTimeout]. It returns an error wrapping
 // [ErrInvalidFollow] when f does not validate.
 func FollowSpec(f Follow) (Spec, error) {
@@ -259,8 +262,9 @@ func (d Summary) Followee() string { return d.To }
 // [Summary.ID].
 func (d Summary) TaskID() string { return "digest:" + d.ID() }
 
-// NewSummaryTask returns the asynq task for d, with queue [QueueFollow], task
-// id [Summary.TaskID], processing time Due, retry budget [DefaultMaxRetry]
+// NewSummaryTask returns the asynq task for d, with queue [QueueFollow]
+// (with several shards callers pass asynq.Queue of [Shards.Queue] of d.To),
+// task id [Summary.TaskID], processing time Due, retry budget [DefaultMaxRetry]
 // and timeout [DefaultTimeout]; opts are appended and so override these. It
 // returns an error wrapping [ErrInvalidSummary] when d does not validate.
 //

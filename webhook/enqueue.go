@@ -33,6 +33,10 @@ type AsynqEnqueuer struct {
 	// pipeline that stores its task (a *history.Store); its failures are
 	// its own, never the enqueue's. Set it before the first call.
 	Journal Journal
+	// Shards routes each follow to its followee's queue
+	// (FOLLOW_QUEUE_SHARDS); the zero Shards is the single queue
+	// tasks.QueueFollow. Set it before the first call.
+	Shards tasks.Shards
 
 	batch       *asynqbatch.Client
 	concurrency int
@@ -70,6 +74,7 @@ func (e *AsynqEnqueuer) EnqueueFollows(ctx context.Context, follows []tasks.Foll
 			return EnqueueResult{}, err
 		}
 		s.Retention = e.Retention
+		s.Queue = e.Shards.Queue(f.To)
 		ts[i] = asynqbatch.Task(s)
 	}
 	if len(ts) <= enqueueBatch {

@@ -108,3 +108,42 @@ func TestAsynqEnqueuerErrors(t *testing.T) {
 		t.Errorf("EnqueueFollows with Redis stopped = %+v, %v", res, err)
 	}
 }
+
+// With Shards set, each follow is stored in its followee's queue (the
+// whole task, by its id), and every queue used is listed in asynq:queues.
+func TestAsynqEnqueuerRoutesByFollowee(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	shards, err := tasks.NewShards(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enq := webhook.NewAsynqEnqueuer(rdb, 4)
+	enq.Shards = shards
+	follows := followsTo(250) // three pipelines
+	if res, err := enq.EnqueueFollows(ctx, follows); err != nil || res.Enqueued != len(follows) {
+		t.Fatalf("EnqueueFollows = %+v, %v", res, err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	perQueue := map[string]int{}
+	for _, f := range follows {
+		q := shards.Queue(f.To)
+		if _, err := insp.GetTaskInfo(q, f.TaskID()); err != nil {
+			t.Errorf("follow to %s not in queue %s: %v", f.To, q, err)
+		}
+		perQueue[q]++
+	}
+	queues, err := insp.Queues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queues) != len(perQueue) || len(perQueue) != 6 {
+		t.Errorf("asynq:queues lists %v, want the 6 shards %v", queues, shards.Names())
+	}
+	for _, q := range queues {
+		if n, err := rdb.LLen(ctx, "asynq:{"+q+"}:pending").Result(); err != nil || int(n) != perQueue[q] {
+			t.Errorf("queue %s holds %d pending (%v), want %d", q, n, err, perQueue[q])
+		}
+	}
+}

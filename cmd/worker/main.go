@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	g.Go(func() error {
 		return httpserve.Serve(gctx, ln, "metrics", app.OpsHandler(reg, rdb, cfg.Pprof, log), cfg.ShutdownTimeout, log)
 	})
-	log.Info("worker started", "concurrency", cfg.Concurrency, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
+	log.Info("worker started", "concurrency", cfg.Concurrency, "follow_queues", w.Queues, "poll_interval", cfg.PollInterval.String(), "redis_mode", cfg.Redis.Mode())
 	<-gctx.Done()
 	log.Info("shutting down: no new tasks; in-flight tasks may finish", "timeout", cfg.ShutdownTimeout.String())
 	w.Shutdown()

@@ -62,6 +62,7 @@ func NewReceiver(ctx context.Context, cfg config.Receiver, rdb redis.UniversalCl
 	metrics := webhook.NewMetrics(reg)
 	enq := webhook.NewAsynqEnqueuer(rdb, cfg.EnqueueConcurrency)
 	enq.Retention = cfg.CompletedTaskRetention
+	enq.Shards = cfg.FollowQueues
 	var canceller webhook.Canceller = delivery.New(rdb, delivery.Options{Prefix: cfg.Redis.KeyPrefix, CancelTTL: delivery.UnfollowTTL(cfg.MaxEventAge)})
 	var hist *history.Store // nil: FOLLOW_HISTORY=off
 	if cfg.History.Enabled {

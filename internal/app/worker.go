@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	netpprof "net/http/pprof"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -46,8 +48,17 @@ type Worker struct {
 	Server *asynq.Server
 	// Handler handles them (and exposes the worker's metrics and breaker).
 	Handler *notifier.Handler
-	mux     *asynq.ServeMux
-	history *history.Async // nil: off
+	// Queues are the queues the worker consumes (see [ConsumedQueues]).
+	Queues []string
+
+	lister     queueLister
+	log        *slog.Logger
+	checkEvery time.Duration // QueueCheckInterval unless set (tests)
+	checks     atomic.Int64  // checks done (tests)
+	stopWatch  chan struct{}
+	watched    chan struct{}
+	mux        *asynq.ServeMux
+	history    *history.Async // nil: off
 }
 
 // NewWorker assembles the worker over rdb, sending with sender. asynq's own
@@ -91,6 +102,7 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 			Policy:      cfg.Policy,
 			Preferences: preferences.NewStore(rdb, cfg.Redis.KeyPrefix),
 			Scheduler:   client,
+			Shards:      cfg.FollowQueues,
 			Limiter:     limiter,
 			Names:       names,
 			History:     hist,
@@ -102,9 +114,23 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 	if err != nil {
 		return nil, err
 	}
+	insp := asynq.NewInspectorFromRedisClient(rdb) // shares rdb, nothing to close
+	queues, others, err := ConsumedQueues(insp, cfg.FollowQueues)
+	if err != nil {
+		log.Warn("could not list the queues in Redis: follow queues of another FOLLOW_QUEUE_SHARDS, if any, are not drained by this worker; restart it once Redis answers",
+			"err", err)
+	}
+	if len(others) > 0 {
+		log.Warn("draining follow queues of another FOLLOW_QUEUE_SHARDS (docs/operations.md: changing FOLLOW_QUEUE_SHARDS)",
+			"follow_queue_shards", cfg.FollowQueues.N(), "other_queues", others)
+	}
+	weights := make(map[string]int, len(queues))
+	for _, q := range queues {
+		weights[q] = 1
+	}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
-		Queues:                   map[string]int{tasks.QueueFollow: 1},
+		Queues:                   weights,
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: time.Second,
 		RetryDelayFunc:           notifier.RetryDelay,
@@ -113,7 +139,38 @@ func NewWorker(cfg config.Worker, rdb redis.UniversalClient, sender notifier.Sen
 		Logger:                   asynqLogger{log.With("component", "asynq")},
 		LogLevel:                 asynqLevel(log),
 	})
-	return &Worker{Server: srv, Handler: h, mux: h.NewServeMux(), history: hist}, nil
+	return &Worker{Server: srv, Handler: h, Queues: queues, lister: insp, log: log, mux: h.NewServeMux(), history: hist}, nil
+}
+
+// queueLister lists the queues asynq knows of (*asynq.Inspector).
+type queueLister interface {
+	Queues() ([]string, error)
+}
+
+// ConsumedQueues returns the queues a worker with shards consumes, all
+// with the same weight: shards' own queues, then every other follow queue
+// (tasks.IsFollowQueue: of another FOLLOW_QUEUE_SHARDS) that Redis lists,
+// sorted, which others repeats. Tasks stored under another shard count, by
+// receivers not yet restarted or before a change of FOLLOW_QUEUE_SHARDS,
+// are thus processed, not stranded. When the queues cannot be listed it
+// returns shards' own queues and the error.
+func ConsumedQueues(insp queueLister, shards tasks.Shards) (queues, others []string, err error) {
+	queues = shards.Names()
+	all, err := insp.Queues()
+	if err != nil {
+		return queues, nil, err
+	}
+	own := map[string]bool{}
+	for _, q := range queues {
+		own[q] = true
+	}
+	for _, q := range all {
+		if tasks.IsFollowQueue(q) && !own[q] {
+			others = append(others, q)
+		}
+	}
+	slices.Sort(others)
+	return append(queues, others...), others, nil
 }
 
 // retainingScheduler enqueues tasks that asynq keeps as completed for
@@ -134,11 +191,65 @@ const MismatchBreakerKey = "breaker:sender_id_mismatch"
 
 // Start starts processing; Shutdown stops fetching, lets in-flight tasks
 // finish within the shutdown timeout and leaves the rest in Redis.
-func (w *Worker) Start() error { return w.Server.Start(w.mux) }
+func (w *Worker) Start() error {
+	if err := w.Server.Start(w.mux); err != nil {
+		return err
+	}
+	w.stopWatch = make(chan struct{})
+	w.watched = make(chan struct{})
+	go w.watchQueues()
+	return nil
+}
+
+// QueueCheckInterval is how often a running worker looks for follow queues
+// it does not consume ([Worker.Queues] is fixed at start).
+const QueueCheckInterval = time.Minute
+
+// watchQueues logs, once per queue, every follow queue that appears in
+// Redis after the worker started (a receiver with another
+// FOLLOW_QUEUE_SHARDS): its tasks wait until a worker starts that
+// consumes it. It stops when stopWatch closes.
+func (w *Worker) watchQueues() {
+	defer close(w.watched)
+	every := w.checkEvery
+	if every <= 0 {
+		every = QueueCheckInterval
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	consumed := map[string]bool{}
+	for _, q := range w.Queues {
+		consumed[q] = true
+	}
+	for {
+		select {
+		case <-w.stopWatch:
+			return
+		case <-tick.C:
+		}
+		all, err := w.lister.Queues()
+		w.checks.Add(1)
+		if err != nil {
+			continue // Redis unreachable: asynq and /readyz report that
+		}
+		for _, q := range all {
+			if tasks.IsFollowQueue(q) && !consumed[q] {
+				consumed[q] = true
+				w.log.Error("a follow queue this worker does not consume appeared in Redis (a receiver with another FOLLOW_QUEUE_SHARDS?): its tasks wait until a worker starts that consumes it; give receivers and workers the same FOLLOW_QUEUE_SHARDS and restart the workers (docs/operations.md)",
+					"queue", q, "follow_queues", w.Queues)
+			}
+		}
+	}
+}
 
 // Shutdown stops the worker gracefully, then writes the history entries
 // it still holds (for at most historyFlushTimeout).
 func (w *Worker) Shutdown() {
+	if w.stopWatch != nil {
+		close(w.stopWatch)
+		<-w.watched
+		w.stopWatch = nil
+	}
 	w.Server.Shutdown()
 	if w.history != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), historyFlushTimeout)

@@ -21,7 +21,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/followpush/followpush/config"
-	"github.com/followpush/followpush/tasks"
 )
 
 // repoRoot is the module root, seen from this package's directory (go test
@@ -39,9 +38,6 @@ var deployDir = filepath.Join(repoRoot, "deploy")
 //
 // (base.go lines 106-123); asynq's internal packages cannot be imported.
 func pendingKey(qname string) string { return "asynq:{" + qname + "}:pending" }
-
-// followPendingKey is the list KEDA must watch.
-var followPendingKey = pendingKey(tasks.QueueFollow)
 
 // runtimeEnv are environment variables read by the Go runtime rather than
 // by config; containers may set them without config.Settings listing them.

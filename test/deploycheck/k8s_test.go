@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -873,7 +875,22 @@ func checkScaledObject(o object, so scaledObject, workloads map[string]workload)
 	}
 	mode := redisMode(w)
 	want := kedaTriggerTypes[mode]
+	lists, err := followPendingKeys(w)
+	if err != nil {
+		fail("%v", err)
+	}
+	for name, other := range workloads {
+		if other.program != config.ProgramReceiver {
+			continue
+		}
+		rn, _ := other.effective("FOLLOW_QUEUE_SHARDS")
+		wn, _ := w.effective("FOLLOW_QUEUE_SHARDS")
+		if rn != wn {
+			fail("the receiver %s has FOLLOW_QUEUE_SHARDS %s, the worker %s: give both the same (docs/operations.md)", name, rn, wn)
+		}
+	}
 	found := 0
+	watched := map[string]bool{}
 	for _, tr := range so.Spec.Triggers {
 		if !strings.HasPrefix(tr.Type, "redis") {
 			continue
@@ -884,9 +901,13 @@ func checkScaledObject(o object, so scaledObject, workloads map[string]workload)
 			continue
 		}
 		md := tr.Metadata
-		if md["listName"] != followPendingKey {
-			fail("%s trigger listName %q, want asynq's pending list %q", tr.Type, md["listName"], followPendingKey)
+		switch l := md["listName"]; {
+		case !slices.Contains(lists, l):
+			fail("%s trigger listName %q, want asynq's pending list of a follow queue: %q", tr.Type, l, lists)
+		case watched[l]:
+			fail("%s trigger listName %q: watched twice", tr.Type, l)
 		}
+		watched[md["listName"]] = true
 		if n, err := strconv.Atoi(md["listLength"]); err != nil || n < 1 {
 			fail("%s trigger listLength %q is not a positive number", tr.Type, md["listLength"])
 		}
@@ -935,10 +956,32 @@ func checkScaledObject(o object, so scaledObject, workloads map[string]workload)
 			}
 		}
 	}
-	if found != 1 {
-		fail("want one redis, redis-cluster or redis-sentinel trigger, found %d", found)
+	if found != len(lists) {
+		fail("want one redis, redis-cluster or redis-sentinel trigger per follow queue (%d, FOLLOW_QUEUE_SHARDS), found %d", len(lists), found)
 	}
 	return errs
+}
+
+// followPendingKeys returns the pending lists of the follow queues of
+// worker w's FOLLOW_QUEUE_SHARDS (tasks.Shards), which KEDA must watch.
+func followPendingKeys(w workload) ([]string, error) {
+	v, literal := w.effective("FOLLOW_QUEUE_SHARDS")
+	if !literal {
+		return nil, fmt.Errorf("the worker's FOLLOW_QUEUE_SHARDS comes from %s: the triggers cannot be checked", w.env["FOLLOW_QUEUE_SHARDS"].from)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("the worker's FOLLOW_QUEUE_SHARDS %q: %v", v, err)
+	}
+	shards, err := tasks.NewShards(n)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, q := range shards.Names() {
+		out = append(out, pendingKey(q))
+	}
+	return out, nil
 }
 
 // checkTriggerAddrs checks a redis-cluster or redis-sentinel trigger's
@@ -1101,5 +1144,38 @@ func TestKEDAListIsAsynqPendingKey(t *testing.T) {
 	}
 	if got := pendingKey(tasks.QueueFollow); got != lists[0] {
 		t.Errorf("pendingKey(%s) = %q, but the ScaledObject watches %q", tasks.QueueFollow, got, lists[0])
+	}
+}
+
+// TestREADMEShardTriggers checks the KEDA triggers deploy/README.md shows
+// for FOLLOW_QUEUE_SHARDS=6: one per follow queue of 6 shards, in shard
+// order.
+func TestREADMEShardTriggers(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(deployDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "#### Sharded follow queues")
+	if !ok {
+		t.Fatal(`deploy/README.md has no "Sharded follow queues" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n- ")
+	var got []string
+	for _, line := range strings.Split(section, "\n") {
+		if l, ok := strings.CutPrefix(strings.TrimSpace(line), "listName: "); ok {
+			got = append(got, strings.Trim(l, `"`))
+		}
+	}
+	shards, err := tasks.NewShards(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, q := range shards.Names() {
+		want = append(want, pendingKey(q))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("deploy/README.md's triggers for 6 shards watch %q, want %q", got, want)
 	}
 }

@@ -177,8 +177,8 @@ func followpushSchema(t *testing.T) Schema {
 
 // asynqSchema returns the queue metrics the workers export, as the real
 // collector (app.RegisterQueueMetrics) exports them from a real Redis
-// holding one task of queue follow: names, types, labels, and the values of
-// queue and state.
+// holding one task of queue follow and one of a shard queue (tasks.Shards):
+// names, types, labels, and the values of queue and state.
 func asynqSchema(t *testing.T) Schema {
 	t.Helper()
 	srv := redistest.Start(t)
@@ -191,6 +191,10 @@ func asynqSchema(t *testing.T) Schema {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := client.EnqueueContext(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	// And one in a shard of FOLLOW_QUEUE_SHARDS=6: queries must cover both.
+	if _, err := client.EnqueueContext(ctx, task, asynq.Queue(tasks.ShardQueue(0, 6))); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()

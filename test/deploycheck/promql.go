@@ -357,6 +357,18 @@ func CheckQuery(q Query, s Schema) (used map[string]bool, errs []error) {
 			case alternationRE.MatchString(mt.Value):
 				values = strings.Split(mt.Value, "|")
 			}
+			if mt.Op == "=~" && values == nil {
+				// Any other regular expression must match some value
+				// (anchored, as Prometheus anchors it).
+				re, err := regexp.Compile("^(?:" + mt.Value + ")$")
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %s{%s%s%q}: %v", q.Where, family, mt.Label, mt.Op, mt.Value, err))
+					continue
+				}
+				if !slices.ContainsFunc(slices.Collect(maps.Keys(known)), re.MatchString) {
+					errs = append(errs, fmt.Errorf("%s: %s{%s%s%q}: matches no value of %s (known: %v)", q.Where, family, mt.Label, mt.Op, mt.Value, mt.Label, slices.Sorted(maps.Keys(known))))
+				}
+			}
 			for _, v := range values {
 				if !known[v] {
 					errs = append(errs, fmt.Errorf("%s: %s{%s%s%q}: %q is not a value of %s (known: %v)", q.Where, family, mt.Label, mt.Op, mt.Value, v, mt.Label, slices.Sorted(maps.Keys(known))))

@@ -290,15 +290,38 @@ func (s *stack) waitIdle(timeout time.Duration) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		qi, err := s.insp.GetQueueInfo(tasks.QueueFollow)
-		if err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry == 0 {
+		busy, err := s.followQueuesBusy()
+		if err == nil && busy == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("queue not idle after %s: %+v (err %v)", timeout, qi, err)
+			s.t.Fatalf("queues not idle after %s: %s (err %v)", timeout, busy, err)
 		}
 		<-tick.C
 	}
+}
+
+// followQueuesBusy describes the follow queues (every FOLLOW_QUEUE_SHARDS)
+// holding pending, active, scheduled or retry tasks; "" when none does.
+func (s *stack) followQueuesBusy() (string, error) {
+	names, err := s.insp.Queues()
+	if err != nil {
+		return "", err
+	}
+	busy := ""
+	for _, q := range names {
+		if !tasks.IsFollowQueue(q) {
+			continue
+		}
+		qi, err := s.insp.GetQueueInfo(q)
+		if err != nil {
+			return "", err
+		}
+		if qi.Pending+qi.Active+qi.Scheduled+qi.Retry > 0 {
+			busy += fmt.Sprintf("%s %+v; ", q, *qi)
+		}
+	}
+	return busy, nil
 }
 
 // accepted counts, per token, the sends the fake FCM answered with success.
