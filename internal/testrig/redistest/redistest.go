@@ -8,7 +8,6 @@
 package redistest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 )
 
 // Server is one running redis-server process.
@@ -35,7 +36,7 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
-	log    *lockedWriter
+	log    *syncbuf.Buffer
 }
 
 // Option adds redis-server configuration, as "name value" pairs passed on the
@@ -94,7 +95,7 @@ func (s *Server) start(bin string) error {
 		"--maxmemory-policy", "noeviction",
 	}, s.args...)
 	cmd := exec.Command(bin, args...)
-	logBuf := &lockedWriter{}
+	logBuf := &syncbuf.Buffer{}
 	cmd.Stdout = logBuf
 	cmd.Stderr = logBuf
 	if err := cmd.Start(); err != nil {
@@ -250,21 +251,4 @@ func freePort() (int, error) {
 		}
 	}
 	return 0, errors.New("no unused free port found")
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
