@@ -54,7 +54,7 @@ func TestMonitoringShowsQueues(t *testing.T) {
 	fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(fcmRetryAfter) })
 
 	bin := buildStandalone(t)
-	p, err := proc.Start("standalone", bin, map[string]string{
+	p := proc.StartTest(t, "standalone", bin, map[string]string{
 		"LISTEN_ADDR":        "127.0.0.1:0",
 		"WORKER_CONCURRENCY": "1",
 		"API_TOKEN":          apiToken,
@@ -62,17 +62,6 @@ func TestMonitoringShowsQueues(t *testing.T) {
 		"FCM_PROJECT_ID":     "browsercheck",
 		"SHUTDOWN_TIMEOUT":   "5s",
 	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
-			t.Errorf("standalone: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standalone output:\n%s", p.Output())
-		}
-	})
 
 	// One bound for everything after the build; cancelled after the browser
 	// closed (cleanups run last-in first-out).
