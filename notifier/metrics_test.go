@@ -2,15 +2,14 @@ package notifier
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/followpush/followpush/internal/testrig/gosource"
 )
 
 // Every label value the worker's code counts with is exported at 0 by a
@@ -83,46 +82,32 @@ func TestCountersStartAtZero(t *testing.T) {
 // non-test files.
 func labelLiterals(t *testing.T) map[string][]string {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]string{}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
+	gosource.Inspect(t, ".", func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
 		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || sel.Sel.Name != "WithLabelValues" {
+			return true
 		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || sel.Sel.Name != "WithLabelValues" {
-				return true
-			}
-			var holder string
-			switch x := sel.X.(type) {
-			case *ast.SelectorExpr:
-				holder = x.Sel.Name
-			case *ast.Ident:
-				holder = x.Name
-			}
-			for _, a := range call.Args {
-				if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					v, _ := strconv.Unquote(lit.Value)
-					if !slices.Contains(out[holder], v) {
-						out[holder] = append(out[holder], v)
-					}
+		var holder string
+		switch x := sel.X.(type) {
+		case *ast.SelectorExpr:
+			holder = x.Sel.Name
+		case *ast.Ident:
+			holder = x.Name
+		}
+		for _, a := range call.Args {
+			if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, _ := strconv.Unquote(lit.Value)
+				if !slices.Contains(out[holder], v) {
+					out[holder] = append(out[holder], v)
 				}
 			}
-			return true
-		})
-	}
+		}
+		return true
+	})
 	return out
 }
