@@ -152,10 +152,7 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // Stop stops the server (SIGTERM, so an AOF is flushed) and waits for it to
 // exit. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.takeProcess()
 	if cmd == nil {
 		return
 	}
@@ -185,15 +182,22 @@ func (s *Server) signal(sig os.Signal) {
 
 // Kill stops the server with SIGKILL, as a crash would.
 func (s *Server) Kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.takeProcess()
 	if cmd == nil {
 		return
 	}
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// takeProcess marks the server stopped and returns the process that ran
+// it and the channel closed when that exits (cmd nil: it was stopped).
+func (s *Server) takeProcess() (cmd *exec.Cmd, exited chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, exited = s.cmd, s.exited
+	s.cmd = nil
+	return cmd, exited
 }
 
 // Restart starts the server again on the same port and data directory.
