@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,18 +55,14 @@ func NewAPI(store Store, token string, log *slog.Logger, reg prometheus.Register
 		Name: "followpush_device_api_requests_total",
 		Help: "Device API requests, by method and HTTP status.",
 	}, []string{"method", "code"})
-	for method, ok := range map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent} {
-		for _, code := range []int{ok, http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable} {
-			requests.WithLabelValues(method, strconv.Itoa(code))
-		}
-	}
+	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
 	return &API{store: store, log: log, token: token, requests: requests}
 }
 
 // Guard wraps h as every route of the API is served: counted, and behind
 // the API token.
 func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return restapi.Counted(a.requests, restapi.Bearer(a.token, h))
+	return restapi.Guard(a.requests, a.token, h)
 }
 
 // body is the optional JSON body of PUT .../devices/{token}; a nil field
@@ -134,12 +129,7 @@ func (a *API) List(w http.ResponseWriter, r *http.Request) {
 // fail answers err: 400 with its text for invalid input, else 503 (the
 // store failed; the detail is logged, not answered).
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidPlatform), errors.Is(err, ErrInvalidUserID),
-		errors.Is(err, ErrInvalidLocale), errors.Is(err, restapi.ErrBadBody):
-		restapi.WriteError(w, http.StatusBadRequest, err.Error())
-	default:
-		a.log.Error("device API", "method", r.Method, "err", err)
-		restapi.WriteError(w, http.StatusServiceUnavailable, "device store unavailable")
-	}
+	invalid := errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrInvalidPlatform) || errors.Is(err, ErrInvalidUserID) ||
+		errors.Is(err, ErrInvalidLocale)
+	restapi.Fail(w, r, a.log, "device", err, invalid)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/followpush/followpush/internal/restapi"
 	"github.com/followpush/followpush/internal/strictjson"
+	"github.com/followpush/followpush/internal/testrig/jsonref"
 )
 
 // FuzzDeviceBody feeds arbitrary bodies to the device API's body reader: it
@@ -110,7 +110,7 @@ func refDeviceBody(body []byte) (Registration, bool) {
 	if len(bytes.Trim(body, " \t\r\n")) == 0 {
 		return reg, true
 	}
-	if !utf8.Valid(body) || !refStructure(body) || !pairedSurrogates(body) {
+	if !utf8.Valid(body) || !jsonref.Structure(body, strictjson.MaxDepth) || !pairedSurrogates(body) {
 		return reg, false
 	}
 	var top map[string]json.RawMessage
@@ -139,57 +139,4 @@ func refDeviceBody(body []byte) (Registration, bool) {
 		}
 	}
 	return reg, true
-}
-
-// refStructure reports whether body is one JSON object, nested at most
-// strictjson.MaxDepth deep, without duplicate keys, using json.Decoder.Token.
-func refStructure(body []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return false
-	}
-	type frame struct {
-		keys    map[string]bool // nil for an array
-		wantKey bool
-	}
-	stack := []*frame{{keys: map[string]bool{}, wantKey: true}}
-	for len(stack) > 0 {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		top := stack[len(stack)-1]
-		if top.keys != nil && top.wantKey {
-			if tok == json.Delim('}') {
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			key, ok := tok.(string)
-			if !ok || top.keys[key] {
-				return false
-			}
-			top.keys[key] = true
-			top.wantKey = false
-			continue
-		}
-		if top.keys != nil {
-			top.wantKey = true // after this value
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if len(stack) == strictjson.MaxDepth {
-				return false
-			}
-			fr := &frame{}
-			if tok == json.Delim('{') {
-				fr.keys, fr.wantKey = map[string]bool{}, true
-			}
-			stack = append(stack, fr)
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-	_, err := dec.Token()
-	return err == io.EOF
 }

@@ -2,7 +2,6 @@ package devices_test
 
 import (
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/followpush/followpush/devices"
+	"github.com/followpush/followpush/internal/testrig/httpcall"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 )
 
@@ -38,20 +38,12 @@ func newAPIServer(t *testing.T, token string) apiServer {
 
 func apiDo(t *testing.T, base, method, path, auth, body string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var header map[string]string
 	if auth != "" {
-		req.Header.Set("Authorization", auth)
+		header = map[string]string{"Authorization": auth}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	r := httpcall.Do(t, httpcall.Request{Method: method, URL: base + path, Body: body, Header: header})
+	return r.Status, r.Header, string(r.Body)
 }
 
 func TestDeviceAPIAuth(t *testing.T) {

@@ -1,42 +1,22 @@
 package notifier_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/tasks"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger writing from task
-// goroutines while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // quietAsynq drops asynq's own log lines.
 type quietAsynq struct{}
@@ -142,7 +122,7 @@ func TestLastErrorSaysWhenTheRetryIs(t *testing.T) {
 func TestInvalidTaskLogsTaskID(t *testing.T) {
 	t.Parallel()
 	f := newHandlerFixture(t, notifier.HandlerOptions{})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: f.fcm.URL()})
 	if err != nil {
 		t.Fatal(err)

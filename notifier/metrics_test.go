@@ -2,15 +2,14 @@ package notifier
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/followpush/followpush/internal/testrig/gosource"
 )
 
 // Every label value the worker's code counts with is exported at 0 by a
@@ -83,53 +82,39 @@ func TestCountersStartAtZero(t *testing.T) {
 // of Handler.count, in the package's non-test files.
 func labelLiterals(t *testing.T) map[string][]string {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]string{}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || sel.Sel.Name != "WithLabelValues" && sel.Sel.Name != "count" {
-				return true
-			}
-			counter, args := sel.X, call.Args
-			if sel.Sel.Name == "count" { // h.count(ctx, counter, result): a task result
-				if len(args) != 3 {
-					return true
-				}
-				counter, args = args[1], args[2:]
-			}
-			var holder string
-			switch x := counter.(type) {
-			case *ast.SelectorExpr:
-				holder = x.Sel.Name
-			case *ast.Ident:
-				holder = x.Name
-			}
-			for _, a := range args {
-				if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					v, _ := strconv.Unquote(lit.Value)
-					if !slices.Contains(out[holder], v) {
-						out[holder] = append(out[holder], v)
-					}
-				}
-			}
+	gosource.Inspect(t, ".", func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
 			return true
-		})
-	}
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || sel.Sel.Name != "WithLabelValues" && sel.Sel.Name != "count" {
+			return true
+		}
+		counter, args := sel.X, call.Args
+		if sel.Sel.Name == "count" { // h.count(ctx, counter, result): a task result
+			if len(args) != 3 {
+				return true
+			}
+			counter, args = args[1], args[2:]
+		}
+		var holder string
+		switch x := counter.(type) {
+		case *ast.SelectorExpr:
+			holder = x.Sel.Name
+		case *ast.Ident:
+			holder = x.Name
+		}
+		for _, a := range args {
+			if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, _ := strconv.Unquote(lit.Value)
+				if !slices.Contains(out[holder], v) {
+					out[holder] = append(out[holder], v)
+				}
+			}
+		}
+		return true
+	})
 	return out
 }

@@ -1,7 +1,6 @@
 package notifier_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/followpush/followpush/internal/testrig/redistest"
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 	"github.com/followpush/followpush/internal/testrig/tencenttest"
 	"github.com/followpush/followpush/notifier"
 )
@@ -285,11 +285,10 @@ func TestTencentProfilesMakesAndRenewsUserSig(t *testing.T) {
 	fake := &tencentProfiles{secretKey: key, now: clk.Now, nicks: map[string]string{"alice": "Alice", "carol": "Carol", "dave": "Dave"}}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
-	var logs bytes.Buffer
-	var logMu sync.Mutex
+	var logs syncbuf.Buffer
 	p, err := notifier.NewTencentProfiles(notifier.TencentConfig{
 		BaseURL: srv.URL, SecretKeys: map[string]string{"1400000000": key}, UserSigValidity: 2 * time.Hour, Now: clk.Now,
-	}, redistest.Start(t).Client(t), slog.New(slog.NewJSONHandler(lockedWriter{&logMu, &logs}, nil)))
+	}, redistest.Start(t).Client(t), slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,20 +322,7 @@ func TestTencentProfilesMakesAndRenewsUserSig(t *testing.T) {
 			t.Errorf("%s: UserSig issued at +%s, want +%s", step.name, got.Sub(start), step.issued)
 		}
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
 	if strings.Contains(logs.String(), key) {
 		t.Error("the secret key was logged")
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -54,18 +53,14 @@ func NewAPI(store Keeper, token string, log *slog.Logger, reg prometheus.Registe
 		Name: "followpush_preference_api_requests_total",
 		Help: "Preference API requests, by method and HTTP status.",
 	}, []string{"method", "code"})
-	for method, ok := range map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent} {
-		for _, code := range []int{ok, http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable} {
-			requests.WithLabelValues(method, strconv.Itoa(code))
-		}
-	}
+	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
 	return &API{store: store, log: log, token: token, requests: requests}
 }
 
 // Guard wraps h as every route of the API is served: counted, and behind
 // the API token.
 func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return restapi.Counted(a.requests, restapi.Bearer(a.token, h))
+	return restapi.Guard(a.requests, a.token, h)
 }
 
 // body is PUT's body; a nil field was absent (or null). Unknown fields
@@ -148,11 +143,6 @@ func (a *API) Delete(w http.ResponseWriter, r *http.Request) {
 // fail answers err: 400 with its text for invalid input, else 503 (the
 // store failed; the detail is logged, not answered).
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrInvalid), errors.Is(err, tencent.ErrInvalidUserID), errors.Is(err, restapi.ErrBadBody), errors.Is(err, errNoBody):
-		restapi.WriteError(w, http.StatusBadRequest, err.Error())
-	default:
-		a.log.Error("preference API", "method", r.Method, "err", err)
-		restapi.WriteError(w, http.StatusServiceUnavailable, "preference store unavailable")
-	}
+	invalid := errors.Is(err, ErrInvalid) || errors.Is(err, tencent.ErrInvalidUserID) || errors.Is(err, errNoBody)
+	restapi.Fail(w, r, a.log, "preference", err, invalid)
 }

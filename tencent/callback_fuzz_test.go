@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/followpush/followpush/internal/testrig/jsonref"
 )
 
 // FuzzParse checks Parse against its invariants and against refParse, a
@@ -159,7 +160,7 @@ func listLen(t *testing.T, body []byte, command string) int {
 // refParse is Parse written the slow, obvious way with encoding/json, for
 // comparison. It reports only whether the body is accepted.
 func refParse(query string, body []byte, lim Limits) (Callback, bool) {
-	if !utf8.Valid(body) || !refStructure(body) {
+	if !utf8.Valid(body) || !jsonref.Structure(body, MaxNesting) {
 		return Callback{}, false
 	}
 	var top map[string]json.RawMessage
@@ -254,57 +255,4 @@ func refParse(query string, body []byte, lim Limits) (Callback, bool) {
 		}
 	}
 	return cb, true
-}
-
-// refStructure reports whether body is one JSON object, nested at most
-// MaxNesting deep, without duplicate keys, using json.Decoder.Token.
-func refStructure(body []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return false
-	}
-	type frame struct {
-		keys    map[string]bool // nil for an array
-		wantKey bool
-	}
-	stack := []*frame{{keys: map[string]bool{}, wantKey: true}}
-	for len(stack) > 0 {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		top := stack[len(stack)-1]
-		if top.keys != nil && top.wantKey {
-			if tok == json.Delim('}') {
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			key, ok := tok.(string)
-			if !ok || top.keys[key] {
-				return false
-			}
-			top.keys[key] = true
-			top.wantKey = false
-			continue
-		}
-		if top.keys != nil {
-			top.wantKey = true // after this value
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if len(stack) == MaxNesting {
-				return false
-			}
-			fr := &frame{}
-			if tok == json.Delim('{') {
-				fr.keys, fr.wantKey = map[string]bool{}, true
-			}
-			stack = append(stack, fr)
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-	_, err := dec.Token()
-	return err == io.EOF
 }

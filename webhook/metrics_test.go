@@ -2,15 +2,14 @@ package webhook_test
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/followpush/followpush/internal/testrig/gosource"
 	"github.com/followpush/followpush/tencent"
 	"github.com/followpush/followpush/webhook"
 )
@@ -66,47 +65,33 @@ func TestCountersStartAtZero(t *testing.T) {
 // package's non-test files.
 func sourceLabelValues(t *testing.T) (results, follows []string) {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.ValueSpec:
-				for i, name := range n.Names {
-					if strings.HasPrefix(name.Name, "result") && i < len(n.Values) {
-						if lit, ok := n.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-							v, _ := strconv.Unquote(lit.Value)
-							results = append(results, v)
-						}
-					}
-				}
-			case *ast.CallExpr:
-				sel, ok := n.Fun.(*ast.SelectorExpr)
-				if !ok || sel.Sel.Name != "WithLabelValues" {
-					return true
-				}
-				if holder, ok := sel.X.(*ast.SelectorExpr); !ok || holder.Sel.Name != "follows" {
-					return true
-				}
-				for _, a := range n.Args {
-					if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+	gosource.Inspect(t, ".", func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.ValueSpec:
+			for i, name := range n.Names {
+				if strings.HasPrefix(name.Name, "result") && i < len(n.Values) {
+					if lit, ok := n.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
 						v, _ := strconv.Unquote(lit.Value)
-						follows = append(follows, v)
+						results = append(results, v)
 					}
 				}
 			}
-			return true
-		})
-	}
+		case *ast.CallExpr:
+			sel, ok := n.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "WithLabelValues" {
+				return true
+			}
+			if holder, ok := sel.X.(*ast.SelectorExpr); !ok || holder.Sel.Name != "follows" {
+				return true
+			}
+			for _, a := range n.Args {
+				if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					v, _ := strconv.Unquote(lit.Value)
+					follows = append(follows, v)
+				}
+			}
+		}
+		return true
+	})
 	return results, follows
 }

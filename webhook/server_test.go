@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -245,24 +243,6 @@ func TestWebhookStalledRedis(t *testing.T) {
 	if status/100 != 5 || took > 1900*time.Millisecond {
 		t.Errorf("stalled Redis: %d after %s, want a 5xx within Tencent's 2 s", status, took)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // With a token per app, each app's webhooks must be signed with its own

@@ -20,19 +20,18 @@ import (
 
 func main() { app.Main(run) }
 
-func usage(w io.Writer) {
-	config.PrintUsage(w, config.ProgramReceiver, "receiver: Tencent Cloud Chat follow webhooks in, asynq tasks out; device API.")
+var program = app.Program[config.Receiver]{
+	Name:     config.ProgramReceiver,
+	Summary:  "receiver: Tencent Cloud Chat follow webhooks in, asynq tasks out; device API.",
+	Load:     config.LoadReceiver,
+	LogLevel: func(c config.Receiver) string { return c.LogLevel },
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if err := app.ParseFlags(args, stdout, usage); err != nil {
+	cfg, log, flushLogs, err := program.Start(args, getenv, stdout, stderr)
+	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadReceiver(getenv)
-	if err != nil {
-		return app.BadConfig(err)
-	}
-	log, flushLogs := app.StartLogging(stderr, cfg.LogLevel)
 	defer flushLogs()
 	rdb := cfg.Redis.Client()
 	defer rdb.Close()

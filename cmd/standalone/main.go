@@ -28,19 +28,18 @@ import (
 
 func main() { app.Main(run) }
 
-func usage(w io.Writer) {
-	config.PrintUsage(w, config.ProgramStandalone, "standalone: receiver and worker in one process, for a first try (embedded Redis, pushes to the log).")
+var program = app.Program[config.Standalone]{
+	Name:     config.ProgramStandalone,
+	Summary:  "standalone: receiver and worker in one process, for a first try (embedded Redis, pushes to the log).",
+	Load:     config.LoadStandalone,
+	LogLevel: func(c config.Standalone) string { return c.Receiver.LogLevel },
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if err := app.ParseFlags(args, stdout, usage); err != nil {
+	cfg, log, flushLogs, err := program.Start(args, getenv, stdout, stderr)
+	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadStandalone(getenv)
-	if err != nil {
-		return app.BadConfig(err)
-	}
-	log, flushLogs := app.StartLogging(stderr, cfg.Receiver.LogLevel)
 	defer flushLogs()
 
 	if cfg.EmbeddedRedis {

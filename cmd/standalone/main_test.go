@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/followpush/followpush/config"
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 )
 
 // The README's Quick start shows the walkthrough standalone prints with
@@ -37,24 +36,6 @@ func TestReadmeShowsTheWalkthrough(t *testing.T) {
 	if !strings.Contains(quickStart, want) {
 		t.Errorf("README.md's Quick start lacks the walkthrough standalone prints:\n%s", want)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that run writes and the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The walkthrough names the asynqmon URL only when /monitoring/ is
@@ -102,7 +83,7 @@ func TestWalkthroughNamesMonitoringOnlyWhenMounted(t *testing.T) {
 func startStandalone(t *testing.T, env map[string]string) (stdout, port string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, logs syncBuffer
+	var out, logs syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"standalone"}, func(k string) string { return env[k] }, &out, &logs)

@@ -19,19 +19,18 @@ import (
 
 func main() { app.Main(run) }
 
-func usage(w io.Writer) {
-	config.PrintUsage(w, config.ProgramWorker, "worker: follow tasks from Redis in, FCM pushes out.")
+var program = app.Program[config.Worker]{
+	Name:     config.ProgramWorker,
+	Summary:  "worker: follow tasks from Redis in, FCM pushes out.",
+	Load:     config.LoadWorker,
+	LogLevel: func(c config.Worker) string { return c.LogLevel },
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if err := app.ParseFlags(args, stdout, usage); err != nil {
+	cfg, log, flushLogs, err := program.Start(args, getenv, stdout, stderr)
+	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadWorker(getenv)
-	if err != nil {
-		return app.BadConfig(err)
-	}
-	log, flushLogs := app.StartLogging(stderr, cfg.LogLevel)
 	defer flushLogs()
 	rdb := cfg.Redis.Client()
 	defer rdb.Close()

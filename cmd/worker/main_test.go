@@ -11,32 +11,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer that run writes and the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A metrics server that fails once the worker runs (here: its listening
 // socket shut down under it, so that accepting fails) stops the worker
@@ -55,7 +37,7 @@ func TestWorkerStopsWhenMetricsServerFails(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"worker"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &logs)
@@ -111,7 +93,7 @@ func TestWorkerStopsWhenMetricsAddrInUse(t *testing.T) {
 
 // waitMetricsAddr waits until the worker has started and returns the
 // address its metrics server listens on, from its log.
-func waitMetricsAddr(t *testing.T, logs *syncBuffer, done chan error) string {
+func waitMetricsAddr(t *testing.T, logs *syncbuf.Buffer, done chan error) string {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	tick := time.NewTicker(10 * time.Millisecond)

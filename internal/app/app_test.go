@@ -8,7 +8,6 @@ import (
 	"flag"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,25 +19,15 @@ import (
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/testrig/redistest"
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 	"github.com/followpush/followpush/tasks"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// logLines parses the JSON log lines written to buf so far, skipping any
+// line that is not JSON.
+func logLines(buf *syncbuf.Buffer) []map[string]any {
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil {
 			out = append(out, m)
@@ -86,7 +75,7 @@ func TestCheckRedisSettings(t *testing.T) {
 			if tt.client != nil {
 				client = tt.client(t, red)
 			}
-			var buf syncBuffer
+			var buf syncbuf.Buffer
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan struct{})
@@ -97,7 +86,7 @@ func TestCheckRedisSettings(t *testing.T) {
 				t.Fatal("check did not finish")
 			}
 			var got, unverified []string
-			for _, l := range buf.lines() {
+			for _, l := range logLines(&buf) {
 				for _, k := range []string{"appendonly", "maxmemory-policy"} {
 					if _, ok := l[k]; ok {
 						got = append(got, k)
@@ -299,7 +288,7 @@ func TestWorkerAsynqLogsAtTheLoggersLevel(t *testing.T) {
 			}
 			rdb := cfg.Redis.Client()
 			t.Cleanup(func() { _ = rdb.Close() })
-			var buf syncBuffer
+			var buf syncbuf.Buffer
 			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: tt.level}))
 			w, err := NewWorker(cfg, rdb, &recordingSender{sent: make(chan string, 1)}, log, prometheus.NewRegistry())
 			if err != nil {
@@ -312,7 +301,7 @@ func TestWorkerAsynqLogsAtTheLoggersLevel(t *testing.T) {
 			}
 			w.Shutdown()
 			seen := map[string]bool{}
-			for _, l := range buf.lines() {
+			for _, l := range logLines(&buf) {
 				if l["component"] == "asynq" {
 					seen[l["level"].(string)] = true
 				}

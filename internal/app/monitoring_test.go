@@ -10,31 +10,16 @@ import (
 
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/internal/monitoring"
+	"github.com/followpush/followpush/internal/testrig/httpcall"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 )
 
-// get sends GET path to base, with basic auth when user is not empty, and
-// returns the status, the WWW-Authenticate header and the body.
-func get(t *testing.T, base, path, user, password string) (int, string, []byte) {
+// get sends GET path to base, with basic auth when user or password is
+// set, and returns the status and the body.
+func get(t *testing.T, base, path, user, password string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if user != "" || password != "" {
-		req.SetBasicAuth(user, password)
-	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), b
+	r := httpcall.Do(t, httpcall.Request{Method: http.MethodGet, URL: base + path, User: user, Password: password, NoRedirect: true})
+	return r.Status, r.Body
 }
 
 // The receiver serves asynqmon only when given a handler: without one
@@ -65,14 +50,14 @@ func TestReceiverMountsMonitoringOnlyWhenGiven(t *testing.T) {
 	unset := serve(nil)
 	set := serve(monitoring.Handler(srv.Client(t), user, password, slog.New(slog.DiscardHandler)))
 	for _, path := range []string{monitoring.Path, monitoring.Path + "/", monitoring.Path + "/api/queues"} {
-		if status, _, body := get(t, unset, path, user, password); status != http.StatusNotFound {
+		if status, body := get(t, unset, path, user, password); status != http.StatusNotFound {
 			t.Errorf("receiver without monitoring: GET %s: %d %.100s, want 404", path, status, body)
 		}
-		if status, _, _ := get(t, set, path, user, password); status == http.StatusNotFound {
+		if status, _ := get(t, set, path, user, password); status == http.StatusNotFound {
 			t.Errorf("receiver with monitoring: GET %s: 404, want it served", path)
 		}
 	}
-	if status, _, _ := get(t, set, monitoring.Path+"/api/queues", "", ""); status != http.StatusUnauthorized {
+	if status, _ := get(t, set, monitoring.Path+"/api/queues", "", ""); status != http.StatusUnauthorized {
 		t.Errorf("receiver with monitoring: GET %s/api/queues without credentials: %d, want 401", monitoring.Path, status)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/followpush/followpush/config"
 	"github.com/followpush/followpush/devices"
 	"github.com/followpush/followpush/internal/testrig/redistest"
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/webhook"
 )
@@ -221,7 +222,7 @@ func TestWorkerReportsFollowQueuesItDoesNotConsume(t *testing.T) {
 	}
 	rdb := cfg.Redis.Client()
 	t.Cleanup(func() { _ = rdb.Close() })
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	w, err := NewWorker(cfg, rdb, &recordingSender{sent: make(chan string, 10)}, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +242,7 @@ func TestWorkerReportsFollowQueuesItDoesNotConsume(t *testing.T) {
 		}
 	}
 	reported := func() (queues []any) {
-		for _, l := range buf.lines() {
+		for _, l := range logLines(&buf) {
 			if strings.HasPrefix(fmt.Sprint(l["msg"]), "a follow queue this worker does not consume") {
 				queues = append(queues, l["queue"])
 			}
@@ -251,7 +252,7 @@ func TestWorkerReportsFollowQueuesItDoesNotConsume(t *testing.T) {
 	for len(reported()) == 0 {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no report of queue %s; log: %v", stranger, buf.lines())
+			t.Fatalf("no report of queue %s; log: %v", stranger, logLines(&buf))
 		case <-time.After(10 * time.Millisecond): // poll the log again
 		}
 	}

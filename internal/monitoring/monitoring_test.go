@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/followpush/followpush/internal/testrig/httpcall"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 	"github.com/hibiken/asynq"
@@ -22,24 +22,8 @@ import (
 // returns the status, the WWW-Authenticate header and the body.
 func get(t *testing.T, base, path, user, password string) (int, string, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if user != "" || password != "" {
-		req.SetBasicAuth(user, password)
-	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), b
+	r := httpcall.Do(t, httpcall.Request{Method: http.MethodGet, URL: base + path, User: user, Password: password, NoRedirect: true})
+	return r.Status, r.Header.Get("WWW-Authenticate"), r.Body
 }
 
 // asynqmon behind basic auth: the UI and its API answer 401 with a Basic
@@ -294,33 +278,12 @@ func queueNames(t *testing.T, body []byte) []string {
 }
 
 // send sends method path to base with the given Host (empty: base's),
-// headers and basic auth (when user is not empty), and returns the status
+// headers and basic auth (when user or password is set), and returns the status
 // and body.
 func send(t *testing.T, base, method, path, host string, header map[string]string, user, password string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if host != "" {
-		req.Host = host
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	r := httpcall.Do(t, httpcall.Request{Method: method, URL: base + path, Host: host, Header: header, User: user, Password: password})
+	return r.Status, r.Body
 }
 
 // errorBody reports whether b is a JSON {"error": "..."} answer.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,6 +72,38 @@ func Counted(requests *prometheus.CounterVec, next http.Handler) http.Handler {
 		defer func() { requests.WithLabelValues(r.Method, strconv.Itoa(rec.status)).Inc() }()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// ZeroCounts makes requests, an API's counter labelled method and code
+// (see [Counted]), show every method of success (method: the status it
+// answers when all is well) at 0 from the start, with that status and
+// with each one the API gives itself, 400, 401 and 503: an alert on the
+// first error of a new receiver must see a change.
+func ZeroCounts(requests *prometheus.CounterVec, success map[string]int) {
+	for method, ok := range success {
+		for _, code := range []int{ok, http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable} {
+			requests.WithLabelValues(method, strconv.Itoa(code))
+		}
+	}
+}
+
+// Guard wraps h as every route of an API is served: counted in requests
+// ([Counted]), and behind the API token ([Bearer]).
+func Guard(requests *prometheus.CounterVec, token string, h http.Handler) http.Handler {
+	return Counted(requests, Bearer(token, h))
+}
+
+// Fail answers err of the API named api ("device", ...): 400 with err's
+// text when the request is at fault (invalid, or err wraps [ErrBadBody]);
+// else 503, "<api> store unavailable", with err logged as "<api> API"
+// and not answered.
+func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, api string, err error, invalid bool) {
+	if invalid || errors.Is(err, ErrBadBody) {
+		WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	log.Error(api+" API", "method", r.Method, "err", err)
+	WriteError(w, http.StatusServiceUnavailable, api+" store unavailable")
 }
 
 // ReadBody reads r's body, at most max bytes, into v (a pointer to a

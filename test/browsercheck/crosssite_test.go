@@ -1,7 +1,6 @@
 package browsercheck
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -25,30 +24,7 @@ import (
 // still pauses and resumes the queue.
 func TestMonitoringRefusesCrossSiteFormInChromium(t *testing.T) {
 	chromium := findChromium(t)
-	bin := buildStandalone(t)
-	p, err := proc.Start("standalone", bin, map[string]string{
-		"LISTEN_ADDR":      "127.0.0.1:0",
-		"API_TOKEN":        apiToken,
-		"SHUTDOWN_TIMEOUT": "5s",
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
-			t.Errorf("standalone: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standalone output:\n%s", p.Output())
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	addr, err := p.Addr(ctx, "http")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + addr
+	ctx, p, base := startStandalone(t, nil)
 	// A follow of a user without devices: queue "follow" exists, and is
 	// empty again at once.
 	do(ctx, t, http.MethodPost, base+"/webhook?SdkAppid="+appID+"&CallbackCommand=Follow.CallbackAfterFollowAdd",

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -53,36 +54,13 @@ func TestMonitoringShowsQueues(t *testing.T) {
 	fcm := fcmtest.NewServer(t)
 	fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(fcmRetryAfter) })
 
-	bin := buildStandalone(t)
-	p, err := proc.Start("standalone", bin, map[string]string{
-		"LISTEN_ADDR":        "127.0.0.1:0",
+	// ctx bounds everything after the build; it is cancelled after the
+	// browser closed (cleanups run last-in first-out).
+	ctx, _, base := startStandalone(t, map[string]string{
 		"WORKER_CONCURRENCY": "1",
-		"API_TOKEN":          apiToken,
 		"FCM_ENDPOINT":       fcm.URL(),
 		"FCM_PROJECT_ID":     "browsercheck",
-		"SHUTDOWN_TIMEOUT":   "5s",
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
-			t.Errorf("standalone: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standalone output:\n%s", p.Output())
-		}
 	})
-
-	// One bound for everything after the build; cancelled after the browser
-	// closed (cleanups run last-in first-out).
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	addr, err := p.Addr(ctx, "http")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + addr
 
 	// alice follows bob and carol; each has a device, so each follow task
 	// sends once, gets 503 and waits in the retry state.
@@ -289,6 +267,25 @@ func buildStandalone(t *testing.T) string {
 		t.Fatalf("go build ../../cmd/standalone: %v\n%s", err, out)
 	}
 	return filepath.Join(dir, "standalone")
+}
+
+// startStandalone builds standalone and runs it for the test on a free
+// loopback port, with the API token, a 5 s shutdown timeout and extra
+// settings. It returns a context that bounds the rest of the test (60 s,
+// cancelled when the test ends), the program and its base URL.
+func startStandalone(t *testing.T, extra map[string]string) (context.Context, *proc.Process, string) {
+	t.Helper()
+	bin := buildStandalone(t)
+	env := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "API_TOKEN": apiToken, "SHUTDOWN_TIMEOUT": "5s"}
+	maps.Copy(env, extra)
+	p := proc.StartTest(t, "standalone", bin, env, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	addr, err := p.Addr(ctx, "http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, p, "http://" + addr
 }
 
 // newBrowser starts a headless Chromium with a fresh profile and returns a

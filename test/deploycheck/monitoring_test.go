@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"io/fs"
 	"maps"
@@ -25,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/followpush/followpush/internal/queuemetrics"
+	"github.com/followpush/followpush/internal/testrig/gosource"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/tasks"
 )
@@ -119,29 +119,15 @@ func TestMetricSourcesComplete(t *testing.T) {
 // the package directory dir (relative to the module root).
 func stringLiterals(t *testing.T, dir string) map[string]bool {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(repoRoot, dir, "*.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no Go files in %s (%v)", dir, err)
-	}
 	lits := map[string]bool{}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			if b, ok := n.(*ast.BasicLit); ok && b.Kind == token.STRING {
-				if s, err := strconv.Unquote(b.Value); err == nil {
-					lits[s] = true
-				}
+	gosource.Inspect(t, filepath.Join(repoRoot, dir), func(n ast.Node) bool {
+		if b, ok := n.(*ast.BasicLit); ok && b.Kind == token.STRING {
+			if s, err := strconv.Unquote(b.Value); err == nil {
+				lits[s] = true
 			}
-			return true
-		})
-	}
+		}
+		return true
+	})
 	return lits
 }
 

@@ -118,18 +118,7 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 	for k, v := range extra {
 		env[k] = v
 	}
-	p, err := proc.Start("standalone", filepath.Join(binDir, "standalone"), env, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
-			t.Errorf("standalone: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standalone output:\n%s", p.Output())
-		}
-	})
+	p := proc.StartTest(t, "standalone", filepath.Join(binDir, "standalone"), env, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := p.Addr(ctx, "http"); err != nil {
@@ -202,18 +191,7 @@ func testWalkthrough(t *testing.T, extra map[string]string) {
 // limited (a tunnel may forward Tencent's callbacks to it).
 func TestStandaloneRefusesForeignHosts(t *testing.T) {
 	t.Parallel()
-	p, err := proc.Start("standalone", filepath.Join(binDir, "standalone"), map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
-			t.Errorf("standalone: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standalone output:\n%s", p.Output())
-		}
-	})
+	p := proc.StartTest(t, "standalone", filepath.Join(binDir, "standalone"), map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr, err := p.Addr(ctx, "http")

@@ -117,21 +117,10 @@ func (s *stack) start(name string) *proc.Process {
 	if testing.Verbose() {
 		echo = os.Stderr
 	}
-	p, err := proc.Start(name, filepath.Join(binDir, name), s.env, echo)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	p := proc.StartTest(s.t, name, filepath.Join(binDir, name), s.env, echo)
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
-	s.t.Cleanup(func() {
-		if err := p.Stop(10 * time.Second); err != nil {
-			s.t.Errorf("%s: %v", name, err)
-		}
-		if s.t.Failed() && !testing.Verbose() {
-			s.t.Logf("%s output:\n%s", name, p.Output())
-		}
-	})
 	return p
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,12 +10,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -33,7 +32,7 @@ type redisTarget struct {
 	cmd    *exec.Cmd // nil for an external Redis
 	exited chan struct{}
 	dir    string
-	log    *lockedBuffer
+	log    *syncbuf.Buffer
 }
 
 // startRedis starts redis-server on a free loopback port with a fresh data
@@ -65,7 +64,7 @@ func startRedis(ctx context.Context, aof string) (*redisTarget, error) {
 		} else {
 			args = append(args, "--appendonly", "yes", "--appendfsync", aof)
 		}
-		r := &redisTarget{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, log: &lockedBuffer{}}
+		r := &redisTarget{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, log: &syncbuf.Buffer{}}
 		r.URL = "redis://" + r.Addr + "/0"
 		r.cmd = exec.Command(bin, args...)
 		r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
@@ -248,21 +247,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,37 +24,19 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/internal/testrig/httpcall"
 )
 
-type answer struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-func do(t *testing.T, method, url, auth, body string) answer {
+func do(t *testing.T, method, url, auth, body string) httpcall.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
+	header := map[string]string{"Content-Type": "application/json"}
 	if auth != "" {
-		req.Header.Set("Authorization", auth)
+		header["Authorization"] = auth
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{resp.StatusCode, resp.Header, b}
+	return httpcall.Do(t, httpcall.Request{Method: method, URL: url, Body: body, Header: header})
 }
 
-func send(t *testing.T, s *fcmtest.Server, project, body string) answer {
+func send(t *testing.T, s *fcmtest.Server, project, body string) httpcall.Response {
 	t.Helper()
 	return do(t, http.MethodPost, s.URL()+"/v1/projects/"+project+"/messages:send", "", body)
 }
@@ -405,20 +386,10 @@ func TestTokenEndpointAndRequireAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tokenReq := func(grant, assertion string) answer {
+	tokenReq := func(grant, assertion string) httpcall.Response {
 		form := url.Values{"grant_type": {grant}, "assertion": {assertion}}
-		req, err := http.NewRequest(http.MethodPost, s.URL()+"/token", strings.NewReader(form.Encode()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return answer{resp.StatusCode, resp.Header, b}
+		return httpcall.Do(t, httpcall.Request{Method: http.MethodPost, URL: s.URL() + "/token", Body: form.Encode(),
+			Header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}})
 	}
 
 	tests := []struct {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -60,6 +61,27 @@ func Start(name, bin string, env map[string]string, echo io.Writer, args ...stri
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// StartTest starts a program as [Start] does, for the test t: a failure
+// to start fails t at once. When t ends, the program is stopped
+// ([Process.Stop], 10 s; a failure fails t) and, if t failed and the
+// output was not echoed, its output is logged.
+func StartTest(t testing.TB, name, bin string, env map[string]string, echo io.Writer, args ...string) *Process {
+	t.Helper()
+	p, err := Start(name, bin, env, echo, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if t.Failed() && echo == nil {
+			t.Logf("%s output:\n%s", name, p.Output())
+		}
+	})
+	return p
 }
 
 func (p *Process) read(r io.Reader) {

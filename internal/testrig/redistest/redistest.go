@@ -8,7 +8,6 @@
 package redistest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 )
 
 // Server is one running redis-server process.
@@ -35,7 +36,7 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
-	log    *lockedWriter
+	log    *syncbuf.Buffer
 }
 
 // Option adds redis-server configuration, as "name value" pairs passed on the
@@ -94,7 +95,7 @@ func (s *Server) start(bin string) error {
 		"--maxmemory-policy", "noeviction",
 	}, s.args...)
 	cmd := exec.Command(bin, args...)
-	logBuf := &lockedWriter{}
+	logBuf := &syncbuf.Buffer{}
 	cmd.Stdout = logBuf
 	cmd.Stderr = logBuf
 	if err := cmd.Start(); err != nil {
@@ -151,10 +152,7 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // Stop stops the server (SIGTERM, so an AOF is flushed) and waits for it to
 // exit. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.takeProcess()
 	if cmd == nil {
 		return
 	}
@@ -184,15 +182,22 @@ func (s *Server) signal(sig os.Signal) {
 
 // Kill stops the server with SIGKILL, as a crash would.
 func (s *Server) Kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.takeProcess()
 	if cmd == nil {
 		return
 	}
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// takeProcess marks the server stopped and returns the process that ran
+// it and the channel closed when that exits (cmd nil: it was stopped).
+func (s *Server) takeProcess() (cmd *exec.Cmd, exited chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, exited = s.cmd, s.exited
+	s.cmd = nil
+	return cmd, exited
 }
 
 // Restart starts the server again on the same port and data directory.
@@ -250,21 +255,4 @@ func freePort() (int, error) {
 		}
 	}
 	return 0, errors.New("no unused free port found")
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

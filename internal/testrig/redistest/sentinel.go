@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/followpush/followpush/internal/testrig/syncbuf"
 )
 
 // SentinelMaster is the master name the sentinels of [StartSentinel] watch.
@@ -254,7 +256,7 @@ type sentinelProcess struct {
 	port   int
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *lockedWriter
+	log    *syncbuf.Buffer
 }
 
 func (p *sentinelProcess) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
@@ -284,7 +286,7 @@ func startSentinelProcess(t testing.TB, bin string, masterPort int) (*sentinelPr
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p := &sentinelProcess{port: port, exited: make(chan struct{}), log: &lockedWriter{}}
+	p := &sentinelProcess{port: port, exited: make(chan struct{}), log: &syncbuf.Buffer{}}
 	p.cmd = exec.Command(bin, path, "--sentinel")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
