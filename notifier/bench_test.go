@@ -20,6 +20,7 @@ import (
 	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // The worker's hot paths, for `go test -bench . -cpuprofile`:
@@ -69,6 +70,30 @@ func (nopSender) Send(_ context.Context, msgs []*messaging.Message) []error {
 	return make([]error, len(msgs))
 }
 
+// users is how many followees the process-task benchmarks push to, one
+// device each.
+const users = 1000
+
+// benchStores starts a real redis-server with users followees u0, u1, ...
+// registered, each with one Android token ending in suffix, and a local
+// FCM server with a sender posting to it.
+func benchStores(b *testing.B, suffix string) (*redis.Client, *devices.Registry, *fcmtest.Server, notifier.Sender) {
+	b.Helper()
+	rdb := redistest.Start(b).Client(b)
+	reg := devices.NewRegistry(rdb, devices.Options{})
+	fakeFCM := fcmtest.NewServer(b)
+	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "bench", Endpoint: fakeFCM.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range users {
+		if err := reg.Register(context.Background(), "u"+strconv.Itoa(i), "token-"+strconv.Itoa(i)+suffix, devices.Registration{Platform: "android"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rdb, reg, fakeFCM, sender
+}
+
 // BenchmarkProcessTask is one follow task through the worker's handler
 // against a real redis-server, for a followee with one device: with a no-op
 // sender ("nop": the handler's own work and its Redis round trips) and with
@@ -76,20 +101,8 @@ func (nopSender) Send(_ context.Context, msgs []*messaging.Message) []error {
 // process adds per push); "nop-prefs" is "nop" with the users' preferences
 // read (none set: the cost every follow pays for the feature).
 func BenchmarkProcessTask(b *testing.B) {
-	rdb := redistest.Start(b).Client(b)
-	reg := devices.NewRegistry(rdb, devices.Options{})
-	fakeFCM := fcmtest.NewServer(b)
-	fcmSender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "bench", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	const users = 1000
+	rdb, reg, fakeFCM, fcmSender := benchStores(b, "")
 	ctx := context.Background()
-	for i := range users {
-		if err := reg.Register(ctx, "u"+strconv.Itoa(i), "token-"+strconv.Itoa(i), devices.Registration{Platform: "android"}); err != nil {
-			b.Fatal(err)
-		}
-	}
 	for _, sc := range []struct {
 		name   string
 		sender notifier.Sender
@@ -133,20 +146,8 @@ func BenchmarkProcessTask(b *testing.B) {
 // With the history on, each task's entry is written by the background
 // writer; the timing includes waiting for the last of them (Flush).
 func BenchmarkProcessTaskHistory(b *testing.B) {
-	rdb := redistest.Start(b).Client(b)
-	reg := devices.NewRegistry(rdb, devices.Options{})
-	fakeFCM := fcmtest.NewServer(b)
-	fcmSender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "bench", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	const users = 1000
+	rdb, reg, fakeFCM, fcmSender := benchStores(b, "-0123456789abcdef")
 	ctx := context.Background()
-	for i := range users {
-		if err := reg.Register(ctx, "u"+strconv.Itoa(i), "token-"+strconv.Itoa(i)+"-0123456789abcdef", devices.Registration{Platform: "android"}); err != nil {
-			b.Fatal(err)
-		}
-	}
 	run := 0
 	for _, sc := range []struct {
 		name   string
