@@ -33,6 +33,22 @@ func TestFollowStoryEndToEnd(t *testing.T) {
 		t.Fatalf("follow webhook: %d %s", status, body)
 	}
 	s.waitIdle(30 * time.Second)
+	// The worker writes its entries in the background: wait for the sent
+	// push's entry before the repeat, so that the story's order is the
+	// order things happened in.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		status, b := s.do(http.MethodGet, "/v1/users/bob/notifications?limit=50", nil, map[string]string{"Authorization": "Bearer " + apiToken})
+		if status != http.StatusOK {
+			t.Fatalf("history: %d %s", status, b)
+		}
+		if strings.Contains(string(b), `"event":"sent"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history never showed the push sent: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", event, "bob")); status != http.StatusOK {
 		t.Fatalf("repeated follow webhook: %d %s", status, body)
 	}
