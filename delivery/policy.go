@@ -55,11 +55,6 @@ type Policy struct {
 	// the followee's pending summary, or opens one due when Window ends,
 	// with the verdict [VerdictQuiet].
 	Quiet bool
-	// Hold is set for one admission, not configured: how much longer than
-	// the policies alone make them wait the followee's folded follows may
-	// wait for their summary (the length of their quiet hours). Their
-	// claims and pending summary are kept that much longer.
-	Hold time.Duration
 }
 
 // Active reports whether any policy is on. With none on, a follow's
@@ -379,7 +374,7 @@ func (s *Store) snapshotKey(d tasks.Summary) string {
 // of its followers (MaxEventAge + Window + CapWindow, and MaxEventAge is at
 // most the record TTL), plus [ClockSkewMargin].
 func (s *Store) stateTTL(p Policy) time.Duration {
-	return p.Window + p.Hold + CapWindow + s.recordTTL + ClockSkewMargin
+	return p.Window + CapWindow + s.recordTTL + ClockSkewMargin
 }
 
 // claimKeep is how long a pair's claim is kept after its follow's
@@ -389,7 +384,7 @@ func (s *Store) stateTTL(p Policy) time.Duration {
 // later), and, with a cooldown, as long as a follow less than the
 // cooldown younger can still be handled.
 func (s *Store) claimKeep(p Policy) time.Duration {
-	pushable := s.recordTTL + p.Window + p.Hold
+	pushable := s.recordTTL + p.Window
 	if p.MaxPerHour > 0 {
 		pushable += CapWindow
 	}

@@ -142,7 +142,7 @@ func (m *model) record(id string) *mRecord {
 func (m *model) active() bool { return m.p.Active() }
 
 func (m *model) claimKeep(p delivery.Policy) int64 {
-	keep := m.recordTTL + p.Window.Milliseconds() + p.Hold.Milliseconds()
+	keep := m.recordTTL + p.Window.Milliseconds()
 	if p.MaxPerHour > 0 {
 		keep += delivery.CapWindow.Milliseconds()
 	}
@@ -156,7 +156,6 @@ func (m *model) claimKeep(p delivery.Policy) int64 {
 func (m *model) policyFor(pr preferences.Preferences, now int64) delivery.Policy {
 	p := m.p
 	if q := pr.QuietHours; q != nil {
-		p.Hold = q.Length() + time.Hour // held follows keep their claims until the summary
 		if quiet, _, end := q.At(time.UnixMilli(now)); quiet {
 			p.Window, p.FirstImmediate, p.Quiet = time.Duration(max(end.UnixMilli()-now, 1000))*time.Millisecond, false, true
 			return p

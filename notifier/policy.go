@@ -295,9 +295,6 @@ func (h *Handler) summaryPush(ctx context.Context, log *slog.Logger, sum fcm.Sum
 func (h *Handler) policyFor(prefs preferences.Preferences, now time.Time) delivery.Policy {
 	p := h.opts.Policy
 	if q := prefs.QuietHours; q != nil {
-		// A follow held for the end of the quiet hours keeps its claim
-		// until then, also against the admissions after they end.
-		p.Hold = quietLength(prefs)
 		if quiet, _, end := q.At(now); quiet {
 			// The summary is due at end to the millisecond (Redis keeps ms).
 			p.Window, p.FirstImmediate, p.Quiet = max(end.Sub(time.UnixMilli(now.UnixMilli())), time.Second), false, true
