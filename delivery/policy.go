@@ -55,6 +55,14 @@ type Policy struct {
 	// the followee's pending summary, or opens one due when Window ends,
 	// with the verdict [VerdictQuiet].
 	Quiet bool
+	// Hold is set for one admission, not configured: how much longer than
+	// the policies alone the followee's folded follows may wait for their
+	// summary (their own summary window, their quiet hours). Their claims
+	// and pending summary are kept that much longer, and a follow folded
+	// under it records it with the pending summary, whose followers then
+	// go stale that much later ([Take.Hold]), whatever the preferences
+	// say when the summary goes out.
+	Hold time.Duration
 }
 
 // Active reports whether any policy is on. With none on, a follow's
@@ -125,10 +133,23 @@ type Admission struct {
 // ARGV[7] cap (0 = off), ARGV[8] cap window ms, ARGV[9] cap prune bound (inclusive),
 // ARGV[10] window ms (0 = off), ARGV[11] "1" first immediate, ARGV[12] now+window ms,
 // ARGV[13] state TTL ms, ARGV[14] in flight until ms, ARGV[15] claims TTL ms,
-// ARGV[16] why a window opened now is opened ('aggregated', 'quiet_hours')
+// ARGV[16] why a window opened now is opened ('aggregated', 'quiet_hours'),
+// ARGV[17] the hold ms (Policy.Hold) a folded follow records with the pending summary
 var admitScript = redis.NewScript(`
 local from, et, id, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local cd, cap, win = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[10])
+local quiet = ARGV[16] == 'quiet_hours'
+-- why a follow folded into a summary opened for why waits: inside quiet
+-- hours for them, after them for the summary the quiet hours held
+local function reason(why)
+  if quiet then return 'quiet_hours' end
+  if why == 'quiet_hours' then return 'aggregated' end
+  return why
+end
+local function hold()
+  local h = tonumber(redis.call('HGET', KEYS[2], 'hold') or '0')
+  if tonumber(ARGV[17]) > h then redis.call('HSET', KEYS[2], 'hold', ARGV[17]) end
+end
 local u = redis.call('ZSCORE', KEYS[6], from)
 if u and tonumber(u) > et then return {'cancelled', 0} end
 local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6], 'LIMIT', 0, 100)
@@ -145,7 +166,7 @@ end
 local function pending_summary()
   local due = redis.call('HGET', KEYS[2], 'due')
   if not due then return nil end
-  return {redis.call('HGET', KEYS[2], 'why') or 'aggregated', due}
+  return {reason(redis.call('HGET', KEYS[2], 'why') or 'aggregated'), due}
 end
 local c = redis.call('ZSCORE', KEYS[4], from)
 if c then
@@ -160,17 +181,22 @@ if c then
     if state == 'f' then
       local s = redis.call('ZSCORE', KEYS[1], from)
       local ps = pending_summary()
-      if s and tonumber(s) == et and ps then return ps end
+      if s and tonumber(s) == et and ps then hold() return ps end
       return {'summarized', 0}
     end
     if state == 'r' and redis.call('HEXISTS', KEYS[8], 'r') == 0 then
       return {'summarized', 0} -- a summary naming f reached a device
     end
-    if state == 'h' then redis.call('HSET', KEYS[5], from, id .. ' h ' .. ARGV[14]) end
-    return {'send', 0}
-  end
-  if c > et then return {'superseded', 0} end
-  if state == 'r' then
+    if state ~= 'h' then return {'send', 0} end
+    if not quiet then
+      redis.call('HSET', KEYS[5], from, id .. ' h ' .. ARGV[14])
+      return {'send', 0}
+    end
+    -- a retry of f, whose push reached no device, inside the followee's
+    -- quiet hours: f gives its cap slot back and is folded below
+    redis.call('ZREM', KEYS[3], id)
+  elseif c > et then return {'superseded', 0}
+  elseif state == 'r' then
     if cd > 0 and et - c < cd then return {'cooldown', 0} end
   elseif state == 'h' then
     if till > now then return {'wait', till} end
@@ -182,6 +208,7 @@ if c then
       redis.call('ZADD', KEYS[1], et, from)
       redis.call('PEXPIRE', KEYS[1], ARGV[13])
       claim('f 0')
+      hold()
       return ps
     end
     local sv = redis.call('GET', KEYS[7])
@@ -198,19 +225,20 @@ local function fold(due, why)
   redis.call('ZADD', KEYS[1], et, from)
   redis.call('PEXPIRE', KEYS[1], ARGV[13])
   claim('f 0')
+  hold()
   return {why, due}
 end
 local function open(due, why, opener)
   local last = tonumber(redis.call('GET', KEYS[9]) or '0')
   if tonumber(due) <= last then due = string.format('%d', last + 1) end
   redis.call('SET', KEYS[9], due, 'PX', ARGV[13])
-  redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', opener)
+  redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', opener, 'hold', 0)
   redis.call('PEXPIRE', KEYS[2], ARGV[13])
   return due
 end
 local due = redis.call('HGET', KEYS[2], 'due')
 if due and (now < tonumber(due) or redis.call('ZCARD', KEYS[1]) > 0) then
-  return fold(due, redis.call('HGET', KEYS[2], 'why') or 'aggregated')
+  return fold(due, reason(redis.call('HGET', KEYS[2], 'why') or 'aggregated'))
 end
 if win > 0 and ARGV[11] ~= '1' then
   return fold(open(ARGV[12], ARGV[16], ''), ARGV[16])
@@ -275,7 +303,7 @@ end
 // ARGV[8] state TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms,
 // ARGV[11] in flight until ms (0: not committing), ARGV[12] record TTL ms
 //
-// Answers: {'send', followers with scores, 'new'|'retake'}, {'empty', 'new'|'retake'},
+// Answers: {'send', followers with scores, 'new'|'retake', hold ms}, {'empty', 'new'|'retake'},
 // {'later', due}, {'superseded', due, pending count}.
 var takeScript = redis.NewScript(liveFollowers + `
 local function commit()
@@ -294,7 +322,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   if redis.call('ZCARD', KEYS[4]) == 0 then return {'empty', 'retake'} end
   redis.call('PEXPIRE', KEYS[4], ARGV[9])
   commit()
-  return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'retake'}
+  return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'retake', redis.call('HGET', KEYS[8], 'hold') or '0'}
 end
 local due = redis.call('HGET', KEYS[2], 'due')
 if due and tonumber(due) ~= tonumber(ARGV[1]) then
@@ -319,17 +347,19 @@ if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[7])
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
+local hold = redis.call('HGET', KEYS[2], 'hold') or '0'
 redis.call('RENAME', KEYS[1], KEYS[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
-redis.call('HSET', KEYS[8], 'a', 1)
+redis.call('HSET', KEYS[8], 'a', 1, 'hold', hold)
 redis.call('PEXPIRE', KEYS[8], ARGV[12])
 if tonumber(ARGV[6]) > 0 then
   open(ARGV[10], 'aggregated')
+  redis.call('HSET', KEYS[2], 'hold', 0)
 else
   redis.call('DEL', KEYS[2])
 end
 commit()
-return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'new'}
+return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'new', hold}
 `)
 
 // undoScript records an unfollow under the followee's hash tag, and
@@ -374,7 +404,7 @@ func (s *Store) snapshotKey(d tasks.Summary) string {
 // of its followers (MaxEventAge + Window + CapWindow, and MaxEventAge is at
 // most the record TTL), plus [ClockSkewMargin].
 func (s *Store) stateTTL(p Policy) time.Duration {
-	return p.Window + CapWindow + s.recordTTL + ClockSkewMargin
+	return p.Window + p.Hold + CapWindow + s.recordTTL + ClockSkewMargin
 }
 
 // claimKeep is how long a pair's claim is kept after its follow's
@@ -384,7 +414,7 @@ func (s *Store) stateTTL(p Policy) time.Duration {
 // later), and, with a cooldown, as long as a follow less than the
 // cooldown younger can still be handled.
 func (s *Store) claimKeep(p Policy) time.Duration {
-	pushable := s.recordTTL + p.Window
+	pushable := s.recordTTL + p.Window + p.Hold
 	if p.MaxPerHour > 0 {
 		pushable += CapWindow
 	}
@@ -427,9 +457,12 @@ type AdmitQuery struct {
 //  2. (policies on) the pair's claim, held by at most one follow of the
 //     pair at a time:
 //     - f holds it: a retry of f. Pushed on its own: [VerdictSend] again
-//     (to the devices that still need it); folded: the same summary's
-//     verdict while it is pending, [VerdictSummarized] once taken (or
-//     once the summary reached a device);
+//     (to the devices that still need it), unless its push has reached
+//     no device and p.Quiet: then f gives its cap slot back and is
+//     folded as in rule 3 or 4 (a retry waits for the end of the quiet
+//     hours too); folded: the same summary's verdict while it is
+//     pending, [VerdictSummarized] once taken (or once the summary
+//     reached a device);
 //     - a newer follow holds it → [VerdictSuperseded];
 //     - an older follow whose push reached a device less than
 //     p.Cooldown before f → [VerdictCooldown];
@@ -448,6 +481,12 @@ type AdmitQuery struct {
 //  5. the followee is at p.MaxPerHour → [VerdictCapped], folded into a
 //     summary due when the cap allows one more push;
 //  6. otherwise [VerdictSend]; with aggregation, f opens a window.
+//
+// A folded follow's verdict says why it waits: [VerdictQuiet] whenever
+// p.Quiet, else the reason its summary was opened for ([VerdictAggregated]
+// for a summary the quiet hours opened, once they are over). Folding f
+// records p.Hold with the pending summary (the largest of its follows'
+// holds counts, see [Take.Hold]).
 //
 // Folding f, or sending it, gives f the pair's claim; a push takes a cap
 // slot. The claim of a push to be sent is in flight until now + lease:
@@ -500,6 +539,7 @@ func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Du
 		ms(p.Window), boolArg(p.FirstImmediate), itoa(n + p.Window.Milliseconds()),
 		ms(s.stateTTL(p)), itoa(n + lease.Milliseconds()), ms(keep + ClockSkewMargin),
 		map[bool]string{false: string(VerdictAggregated), true: string(VerdictQuiet)}[p.Quiet],
+		ms(p.Hold),
 	}
 	return keys, args
 }
@@ -573,6 +613,10 @@ type Take struct {
 	// before and gets another answer has lost its snapshot (it expired, or
 	// Redis lost it).
 	Retake bool
+	// Hold is the largest [Policy.Hold] its followers were folded under,
+	// or [Store.Hold] put it off for ([TakeSend]): how much longer than
+	// the policies alone they may have waited.
+	Hold time.Duration
 }
 
 // TakeSummary takes the followers of digest d at now under policy p: on the
@@ -615,6 +659,13 @@ func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now 
 		b.Retake = len(res) > 1 && res[1] == "retake"
 	case TakeSend:
 		b.Retake = len(res) > 2 && res[2] == "retake"
+		if len(res) > 3 {
+			hold, err := toInt64(res[3])
+			if err != nil {
+				return Take{}, fmt.Errorf("take digest followers: bad hold %v", res[3])
+			}
+			b.Hold = time.Duration(hold) * time.Millisecond
+		}
 		pairs, _ := res[1].([]any)
 		for i := 0; i+1 < len(pairs); i += 2 {
 			t, err := strconv.ParseFloat(fmt.Sprint(pairs[i+1]), 64)
@@ -641,24 +692,36 @@ func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now 
 	return b, nil
 }
 
-// holdScript extends the lifetime of keys to at least ARGV[1] ms.
+// holdScript extends the lifetime of keys to at least ARGV[1] ms, and
+// records the hold ARGV[2] ms, unless a larger one is there, with the
+// followers it holds: those the digest took (its record HASH KEYS[8],
+// when its snapshot KEYS[7] exists), else the pending ones (the window
+// HASH KEYS[2], when it exists).
 var holdScript = redis.NewScript(`
 for _, k in ipairs(KEYS) do
   local t = redis.call('PTTL', k)
   if t >= 0 and t < tonumber(ARGV[1]) then redis.call('PEXPIRE', k, ARGV[1]) end
 end
+local k = KEYS[2]
+if redis.call('EXISTS', KEYS[7]) == 1 then k = KEYS[8] end
+if redis.call('EXISTS', k) == 1 and tonumber(redis.call('HGET', k, 'hold') or '0') < tonumber(ARGV[2]) then
+  redis.call('HSET', k, 'hold', ARGV[2])
+end
 return 0
 `)
 
-// Hold keeps the followee's pending summary (its followers, its window,
-// their claims and the unfollows that may still undo them) at least until
-// until, and as long after it as a summary is kept under p: a summary put
-// off until then (the followee's quiet hours) must not find its followers
-// expired.
-func (s *Store) Hold(ctx context.Context, to string, p Policy, until, now time.Time) error {
+// Hold keeps digest d's followers (the followee's pending summary, or
+// those d took already), its window, their claims and the unfollows that
+// may still undo them at least until until, and as long after it as a
+// summary is kept under p; and it records p.Hold as their hold (see
+// [Take.Hold]): a summary put off until then (the followee's quiet hours)
+// must not find its followers expired, or stale.
+func (s *Store) Hold(ctx context.Context, d tasks.Summary, p Policy, until, now time.Time) error {
 	keep := until.Sub(now) + s.stateTTL(p)
-	keys := []string{s.pendingKey(to), s.windowKey(to), s.lastDueKey(to), s.cooldownKey(to), s.claimKey(to), s.unfollowsKey(to)}
-	if err := holdScript.Run(ctx, s.rdb, keys, ms(keep)).Err(); err != nil {
+	to := d.To
+	keys := []string{s.pendingKey(to), s.windowKey(to), s.lastDueKey(to), s.cooldownKey(to), s.claimKey(to), s.unfollowsKey(to),
+		s.snapshotKey(d), s.eventKey(d)}
+	if err := holdScript.Run(ctx, s.rdb, keys, ms(keep), ms(p.Hold)).Err(); err != nil {
 		return fmt.Errorf("hold summary: %w", err)
 	}
 	return nil

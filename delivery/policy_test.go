@@ -375,6 +375,51 @@ func TestTakeDigestSnapshotOutlivesRetries(t *testing.T) {
 	}
 }
 
+// A follow folded under a Policy.Hold records it with the pending
+// summary, and Hold records its own and keeps a summary's followers (taken
+// or not) until the time it is put off to and a summary's life after it;
+// the take answers the largest hold, also on a retake.
+func TestHoldIsRecordedAndKeepsTheSummary(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	st := delivery.New(rdb, delivery.Options{RecordTTL: time.Hour})
+	ctx := context.Background()
+	p := delivery.Policy{Window: 10 * time.Minute}
+	held := p
+	held.Hold = 2 * time.Hour
+	runSteps(t, st, held, "bob", []step{{"alice", 0, delivery.VerdictAggregated, 10 * time.Minute, 0}})
+	runSteps(t, st, p, "bob", []step{{"carol", time.Second, delivery.VerdictAggregated, 10 * time.Minute, 0}})
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(10 * time.Minute).UnixMilli()}
+	now := t0.Add(10 * time.Minute)
+	b, err := st.TakeSummary(ctx, d, p, now, 0)
+	if err != nil || b.Verdict != delivery.TakeSend || b.Hold != held.Hold {
+		t.Fatalf("take: %+v, %v; want send with hold %v (alice's)", b, err, held.Hold)
+	}
+
+	// Put off for 9 hours by a longer hold: the taken followers are kept.
+	longer := p
+	longer.Hold = 10 * time.Hour
+	until := now.Add(9 * time.Hour)
+	if err := st.Hold(ctx, d, longer, until, now); err != nil {
+		t.Fatal(err)
+	}
+	snap := "followpush:{ag:bob}:snap:" + itoa(d.Due)
+	if ttl := rdb.PTTL(ctx, snap).Val(); ttl < 9*time.Hour {
+		t.Errorf("snapshot TTL %s after Hold until 9 h later", ttl)
+	}
+	b, err = st.TakeSummary(ctx, d, p, until, 0)
+	if err != nil || b.Verdict != delivery.TakeSend || !b.Retake || b.Hold != longer.Hold || len(b.Followers) != 2 {
+		t.Fatalf("retake 9 h later: %+v, %v; want both followers with hold %v", b, err, longer.Hold)
+	}
+
+	// The next window starts without a hold.
+	runSteps(t, st, p, "bob", []step{{"dan", 10*time.Minute + time.Second, delivery.VerdictAggregated, 20 * time.Minute, 0}})
+	d2 := tasks.Summary{AppID: "1400000000", To: "bob", Due: t0.Add(20 * time.Minute).UnixMilli()}
+	if b, err := st.TakeSummary(ctx, d2, p, t0.Add(20*time.Minute), 0); err != nil || b.Hold != 0 {
+		t.Fatalf("next window's take: %+v, %v; want hold 0", b, err)
+	}
+}
+
 // Every script touches the keys of one followee only, under one hash tag:
 // they run on a real Redis Cluster without CROSSSLOT errors.
 func TestPoliciesOnRedisCluster(t *testing.T) {
@@ -396,6 +441,9 @@ func TestPoliciesOnRedisCluster(t *testing.T) {
 			t.Fatalf("%d: cancel: %v", i, err)
 		}
 		d := tasks.Summary{AppID: "1", To: to, Due: t0.Add(time.Minute).UnixMilli()}
+		if err := st.Hold(ctx, d, p, t0.Add(2*time.Minute), t0.Add(30*time.Second)); err != nil {
+			t.Fatalf("%s: hold: %v", to, err)
+		}
 		got, err := st.TakeSummary(ctx, d, p, t0.Add(time.Minute), 0)
 		if err != nil {
 			t.Fatalf("%s: %v", to, err)

@@ -285,11 +285,11 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	pipe = rdb.Pipeline()
 	dq.QueueOwners(ctx, pipe)
 	pol := h.policyFor(prefs, now)
-	if rec.Reached || len(rec.Finished) > 0 {
+	if rec.Reached {
 		// An earlier attempt pushed to some devices: the rest get the same
 		// push, whatever the preferences say now (summary only, quiet
 		// hours); folding it would name the follow in a second push.
-		pol = h.opts.Policy
+		pol.Window, pol.FirstImmediate, pol.Quiet = h.opts.Policy.Window, h.opts.Policy.FirstImmediate, false
 	}
 	aq := h.store.QueueAdmit(ctx, pipe, f, pol, now, h.lease)
 	_, _ = pipe.Exec(ctx) // errors are in the queries' commands

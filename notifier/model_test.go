@@ -50,6 +50,7 @@ type mWindow struct {
 	due    int64
 	why    string
 	opener string
+	hold   int64 // ms: the largest Policy.Hold of its follows
 }
 
 type mSending struct{ due, until int64 }
@@ -80,6 +81,7 @@ type mRecord struct {
 	done, reached, taken bool
 	finished             map[string]bool
 	q                    int
+	hold                 int64 // a digest's: the hold of its followers (ms)
 }
 
 func (r *mRecord) clone() mRecord {
@@ -142,7 +144,7 @@ func (m *model) record(id string) *mRecord {
 func (m *model) active() bool { return m.p.Active() }
 
 func (m *model) claimKeep(p delivery.Policy) int64 {
-	keep := m.recordTTL + p.Window.Milliseconds()
+	keep := m.recordTTL + p.Window.Milliseconds() + p.Hold.Milliseconds()
 	if p.MaxPerHour > 0 {
 		keep += delivery.CapWindow.Milliseconds()
 	}
@@ -155,6 +157,7 @@ func (m *model) claimKeep(p delivery.Policy) int64 {
 // summaryWindow long; else the configured policy.
 func (m *model) policyFor(pr preferences.Preferences, now int64) delivery.Policy {
 	p := m.p
+	p.Hold = m.holdFor(pr)
 	if q := pr.QuietHours; q != nil {
 		if quiet, _, end := q.At(time.UnixMilli(now)); quiet {
 			p.Window, p.FirstImmediate, p.Quiet = time.Duration(max(end.UnixMilli()-now, 1000))*time.Millisecond, false, true
@@ -165,6 +168,20 @@ func (m *model) policyFor(pr preferences.Preferences, now int64) delivery.Policy
 		p.Window, p.FirstImmediate = max(p.Window, time.Duration(m.summaryWindow)*time.Millisecond), false
 	}
 	return p
+}
+
+// holdFor is how much longer than the policies alone a followee with
+// preferences pr lets their folded follows wait: the quiet period and an
+// hour, and how much longer their summary-only window is.
+func (m *model) holdFor(pr preferences.Preferences) time.Duration {
+	var d time.Duration
+	if q := pr.QuietHours; q != nil {
+		d += q.Length() + time.Hour
+	}
+	if pr.Mode() == preferences.ModeSummary {
+		d += max(time.Duration(m.summaryWindow)*time.Millisecond-m.p.Window, 0)
+	}
+	return d
 }
 
 // unfollow is the receiver's unfollow (delivery.Store.Cancel).
@@ -211,11 +228,22 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 		}
 	}
 	id := f.id()
+	// reason is why a follow folded into a summary opened for why waits.
+	reason := func(why string) delivery.Verdict {
+		switch {
+		case p.Quiet:
+			return delivery.VerdictQuiet
+		case why == string(delivery.VerdictQuiet):
+			return delivery.VerdictAggregated
+		}
+		return delivery.Verdict(why)
+	}
+	hold := func() { u.win.hold = max(u.win.hold, p.Hold.Milliseconds()) }
 	pendingSummary := func() (mAdmission, bool) {
 		if u.win == nil {
 			return mAdmission{}, false
 		}
-		return mAdmission{verdict: delivery.Verdict(u.win.why), due: u.win.due}, true
+		return mAdmission{verdict: reason(u.win.why), due: u.win.due}, true
 	}
 	claim := func(state byte, till int64) {
 		u.claims[f.From] = &mClaim{et: f.ET, owner: id, state: state, till: till}
@@ -227,41 +255,48 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 			case c.state == 'f':
 				if s, ok := u.pending[f.From]; ok && s == f.ET {
 					if a, ok := pendingSummary(); ok {
+						hold()
 						return a
 					}
 				}
 				return mAdmission{verdict: delivery.VerdictSummarized}
 			case c.state == 'r' && !m.record(id).reached:
 				return mAdmission{verdict: delivery.VerdictSummarized}
-			case c.state == 'h':
+			case c.state == 'h' && !p.Quiet:
 				c.till = now + m.lease
+				return mAdmission{verdict: delivery.VerdictSend}
+			case c.state != 'h':
+				return mAdmission{verdict: delivery.VerdictSend}
 			}
-			return mAdmission{verdict: delivery.VerdictSend}
-		}
-		if c.et > f.ET {
+			// a retry inside quiet hours of a push that reached no device:
+			// its cap slot back, folded below
+			delete(u.capLog, id)
+		} else if c.et > f.ET {
 			return mAdmission{verdict: delivery.VerdictSuperseded}
-		}
-		switch c.state {
-		case 'r':
-			if cd := p.Cooldown.Milliseconds(); cd > 0 && f.ET-c.et < cd {
-				return mAdmission{verdict: delivery.VerdictCooldown}
-			}
-		case 'h':
-			if c.till > now {
-				return mAdmission{verdict: delivery.VerdictWait, until: c.till}
-			}
-			delete(u.capLog, c.owner)
-		case 'f':
-			if s, ok := u.pending[f.From]; ok && s == c.et {
-				if a, ok := pendingSummary(); ok {
-					u.pending[f.From] = f.ET
-					claim('f', 0)
-					return a
+		} else {
+			switch c.state {
+			case 'r':
+				if cd := p.Cooldown.Milliseconds(); cd > 0 && f.ET-c.et < cd {
+					return mAdmission{verdict: delivery.VerdictCooldown}
 				}
-			}
-			if sd := u.sending; sd != nil && sd.until > now {
-				if s, ok := u.snaps[sd.due][f.From]; ok && s == c.et {
-					return mAdmission{verdict: delivery.VerdictWait, until: sd.until}
+			case 'h':
+				if c.till > now {
+					return mAdmission{verdict: delivery.VerdictWait, until: c.till}
+				}
+				delete(u.capLog, c.owner)
+			case 'f':
+				if s, ok := u.pending[f.From]; ok && s == c.et {
+					if a, ok := pendingSummary(); ok {
+						u.pending[f.From] = f.ET
+						claim('f', 0)
+						hold()
+						return a
+					}
+				}
+				if sd := u.sending; sd != nil && sd.until > now {
+					if s, ok := u.snaps[sd.due][f.From]; ok && s == c.et {
+						return mAdmission{verdict: delivery.VerdictWait, until: sd.until}
+					}
 				}
 			}
 		}
@@ -269,11 +304,12 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 	fold := func(due int64, why delivery.Verdict) mAdmission {
 		u.pending[f.From] = f.ET
 		claim('f', 0)
+		hold()
 		return mAdmission{verdict: why, due: due}
 	}
 	window := p.Window.Milliseconds()
 	if u.win != nil && (now < u.win.due || len(u.pending) > 0) {
-		return fold(u.win.due, delivery.Verdict(u.win.why))
+		return fold(u.win.due, reason(u.win.why))
 	}
 	if window > 0 && !p.FirstImmediate {
 		why := delivery.VerdictAggregated
@@ -339,6 +375,7 @@ type mBatch struct {
 	followers []mFollower
 	next      int64
 	retake    bool
+	hold      int64 // ms
 }
 
 // take is TakeSummary of summary d at now; until > 0 commits it.
@@ -371,7 +408,7 @@ func (m *model) take(d tasks.Summary, now, until int64) mBatch {
 			return mBatch{verdict: delivery.TakeEmpty, retake: true}
 		}
 		commit()
-		return mBatch{verdict: delivery.TakeSend, followers: sortedFollowers(snap), retake: true}
+		return mBatch{verdict: delivery.TakeSend, followers: sortedFollowers(snap), retake: true, hold: m.record(d.ID()).hold}
 	}
 	if u.win != nil && u.win.due != d.Due {
 		b := mBatch{verdict: delivery.TakeSuperseded}
@@ -394,21 +431,31 @@ func (m *model) take(d tasks.Summary, now, until int64) mBatch {
 				if free <= d.Due {
 					free = d.Due + 1
 				}
-				return mBatch{verdict: delivery.TakeLater, next: u.open(free, "capped", "")}
+				var hold int64 // the pending followers keep theirs
+				if u.win != nil {
+					hold = u.win.hold
+				}
+				next := u.open(free, "capped", "")
+				u.win.hold = hold
+				return mBatch{verdict: delivery.TakeLater, next: next}
 			}
 			u.capLog[id] = now
 		}
 	}
 	u.snaps[d.Due] = u.pending
 	u.pending = map[string]int64{}
-	m.record(id).taken = true
+	var hold int64
+	if u.win != nil {
+		hold = u.win.hold
+	}
+	m.record(id).taken, m.record(id).hold = true, hold
 	if w := m.p.Window.Milliseconds(); w > 0 {
 		u.open(now+w, "aggregated", "")
 	} else {
 		u.win = nil
 	}
 	commit()
-	return mBatch{verdict: delivery.TakeSend, followers: sortedFollowers(u.snaps[d.Due])}
+	return mBatch{verdict: delivery.TakeSend, followers: sortedFollowers(u.snaps[d.Due]), hold: hold}
 }
 
 // mAttempt is what one attempt did, as the handler settles it.

@@ -459,9 +459,10 @@ func generateHistory(seed uint64, steps int) history {
 }
 
 // randomPref is a followee's new preferences: the defaults, summaries
-// only, off, or quiet hours of 1 to 15 minutes starting within 20 minutes
-// of the histories' start (12:00 UTC), so that histories enter and leave
-// them.
+// only, off, or quiet hours starting within 20 minutes of the histories'
+// start (12:00 UTC), so that histories enter and leave them: 1 to 15
+// minutes long, or (one in three) 61 minutes to 3 hours, longer than
+// MaxEventAge, so that held follows outlive the usual stale cutoff.
 func randomPref(rng *rand.Rand) action {
 	a := action{kind: aPref, i: rng.IntN(len(modelFollowees))}
 	switch r := rng.IntN(20); {
@@ -473,7 +474,13 @@ func randomPref(rng *rand.Rand) action {
 		a.pref = "off"
 	default:
 		start := time.Date(2026, 12, 1, 12, rng.IntN(20), 0, 0, time.UTC)
-		end := start.Add(time.Duration(1+rng.IntN(15)) * time.Minute)
+		length := time.Duration(1+rng.IntN(15)) * time.Minute
+		if rng.IntN(3) == 0 {
+			// longer than MaxEventAge: held follows outlive the usual
+			// stale cutoff
+			length = time.Duration(61+rng.IntN(120)) * time.Minute
+		}
+		end := start.Add(length)
 		a.pref = "quiet=" + start.Format("15:04") + "-" + end.Format("15:04")
 	}
 	return a
@@ -665,6 +672,9 @@ type pushRec struct {
 	followers []mFollower // a single push: one
 	summary   string      // digest id, "" for a single push
 	accepted  bool
+	at        int64 // when the attempt committed to it (ms)
+	prefsRead int   // the action during which the attempt read the preferences
+	rest      bool  // an earlier attempt of the same push reached a device
 }
 
 type unfollowRec struct {
@@ -1080,6 +1090,11 @@ type modelRun struct {
 	// counts from.
 	committed   int
 	committedAt int64
+	// prefsRead is the action during which the attempt read the
+	// followee's preferences; rest: an earlier attempt of its push
+	// reached a device (what I5 allows).
+	prefsRead int
+	rest      bool
 }
 
 func (p *modelRun) yield(step string) {
@@ -1114,7 +1129,8 @@ func (p *modelRun) deliver(to string, targets []string, identity string, followe
 			// Which requests of an attempt that timed out reached FCM
 			// before it ended is a race: they are not compared.
 			p.out = append(p.out, sent{token: tok, identity: identity, outcome: o})
-			p.s.pushes = append(p.s.pushes, pushRec{step: p.committed, token: tok, to: to, followers: followers, summary: summary, accepted: o == oOK})
+			p.s.pushes = append(p.s.pushes, pushRec{step: p.committed, token: tok, to: to, followers: followers, summary: summary, accepted: o == oOK,
+				at: p.committedAt, prefsRead: p.prefsRead, rest: p.rest})
 		}
 		switch o {
 		case oOK:
@@ -1192,6 +1208,7 @@ func (p *modelRun) follow(f mFollow) string {
 	cancelled := ok && x > f.ET
 	listed := slices.Clone(m.devices[f.To])
 	pr := m.prefs[f.To]
+	p.prefsRead, p.rest = p.s.step, rec.reached
 	p.yield("loaded")
 	switch {
 	case rec.done:
@@ -1208,8 +1225,8 @@ func (p *modelRun) follow(f mFollow) string {
 	}
 	owned := p.owned(f.To, listed)
 	pol := m.policyFor(pr, now)
-	if rec.reached || len(rec.finished) > 0 {
-		pol = m.p // pushed to some devices: the rest get the same push
+	if rec.reached { // pushed to some devices: the rest get the same push
+		pol.Window, pol.FirstImmediate, pol.Quiet = m.p.Window, m.p.FirstImmediate, false
 	}
 	adm := m.admit(f, now, pol)
 	p.committed, p.committedAt = p.s.step, now
@@ -1261,8 +1278,18 @@ func (p *modelRun) digest(d tasks.Summary) string {
 	}
 	now := p.s.now
 	pr := m.prefs[d.To]
-	if q := pr.QuietHours; q != nil && pr.Mode() != preferences.ModeOff {
+	p.prefsRead, p.rest = p.s.step, rec.reached
+	hold := m.holdFor(pr).Milliseconds()
+	if q := pr.QuietHours; q != nil && pr.Mode() != preferences.ModeOff && !rec.reached {
 		if quiet, _, _ := q.At(time.UnixMilli(now)); quiet {
+			// Store.Hold: its followers (taken, or pending) keep the
+			// hold it is put off for.
+			if u := m.user(d.To); len(u.snaps[d.Due]) > 0 {
+				r := m.record(d.ID())
+				r.hold = max(r.hold, hold)
+			} else if u.win != nil {
+				u.win.hold = max(u.win.hold, hold)
+			}
 			return "retry-free" // at the end of the quiet hours
 		}
 	}
@@ -1290,14 +1317,9 @@ func (p *modelRun) digest(d tasks.Summary) string {
 		end(0)
 		return "preference_off"
 	}
-	window := m.p.Window.Milliseconds()
-	if pr.Mode() == preferences.ModeSummary {
-		window = max(window, m.summaryWindow)
-	}
-	maxAge := m.maxAge + window
-	if q := pr.QuietHours; q != nil {
-		maxAge += (q.Length() + time.Hour).Milliseconds()
-	}
+	// The followers waited as long as they were held, or as the
+	// preferences now say.
+	maxAge := m.maxAge + m.p.Window.Milliseconds() + max(b.hold, hold)
 	if m.p.MaxPerHour > 0 {
 		maxAge += delivery.CapWindow.Milliseconds()
 	}
@@ -1542,7 +1564,38 @@ func (s *sim) check() error {
 	if err := s.checkI3(); err != nil {
 		return err
 	}
-	return s.checkI4()
+	if err := s.checkI4(); err != nil {
+		return err
+	}
+	return s.checkI5()
+}
+
+// I5: no push goes to a followee inside their quiet hours (as the attempt
+// read their preferences), except the rest of a push that reached one of
+// their devices before: what arrives inside the quiet hours waits for
+// their end.
+func (s *sim) checkI5() error {
+	for _, r := range s.pushes {
+		pr := s.prefsAt(r.to, r.prefsRead)
+		if q := pr.QuietHours; q != nil && !r.rest {
+			if quiet, _, _ := q.At(time.UnixMilli(r.at)); quiet {
+				return fmt.Errorf("I5: a push (%v, summary %q) went to %s's device %s at %s, inside their quiet hours %s-%s",
+					r.followers, r.summary, r.to, r.token, time.UnixMilli(r.at).UTC().Format(time.TimeOnly), q.Start, q.End)
+			}
+		}
+	}
+	return nil
+}
+
+// prefsAt is user to's preferences during action step.
+func (s *sim) prefsAt(to string, step int) preferences.Preferences {
+	var at preferences.Preferences
+	for _, c := range s.prefLog {
+		if c.to == to && c.step <= step {
+			at = c.prefs
+		}
+	}
+	return at
 }
 
 // I1: a pair whose last event is a follow, whose followee has a working

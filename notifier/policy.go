@@ -104,17 +104,21 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 			return err
 		}
 	}
-	if q := prefs.QuietHours; q != nil && prefs.Mode() != preferences.ModeOff {
+	pol := h.opts.Policy
+	pol.Hold = h.holdFor(prefs)
+	if q := prefs.QuietHours; q != nil && prefs.Mode() != preferences.ModeOff && !rec.Reached {
+		// Held until they end, unless it reached a device already: the
+		// rest of a push delivered in part goes out as it is.
 		if quiet, _, end := q.At(now); quiet {
 			wait := max(end.Sub(now), time.Second)
-			if err := h.store.Hold(ctx, d.To, h.opts.Policy, end, now); err != nil {
+			if err := h.store.Hold(ctx, d, pol, end, now); err != nil {
 				return err
 			}
 			log.Info("the followee is in quiet hours: the summary push waits for their end", "wait", wait.String())
-			return &RetryError{Reason: "the followee is in quiet hours", After: wait, Throttled: true}
+			return &RetryError{Reason: "the followee is in quiet hours", After: wait, Throttled: true, Exact: true}
 		}
 	}
-	b, err := h.store.TakeSummary(ctx, d, h.opts.Policy, now, 0)
+	b, err := h.store.TakeSummary(ctx, d, pol, now, 0)
 	if err != nil {
 		return err
 	}
@@ -126,10 +130,9 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 		log.Info("the followee turned follower pushes off: summary not sent")
 		return h.endSummary(ctx, d, 0, now)
 	}
-	extra := quietLength(prefs)
-	if prefs.Mode() == preferences.ModeSummary {
-		extra += max(h.opts.SummaryWindow-h.opts.Policy.Window, 0)
-	}
+	// Its followers waited as long as they were held (recorded when they
+	// were folded, or put off), or as the followee's preferences now say.
+	extra := max(b.Hold, pol.Hold)
 	sum, cutoff, maxAge := h.summaryOf(d, b.Followers, now, extra)
 	if len(sum.Followers) == 0 {
 		h.count(ctx, h.metrics.summaries, "stale")
@@ -155,7 +158,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	// display names were read count too, so the followers are read once
 	// more, and the summary is in flight from here.
 	committedAt := h.opts.Now()
-	b, err = h.store.TakeSummary(ctx, d, h.opts.Policy, committedAt, h.lease)
+	b, err = h.store.TakeSummary(ctx, d, pol, committedAt, h.lease)
 	if err != nil {
 		return err
 	}
@@ -294,6 +297,7 @@ func (h *Handler) summaryPush(ctx context.Context, log *slog.Logger, sum fcm.Sum
 // them.
 func (h *Handler) policyFor(prefs preferences.Preferences, now time.Time) delivery.Policy {
 	p := h.opts.Policy
+	p.Hold = h.holdFor(prefs)
 	if q := prefs.QuietHours; q != nil {
 		if quiet, _, end := q.At(now); quiet {
 			// The summary is due at end to the millisecond (Redis keeps ms).
@@ -307,13 +311,19 @@ func (h *Handler) policyFor(prefs preferences.Preferences, now time.Time) delive
 	return p
 }
 
-// quietLength is how much later than usual the followers of a summary of
-// a followee with prefs go stale: the length of their quiet period (a
-// follow held for its end waited that long), plus an hour for a
-// daylight-saving change; 0 without quiet hours.
-func quietLength(prefs preferences.Preferences) time.Duration {
-	if prefs.QuietHours == nil {
-		return 0
+// holdFor is how much longer than the policies alone the folded follows
+// of a followee with prefs may wait for their summary ([delivery.Policy.Hold]),
+// and so how much later they go stale: with quiet hours, the length of
+// the quiet period (a follow held for its end waited that long) plus an
+// hour for a daylight-saving change; with "summary", how much longer the
+// summary window is than the configured one.
+func (h *Handler) holdFor(prefs preferences.Preferences) time.Duration {
+	var d time.Duration
+	if q := prefs.QuietHours; q != nil {
+		d += q.Length() + time.Hour
 	}
-	return prefs.QuietHours.Length() + time.Hour
+	if prefs.Mode() == preferences.ModeSummary {
+		d += max(h.opts.SummaryWindow-h.opts.Policy.Window, 0)
+	}
+	return d
 }

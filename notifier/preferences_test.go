@@ -3,6 +3,7 @@ package notifier_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -249,5 +250,160 @@ func TestPreferenceChangedWhileFollowPending(t *testing.T) {
 	}
 	if n := len(f.fcm.Requests()); n != 2 {
 		t.Errorf("FCM requests = %d, want the new follow pushed", n)
+	}
+}
+
+// The retry that puts a summary off until the end of the quiet hours
+// comes back at their end: no jitter is added to a wait for a time of day.
+func TestQuietHoursSummaryRetryIsExact(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 2027, 6, 10, 21, 58)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.at(0)
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.runDigest(t) // 22:03
+	var re *notifier.RetryError
+	if !errors.As(err, &re) {
+		t.Fatalf("summary inside quiet hours: %v, want a retry", err)
+	}
+	for n := range 5 {
+		if got := notifier.RetryDelay(n, &notifier.RetryError{Reason: re.Reason, After: re.After, Throttled: re.Throttled, Exact: re.Exact}, nil); got != re.After {
+			t.Errorf("retry %d comes %v later, want exactly %v (the end of the quiet hours)", n, got, re.After)
+		}
+	}
+}
+
+// The followers held for the end of the quiet hours stay in the summary
+// when the followee removes their quiet hours before it is sent: the
+// stale cutoff of a held follow is the one it was held under.
+func TestQuietHoursRemovedBeforeTheSummaryKeepsHeldFollowers(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{MaxEventAge: time.Hour}, 2027, 6, 10, 23, 0)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.at(0) // 23:00
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.setPrefs(t, "bob", preferences.Preferences{}) // at 07:00, say
+	if _, err := f.runDigest(t); err != nil {       // 07:30
+		t.Fatal(err)
+	}
+	if got := f.pushes(); len(got) != 1 {
+		t.Fatalf("pushes %v, want the summary of the follow held at 23:00 (digests by result %v)", got, f.digestResults(t))
+	}
+}
+
+// A follow whose first push failed before the quiet hours began is not
+// retried inside them: the retry folds it into the summary at their end.
+func TestQuietHoursHoldTheRetryOfAFailedPush(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}}, 2027, 6, 10, 21, 59)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Internal() })
+	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *notifier.RetryError
+	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
+		t.Fatalf("first attempt (21:59): %v, want a retry", err)
+	}
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	f.at(2 * time.Minute) // 22:01
+	if err := f.h.ProcessTask(context.Background(), task); err != nil {
+		t.Fatalf("retry inside quiet hours: %v", err)
+	}
+	if n := len(f.fcm.Requests()); n != 1 {
+		t.Fatalf("FCM requests = %d, want only the failed attempt before the quiet hours", n)
+	}
+	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got["quiet_hours"] != 1 {
+		t.Errorf("tasks by result %v, want quiet_hours 1", got)
+	}
+	d, err := f.runDigest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai); !d.Time().Equal(want) {
+		t.Errorf("summary due %v, want %v", d.Time().In(shanghai), want)
+	}
+	if data := f.lastData(t); len(f.fcm.Requests()) != 2 || data["count"] != "1" {
+		t.Errorf("FCM requests %d, last data %v: want the summary of alice's follow", len(f.fcm.Requests()), data)
+	}
+}
+
+// A summary that reached one of the followee's devices before the quiet
+// hours began goes on to the others when retried inside them: the rest of
+// a push that was delivered in part is not held.
+func TestQuietHoursLetAPartlyDeliveredSummaryFinish(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 2027, 6, 10, 21, 50)
+	f.register(t, "bob", "tok-a", "android", "")
+	f.register(t, "bob", "tok-b", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.at(0) // 21:50
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.fcm.SetResponder(func(r fcmtest.Request) fcmtest.Response {
+		if r.Token == "tok-b" {
+			return fcmtest.Internal()
+		}
+		return fcmtest.Response{}
+	})
+	ds := f.digests(t)
+	if len(ds) != 1 {
+		t.Fatalf("digests %v, want one", ds)
+	}
+	task, err := tasks.NewSummaryTask(ds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Set(ds[0].Time()) // 21:55
+	var re *notifier.RetryError
+	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
+		t.Fatalf("summary with one device failing: %v, want a retry", err)
+	}
+	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	f.at(15 * time.Minute) // 22:05
+	if err := f.h.ProcessTask(context.Background(), task); err != nil {
+		t.Fatalf("retry inside quiet hours: %v, want the rest sent", err)
+	}
+	if d := cmp.Diff([]string{"tok-a", "tok-b", "tok-b"}, tokens(f.fcm.Requests())); d != "" {
+		t.Errorf("FCM requests by token, sorted (-want +got):\n%s", d)
+	}
+}
+
+func tokens(rs []fcmtest.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Token)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A follow is counted by why it waits: inside quiet hours "quiet_hours",
+// also when it joins a summary aggregation opened before; after them
+// "aggregated", also when it joins the summary the quiet hours held.
+func TestQuietHoursResultNamesTheFollowsOwnReason(t *testing.T) {
+	t.Parallel()
+	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 10 * time.Minute}}, 2027, 6, 10, 21, 55)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.at(0) // 21:55: opens a window due 22:05
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.at(7 * time.Minute) // 22:02: quiet, joins that window
+	if err := f.follow(t, "carol", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got["aggregated"] != 1 || got["quiet_hours"] != 1 {
+		t.Errorf("tasks by result %v, want aggregated 1 (21:55) and quiet_hours 1 (22:02)", got)
 	}
 }

@@ -36,6 +36,10 @@ type RetryError struct {
 	// push for the same pair is in flight (Reason): the retry comes after
 	// After (plus jitter) and does not count against the retry budget.
 	Throttled bool
+	// Exact: with Throttled, the retry comes exactly After later, without
+	// jitter: the wait is for a time of day (the end of the followee's
+	// quiet hours), not for a shared resource many tasks wait for.
+	Exact bool
 	// Reason, when set, says why nothing was tried (instead of a device
 	// count and an outcome).
 	Reason string
@@ -109,7 +113,9 @@ const (
 // counts against the budget. The stale cutoff
 // (MAX_EVENT_AGE) ends retries whatever their number. A retry for the
 // global send rate limit comes after the wait the limiter named (at least
-// 100 ms) plus up to 25 % jitter.
+// 100 ms) plus up to 25 % jitter; one marked [RetryError.Exact] (a
+// summary waiting for the end of its followee's quiet hours) comes exactly
+// then.
 //
 // When err is a [*RetryError], RetryDelay also records the delay it chose
 // in it ([RetryError.Next], [RetryError.Delay]), so that the error's
@@ -136,6 +142,9 @@ func retryDelay(n int, err error, randN func(d time.Duration) time.Duration) tim
 	var re *RetryError
 	if errors.As(err, &re) && re.Throttled {
 		d := max(re.After, 100*time.Millisecond)
+		if re.Exact {
+			return d
+		}
 		return d + randN(d/4+1)
 	}
 	if errors.As(err, &re) && re.Quota {

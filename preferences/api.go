@@ -1,9 +1,11 @@
 package preferences
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -74,19 +76,22 @@ type body struct {
 	} `json:"quiet_hours"`
 }
 
-// errNoBody is PUT's error for an empty body.
+// errNoBody is PUT's error for an empty body (no JSON at all; the empty
+// object {} sets the defaults).
 var errNoBody = errors.New("body required: {\"follow_pushes\": \"all\"|\"summary\"|\"off\", \"quiet_hours\": {\"start\": \"22:00\", \"end\": \"07:30\", \"time_zone\": \"Asia/Shanghai\"}}")
 
-// readBody reads PUT's body: one JSON object; follow_pushes absent is
-// "all", quiet_hours absent or null is none, and quiet_hours needs all
-// three of its fields.
+// readBody reads PUT's body: one JSON object; follow_pushes absent or
+// null is "all", quiet_hours absent or null is none (so {} is the
+// defaults), and quiet_hours needs all three of its fields.
 func readBody(r *http.Request) (Preferences, error) {
 	var b body
 	var p Preferences
+	seen := &sawData{ReadCloser: r.Body}
+	r.Body = seen
 	if err := restapi.ReadBody(r, MaxBodyBytes, &b); err != nil {
 		return p, err
 	}
-	if b.FollowPushes == nil && b.QuietHours == nil {
+	if !seen.data {
 		return p, errNoBody
 	}
 	if b.FollowPushes != nil {
@@ -104,6 +109,19 @@ func readBody(r *http.Request) (Preferences, error) {
 		p.QuietHours = &QuietHours{Start: *q.Start, End: *q.End, TimeZone: *q.TimeZone}
 	}
 	return p, p.Validate()
+}
+
+// sawData is a request body that notes whether it held anything but
+// white space.
+type sawData struct {
+	io.ReadCloser
+	data bool
+}
+
+func (s *sawData) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	s.data = s.data || len(bytes.TrimSpace(p[:n])) > 0
+	return n, err
 }
 
 // Put sets the preferences of the path's user.

@@ -93,7 +93,7 @@ func TestAPIRefusesBadInput(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, user, body, want string }{
 		{"no body", "bob", ``, "body required"},
-		{"empty object", "bob", `{}`, "body required"},
+		{"white space only", "bob", " \n", "body required"},
 		{"wrong type", "bob", `{"follow_pushes":1}`, `member "/follow_pushes": want a string, got a number`},
 		{"unknown mode", "bob", `{"follow_pushes":"sometimes"}`, `follow_pushes: "sometimes" is not one of all, summary, off`},
 		{"name in another case", "bob", `{"Follow_Pushes":"off"}`, `names are case-sensitive`},
@@ -113,6 +113,31 @@ func TestAPIRefusesBadInput(t *testing.T) {
 	}
 	if code, body := call(t, srv, "GET", "bob", ""); code != 200 || body != stored {
 		t.Errorf("after the refusals GET = %d %s, want %s unchanged", code, body, stored)
+	}
+}
+
+// A field null or left out takes its default, as the docs say: {} sets
+// the defaults.
+func TestAPINullAndAbsentAreTheDefaults(t *testing.T) {
+	t.Parallel()
+	srv, _, _ := newAPI(t)
+	set := `{"follow_pushes":"off","quiet_hours":{"start":"22:00","end":"07:30","time_zone":"UTC"}}`
+	for _, tc := range []struct{ body, want string }{
+		{`{"follow_pushes":"off","quiet_hours":null}`, `{"follow_pushes":"off"}`},
+		{`{"follow_pushes":null,"quiet_hours":{"start":"22:00","end":"07:30","time_zone":"UTC"}}`, `{"follow_pushes":"all","quiet_hours":{"start":"22:00","end":"07:30","time_zone":"UTC"}}`},
+		{`{}`, `{"follow_pushes":"all"}`},
+		{`{"quiet_hours":null}`, `{"follow_pushes":"all"}`},
+		{`{"later_field":true}`, `{"follow_pushes":"all"}`},
+	} {
+		if code, body := call(t, srv, "PUT", "bob", set); code != 200 {
+			t.Fatalf("PUT %s = %d %s", set, code, body)
+		}
+		if code, body := call(t, srv, "PUT", "bob", tc.body); code != 200 || body != tc.want {
+			t.Errorf("PUT %s = %d %s, want 200 %s", tc.body, code, body, tc.want)
+		}
+		if code, body := call(t, srv, "GET", "bob", ""); code != 200 || body != tc.want {
+			t.Errorf("GET after PUT %s = %d %s, want %s", tc.body, code, body, tc.want)
+		}
 	}
 }
 
@@ -145,5 +170,14 @@ func TestStoreRefusesABadStoredValue(t *testing.T) {
 	}
 	if p, err := s.Get(context.Background(), "bob"); err == nil {
 		t.Errorf("Get = %+v, want an error", p)
+	}
+	// The API answers it as the store failing (503), not as the caller's
+	// bad input: the caller did nothing wrong, and the key is not shown.
+	srv, _, rdb2 := newAPI(t)
+	if err := rdb2.Set(context.Background(), "followpush:prefs:bob", `{"follow_pushes":"of"}`, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call(t, srv, "GET", "bob", ""); code != 503 || body != `{"error":"preference store unavailable"}` {
+		t.Errorf("GET of a bad stored value = %d %s, want 503 without detail", code, body)
 	}
 }

@@ -93,12 +93,14 @@ func decode(cmd *redis.StringCmd) (Preferences, error) {
 	if err != nil {
 		return Preferences{}, fmt.Errorf("read preferences: %w", err)
 	}
+	// %v, not %w: a bad stored value is the store's fault (503), not the
+	// caller's invalid input (400, which would show the key).
 	var p Preferences
 	if err := json.Unmarshal(b, &p); err != nil {
-		return Preferences{}, fmt.Errorf("stored preferences %s: %w", cmd.Args()[1], err)
+		return Preferences{}, fmt.Errorf("stored preferences %s: %v", cmd.Args()[1], err)
 	}
 	if err := p.Validate(); err != nil {
-		return Preferences{}, fmt.Errorf("stored preferences %s: %w", cmd.Args()[1], err)
+		return Preferences{}, fmt.Errorf("stored preferences %s: %v", cmd.Args()[1], err)
 	}
 	return p, nil
 }
