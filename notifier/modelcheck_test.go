@@ -12,7 +12,7 @@ package notifier_test
 // control, so attempts of different tasks interleave as they would on
 // many workers. After every step the two must agree on what was pushed,
 // to which device, with which answer, and what was scheduled; at the end
-// the delivery contract (RELIABILITY.md, I1 to I4) is checked on the
+// the delivery contract (RELIABILITY.md, I1 to I5) is checked on the
 // history.
 //
 // A failing seed is printed with the command that replays it, and the
