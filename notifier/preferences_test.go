@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
@@ -36,6 +37,50 @@ var shanghai = func() *time.Location {
 // nightly is the quiet hours 22:00 to 07:30 in Shanghai.
 var nightly = &preferences.QuietHours{Start: "22:00", End: "07:30", TimeZone: "Asia/Shanghai"}
 
+// morning is the end of the nightly quiet hours that begin on the
+// evening of 2027-06-10.
+var morning = time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai)
+
+// summaryAtMorning runs the one scheduled digest, which must be due at
+// morning, and checks that its push named count followers.
+func (f *policyFixture) summaryAtMorning(t *testing.T, count string) {
+	t.Helper()
+	d, err := f.runDigest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Time().Equal(morning) {
+		t.Errorf("summary due %v, want the end of the quiet hours %v", d.Time().In(shanghai), morning)
+	}
+	if data := f.lastData(t); data["count"] != count {
+		t.Errorf("summary data %v, want %s follower(s)", data, count)
+	}
+}
+
+// digestTask returns the one scheduled digest and its task, with the
+// clock set to its due time.
+func (f *policyFixture) digestTask(t *testing.T) (tasks.Summary, *asynq.Task) {
+	t.Helper()
+	ds := f.digests(t)
+	if len(ds) != 1 {
+		t.Fatalf("digests %v, want one", ds)
+	}
+	task, err := tasks.NewSummaryTask(ds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Set(ds[0].Time())
+	return ds[0], task
+}
+
+// wantTasks checks followpush_tasks_total{result} is n.
+func (f *policyFixture) wantTasks(t *testing.T, result string, n float64) {
+	t.Helper()
+	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got[result] != n {
+		t.Errorf("tasks by result %v, want %s %v", got, result, n)
+	}
+}
+
 // fixtureAt returns a fixture whose clock starts at the wall-clock time
 // given in Shanghai.
 func fixtureAt(t *testing.T, opts notifier.HandlerOptions, y int, m time.Month, d, hh, mm int) *policyFixture {
@@ -43,6 +88,21 @@ func fixtureAt(t *testing.T, opts notifier.HandlerOptions, y int, m time.Month, 
 	f := newFixture(t, opts, true)
 	f.start = time.Date(y, m, d, hh, mm, 0, 0, shanghai)
 	f.clock.Set(f.start)
+	return f
+}
+
+// nightlyFollow returns a fixture whose clock starts on 2027-06-10 at
+// hh:mm in Shanghai, where bob has one device and the nightly quiet
+// hours, and alice follows bob at that time.
+func nightlyFollow(t *testing.T, opts notifier.HandlerOptions, hh, mm int) *policyFixture {
+	t.Helper()
+	f := fixtureAt(t, opts, 2027, 6, 10, hh, mm)
+	f.register(t, "bob", "tok-bob", "android", "")
+	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
+	f.at(0)
+	if err := f.follow(t, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -129,21 +189,12 @@ func TestQuietHoursHoldFollowsForOneSummary(t *testing.T) {
 	if got := f.pushes(); len(got) != 0 {
 		t.Fatalf("pushes inside quiet hours: %v", got)
 	}
-	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got["quiet_hours"] != 2 {
-		t.Errorf("tasks by result %v, want quiet_hours 2", got)
-	}
-	d, err := f.runDigest(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai); !d.Time().Equal(want) {
-		t.Errorf("summary due %v, want the end of the quiet hours %v", d.Time().In(shanghai), want)
-	}
+	f.wantTasks(t, "quiet_hours", 2)
+	// Both followers, although 8.5 h old: the stale cutoff extends by the
+	// quiet period.
+	f.summaryAtMorning(t, "2")
 	if got := len(f.pushes()); got != 1 {
 		t.Fatalf("pushes = %v, want one summary", f.pushes())
-	}
-	if data := f.lastData(t); data["count"] != "2" {
-		t.Errorf("summary data %v, want both followers (8.5 h old: the stale cutoff extends by the quiet period)", data)
 	}
 }
 
@@ -151,30 +202,16 @@ func TestQuietHoursHoldFollowsForOneSummary(t *testing.T) {
 // before) waits for their end, and keeps its followers that long.
 func TestQuietHoursPutOffASummaryDueInside(t *testing.T) {
 	t.Parallel()
-	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 2027, 6, 10, 21, 58)
-	f.register(t, "bob", "tok-bob", "android", "")
-	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
-
-	f.at(0) // 21:58: not quiet yet, folded into a window due 22:03
-	if err := f.follow(t, "alice", "bob"); err != nil {
-		t.Fatal(err)
-	}
-	ds := f.digests(t)
-	if len(ds) != 1 {
-		t.Fatalf("digests %v, want one", ds)
-	}
-	task, err := tasks.NewSummaryTask(ds[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Set(ds[0].Time()) // 22:03
+	// 21:58: not quiet yet, folded into a window due 22:03
+	f := nightlyFollow(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 21, 58)
+	d, task := f.digestTask(t) // 22:03
 	var re *notifier.RetryError
-	err = f.h.ProcessTask(context.Background(), task)
+	err := f.h.ProcessTask(context.Background(), task)
 	if !errors.As(err, &re) || !re.Throttled {
 		t.Fatalf("summary inside quiet hours: %v, want a throttled retry", err)
 	}
-	end := time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai)
-	if want := end.Sub(ds[0].Time()); re.After != want {
+	end := morning
+	if want := end.Sub(d.Time()); re.After != want {
 		t.Errorf("retry after %v, want %v (the end of the quiet hours)", re.After, want)
 	}
 	if got := f.pushes(); len(got) != 0 {
@@ -257,13 +294,7 @@ func TestPreferenceChangedWhileFollowPending(t *testing.T) {
 // comes back at their end: no jitter is added to a wait for a time of day.
 func TestQuietHoursSummaryRetryIsExact(t *testing.T) {
 	t.Parallel()
-	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 2027, 6, 10, 21, 58)
-	f.register(t, "bob", "tok-bob", "android", "")
-	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
-	f.at(0)
-	if err := f.follow(t, "alice", "bob"); err != nil {
-		t.Fatal(err)
-	}
+	f := nightlyFollow(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}}, 21, 58)
 	_, err := f.runDigest(t) // 22:03
 	var re *notifier.RetryError
 	if !errors.As(err, &re) {
@@ -281,15 +312,9 @@ func TestQuietHoursSummaryRetryIsExact(t *testing.T) {
 // stale cutoff of a held follow is the one it was held under.
 func TestQuietHoursRemovedBeforeTheSummaryKeepsHeldFollowers(t *testing.T) {
 	t.Parallel()
-	f := fixtureAt(t, notifier.HandlerOptions{MaxEventAge: time.Hour}, 2027, 6, 10, 23, 0)
-	f.register(t, "bob", "tok-bob", "android", "")
-	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
-	f.at(0) // 23:00
-	if err := f.follow(t, "alice", "bob"); err != nil {
-		t.Fatal(err)
-	}
-	f.setPrefs(t, "bob", preferences.Preferences{}) // at 07:00, say
-	if _, err := f.runDigest(t); err != nil {       // 07:30
+	f := nightlyFollow(t, notifier.HandlerOptions{MaxEventAge: time.Hour}, 23, 0) // 23:00
+	f.setPrefs(t, "bob", preferences.Preferences{})                               // at 07:00, say
+	if _, err := f.runDigest(t); err != nil {                                     // 07:30
 		t.Fatal(err)
 	}
 	if got := f.pushes(); len(got) != 1 {
@@ -321,18 +346,10 @@ func TestQuietHoursHoldTheRetryOfAFailedPush(t *testing.T) {
 	if n := len(f.fcm.Requests()); n != 1 {
 		t.Fatalf("FCM requests = %d, want only the failed attempt before the quiet hours", n)
 	}
-	if got := counterValues(t, f.metrics, "followpush_tasks_total", "result"); got["quiet_hours"] != 1 {
-		t.Errorf("tasks by result %v, want quiet_hours 1", got)
-	}
-	d, err := f.runDigest(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := time.Date(2027, 6, 11, 7, 30, 0, 0, shanghai); !d.Time().Equal(want) {
-		t.Errorf("summary due %v, want %v", d.Time().In(shanghai), want)
-	}
-	if data := f.lastData(t); len(f.fcm.Requests()) != 2 || data["count"] != "1" {
-		t.Errorf("FCM requests %d, last data %v: want the summary of alice's follow", len(f.fcm.Requests()), data)
+	f.wantTasks(t, "quiet_hours", 1)
+	f.summaryAtMorning(t, "1")
+	if n := len(f.fcm.Requests()); n != 2 {
+		t.Errorf("FCM requests %d, want the failed attempt and the summary", n)
 	}
 }
 
@@ -355,15 +372,7 @@ func TestQuietHoursLetAPartlyDeliveredSummaryFinish(t *testing.T) {
 		}
 		return fcmtest.Response{}
 	})
-	ds := f.digests(t)
-	if len(ds) != 1 {
-		t.Fatalf("digests %v, want one", ds)
-	}
-	task, err := tasks.NewSummaryTask(ds[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Set(ds[0].Time()) // 21:55
+	_, task := f.digestTask(t) // 21:55
 	var re *notifier.RetryError
 	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
 		t.Fatalf("summary with one device failing: %v, want a retry", err)
@@ -392,14 +401,8 @@ func tokens(rs []fcmtest.Request) []string {
 // "aggregated", also when it joins the summary the quiet hours held.
 func TestQuietHoursResultNamesTheFollowsOwnReason(t *testing.T) {
 	t.Parallel()
-	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 10 * time.Minute}}, 2027, 6, 10, 21, 55)
-	f.register(t, "bob", "tok-bob", "android", "")
-	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
-	f.at(0) // 21:55: opens a window due 22:05
-	if err := f.follow(t, "alice", "bob"); err != nil {
-		t.Fatal(err)
-	}
-	f.at(7 * time.Minute) // 22:02: quiet, joins that window
+	f := nightlyFollow(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 10 * time.Minute}}, 21, 55) // 21:55: opens a window due 22:05
+	f.at(7 * time.Minute)                                                                                     // 22:02: quiet, joins that window
 	if err := f.follow(t, "carol", "bob"); err != nil {
 		t.Fatal(err)
 	}
