@@ -19,14 +19,16 @@
 //
 //	{prefix}{ag:<followee>}:ev:<id>    HASH  one event's record: "done" -> 1, "s:<token hash>" -> 1 (device needs nothing more),
 //	                                         "r" -> 1 (a device accepted the push), "q" -> quota retries, "a" -> 1 (a summary took
-//	                                         its followers); TTL see Options.RecordTTL (id: tasks.Follow.ID or tasks.Summary.ID)
+//	                                         its followers), "hold" -> ms (a summary's: Take.Hold); TTL see Options.RecordTTL
+//	                                         (id: tasks.Follow.ID or tasks.Summary.ID)
 //	{prefix}{ag:<followee>}:ux         ZSET  unfollows: follower -> latest unfollow EventTime; TTL Options.CancelTTL
 //	{prefix}{ag:<followee>}:cd         ZSET  claims: follower -> EventTime of the follow that holds the pair's claim
 //	{prefix}{ag:<followee>}:cl         HASH  claims not settled yet: follower -> "<follow id> h <in flight until ms>" (to be
 //	                                         pushed on its own) or "<follow id> f 0" (folded into a summary); a claim in :cd
 //	                                         without an entry here reached a device
 //	{prefix}{ag:<followee>}            ZSET  pending followers of the next summary push, scored with their follow's EventTime
-//	{prefix}{ag:<followee>}:win        HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped, "opener" -> follow id
+//	{prefix}{ag:<followee>}:win        HASH  "due" -> when the next summary is due (ms), "why" -> aggregated|capped|quiet_hours,
+//	                                         "opener" -> follow id, "hold" -> ms (the largest Policy.Hold of its follows)
 //	{prefix}{ag:<followee>}:last       STRING the latest due time a summary window had: a new window is due later, so
 //	                                         its digest (named by followee and due time) is never one that ran already
 //	{prefix}{ag:<followee>}:cap        ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)

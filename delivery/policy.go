@@ -139,6 +139,14 @@ var admitScript = redis.NewScript(`
 local from, et, id, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local cd, cap, win = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[10])
 local quiet = ARGV[16] == 'quiet_hours'
+-- the pending summary may hold follows longer than this admission's
+-- hold (the followee's preferences changed since): its keys, and the
+-- claims, are kept that much longer, and no expiry is shortened
+local more = math.max(tonumber(redis.call('HGET', KEYS[2], 'hold') or '0') - tonumber(ARGV[17]), 0)
+local state_ttl, claims_ttl = tonumber(ARGV[13]) + more, tonumber(ARGV[15]) + more
+local function extend(k, ttl)
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+end
 -- why a follow folded into a summary opened for why waits: inside quiet
 -- hours for them, after them for the summary the quiet hours held
 local function reason(why)
@@ -152,7 +160,7 @@ local function hold()
 end
 local u = redis.call('ZSCORE', KEYS[6], from)
 if u and tonumber(u) > et then return {'cancelled', 0} end
-local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6], 'LIMIT', 0, 100)
+local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[6]) - more, 'LIMIT', 0, 100)
 if #old > 0 then
   redis.call('ZREM', KEYS[4], unpack(old))
   redis.call('HDEL', KEYS[5], unpack(old))
@@ -160,8 +168,8 @@ end
 local function claim(state)
   redis.call('ZADD', KEYS[4], et, from)
   redis.call('HSET', KEYS[5], from, id .. ' ' .. state)
-  redis.call('PEXPIRE', KEYS[4], ARGV[15])
-  redis.call('PEXPIRE', KEYS[5], ARGV[15])
+  extend(KEYS[4], claims_ttl)
+  extend(KEYS[5], claims_ttl)
 end
 local function pending_summary()
   local due = redis.call('HGET', KEYS[2], 'due')
@@ -206,7 +214,7 @@ if c then
     local ps = pending_summary()
     if s and tonumber(s) == c and ps then
       redis.call('ZADD', KEYS[1], et, from)
-      redis.call('PEXPIRE', KEYS[1], ARGV[13])
+      extend(KEYS[1], state_ttl)
       claim('f 0')
       hold()
       return ps
@@ -223,7 +231,7 @@ if c then
 end
 local function fold(due, why)
   redis.call('ZADD', KEYS[1], et, from)
-  redis.call('PEXPIRE', KEYS[1], ARGV[13])
+  extend(KEYS[1], state_ttl)
   claim('f 0')
   hold()
   return {why, due}
@@ -231,9 +239,9 @@ end
 local function open(due, why, opener)
   local last = tonumber(redis.call('GET', KEYS[9]) or '0')
   if tonumber(due) <= last then due = string.format('%d', last + 1) end
-  redis.call('SET', KEYS[9], due, 'PX', ARGV[13])
+  redis.call('SET', KEYS[9], due, 'PX', math.max(redis.call('PTTL', KEYS[9]), state_ttl))
   redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', opener, 'hold', 0)
-  redis.call('PEXPIRE', KEYS[2], ARGV[13])
+  extend(KEYS[2], state_ttl)
   return due
 end
 local due = redis.call('HGET', KEYS[2], 'due')
@@ -309,18 +317,21 @@ var takeScript = redis.NewScript(liveFollowers + `
 local function commit()
   if ARGV[11] ~= '0' then redis.call('SET', KEYS[9], ARGV[1] .. ' ' .. ARGV[11], 'PX', ARGV[8]) end
 end
+local function extend(k, ttl)
+  if redis.call('PTTL', k) < tonumber(ttl) then redis.call('PEXPIRE', k, ttl) end
+end
 local function open(due, why)
   local last = tonumber(redis.call('GET', KEYS[10]) or '0')
   if tonumber(due) <= last then due = string.format('%d', last + 1) end
-  redis.call('SET', KEYS[10], due, 'PX', ARGV[8])
+  redis.call('SET', KEYS[10], due, 'PX', math.max(redis.call('PTTL', KEYS[10]), tonumber(ARGV[8])))
   redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', '')
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  extend(KEYS[2], ARGV[8])
   return due
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   keep_live(KEYS[4])
   if redis.call('ZCARD', KEYS[4]) == 0 then return {'empty', 'retake'} end
-  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  extend(KEYS[4], ARGV[9])
   commit()
   return {'send', redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), 'retake', redis.call('HGET', KEYS[8], 'hold') or '0'}
 end
@@ -341,7 +352,7 @@ if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
     local free = tonumber(oldest[2]) + tonumber(ARGV[5])
     if free <= tonumber(ARGV[1]) then free = tonumber(ARGV[1]) + 1 end
     local d = open(string.format('%d', free), 'capped')
-    redis.call('PEXPIRE', KEYS[1], ARGV[8])
+    extend(KEYS[1], ARGV[8])
     return {'later', d}
   end
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[7])
@@ -349,7 +360,7 @@ if cap > 0 and not redis.call('ZSCORE', KEYS[3], ARGV[7]) then
 end
 local hold = redis.call('HGET', KEYS[2], 'hold') or '0'
 redis.call('RENAME', KEYS[1], KEYS[4])
-redis.call('PEXPIRE', KEYS[4], ARGV[9])
+extend(KEYS[4], ARGV[9])
 redis.call('HSET', KEYS[8], 'a', 1, 'hold', hold)
 redis.call('PEXPIRE', KEYS[8], ARGV[12])
 if tonumber(ARGV[6]) > 0 then
@@ -696,15 +707,19 @@ func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now 
 // records the hold ARGV[2] ms, unless a larger one is there, with the
 // followers it holds: those the digest took (its record HASH KEYS[8],
 // when its snapshot KEYS[7] exists), else the pending ones (the window
-// HASH KEYS[2], when it exists).
+// HASH KEYS[2], when it is the digest's: due ARGV[3]).
 var holdScript = redis.NewScript(`
 for _, k in ipairs(KEYS) do
   local t = redis.call('PTTL', k)
   if t >= 0 and t < tonumber(ARGV[1]) then redis.call('PEXPIRE', k, ARGV[1]) end
 end
-local k = KEYS[2]
-if redis.call('EXISTS', KEYS[7]) == 1 then k = KEYS[8] end
-if redis.call('EXISTS', k) == 1 and tonumber(redis.call('HGET', k, 'hold') or '0') < tonumber(ARGV[2]) then
+local k = nil
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  k = KEYS[8]
+elseif redis.call('HGET', KEYS[2], 'due') == ARGV[3] then
+  k = KEYS[2]
+end
+if k and tonumber(redis.call('HGET', k, 'hold') or '0') < tonumber(ARGV[2]) then
   redis.call('HSET', k, 'hold', ARGV[2])
 end
 return 0
@@ -721,7 +736,7 @@ func (s *Store) Hold(ctx context.Context, d tasks.Summary, p Policy, until, now 
 	to := d.To
 	keys := []string{s.pendingKey(to), s.windowKey(to), s.lastDueKey(to), s.cooldownKey(to), s.claimKey(to), s.unfollowsKey(to),
 		s.snapshotKey(d), s.eventKey(d)}
-	if err := holdScript.Run(ctx, s.rdb, keys, ms(keep), ms(p.Hold)).Err(); err != nil {
+	if err := holdScript.Run(ctx, s.rdb, keys, ms(keep), ms(p.Hold), itoa(d.Due)).Err(); err != nil {
 		return fmt.Errorf("hold summary: %w", err)
 	}
 	return nil

@@ -420,6 +420,49 @@ func TestHoldIsRecordedAndKeepsTheSummary(t *testing.T) {
 	}
 }
 
+// Follows folded later under a smaller hold (the followee removed their
+// quiet hours) neither shorten the life of the summary that holds earlier
+// follows nor prune those follows' claims: alice, held for 8 hours, is
+// still in the summary at its end, with her claim.
+func TestALaterFoldKeepsAHeldSummary(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	st := delivery.New(rdb, delivery.Options{RecordTTL: time.Hour})
+	ctx := context.Background()
+	quiet := delivery.Policy{Cooldown: time.Hour, Window: 8 * time.Hour, Quiet: true, Hold: 10 * time.Hour}
+	plain := delivery.Policy{Cooldown: time.Hour}
+	due := t0.Add(8 * time.Hour).UnixMilli()
+	for _, s := range []struct {
+		from string
+		at   time.Duration
+		p    delivery.Policy
+		want delivery.Verdict
+	}{
+		{"alice", 0, quiet, delivery.VerdictQuiet},
+		{"carol", 30 * time.Minute, plain, delivery.VerdictAggregated},
+		{"dan", 150 * time.Minute, plain, delivery.VerdictAggregated},
+	} {
+		at := t0.Add(s.at)
+		got, err := st.Admit(ctx, follow(s.from, "bob", at), s.p, at, lease)
+		if err != nil || got.Verdict != s.want || got.Due != due {
+			t.Fatalf("%s: %+v, %v; want %s due %d", s.from, got, err, s.want, due)
+		}
+	}
+	for _, k := range []string{"followpush:{ag:bob}", "followpush:{ag:bob}:win", "followpush:{ag:bob}:cd", "followpush:{ag:bob}:cl"} {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl < 19*time.Hour {
+			t.Errorf("%s expires in %s: shortened by the later follows (alice's admission kept it 20 h)", k, ttl)
+		}
+	}
+	if _, err := rdb.ZScore(ctx, "followpush:{ag:bob}:cd", "alice").Result(); err != nil {
+		t.Errorf("alice's claim: %v (pruned by dan's admission?)", err)
+	}
+	d := tasks.Summary{AppID: "1400000000", To: "bob", Due: due}
+	b, err := st.TakeSummary(ctx, d, plain, time.UnixMilli(due), 0)
+	if err != nil || b.Verdict != delivery.TakeSend || len(b.Followers) != 3 || b.Hold != quiet.Hold {
+		t.Fatalf("take at the end: %+v, %v; want alice, carol and dan, hold %s", b, err, quiet.Hold)
+	}
+}
+
 // Every script touches the keys of one followee only, under one hash tag:
 // they run on a real Redis Cluster without CROSSSLOT errors.
 func TestPoliciesOnRedisCluster(t *testing.T) {

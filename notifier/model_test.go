@@ -221,7 +221,13 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 	if !p.Active() {
 		return mAdmission{verdict: delivery.VerdictSend}
 	}
-	bound := now - m.claimKeep(p)
+	// A pending summary holding follows longer than p.Hold keeps their
+	// claims that much longer.
+	var more int64
+	if u.win != nil {
+		more = max(u.win.hold-p.Hold.Milliseconds(), 0)
+	}
+	bound := now - m.claimKeep(p) - more
 	for from, c := range u.claims {
 		if c.et <= bound {
 			delete(u.claims, from)

@@ -1287,7 +1287,7 @@ func (p *modelRun) digest(d tasks.Summary) string {
 			if u := m.user(d.To); len(u.snaps[d.Due]) > 0 {
 				r := m.record(d.ID())
 				r.hold = max(r.hold, hold)
-			} else if u.win != nil {
+			} else if u.win != nil && u.win.due == d.Due {
 				u.win.hold = max(u.win.hold, hold)
 			}
 			return "retry-free" // at the end of the quiet hours

@@ -106,17 +106,8 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	}
 	pol := h.opts.Policy
 	pol.Hold = h.holdFor(prefs)
-	if q := prefs.QuietHours; q != nil && prefs.Mode() != preferences.ModeOff && !rec.Reached {
-		// Held until they end, unless it reached a device already: the
-		// rest of a push delivered in part goes out as it is.
-		if quiet, _, end := q.At(now); quiet {
-			wait := max(end.Sub(now), time.Second)
-			if err := h.store.Hold(ctx, d, pol, end, now); err != nil {
-				return err
-			}
-			log.Info("the followee is in quiet hours: the summary push waits for their end", "wait", wait.String())
-			return &RetryError{Reason: "the followee is in quiet hours", After: wait, Throttled: true, Exact: true}
-		}
+	if err := h.holdForQuietHours(ctx, log, d, prefs, rec, pol, now); err != nil {
+		return err
 	}
 	b, err := h.store.TakeSummary(ctx, d, pol, now, 0)
 	if err != nil {
@@ -158,6 +149,9 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	// display names were read count too, so the followers are read once
 	// more, and the summary is in flight from here.
 	committedAt := h.opts.Now()
+	if err := h.holdForQuietHours(ctx, log, d, prefs, rec, pol, committedAt); err != nil {
+		return err // they began while the devices and names were read
+	}
 	b, err = h.store.TakeSummary(ctx, d, pol, committedAt, h.lease)
 	if err != nil {
 		return err
@@ -190,6 +184,28 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 		h.metrics.summarySize.Observe(float64(len(sum.Followers)))
 	}
 	return h.ended(ctx, log.With("followers", len(sum.Followers)), h.metrics.summaries, rec.Reached || a.Accepted, len(a.Finished), "summary push", nil)
+}
+
+// holdForQuietHours puts summary d off until the end of its followee's
+// quiet hours when they are in them at now (a throttled retry exactly
+// then), keeping its followers that long; nil otherwise, and for a
+// summary that reached a device already: the rest of a push delivered in
+// part goes out as it is.
+func (h *Handler) holdForQuietHours(ctx context.Context, log *slog.Logger, d tasks.Summary, prefs preferences.Preferences, rec delivery.Record, pol delivery.Policy, now time.Time) error {
+	q := prefs.QuietHours
+	if q == nil || prefs.Mode() == preferences.ModeOff || rec.Reached {
+		return nil
+	}
+	quiet, _, end := q.At(now)
+	if !quiet {
+		return nil
+	}
+	wait := max(end.Sub(now), time.Second)
+	if err := h.store.Hold(ctx, d, pol, end, now); err != nil {
+		return err
+	}
+	log.Info("the followee is in quiet hours: the summary push waits for their end", "wait", wait.String())
+	return &RetryError{Reason: "the followee is in quiet hours", After: wait, Throttled: true, Exact: true}
 }
 
 // endSummary settles a summary that ends without being sent in this

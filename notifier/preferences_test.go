@@ -410,3 +410,28 @@ func TestQuietHoursResultNamesTheFollowsOwnReason(t *testing.T) {
 		t.Errorf("tasks by result %v, want aggregated 1 (21:55) and quiet_hours 1 (22:02)", got)
 	}
 }
+
+// Quiet hours that begin while a summary's attempt reads the devices and
+// the display names stop it before it commits: it is put off to their end
+// with the followers it took, and sent then.
+func TestQuietHoursBeginningWhileASummaryIsPrepared(t *testing.T) {
+	t.Parallel()
+	names := &hookNames{}
+	f := nightlyFollow(t, notifier.HandlerOptions{Policy: delivery.Policy{Window: 5 * time.Minute}, Names: names}, 21, 54)
+	d, task := f.digestTask(t)                                     // 21:59
+	names.hook = func() { f.clock.Set(d.Time().Add(time.Minute)) } // 22:00
+	var re *notifier.RetryError
+	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) || !re.Exact {
+		t.Fatalf("summary whose quiet hours began while it was prepared: %v, want an exact retry at their end", err)
+	}
+	if got := f.pushes(); len(got) != 0 {
+		t.Fatalf("pushes inside quiet hours: %v", got)
+	}
+	f.clock.Set(morning)
+	if err := f.h.ProcessTask(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	if data := f.lastData(t); data["count"] != "1" {
+		t.Errorf("summary data %v, want alice's follow", data)
+	}
+}
