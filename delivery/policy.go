@@ -139,14 +139,16 @@ var admitScript = redis.NewScript(`
 local from, et, id, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local cd, cap, win = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[10])
 local quiet = ARGV[16] == 'quiet_hours'
+local u = redis.call('ZSCORE', KEYS[6], from)
+if u and tonumber(u) > et then return {'cancelled', 0} end
+-- the window, read once (nothing below changes it before reading it)
+local w = redis.call('HMGET', KEYS[2], 'due', 'why', 'hold')
+local wdue, wwhy, whold = w[1], w[2] or 'aggregated', tonumber(w[3] or '0')
 -- the pending summary may hold follows longer than this admission's
 -- hold (the followee's preferences changed since): its keys, and the
--- claims, are kept that much longer, and no expiry is shortened
-local more = math.max(tonumber(redis.call('HGET', KEYS[2], 'hold') or '0') - tonumber(ARGV[17]), 0)
+-- claims, are kept that much longer
+local more = math.max(whold - tonumber(ARGV[17]), 0)
 local state_ttl, claims_ttl = tonumber(ARGV[13]) + more, tonumber(ARGV[15]) + more
-local function extend(k, ttl)
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
-end
 -- why a follow folded into a summary opened for why waits: inside quiet
 -- hours for them, after them for the summary the quiet hours held
 local function reason(why)
@@ -155,11 +157,8 @@ local function reason(why)
   return why
 end
 local function hold()
-  local h = tonumber(redis.call('HGET', KEYS[2], 'hold') or '0')
-  if tonumber(ARGV[17]) > h then redis.call('HSET', KEYS[2], 'hold', ARGV[17]) end
+  if tonumber(ARGV[17]) > whold then redis.call('HSET', KEYS[2], 'hold', ARGV[17]) end
 end
-local u = redis.call('ZSCORE', KEYS[6], from)
-if u and tonumber(u) > et then return {'cancelled', 0} end
 local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[6]) - more, 'LIMIT', 0, 100)
 if #old > 0 then
   redis.call('ZREM', KEYS[4], unpack(old))
@@ -168,13 +167,12 @@ end
 local function claim(state)
   redis.call('ZADD', KEYS[4], et, from)
   redis.call('HSET', KEYS[5], from, id .. ' ' .. state)
-  extend(KEYS[4], claims_ttl)
-  extend(KEYS[5], claims_ttl)
+  redis.call('PEXPIRE', KEYS[4], claims_ttl)
+  redis.call('PEXPIRE', KEYS[5], claims_ttl)
 end
 local function pending_summary()
-  local due = redis.call('HGET', KEYS[2], 'due')
-  if not due then return nil end
-  return {reason(redis.call('HGET', KEYS[2], 'why') or 'aggregated'), due}
+  if not wdue then return nil end
+  return {reason(wwhy), wdue}
 end
 local c = redis.call('ZSCORE', KEYS[4], from)
 if c then
@@ -214,7 +212,7 @@ if c then
     local ps = pending_summary()
     if s and tonumber(s) == c and ps then
       redis.call('ZADD', KEYS[1], et, from)
-      extend(KEYS[1], state_ttl)
+      redis.call('PEXPIRE', KEYS[1], state_ttl)
       claim('f 0')
       hold()
       return ps
@@ -231,7 +229,7 @@ if c then
 end
 local function fold(due, why)
   redis.call('ZADD', KEYS[1], et, from)
-  extend(KEYS[1], state_ttl)
+  redis.call('PEXPIRE', KEYS[1], state_ttl)
   claim('f 0')
   hold()
   return {why, due}
@@ -239,14 +237,14 @@ end
 local function open(due, why, opener)
   local last = tonumber(redis.call('GET', KEYS[9]) or '0')
   if tonumber(due) <= last then due = string.format('%d', last + 1) end
-  redis.call('SET', KEYS[9], due, 'PX', math.max(redis.call('PTTL', KEYS[9]), state_ttl))
+  redis.call('SET', KEYS[9], due, 'PX', state_ttl)
   redis.call('HSET', KEYS[2], 'due', due, 'why', why, 'opener', opener, 'hold', 0)
-  extend(KEYS[2], state_ttl)
+  redis.call('PEXPIRE', KEYS[2], state_ttl)
+  whold = 0
   return due
 end
-local due = redis.call('HGET', KEYS[2], 'due')
-if due and (now < tonumber(due) or redis.call('ZCARD', KEYS[1]) > 0) then
-  return fold(due, reason(redis.call('HGET', KEYS[2], 'why') or 'aggregated'))
+if wdue and (now < tonumber(wdue) or redis.call('ZCARD', KEYS[1]) > 0) then
+  return fold(wdue, reason(wwhy))
 end
 if win > 0 and ARGV[11] ~= '1' then
   return fold(open(ARGV[12], ARGV[16], ''), ARGV[16])
