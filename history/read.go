@@ -44,9 +44,10 @@ type Item struct {
 	// EventTime), when its receiver entry is still kept.
 	EventTime *time.Time `json:"event_time,omitempty"`
 	// Fate is the latest result a worker recorded (a follow: sent,
-	// aggregated, cooldown, retry, ...; a summary: sent, empty, ...);
-	// "pending" when no worker has recorded one yet; absent for an
-	// unfollow.
+	// aggregated, cooldown, retry, ...; a summary: sent, empty, ...),
+	// except that a repeat found already handled ([ResultDuplicate]) does
+	// not hide the result before it; "pending" when no worker has
+	// recorded one yet; absent for an unfollow.
 	Fate string `json:"fate,omitempty"`
 	// Summary is the summary push a follow was folded into (its task id).
 	Summary string `json:"summary,omitempty"`
@@ -73,6 +74,18 @@ type Event struct {
 	Summary   string     `json:"summary,omitempty"`
 	Due       *time.Time `json:"due,omitempty"`
 	Followers []string   `json:"followers,omitempty"`
+}
+
+// ResultDuplicate is the worker's result for a task found already handled
+// (a repeated webhook, a redelivered task).
+const ResultDuplicate = "duplicate"
+
+// fate records the worker's result ev as the item's fate, unless ev is a
+// duplicate of a task that ended with another result.
+func (it *Item) fate(ev string) {
+	if ev != ResultDuplicate || it.Fate == "pending" {
+		it.Fate = ev
+	}
 }
 
 // EventReceived is the Event of the receiver's entries in an [Item].
@@ -133,7 +146,7 @@ func (s *Store) Read(ctx context.Context, followee, from string, limit int) (Ans
 			e.Event = EventReceived
 		case strings.HasPrefix(t, "digest:"):
 			it = item(t, Item{Kind: KindSummary, TaskID: t, Fate: "pending"}, m.ID)
-			it.Fate = ev
+			it.fate(ev)
 			if d.Followers != nil {
 				it.Followers = d.Followers
 			}
@@ -145,7 +158,7 @@ func (s *Store) Read(ctx context.Context, followee, from string, limit int) (Ans
 					it.EventTime = msTime(d.At)
 				}
 			} else {
-				it.Fate = ev
+				it.fate(ev)
 			}
 			if d.Summary != "" {
 				it.Summary = d.Summary

@@ -19,6 +19,7 @@ import (
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
+	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -52,6 +53,7 @@ func newHistoryFixture(t *testing.T, opts notifier.HandlerOptions) *historyFixtu
 	opts.Now = f.clock.Now
 	opts.Scheduler = f.sched
 	opts.History = f.async
+	opts.Preferences = preferences.NewStore(rdb, "") // as the worker has
 	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, notifier.NewMetrics(f.metrics), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +165,7 @@ func TestHistoryRecordsEachFate(t *testing.T) {
 	if d := cmp.Diff(want, events(it)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
-	if it.Kind != fhistory.KindFollow || it.TaskID != fa.TaskID() || it.Fate != "duplicate" || it.From != "alice" ||
+	if it.Kind != fhistory.KindFollow || it.TaskID != fa.TaskID() || it.Fate != "sent" || it.From != "alice" ||
 		it.EventTime == nil || !it.EventTime.Equal(fa.Time()) {
 		t.Errorf("item = %+v", it)
 	}
@@ -210,7 +212,7 @@ func TestHistoryRecordsEachFate(t *testing.T) {
 	for _, it := range f.story(t, "bob", "") {
 		got[it.From] = it.Fate
 	}
-	if d := cmp.Diff(map[string]string{"alice": "duplicate", "carol": "stale", "dave": "cancelled", "erin": "exhausted"}, got); d != "" {
+	if d := cmp.Diff(map[string]string{"alice": "sent", "carol": "stale", "dave": "cancelled", "erin": "exhausted"}, got); d != "" {
 		t.Errorf("fates (-want +got):\n%s", d)
 	}
 	if n := counterValue(t, f.histReg, "followpush_history_write_failures_total"); n != 0 {
@@ -263,6 +265,57 @@ func TestHistoryRecordsPolicyFates(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"follow alice", "summary ", "follow alice"}, only); diff != "" {
 		t.Errorf("from=alice (-want +got):\n%s", diff)
+	}
+}
+
+// The cap and quiet hours in the story: a follow over the cap is
+// "capped", one inside the followee's quiet hours "quiet_hours", each with
+// the summary it waits for and when that is due.
+func TestHistoryRecordsCappedAndQuietFates(t *testing.T) {
+	t.Parallel()
+	f := newHistoryFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{MaxPerHour: 1}})
+	f.register(t, "bob", "tok-bob-0123456789abcdef", "android", "")
+	f.register(t, "dan", "tok-dan-0123456789abcdef", "android", "")
+	now := f.clock.Now().UTC()
+	q := &preferences.QuietHours{Start: now.Add(-time.Hour).Format("15:04"), End: now.Add(2 * time.Hour).Format("15:04"), TimeZone: "UTC"}
+	if err := preferences.NewStore(f.rdb, "").Put(context.Background(), "dan", preferences.Preferences{QuietHours: q}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, quietEnd := q.At(now)
+	f.followEachSecond(t, "bob", "alice", "carol") // alice takes bob's one push of the hour
+	if err := f.follow(t, "erin", "dan"); err != nil {
+		t.Fatal(err)
+	}
+	due := map[string]tasks.Summary{}
+	for _, d := range f.digests(t) {
+		due[d.To] = d
+	}
+	for _, c := range []struct {
+		to, from, fate string
+		due            time.Time
+	}{
+		{"bob", "carol", "capped", f.start.Add(delivery.CapWindow)},
+		{"dan", "erin", "quiet_hours", quietEnd},
+	} {
+		d, ok := due[c.to]
+		if !ok || !d.Time().Equal(c.due) {
+			t.Errorf("%s's summary %+v, want one due %v", c.to, d, c.due)
+			continue
+		}
+		var it *fhistory.Item
+		for _, x := range f.story(t, c.to, c.from) {
+			if x.Kind == fhistory.KindFollow {
+				it = &x
+			}
+		}
+		if it == nil || it.Fate != c.fate || it.Summary != d.TaskID() {
+			t.Errorf("%s → %s: %+v, want fate %s folded into %s", c.from, c.to, it, c.fate, d.TaskID())
+			continue
+		}
+		last := it.Events[len(it.Events)-1]
+		if last.Event != c.fate || last.Summary != d.TaskID() || last.Due == nil || !last.Due.Equal(c.due) {
+			t.Errorf("%s → %s: last event %+v, want %s with the summary and its due time %v", c.from, c.to, last, c.fate, c.due)
+		}
 	}
 }
 

@@ -435,3 +435,48 @@ func TestQuietHoursBeginningWhileASummaryIsPrepared(t *testing.T) {
 		t.Errorf("summary data %v, want alice's follow", data)
 	}
 }
+
+// Quiet hours follow the user's wall clock across daylight-saving
+// changes, through the worker on real Redis: in New York, the summary of a
+// follow held at 23:00 is due at 07:00 the next morning: 7 hours later on
+// the night clocks spring forward and 9 on the night they fall back (8 on
+// other nights), and it still names the follow, older than MaxEventAge by
+// then.
+func TestQuietHoursFollowTheWallClockAcrossDST(t *testing.T) {
+	t.Parallel()
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		evening time.Time
+		wait    time.Duration
+	}{
+		{"spring forward", time.Date(2027, 3, 13, 23, 0, 0, 0, ny), 7 * time.Hour},
+		{"fall back", time.Date(2027, 11, 6, 23, 0, 0, 0, ny), 9 * time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, notifier.HandlerOptions{MaxEventAge: time.Hour}, true)
+			f.start = c.evening
+			f.clock.Set(c.evening)
+			f.register(t, "bob", "tok-bob", "android", "")
+			f.setPrefs(t, "bob", preferences.Preferences{QuietHours: &preferences.QuietHours{Start: "22:00", End: "07:00", TimeZone: "America/New_York"}})
+			if err := f.follow(t, "alice", "bob"); err != nil {
+				t.Fatal(err)
+			}
+			d, err := f.runDigest(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			morning := time.Date(c.evening.Year(), c.evening.Month(), c.evening.Day()+1, 7, 0, 0, 0, ny)
+			if !d.Time().Equal(morning) || d.Time().Sub(c.evening) != c.wait {
+				t.Errorf("summary due %v (%v after the follow), want 07:00 local, %v later", d.Time().In(ny), d.Time().Sub(c.evening), c.wait)
+			}
+			if data := f.lastData(t); data["count"] != "1" {
+				t.Errorf("summary data %v, want alice's follow", data)
+			}
+		})
+	}
+}
