@@ -288,7 +288,26 @@ func (q *LoadQuery) Result() (Record, error) {
 // LoadSummary returns the delivery record of summary d. A summary never
 // seen before has a zero Record.
 func (s *Store) LoadSummary(ctx context.Context, d tasks.Summary) (Record, error) {
-	ev, err := s.rdb.HGetAll(ctx, s.eventKey(d)).Result()
+	p := s.rdb.Pipeline()
+	q := s.QueueLoadSummary(ctx, p, d)
+	_, _ = p.Exec(ctx) // errors are in q's command
+	return q.Result()
+}
+
+// SummaryLoadQuery is the read of a digest's record riding on a caller's
+// pipeline ([Store.QueueLoadSummary]).
+type SummaryLoadQuery struct{ ev *redis.MapStringStringCmd }
+
+// QueueLoadSummary queues the read of digest d's record on p, so that it
+// shares a round trip with the caller's other reads.
+func (s *Store) QueueLoadSummary(ctx context.Context, p redis.Pipeliner, d tasks.Summary) *SummaryLoadQuery {
+	return &SummaryLoadQuery{ev: p.HGetAll(ctx, s.eventKey(d))}
+}
+
+// Result returns what [Store.LoadSummary] returns, once the pipeline
+// holding q ran.
+func (q *SummaryLoadQuery) Result() (Record, error) {
+	ev, err := q.ev.Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("load delivery record: %w", err)
 	}

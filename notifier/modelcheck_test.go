@@ -1272,13 +1272,13 @@ func (p *modelRun) follow(f mFollow) string {
 func (p *modelRun) digest(d tasks.Summary) string {
 	m := p.s.m
 	rec := m.record(d.ID()).clone()
+	pr := m.prefs[d.To] // read with the record
+	p.prefsRead, p.rest = p.s.step, rec.reached
 	p.yield("loaded")
 	if rec.done {
 		return "duplicate"
 	}
 	now := p.s.now
-	pr := m.prefs[d.To]
-	p.prefsRead, p.rest = p.s.step, rec.reached
 	hold := m.holdFor(pr).Milliseconds()
 	if q := pr.QuietHours; q != nil && pr.Mode() != preferences.ModeOff && !rec.reached {
 		if quiet, _, _ := q.At(time.UnixMilli(now)); quiet {

@@ -87,7 +87,15 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	if h.opts.Scheduler == nil || !h.opts.Policy.Active() && h.opts.Preferences == nil {
 		return fmt.Errorf("digest task without notification policies configured: %w", asynq.SkipRetry)
 	}
-	rec, err := h.store.LoadSummary(ctx, d)
+	// The record and the followee's preferences, in one round trip.
+	pipe := h.store.Redis().Pipeline()
+	lq := h.store.QueueLoadSummary(ctx, pipe, d)
+	var pq *preferences.Query
+	if h.opts.Preferences != nil {
+		pq = h.opts.Preferences.QueueGet(ctx, pipe, d.To)
+	}
+	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
+	rec, err := lq.Result()
 	if err != nil {
 		return err
 	}
@@ -99,9 +107,9 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	}
 	now := h.opts.Now()
 	var prefs preferences.Preferences
-	if h.opts.Preferences != nil {
-		if prefs, err = h.opts.Preferences.Get(ctx, d.To); err != nil {
-			return err
+	if pq != nil {
+		if prefs, err = pq.Result(); err != nil {
+			return err // retried: a failed read is not "the defaults"
 		}
 	}
 	pol := h.opts.Policy
