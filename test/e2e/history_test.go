@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -119,4 +120,65 @@ func TestFollowStoryEndToEnd(t *testing.T) {
 		t.Errorf("bob's devices (-want +got):\n%s", d)
 	}
 	s.checkLogsKeepSecrets(t)
+}
+
+// The fates the policies give, each in its follow's story, with the real
+// programs: sent, capped (bob's one push of the hour is taken), unfollowed
+// before the push (cancelled), older than MAX_EVENT_AGE (stale), and
+// follow → unfollow → follow again within the cooldown (cooldown).
+func TestFollowFatesEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the programs")
+	}
+	s := startStack(t, 1, map[string]string{"MAX_PUSHES_PER_USER_PER_HOUR": "1", "FOLLOW_COOLDOWN": "1h"})
+	s.registerDevice("bob", "tok-bob", "android")
+	ev := nowMillis()
+	send := func(cmd string, body map[string]any) {
+		t.Helper()
+		if status, b := s.webhook(cmd, body); status != http.StatusOK {
+			t.Fatalf("%s: %d %s", cmd, status, b)
+		}
+	}
+	send(tencent.CommandFollowAdd, followBody("alice", ev, "bob"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.fcm.WaitForRequests(ctx, 1); err != nil {
+		t.Fatalf("alice's push: %v", err)
+	}
+	send(tencent.CommandFollowAdd, followBody("carol", ev+1, "bob"))
+	send(tencent.CommandFollowDelete, unfollowBody("dave", ev+3, "bob"))
+	send(tencent.CommandFollowAdd, followBody("dave", ev+2, "bob"))
+	send(tencent.CommandFollowAdd, followBody("erin", ev-2*time.Hour.Milliseconds(), "bob"))
+	send(tencent.CommandFollowDelete, unfollowBody("alice", ev+4, "bob"))
+	send(tencent.CommandFollowAdd, followBody("alice", ev+5, "bob"))
+
+	want := map[string][]string{"alice": {"cooldown", "sent"}, "carol": {"capped"}, "dave": {"cancelled"}, "erin": {"stale"}}
+	var got map[string][]string
+	var raw []byte
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		status, b := s.do(http.MethodGet, "/v1/users/bob/notifications?limit=50", nil, map[string]string{"Authorization": "Bearer " + apiToken})
+		var ans history.Answer
+		if status != http.StatusOK || json.Unmarshal(b, &ans) != nil {
+			t.Fatalf("history: %d %s", status, b)
+		}
+		raw, got = b, map[string][]string{}
+		for _, it := range ans.Notifications {
+			if it.Kind == history.KindFollow {
+				got[it.From] = append(got[it.From], it.Fate)
+			}
+		}
+		for _, f := range got {
+			slices.Sort(f)
+		}
+		if cmp.Equal(want, got) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fates (-want +got):\n%s\nhistory: %s", cmp.Diff(want, got), raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(s.fcm.Requests()); n != 1 {
+		t.Errorf("FCM requests = %d, want alice's first follow's only", n)
+	}
 }
