@@ -33,7 +33,8 @@
 //	                                         its digest (named by followee and due time) is never one that ran already
 //	{prefix}{ag:<followee>}:cap        ZSET  pushes of the last hour (member: follow or digest id, score: when, ms)
 //	{prefix}{ag:<followee>}:snap:<due> ZSET  the followers a summary took, so its retries resend the same summary
-//	{prefix}{ag:<followee>}:sending    STRING "<due> <in flight until ms>" of the summary being sent right now
+//	{prefix}{ag:<followee>}:inflight   ZSET  the summaries being sent right now: due time (ms) -> in flight until (ms);
+//	                                         more than one when a retry overlaps another summary of the followee
 package delivery
 
 import (
@@ -438,13 +439,12 @@ return q
 // settleSummaryScript settles one attempt of a summary.
 //
 // KEYS[1] record HASH, KEYS[2] snapshot ZSET, KEYS[3] claims ZSET, KEYS[4] unsettled claims HASH,
-// KEYS[5] cap ZSET, KEYS[6] sending STRING
+// KEYS[5] cap ZSET, KEYS[6] in-flight summaries ZSET
 // ARGV[1] digest id, ARGV[2] "1" mark done, ARGV[3] "1" final, ARGV[4] "1" accepted,
 // ARGV[5] "1" quota retry, ARGV[6] record TTL ms, ARGV[7] cutoff ms, ARGV[8] due ms, ARGV[9..] token hashes
 var settleSummaryScript = redis.NewScript(strings.ReplaceAll(`
 `+recordFields+`
-local sv = redis.call('GET', KEYS[6])
-if sv and string.match(sv, '^(%d+) ') == ARGV[8] then redis.call('DEL', KEYS[6]) end
+redis.call('ZREM', KEYS[6], ARGV[8])
 local confirm, release = ARGV[4] == '1', ARGV[3] == '1' and not reached
 if confirm or release then
   local cutoff = tonumber(ARGV[7])

@@ -126,7 +126,7 @@ type Admission struct {
 // ends. See [Store.QueueAdmit] for the rules.
 //
 // KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] claims ZSET,
-// KEYS[5] unsettled claims HASH, KEYS[6] unfollows ZSET, KEYS[7] sending STRING,
+// KEYS[5] unsettled claims HASH, KEYS[6] unfollows ZSET, KEYS[7] in-flight summaries ZSET,
 // KEYS[8] the follow's record HASH, KEYS[9] last due STRING
 // ARGV[1] follower, ARGV[2] EventTime ms, ARGV[3] follow id, ARGV[4] now ms,
 // ARGV[5] cooldown ms (0 = off), ARGV[6] claim prune bound (inclusive),
@@ -217,13 +217,12 @@ if c then
       hold()
       return ps
     end
-    local sv = redis.call('GET', KEYS[7])
-    if sv then
-      local sd, st = string.match(sv, '^(%d+) (%d+)$')
-      if sd and tonumber(st) > now then
-        local ss = redis.call('ZSCORE', KEYS[1] .. ':snap:' .. sd, from)
-        if ss and tonumber(ss) == c then return {'wait', st} end
-      end
+    -- summaries in flight (more than one when a retry overlaps another
+    -- summary of the followee): wait if one names the older follow
+    local sv = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. now, '+inf', 'WITHSCORES')
+    for i = 1, #sv, 2 do
+      local ss = redis.call('ZSCORE', KEYS[1] .. ':snap:' .. sv[i], from)
+      if ss and tonumber(ss) == c then return {'wait', sv[i + 1]} end
     end
   end
 end
@@ -303,7 +302,7 @@ end
 //
 // KEYS[1] pending ZSET, KEYS[2] window HASH, KEYS[3] cap ZSET, KEYS[4] snapshot ZSET,
 // KEYS[5] unfollows ZSET, KEYS[6] claims ZSET, KEYS[7] unsettled claims HASH,
-// KEYS[8] digest record HASH, KEYS[9] sending STRING, KEYS[10] last due STRING
+// KEYS[8] digest record HASH, KEYS[9] in-flight summaries ZSET, KEYS[10] last due STRING
 // ARGV[1] digest due ms, ARGV[2] now ms, ARGV[3] cap (0 = off), ARGV[4] cap prune bound (inclusive),
 // ARGV[5] cap window ms, ARGV[6] window ms (0 = off), ARGV[7] digest id,
 // ARGV[8] state TTL ms, ARGV[9] snapshot TTL ms, ARGV[10] now+window ms,
@@ -313,7 +312,10 @@ end
 // {'later', due}, {'superseded', due, pending count}.
 var takeScript = redis.NewScript(liveFollowers + `
 local function commit()
-  if ARGV[11] ~= '0' then redis.call('SET', KEYS[9], ARGV[1] .. ' ' .. ARGV[11], 'PX', ARGV[8]) end
+  if ARGV[11] == '0' then return end
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', ARGV[2])
+  redis.call('ZADD', KEYS[9], ARGV[11], ARGV[1])
+  redis.call('PEXPIRE', KEYS[9], ARGV[8])
 end
 local function extend(k, ttl)
   if redis.call('PTTL', k) < tonumber(ttl) then redis.call('PEXPIRE', k, ttl) end
@@ -401,7 +403,7 @@ func (s *Store) windowKey(to string) string   { return s.tag(to) + ":win" }
 func (s *Store) capKey(to string) string      { return s.tag(to) + ":cap" }
 func (s *Store) cooldownKey(to string) string { return s.tag(to) + ":cd" }
 func (s *Store) claimKey(to string) string    { return s.tag(to) + ":cl" }
-func (s *Store) sendingKey(to string) string  { return s.tag(to) + ":sending" }
+func (s *Store) sendingKey(to string) string  { return s.tag(to) + ":inflight" }
 func (s *Store) lastDueKey(to string) string  { return s.tag(to) + ":last" }
 func (s *Store) snapshotKey(d tasks.Summary) string {
 	return s.tag(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)

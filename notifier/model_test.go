@@ -53,8 +53,6 @@ type mWindow struct {
 	hold   int64 // ms: the largest Policy.Hold of its follows
 }
 
-type mSending struct{ due, until int64 }
-
 // mUser is one followee's policy state.
 type mUser struct {
 	pending map[string]int64 // follower -> follow EventTime; empty = no key
@@ -63,8 +61,8 @@ type mUser struct {
 	claims  map[string]*mClaim
 	ux      map[string]int64 // follower -> latest unfollow EventTime
 	snaps   map[int64]map[string]int64
-	sending *mSending
-	lastDue int64 // the latest due a window had
+	sending map[int64]int64 // summaries in flight: due -> until
+	lastDue int64           // the latest due a window had
 }
 
 // open opens the next summary window, due at due or, when a window had
@@ -126,7 +124,7 @@ func (m *model) user(to string) *mUser {
 	u := m.users[to]
 	if u == nil {
 		u = &mUser{pending: map[string]int64{}, capLog: map[string]int64{}, claims: map[string]*mClaim{},
-			ux: map[string]int64{}, snaps: map[int64]map[string]int64{}}
+			ux: map[string]int64{}, snaps: map[int64]map[string]int64{}, sending: map[int64]int64{}}
 		m.users[to] = u
 	}
 	return u
@@ -299,9 +297,11 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 						return a
 					}
 				}
-				if sd := u.sending; sd != nil && sd.until > now {
-					if s, ok := u.snaps[sd.due][f.From]; ok && s == c.et {
-						return mAdmission{verdict: delivery.VerdictWait, until: sd.until}
+				for _, due := range slices.Sorted(maps.Keys(u.sending)) {
+					if until := u.sending[due]; until > now {
+						if s, ok := u.snaps[due][f.From]; ok && s == c.et {
+							return mAdmission{verdict: delivery.VerdictWait, until: until}
+						}
 					}
 				}
 			}
@@ -404,7 +404,8 @@ func (m *model) take(d tasks.Summary, now, until int64) mBatch {
 	}
 	commit := func() {
 		if until != 0 {
-			u.sending = &mSending{due: d.Due, until: until}
+			maps.DeleteFunc(u.sending, func(_, till int64) bool { return till <= now })
+			u.sending[d.Due] = until
 		}
 	}
 	if snap := u.snaps[d.Due]; len(snap) > 0 {
@@ -515,9 +516,7 @@ func (m *model) settleDigest(d tasks.Summary, a mAttemptRecord, cutoff int64) {
 	id := d.ID()
 	r := m.writeRecord(id, a)
 	u := m.user(d.To)
-	if u.sending != nil && u.sending.due == d.Due {
-		u.sending = nil
-	}
+	delete(u.sending, d.Due)
 	confirm, release := a.accepted, a.final && !r.reached
 	if confirm || release {
 		for f, s := range u.snaps[d.Due] {

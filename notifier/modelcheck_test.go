@@ -931,7 +931,11 @@ func (s *sim) segment(a *attempt, first bool) (bool, error) {
 		return true, fmt.Errorf("%s, step %q: scheduled summaries differ (-model +real):\n%s", where, real.step, d)
 	}
 	if modelDebug {
-		fmt.Printf("    action %d attempt %d %s: %q end=%v/%s out=%v sch=%v\n", s.step, a.seq, a.task.id, real.step, real.err, mod.res, got, s.schedule)
+		desc := a.task.id
+		if f := a.task.follow; f != nil {
+			desc = fmt.Sprintf("%s->%s@%d", f.From, f.To, f.EventTime)
+		}
+		fmt.Printf("    action %d attempt %d %s: %q end=%v/%s out=%v sch=%v\n", s.step, a.seq, desc, real.step, real.err, mod.res, got, s.schedule)
 	}
 	a.at = real.step
 	if real.step != "" {
