@@ -219,7 +219,7 @@ if c then
     end
     -- summaries in flight (more than one when a retry overlaps another
     -- summary of the followee): wait if one names the older follow
-    local sv = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. now, '+inf', 'WITHSCORES')
+    local sv = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. ARGV[4], '+inf', 'WITHSCORES')
     for i = 1, #sv, 2 do
       local ss = redis.call('ZSCORE', KEYS[1] .. ':snap:' .. sv[i], from)
       if ss and tonumber(ss) == c then return {'wait', sv[i + 1]} end
