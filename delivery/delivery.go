@@ -380,7 +380,7 @@ func (s *Store) Settle(ctx context.Context, f tasks.Follow, a Attempt, now time.
 // summary ends without any device accepting, their claims and its cap
 // slot are released. It also ends the summary's in-flight lease.
 func (s *Store) SettleSummary(ctx context.Context, d tasks.Summary, a Attempt, cutoff int64, now time.Time) (int, error) {
-	keys := []string{s.eventKey(d), s.snapshotKey(d), s.cooldownKey(d.To), s.claimKey(d.To), s.capKey(d.To), s.sendingKey(d.To)}
+	keys := []string{s.eventKey(d), s.snapshotKey(d), s.cooldownKey(d.To), s.claimKey(d.To), s.capKey(d.To), s.inflightKey(d.To)}
 	args := append([]any{d.ID(), boolArg(a.Final && !a.FailedForGood), boolArg(a.Final),
 		boolArg(a.Accepted), boolArg(a.QuotaRetry), ms(s.recordLife(d, now)), itoa(cutoff), itoa(d.Due)}, tokenArgs(a.Finished)...)
 	q, err := settleSummaryScript.Run(ctx, s.rdb, keys, args...).Int()

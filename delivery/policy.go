@@ -403,7 +403,7 @@ func (s *Store) windowKey(to string) string   { return s.tag(to) + ":win" }
 func (s *Store) capKey(to string) string      { return s.tag(to) + ":cap" }
 func (s *Store) cooldownKey(to string) string { return s.tag(to) + ":cd" }
 func (s *Store) claimKey(to string) string    { return s.tag(to) + ":cl" }
-func (s *Store) sendingKey(to string) string  { return s.tag(to) + ":inflight" }
+func (s *Store) inflightKey(to string) string  { return s.tag(to) + ":inflight" }
 func (s *Store) lastDueKey(to string) string  { return s.tag(to) + ":last" }
 func (s *Store) snapshotKey(d tasks.Summary) string {
 	return s.tag(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
@@ -541,7 +541,7 @@ func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
 func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Duration) ([]string, []any) {
 	n := now.UnixMilli()
 	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To),
-		s.claimKey(f.To), s.unfollowsKey(f.To), s.sendingKey(f.To), s.eventKey(f), s.lastDueKey(f.To)}
+		s.claimKey(f.To), s.unfollowsKey(f.To), s.inflightKey(f.To), s.eventKey(f), s.lastDueKey(f.To)}
 	keep := s.claimKeep(p)
 	args := []any{
 		f.From, itoa(f.EventTime), f.ID(), itoa(n),
@@ -654,7 +654,7 @@ func (s *Store) TakeSummary(ctx context.Context, d tasks.Summary, p Policy, now 
 		until = itoa(n + lease.Milliseconds())
 	}
 	keys := []string{s.pendingKey(d.To), s.windowKey(d.To), s.capKey(d.To), s.snapshotKey(d), s.unfollowsKey(d.To),
-		s.cooldownKey(d.To), s.claimKey(d.To), s.eventKey(d), s.sendingKey(d.To), s.lastDueKey(d.To)}
+		s.cooldownKey(d.To), s.claimKey(d.To), s.eventKey(d), s.inflightKey(d.To), s.lastDueKey(d.To)}
 	args := []any{
 		itoa(d.Due), itoa(n), p.MaxPerHour, itoa(n - CapWindow.Milliseconds()), ms(CapWindow),
 		ms(p.Window), d.ID(), ms(s.stateTTL(p)), ms(s.stateTTL(p)), itoa(n + p.Window.Milliseconds()),
