@@ -403,7 +403,7 @@ func (s *Store) windowKey(to string) string   { return s.tag(to) + ":win" }
 func (s *Store) capKey(to string) string      { return s.tag(to) + ":cap" }
 func (s *Store) cooldownKey(to string) string { return s.tag(to) + ":cd" }
 func (s *Store) claimKey(to string) string    { return s.tag(to) + ":cl" }
-func (s *Store) inflightKey(to string) string  { return s.tag(to) + ":inflight" }
+func (s *Store) inflightKey(to string) string { return s.tag(to) + ":inflight" }
 func (s *Store) lastDueKey(to string) string  { return s.tag(to) + ":last" }
 func (s *Store) snapshotKey(d tasks.Summary) string {
 	return s.tag(d.To) + ":snap:" + strconv.FormatInt(d.Due, 10)
