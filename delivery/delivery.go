@@ -402,17 +402,23 @@ func tokenArgs(tokens []string) []any {
 // writes the record: ARGV[2] "1" done, ARGV[4] "1" accepted, ARGV[5] "1"
 // quota retry, ARGV[6] record TTL ms, ARGV[first..] token hashes. It
 // leaves q (the quota retry count) and reached (a device accepted, now or
-// earlier) set. The fields go in one HSET: a record is written once per
-// attempt, so each command saved here is saved on every push.
+// earlier) set. The fields go in one HSET (one per 1,000 devices): a
+// record is written once per attempt, so each command saved here is saved
+// on every push.
 const recordFields = `
 local fields = {}
+local function write()
+  if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+  fields = {}
+end
 for i = FIRST_TOKEN, #ARGV do
   fields[#fields + 1] = 's:' .. ARGV[i]
   fields[#fields + 1] = 1
+  if #fields >= 2000 then write() end -- unpack takes a few thousand at most
 end
 if ARGV[4] == '1' then fields[#fields + 1] = 'r'; fields[#fields + 1] = 1 end
 if ARGV[2] == '1' then fields[#fields + 1] = 'done'; fields[#fields + 1] = 1 end
-if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+write()
 local q = 0
 if ARGV[5] == '1' then q = redis.call('HINCRBY', KEYS[1], 'q', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])

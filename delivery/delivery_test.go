@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -113,6 +114,34 @@ func TestSettleRecordsAttempts(t *testing.T) {
 	life := time.Hour + delivery.ClockSkewMargin
 	if ttl := srv.Client(t).PTTL(ctx, keys[0]).Val(); ttl <= life-time.Minute || ttl > life {
 		t.Fatalf("record TTL = %s, want about %s", ttl, life)
+	}
+}
+
+// A settle writes the record's fields in as few HSETs as Lua allows: more
+// devices than a user can have (MAX_DEVICES_PER_USER is at most 1,000)
+// finish in one attempt, and every one is recorded.
+func TestSettleRecordsThousandsOfDevices(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	f := tasks.Follow{AppID: "1", From: "a", To: "b", EventTime: now.UnixMilli()}
+	const most = 5000
+	tokens := make([]string, most)
+	want := delivery.Record{Reached: true, Done: true, Finished: map[string]bool{}}
+	for i := range tokens {
+		tokens[i] = "tok-" + strconv.Itoa(i)
+		want.Finished[delivery.TokenKey(tokens[i])] = true
+	}
+	if _, err := st.Settle(ctx, f, delivery.Attempt{Finished: tokens, Accepted: true, Final: true}, now); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Load(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, rec); d != "" {
+		t.Fatalf("record after %d devices (-want +got):\n%s", most, d)
 	}
 }
 
