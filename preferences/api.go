@@ -10,7 +10,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 	"github.com/followpush/followpush/tencent"
@@ -38,10 +37,9 @@ type Keeper interface {
 //	GET    /v1/users/{userID}/preferences   200 with them (the defaults when none are set)
 //	DELETE /v1/users/{userID}/preferences   back to the defaults; 204
 type API struct {
-	store    Keeper
-	log      *slog.Logger
-	token    string
-	requests *prometheus.CounterVec
+	restapi.Guarded
+	store Keeper
+	log   *slog.Logger
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -51,18 +49,9 @@ type API struct {
 //
 // with every method and the statuses the API gives itself at 0.
 func NewAPI(store Keeper, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-		Name: "followpush_preference_api_requests_total",
-		Help: "Preference API requests, by method and HTTP status.",
-	}, []string{"method", "code"})
-	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
-	return &API{store: store, log: log, token: token, requests: requests}
-}
-
-// Guard wraps h as every route of the API is served: counted, and behind
-// the API token.
-func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return restapi.Guard(a.requests, a.token, h)
+	g := restapi.NewGuarded(reg, "followpush_preference_api_requests_total", "Preference API requests, by method and HTTP status.", token,
+		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
+	return &API{Guarded: g, store: store, log: log}
 }
 
 // body is PUT's body; a nil field was absent (or null). Unknown fields
@@ -130,17 +119,17 @@ func (a *API) Put(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = a.store.Put(r.Context(), r.PathValue("userID"), p)
 	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	p.FollowPushes = p.Mode()
-	restapi.WriteJSON(w, http.StatusOK, p)
+	a.answer(w, r, p, err)
 }
 
 // Get answers the preferences of the path's user.
 func (a *API) Get(w http.ResponseWriter, r *http.Request) {
 	p, err := a.store.Get(r.Context(), r.PathValue("userID"))
+	a.answer(w, r, p, err)
+}
+
+// answer answers p, with its mode spelled out, or fails with err.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, p Preferences, err error) {
 	if err != nil {
 		a.fail(w, r, err)
 		return
