@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 )
@@ -36,9 +37,10 @@ type Store interface {
 // errors are JSON ({"error": "..."}): invalid input is 400, a failing
 // store 503.
 type API struct {
-	restapi.Guarded
-	store Store
-	log   *slog.Logger
+	store    Store
+	log      *slog.Logger
+	token    string
+	requests *prometheus.CounterVec
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -49,9 +51,18 @@ type API struct {
 // with every method and the statuses the API gives itself at 0 from the
 // start (an alert on the first error of a new receiver must see a change).
 func NewAPI(store Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	g := restapi.NewGuarded(reg, "followpush_device_api_requests_total", "Device API requests, by method and HTTP status.", token,
-		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
-	return &API{Guarded: g, store: store, log: log}
+	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "followpush_device_api_requests_total",
+		Help: "Device API requests, by method and HTTP status.",
+	}, []string{"method", "code"})
+	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
+	return &API{store: store, log: log, token: token, requests: requests}
+}
+
+// Guard wraps h as every route of the API is served: counted, and behind
+// the API token.
+func (a *API) Guard(h http.HandlerFunc) http.Handler {
+	return restapi.Guard(a.requests, a.token, h)
 }
 
 // body is the optional JSON body of PUT .../devices/{token}; a nil field

@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 	"github.com/followpush/followpush/tencent"
@@ -37,9 +38,10 @@ type Keeper interface {
 //	GET    /v1/users/{userID}/preferences   200 with them (the defaults when none are set)
 //	DELETE /v1/users/{userID}/preferences   back to the defaults; 204
 type API struct {
-	restapi.Guarded
-	store Keeper
-	log   *slog.Logger
+	store    Keeper
+	log      *slog.Logger
+	token    string
+	requests *prometheus.CounterVec
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -49,9 +51,18 @@ type API struct {
 //
 // with every method and the statuses the API gives itself at 0.
 func NewAPI(store Keeper, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	g := restapi.NewGuarded(reg, "followpush_preference_api_requests_total", "Preference API requests, by method and HTTP status.", token,
-		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
-	return &API{Guarded: g, store: store, log: log}
+	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "followpush_preference_api_requests_total",
+		Help: "Preference API requests, by method and HTTP status.",
+	}, []string{"method", "code"})
+	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
+	return &API{store: store, log: log, token: token, requests: requests}
+}
+
+// Guard wraps h as every route of the API is served: counted, and behind
+// the API token.
+func (a *API) Guard(h http.HandlerFunc) http.Handler {
+	return restapi.Guard(a.requests, a.token, h)
 }
 
 // body is PUT's body; a nil field was absent (or null). Unknown fields

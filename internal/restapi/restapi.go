@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/strictjson"
 )
@@ -92,29 +91,6 @@ func ZeroCounts(requests *prometheus.CounterVec, success map[string]int) {
 // ([Counted]), and behind the API token ([Bearer]).
 func Guard(requests *prometheus.CounterVec, token string, h http.Handler) http.Handler {
 	return Counted(requests, Bearer(token, h))
-}
-
-// Guarded is what every followpush REST API keeps to serve its routes:
-// its requests counter and its API token. An API embeds it for its Guard.
-type Guarded struct {
-	requests *prometheus.CounterVec
-	token    string
-}
-
-// NewGuarded registers with reg the API's requests counter, name with
-// help and the labels method and code ([Counted]), with the statuses of
-// success at 0 ([ZeroCounts]), and returns it with the API token (empty:
-// every request is answered 503, see [Bearer]).
-func NewGuarded(reg prometheus.Registerer, name, help, token string, success map[string]int) Guarded {
-	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"method", "code"})
-	ZeroCounts(requests, success)
-	return Guarded{requests: requests, token: token}
-}
-
-// Guard wraps h as every route of the API is served: counted, and behind
-// the API token ([Guard]).
-func (g Guarded) Guard(h http.HandlerFunc) http.Handler {
-	return Guard(g.requests, g.token, h)
 }
 
 // Fail answers err of the API named api ("device", ...): 400 with err's
