@@ -21,6 +21,19 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// loadWorker is LoadWorker of FCM_PROJECT_ID=p and settings, failing t on
+// an error.
+func loadWorker(t *testing.T, settings map[string]string) Worker {
+	t.Helper()
+	m := map[string]string{"FCM_PROJECT_ID": "p"}
+	maps.Copy(m, settings)
+	w, err := LoadWorker(env(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func TestLoadReceiverDefaults(t *testing.T) {
 	t.Parallel()
 	r, err := LoadReceiver(env(map[string]string{"TENCENT_SDKAPPID": "1400000001"}))
@@ -213,14 +226,7 @@ func TestLoadWorkerPolicies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"FCM_PROJECT_ID": "p"}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			w, err := LoadWorker(func(k string) string { return env[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := loadWorker(t, tt.env)
 			got := deliveryParts{Policy: w.Policy, FCMRateLimit: w.FCMRateLimit, Message: w.Message, Tencent: w.Tencent}
 			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("sending settings (-want +got):\n%s", d)
@@ -253,14 +259,7 @@ func TestLoadWorkerTexts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"FCM_PROJECT_ID": "p"}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			w, err := LoadWorker(func(k string) string { return env[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := loadWorker(t, tt.env)
 			if got := w.Texts.Locale(tt.locale); got != tt.wantFrom {
 				t.Errorf("locale %q resolves to %q, want %q", tt.locale, got, tt.wantFrom)
 			}

@@ -455,19 +455,11 @@ func TestConcurrentRegisterSameToken(t *testing.T) {
 	const users, rounds = 12, 20
 	for round := range rounds {
 		tok := fmt.Sprintf("token-%d", round%4) // tokens come back with a history
-		var wg sync.WaitGroup
-		errs := make(chan error, users)
-		for u := range users {
-			wg.Go(func() {
-				errs <- r.Register(ctx, fmt.Sprintf("user-%d", u), tok, devices.Registration{Platform: "android"})
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: Register: %v", round, err)
-			}
+		err := concurrently(users, func(u int) error {
+			return r.Register(ctx, fmt.Sprintf("user-%d", u), tok, devices.Registration{Platform: "android"})
+		})
+		if err != nil {
+			t.Fatalf("round %d: Register: %v", round, err)
 		}
 		checkSingleOwner(t, r, tok, users)
 	}
@@ -483,27 +475,30 @@ func TestConcurrentRegisterUnregister(t *testing.T) {
 	const users, rounds = 6, 30
 	for round := range rounds {
 		tok := "token"
-		var wg sync.WaitGroup
-		errs := make(chan error, 4*users)
-		for u := range 4 * users {
+		err := concurrently(4*users, func(u int) error {
 			user := fmt.Sprintf("user-%d", u%users)
-			wg.Go(func() {
-				if (u+round)%3 == 0 {
-					errs <- r.Unregister(ctx, user, tok)
-				} else {
-					errs <- r.Register(ctx, user, tok, devices.Registration{})
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: %v", round, err)
+			if (u+round)%3 == 0 {
+				return r.Unregister(ctx, user, tok)
 			}
+			return r.Register(ctx, user, tok, devices.Registration{})
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
 		}
 		checkSingleOwner(t, r, tok, users)
 	}
+}
+
+// concurrently runs call(0) to call(n-1) all at once and returns their
+// errors, joined.
+func concurrently(n int, call func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = call(i) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func checkSingleOwner(t *testing.T, r *devices.Registry, tok string, users int) {
@@ -546,20 +541,12 @@ func TestConcurrentRegisterAtCap(t *testing.T) {
 			for i := range tokens {
 				tokens[i] = fmt.Sprintf("tok-%02d", i)
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, tc.times*n)
-			for i := range tc.times * n {
-				wg.Go(func() {
-					clk.Advance(time.Millisecond)
-					errs <- r.Register(ctx, "erin", tokens[i%n], devices.Registration{})
-				})
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
+			err := concurrently(tc.times*n, func(i int) error {
+				clk.Advance(time.Millisecond)
+				return r.Register(ctx, "erin", tokens[i%n], devices.Registration{})
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 			listed := tokensOf(mustList(t, r, "erin"))
 			if len(listed) > maxDevices || len(listed) == 0 || tc.exact && len(listed) != maxDevices {

@@ -82,10 +82,7 @@ func benchStores(b *testing.B, suffix string) (*redis.Client, *devices.Registry,
 	rdb := redistest.Start(b).Client(b)
 	reg := devices.NewRegistry(rdb, devices.Options{})
 	fakeFCM := fcmtest.NewServer(b)
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "bench", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	sender := senderTo(b, fakeFCM, "bench")
 	for i := range users {
 		if err := reg.Register(context.Background(), "u"+strconv.Itoa(i), "token-"+strconv.Itoa(i)+suffix, devices.Registration{Platform: "android"}); err != nil {
 			b.Fatal(err)

@@ -21,74 +21,10 @@ import (
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
-	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
 	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
-
-type handlerFixture struct {
-	h       *notifier.Handler
-	redis   *redistest.Server
-	rdb     *redis.Client
-	fcm     *fcmtest.Server
-	reg     *devices.Registry
-	records *delivery.Store
-	now     time.Time
-}
-
-func newHandlerFixture(t *testing.T, opts notifier.HandlerOptions) *handlerFixture {
-	t.Helper()
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	fakeFCM := fcmtest.NewServer(t)
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &handlerFixture{redis: srv, rdb: rdb, fcm: fakeFCM, now: time.Now(),
-		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{})}
-	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, nil, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func (f *handlerFixture) follow(to string) tasks.Follow {
-	return tasks.Follow{AppID: "1400000000", From: "alice", To: to, EventTime: f.now.UnixMilli()}
-}
-
-func (f *handlerFixture) run(t *testing.T, fl tasks.Follow) error {
-	t.Helper()
-	task, err := tasks.NewFollowTask(fl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f.h.ProcessTask(context.Background(), task)
-}
-
-func (f *handlerFixture) register(t *testing.T, user string, tokens ...string) {
-	t.Helper()
-	for _, tok := range tokens {
-		if err := f.reg.Register(context.Background(), user, tok, devices.Registration{Platform: "android"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func (f *handlerFixture) tokens(t *testing.T, user string) []string {
-	t.Helper()
-	list, err := f.reg.List(context.Background(), user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, d := range list {
-		out = append(out, d.Token)
-	}
-	return out
-}
 
 // The FCM error table of docs/fcm-errors.md, through the real
 // firebase-admin-go client and the handler: what happens to the task and
@@ -445,11 +381,8 @@ func TestHandlerRedisRoundTripsPerPush(t *testing.T) {
 			t.Parallel()
 			f := newHandlerFixture(t, notifier.HandlerOptions{Policy: sc.policy})
 			if sc.prefs {
-				sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: f.fcm.URL()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, nil, notifier.HandlerOptions{
+				var err error
+				f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, senderTo(t, f.fcm, "p"), nil, notifier.HandlerOptions{
 					Policy: sc.policy, Preferences: preferences.NewStore(f.rdb, ""), Scheduler: asynq.NewClientFromRedisClient(f.rdb)})
 				if err != nil {
 					t.Fatal(err)
@@ -588,10 +521,7 @@ func TestHandlerCountsSentOnlyWhenADeviceAccepted(t *testing.T) {
 		}
 		return fcmtest.Response{}
 	})
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := senderTo(t, fakeFCM, "p")
 	reg := prometheus.NewRegistry()
 	devs := devices.NewRegistry(rdb, devices.Options{})
 	h, err := notifier.NewHandler(slog.New(slog.DiscardHandler), devs, delivery.New(rdb, delivery.Options{}), sender,

@@ -2,23 +2,18 @@ package notifier_test
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/followpush/followpush/delivery"
-	"github.com/followpush/followpush/devices"
 	fhistory "github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
-	"github.com/followpush/followpush/internal/testrig/redistest"
 	"github.com/followpush/followpush/notifier"
-	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
@@ -36,28 +31,13 @@ type historyFixture struct {
 
 func newHistoryFixture(t *testing.T, opts notifier.HandlerOptions) *historyFixture {
 	t.Helper()
-	rdb := redistest.Start(t).Client(t)
-	fakeFCM := fcmtest.NewServer(t)
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now().Truncate(time.Second)
-	f := &historyFixture{policyFixture: &policyFixture{rdb: rdb, fcm: fakeFCM, clock: &clock{t: start}, start: start,
-		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{}),
-		insp: asynq.NewInspectorFromRedisClient(rdb), metrics: prometheus.NewRegistry(),
-		sched: &flakyScheduler{next: asynq.NewClientFromRedisClient(rdb)}}, histReg: prometheus.NewRegistry(), budget: 25}
-	f.hist = fhistory.New(rdb, fhistory.Options{}, fhistory.NewMetrics(f.histReg))
+	f := &historyFixture{policyFixture: newPolicyStores(t), histReg: prometheus.NewRegistry(), budget: 25}
+	f.hist = fhistory.New(f.rdb, fhistory.Options{}, fhistory.NewMetrics(f.histReg))
 	f.async = f.hist.Async(0)
 	t.Cleanup(func() { _ = f.async.Close(context.Background()) })
-	opts.Now = f.clock.Now
-	opts.Scheduler = f.sched
 	opts.History = f.async
-	opts.Preferences = preferences.NewStore(rdb, "") // as the worker has
-	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, notifier.NewMetrics(f.metrics), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opts.Preferences = preferences.NewStore(f.rdb, "") // as the worker has
+	f.startHandler(t, opts)
 	notifier.SetTestHooks(f.h, nil, func(context.Context) (int, int, bool) { return f.retried, f.budget, true })
 	return f
 }
@@ -75,11 +55,7 @@ func (f *historyFixture) received(t *testing.T, fl tasks.Follow) {
 
 func (f *historyFixture) run(t *testing.T, fl tasks.Follow) error {
 	t.Helper()
-	task, err := tasks.NewFollowTask(fl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f.h.ProcessTask(context.Background(), task)
+	return runFollow(t, f.h, fl)
 }
 
 // story returns the history of to, once the worker's entries are written.

@@ -1,7 +1,6 @@
 package notifier_test
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"regexp"
@@ -11,21 +10,12 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/followpush/followpush/internal/testrig/asynqlog"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/internal/testrig/syncbuf"
 	"github.com/followpush/followpush/notifier"
-	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/tasks"
 )
-
-// quietAsynq drops asynq's own log lines.
-type quietAsynq struct{}
-
-func (quietAsynq) Debug(...any) {}
-func (quietAsynq) Info(...any)  {}
-func (quietAsynq) Warn(...any)  {}
-func (quietAsynq) Error(...any) {}
-func (quietAsynq) Fatal(...any) {}
 
 // serveHandler runs a real asynq server over the fixture's Redis with h
 // for follow and digest tasks, configured with the worker's retry policy,
@@ -38,7 +28,7 @@ func serveHandler(t *testing.T, f *handlerFixture, h *notifier.Handler) {
 		TaskCheckInterval: 10 * time.Millisecond,
 		RetryDelayFunc:    notifier.RetryDelay,
 		IsFailure:         notifier.IsFailure,
-		Logger:            quietAsynq{},
+		Logger:            asynqlog.Discard{},
 	})
 	if err := srv.Start(h.NewServeMux()); err != nil {
 		t.Fatal(err)
@@ -123,10 +113,7 @@ func TestInvalidTaskLogsTaskID(t *testing.T) {
 	t.Parallel()
 	f := newHandlerFixture(t, notifier.HandlerOptions{})
 	var logs syncbuf.Buffer
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: f.fcm.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := senderTo(t, f.fcm, "p")
 	h, err := notifier.NewHandler(slog.New(slog.NewJSONHandler(&logs, nil)), f.reg, f.records, sender, nil, notifier.HandlerOptions{})
 	if err != nil {
 		t.Fatal(err)

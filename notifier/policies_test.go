@@ -7,14 +7,11 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
@@ -23,103 +20,8 @@ import (
 	"github.com/followpush/followpush/notifier"
 	"github.com/followpush/followpush/notifier/fcm"
 	"github.com/followpush/followpush/notifier/pushtext"
-	"github.com/followpush/followpush/preferences"
 	"github.com/followpush/followpush/tasks"
 )
-
-// clock is a controllable HandlerOptions.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-
-// policyFixture is a handler with notification policies over a real
-// redis-server, a real asynq client scheduling digests into it, and a
-// local FCM server.
-type policyFixture struct {
-	h       *notifier.Handler
-	rdb     *redis.Client
-	fcm     *fcmtest.Server
-	reg     *devices.Registry
-	records *delivery.Store
-	insp    *asynq.Inspector
-	clock   *clock
-	start   time.Time
-	metrics *prometheus.Registry
-	sched   *flakyScheduler
-}
-
-// flakyScheduler is an asynq client whose next fail enqueues fail.
-type flakyScheduler struct {
-	next notifier.Scheduler
-	fail atomic.Int32
-}
-
-func (s *flakyScheduler) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	if s.fail.Add(-1) >= 0 {
-		return nil, errors.New("redis: connection refused")
-	}
-	return s.next.EnqueueContext(ctx, t, opts...)
-}
-
-func newPolicyFixture(t *testing.T, opts notifier.HandlerOptions) *policyFixture {
-	t.Helper()
-	return newFixture(t, opts, false)
-}
-
-// newFixture is newPolicyFixture, with the users' preferences read from
-// the same Redis when prefs is true.
-func newFixture(t *testing.T, opts notifier.HandlerOptions, prefs bool) *policyFixture {
-	t.Helper()
-	rdb := redistest.Start(t).Client(t)
-	if prefs {
-		opts.Preferences = preferences.NewStore(rdb, "")
-	}
-	fakeFCM := fcmtest.NewServer(t)
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now().Truncate(time.Second)
-	f := &policyFixture{rdb: rdb, fcm: fakeFCM, clock: &clock{t: start}, start: start,
-		reg: devices.NewRegistry(rdb, devices.Options{}), records: delivery.New(rdb, delivery.Options{}),
-		insp: asynq.NewInspectorFromRedisClient(rdb), metrics: prometheus.NewRegistry(),
-		sched: &flakyScheduler{next: asynq.NewClientFromRedisClient(rdb)}}
-	opts.Now = f.clock.Now
-	opts.Scheduler = f.sched
-	f.h, err = notifier.NewHandler(slog.New(slog.DiscardHandler), f.reg, f.records, sender, notifier.NewMetrics(f.metrics), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-// at sets the clock to start+d.
-func (f *policyFixture) at(d time.Duration) time.Time {
-	f.clock.Set(f.start.Add(d))
-	return f.start.Add(d)
-}
-
-func (f *policyFixture) register(t *testing.T, user, token, platform, locale string) {
-	t.Helper()
-	if err := f.reg.Register(context.Background(), user, token, devices.Registration{Platform: platform, Locale: locale}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// follow runs the follow task of from following to, stamped now.
-func (f *policyFixture) follow(t *testing.T, from, to string) error {
-	t.Helper()
-	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: from, To: to, EventTime: f.clock.Now().UnixMilli()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f.h.ProcessTask(context.Background(), task)
-}
 
 // followEachSecond has each of froms follow to, one a second from the
 // fixture's start (0 s, 1 s, ...), failing the test on an error.
@@ -302,25 +204,7 @@ func TestHandlerCooldown(t *testing.T) {
 func TestHandlerCooldownLetsRetriesThrough(t *testing.T) {
 	t.Parallel()
 	f := newPolicyFixture(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}})
-	var mu sync.Mutex
-	calls := 0
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response {
-		mu.Lock()
-		defer mu.Unlock()
-		if calls++; calls == 1 {
-			return fcmtest.Internal()
-		}
-		return fcmtest.Response{}
-	})
-	f.register(t, "bob", "tok-bob", "android", "")
-	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var re *notifier.RetryError
-	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
-		t.Fatalf("first attempt: %v, want a retry", err)
-	}
+	task := f.failedFirstAttempt(t, "first attempt")
 	if err := f.h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -677,14 +561,12 @@ func TestHandlerGlobalRateLimit(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	fakeFCM := fcmtest.NewServer(t)
-	sender, err := fcm.NewSender(context.Background(), fcm.Config{ProjectID: "p", Endpoint: fakeFCM.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := senderTo(t, fakeFCM, "p")
 	reg := devices.NewRegistry(srv.Client(t), devices.Options{})
 	workers := make([]*notifier.Handler, 2)
 	for i := range workers {
 		rdb := srv.Client(t) // each worker its own connection pool
+		var err error
 		workers[i], err = notifier.NewHandler(slog.New(slog.DiscardHandler), devices.NewRegistry(rdb, devices.Options{}),
 			delivery.New(rdb, delivery.Options{}), sender, nil, notifier.HandlerOptions{
 				// Two sends an hour, no waiting: deterministic.

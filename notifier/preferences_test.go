@@ -241,17 +241,7 @@ func TestQuietHoursPutOffASummaryDueInside(t *testing.T) {
 func TestPreferenceChangedWhileFollowPending(t *testing.T) {
 	t.Parallel()
 	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}}, 2027, 6, 10, 12, 0)
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Internal() })
-	f.register(t, "bob", "tok-bob", "android", "")
-	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var re *notifier.RetryError
-	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
-		t.Fatalf("first attempt: %v, want a retry", err)
-	}
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	task := f.failedFirstAttempt(t, "first attempt")
 	f.setPrefs(t, "bob", preferences.Preferences{FollowPushes: preferences.ModeOff})
 	if err := f.h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatalf("retry: %v", err)
@@ -327,18 +317,8 @@ func TestQuietHoursRemovedBeforeTheSummaryKeepsHeldFollowers(t *testing.T) {
 func TestQuietHoursHoldTheRetryOfAFailedPush(t *testing.T) {
 	t.Parallel()
 	f := fixtureAt(t, notifier.HandlerOptions{Policy: delivery.Policy{Cooldown: time.Hour}}, 2027, 6, 10, 21, 59)
-	f.register(t, "bob", "tok-bob", "android", "")
 	f.setPrefs(t, "bob", preferences.Preferences{QuietHours: nightly})
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Internal() })
-	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var re *notifier.RetryError
-	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
-		t.Fatalf("first attempt (21:59): %v, want a retry", err)
-	}
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	task := f.failedFirstAttempt(t, "first attempt (21:59)")
 	f.at(2 * time.Minute) // 22:01
 	if err := f.h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatalf("retry inside quiet hours: %v", err)

@@ -130,17 +130,17 @@ func (a *API) Put(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = a.store.Put(r.Context(), r.PathValue("userID"), p)
 	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	p.FollowPushes = p.Mode()
-	restapi.WriteJSON(w, http.StatusOK, p)
+	a.answer(w, r, p, err)
 }
 
 // Get answers the preferences of the path's user.
 func (a *API) Get(w http.ResponseWriter, r *http.Request) {
 	p, err := a.store.Get(r.Context(), r.PathValue("userID"))
+	a.answer(w, r, p, err)
+}
+
+// answer answers p, with its mode spelled out, or fails with err.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, p Preferences, err error) {
 	if err != nil {
 		a.fail(w, r, err)
 		return

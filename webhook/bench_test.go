@@ -135,16 +135,13 @@ func BenchmarkAsynqEnqueuer(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{1, 20, 1000} {
 		b.Run(fmt.Sprintf("followees=%d", n), func(b *testing.B) {
-			flush()
-			b.ReportAllocs()
-			start := time.Now()
-			for b.Loop() {
+			benchEnqueues(b, flush, n, false, func() error {
 				res, err := enq.EnqueueFollows(ctx, benchFollows(n))
-				if err != nil || res.Enqueued != n {
-					b.Fatalf("EnqueueFollows = %+v, %v", res, err)
+				if err == nil && res.Enqueued != n {
+					err = fmt.Errorf("EnqueueFollows = %+v", res)
 				}
-			}
-			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
+				return err
+			})
 		})
 	}
 	for _, n := range []int{1, 10} {
@@ -153,19 +150,10 @@ func BenchmarkAsynqEnqueuer(b *testing.B) {
 			name = fmt.Sprintf("parallel32-followees=%d", n)
 		}
 		b.Run(name, func(b *testing.B) {
-			flush()
-			b.ReportAllocs()
-			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := enq.EnqueueFollows(ctx, benchFollows(n)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			benchEnqueues(b, flush, n, true, func() error {
+				_, err := enq.EnqueueFollows(ctx, benchFollows(n))
+				return err
 			})
-			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
 		})
 	}
 }
@@ -177,32 +165,41 @@ func BenchmarkBareAsynqEnqueue(b *testing.B) {
 	rdb, flush := benchRedis(b)
 	client := asynq.NewClientFromRedisClient(rdb)
 	payload := []byte(`{"app":"1400000000","from":"UserID_001","to":"UserID_002","t":1767225600123}`)
-	b.Run("sequential", func(b *testing.B) {
-		flush()
-		b.ReportAllocs()
-		start := time.Now()
-		for b.Loop() {
-			if _, err := client.Enqueue(asynq.NewTask("bench", payload, asynq.Queue("bench"))); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
-	})
-	b.Run("parallel32", func(b *testing.B) {
-		flush()
-		b.ReportAllocs()
+	enqueue := func() error {
+		_, err := client.Enqueue(asynq.NewTask("bench", payload, asynq.Queue("bench")))
+		return err
+	}
+	b.Run("sequential", func(b *testing.B) { benchEnqueues(b, flush, 1, false, enqueue) })
+	b.Run("parallel32", func(b *testing.B) { benchEnqueues(b, flush, 1, true, enqueue) })
+}
+
+// benchEnqueues is one enqueue benchmark over an emptied database (flush):
+// enqueue, which stores n follows, b.N times, sequentially or from 32
+// goroutines (parallel), reported as follows/s.
+func benchEnqueues(b *testing.B, flush func(), n int, parallel bool, enqueue func() error) {
+	flush()
+	b.ReportAllocs()
+	if parallel {
 		b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
-		start := time.Now()
+	}
+	start := time.Now()
+	if parallel {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := client.Enqueue(asynq.NewTask("bench", payload, asynq.Queue("bench"))); err != nil {
+				if err := enqueue(); err != nil {
 					b.Error(err)
 					return
 				}
 			}
 		})
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "follows/s")
-	})
+	} else {
+		for b.Loop() {
+			if err := enqueue(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "follows/s")
 }
 
 // BenchmarkLongFollowList is the answer time of one webhook with the longest

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/internal/asynqbatch"
+	"github.com/followpush/followpush/internal/testrig/asynqlog"
 	"github.com/followpush/followpush/internal/testrig/redistest"
 )
 
@@ -143,15 +144,6 @@ func TestCompatibleWithAsynqClient(t *testing.T) {
 	}
 }
 
-// nopLogger silences asynq's server.
-type nopLogger struct{}
-
-func (nopLogger) Debug(...any) {}
-func (nopLogger) Info(...any)  {}
-func (nopLogger) Warn(...any)  {}
-func (nopLogger) Error(...any) {}
-func (nopLogger) Fatal(...any) {}
-
 // An asynq server processes tasks stored by asynqbatch, with their payload,
 // id, queue and retry budget.
 func TestAsynqServerProcesses(t *testing.T) {
@@ -168,7 +160,7 @@ func TestAsynqServerProcesses(t *testing.T) {
 		Concurrency:       4,
 		Queues:            map[string]int{"a": 1, "b": 1},
 		TaskCheckInterval: 10 * time.Millisecond,
-		Logger:            nopLogger{},
+		Logger:            asynqlog.Discard{},
 		LogLevel:          asynq.FatalLevel,
 	})
 	if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, tk *asynq.Task) error {

@@ -3,13 +3,11 @@ package e2e_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
-	"github.com/followpush/followpush/tencent"
 )
 
 // Wrong Firebase credentials make FCM answer SENDER_ID_MISMATCH for every
@@ -61,9 +59,7 @@ func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
 			s.registerDevice(user, fmt.Sprintf("mismatch-%02d-%d", u, d), "android")
 		}
 	}
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), followees...)); status != http.StatusOK {
-		t.Fatalf("follow: %d %s", status, body)
-	}
+	s.follow(t, "alice", nowMillis(), followees...)
 	s.waitIdle(60 * time.Second)
 
 	mismatchReason := map[string]string{"reason": "sender_id_mismatch"}
@@ -99,9 +95,7 @@ func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
 	// A send that succeeds closes the breaker for every worker; then a
 	// SENDER_ID_MISMATCH token is deleted again.
 	s.registerDevice("zed", "good-zed", "ios")
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "zed")); status != http.StatusOK {
-		t.Fatalf("follow zed: %d %s", status, body)
-	}
+	s.follow(t, "alice", nowMillis(), "zed")
 	s.waitIdle(30 * time.Second)
 	for i, url := range metricsURL {
 		// Each worker reads the breaker from Redis at most once a second.
@@ -124,9 +118,7 @@ func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
 		t.Errorf("%d workers logged that the breaker closed, want exactly 1", n)
 	}
 	s.registerDevice("yve", "mismatch-yve", "android")
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "yve")); status != http.StatusOK {
-		t.Fatalf("follow yve: %d %s", status, body)
-	}
+	s.follow(t, "alice", nowMillis(), "yve")
 	s.waitIdle(30 * time.Second)
 	if left := s.devices("yve"); len(left) != 0 {
 		t.Errorf("yve's tokens = %v after the breaker closed, want the mismatched one deleted", left)

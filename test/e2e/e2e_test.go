@@ -194,12 +194,8 @@ func checkUnfollowFirstCancels(t *testing.T, s *stack, sc *script) {
 	if status, body := s.webhook(tencent.CommandFollowDelete, unfollowBody("henry", ev+1, "gina")); status != http.StatusOK {
 		t.Fatalf("unfollow: %d %s", status, body)
 	}
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("henry", ev, "gina")); status != http.StatusOK {
-		t.Fatalf("follow: %d %s", status, body)
-	}
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("ivan", ev, "gina")); status != http.StatusOK {
-		t.Fatalf("follow: %d %s", status, body)
-	}
+	s.follow(t, "henry", ev, "gina")
+	s.follow(t, "ivan", ev, "gina")
 	s.waitIdle(30 * time.Second)
 	sc.mu.Lock()
 	data, _ := sc.messages["tok-gina"]["data"].(map[string]any)

@@ -61,6 +61,32 @@ func (r *followRun) answered() int {
 	return n
 }
 
+// answered5xx returns how many webhooks have been answered 5xx so far.
+func (r *followRun) answered5xx() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for status, c := range r.statuses {
+		if status/100 == 5 {
+			n += c
+		}
+	}
+	return n
+}
+
+// checkStatuses fails t for every status the webhooks were answered other
+// than 200 and a storage 5xx.
+func (r *followRun) checkStatuses(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for status := range r.statuses {
+		if status != http.StatusOK && status/100 != 5 {
+			t.Errorf("status %d seen: only 200 or a storage 5xx expected", status)
+		}
+	}
+}
+
 // post sends the webhooks for followees (per per webhook) with conc senders;
 // it stops early when ctx is done.
 func (r *followRun) post(ctx context.Context, followees []string, per, conc int, pace time.Duration) {
@@ -347,12 +373,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	idle := time.Since(restarted)
 
 	accepted, lost, dup := run.lostAndDuplicated(sc)
-	failed := 0
-	for status, n := range run.statuses {
-		if status/100 == 5 {
-			failed += n
-		}
-	}
+	failed := run.answered5xx()
 	t.Logf("FAULT redis-down-3s: follows=%d accepted=%d lost=%d duplicated=%d answered-5xx=%d statuses=%v queued-at-stop=%d running-at-stop=%d queue-idle-after-restart=%s",
 		len(followees), accepted, lost, dup, failed, run.statuses, qi.Pending, qi.Active, idle.Round(time.Second))
 	if lost != 0 {
@@ -364,11 +385,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	if failed == 0 {
 		t.Error("no webhook was answered 5xx: none arrived while Redis was down, so the outage was not tested")
 	}
-	for status := range run.statuses {
-		if status != http.StatusOK && status/100 != 5 {
-			t.Errorf("status %d seen: only 200 or a storage 5xx expected", status)
-		}
-	}
+	run.checkStatuses(t)
 	s.checkLogsKeepSecrets(t)
 }
 

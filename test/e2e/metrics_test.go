@@ -234,9 +234,7 @@ func TestMetricsScrape(t *testing.T) {
 	s.waitIdle(30 * time.Second) // the summary push is scheduled: idle once it went out
 	// The spike comes last: a successful send afterwards would close the
 	// breaker (and reset its count).
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "mia")); status != http.StatusOK {
-		t.Fatalf("follow mia: %d %s", status, body)
-	}
+	s.follow(t, "alice", nowMillis(), "mia")
 	s.waitIdle(30 * time.Second)
 
 	receiver := scrape(t, receiverMetrics)

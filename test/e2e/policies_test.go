@@ -29,9 +29,7 @@ func TestPoliciesEndToEnd(t *testing.T) {
 	ev := nowMillis()
 
 	// The first follower opens the window and is pushed at once.
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("fan0", ev, "star")); status != http.StatusOK {
-		t.Fatalf("follow: %d %s", status, body)
-	}
+	s.follow(t, "fan0", ev, "star")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.fcm.WaitForRequests(ctx, 1); err != nil {
@@ -39,18 +37,14 @@ func TestPoliciesEndToEnd(t *testing.T) {
 	}
 	// 19 more within the window; fan5 unfollows before the summary.
 	for i := 1; i < 20; i++ {
-		if status, body := s.webhook(tencent.CommandFollowAdd, followBody("fan"+strconv.Itoa(i), ev+int64(i), "star")); status != http.StatusOK {
-			t.Fatalf("follow %d: %d %s", i, status, body)
-		}
+		s.follow(t, "fan"+strconv.Itoa(i), ev+int64(i), "star")
 	}
 	if status, body := s.webhook(tencent.CommandFollowDelete, unfollowBody("fan5", ev+100, "star")); status != http.StatusOK {
 		t.Fatalf("unfollow: %d %s", status, body)
 	}
 
 	// Cooldown: bob is followed, unfollowed and followed again by alice.
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", ev, "bob")); status != http.StatusOK {
-		t.Fatalf("follow: %d %s", status, body)
-	}
+	s.follow(t, "alice", ev, "bob")
 	s.waitIdle(30 * time.Second)
 	for i, cmd := range []string{tencent.CommandFollowDelete, tencent.CommandFollowAdd} {
 		body := followBody("alice", ev+int64(i+1), "bob")

@@ -12,7 +12,6 @@ import (
 	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
 	"github.com/followpush/followpush/tasks"
-	"github.com/followpush/followpush/tencent"
 )
 
 // Users' own preferences through the real programs: set through the
@@ -45,9 +44,7 @@ func TestPreferencesEndToEnd(t *testing.T) {
 		t.Errorf("GET bob's preferences: %d %s", status, b)
 	}
 
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "bob", "carol", "dave")); status != http.StatusOK {
-		t.Fatalf("follow webhook: %d %s", status, body)
-	}
+	s.follow(t, "alice", nowMillis(), "bob", "carol", "dave")
 	// Idle but for carol's summary, scheduled for the end of her quiet hours.
 	deadline := time.Now().Add(30 * time.Second)
 	var held []*asynq.TaskInfo

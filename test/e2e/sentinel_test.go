@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -103,12 +102,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 			settled := time.Since(start)
 
 			accepted, lost, dup := run.lostAndDuplicated(sc)
-			fivexx := 0
-			for status, n := range run.statuses {
-				if status/100 == 5 {
-					fivexx += n
-				}
-			}
+			fivexx := run.answered5xx()
 			t.Logf("FAULT %s: follows=%d accepted=%d lost=%d duplicated=%d webhooks-5xx=%d sentinel-switch=%s settled-after-failover=%s accepted-before-switch=%d statuses=%v",
 				tc.fault, len(followees), accepted, lost, dup, fivexx, switched.Round(time.Millisecond), settled.Round(100*time.Millisecond), len(beforeSwitch), run.statuses)
 			lostList := run.lost(sc)
@@ -123,11 +117,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 			if accepted <= len(beforeSwitch) {
 				t.Errorf("nothing was accepted after the switch (%d before, %d in all)", len(beforeSwitch), accepted)
 			}
-			for status := range run.statuses {
-				if status != http.StatusOK && status/100 != 5 {
-					t.Errorf("status %d seen: only 200 or a storage 5xx expected", status)
-				}
-			}
+			run.checkStatuses(t)
 		})
 	}
 }

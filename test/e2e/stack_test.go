@@ -157,6 +157,15 @@ func (s *stack) do(method, path string, body []byte, header map[string]string) (
 	return resp.StatusCode, b
 }
 
+// follow posts the webhook of from following to at eventTime (ms), failing
+// t unless the receiver answers 200.
+func (s *stack) follow(t *testing.T, from string, eventTime int64, to ...string) {
+	t.Helper()
+	if status, body := s.webhook(tencent.CommandFollowAdd, followBody(from, eventTime, to...)); status != http.StatusOK {
+		t.Fatalf("follow of %v by %s: %d %s", to, from, status, body)
+	}
+}
+
 func (s *stack) registerDevice(user, token, platform string) {
 	s.t.Helper()
 	body := []byte(`{"platform":"` + platform + `"}`)

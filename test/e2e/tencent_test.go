@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/followpush/followpush/internal/testrig/tencenttest"
-	"github.com/followpush/followpush/tencent"
 )
 
 // adminREST is a local Tencent Cloud Chat REST API for portrait_get that
@@ -74,9 +73,7 @@ func TestWorkerMakesAdminUserSigFromSecretKey(t *testing.T) {
 	})
 	s.noteSecret(key)
 	s.registerDevice("bob", "tok-bob-android", "android")
-	if status, body := s.webhook(tencent.CommandFollowAdd, followBody("alice", nowMillis(), "bob")); status != http.StatusOK {
-		t.Fatalf("follow webhook: %d %s", status, body)
-	}
+	s.follow(t, "alice", nowMillis(), "bob")
 	s.waitIdle(30 * time.Second)
 
 	reqs := s.fcm.Requests()

@@ -107,28 +107,17 @@ func (s *Server) start(bin string) error {
 
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			break
+	switch err := awaitPing(rdb.Ping, exited); {
+	case errors.Is(err, errExited):
+		err := fmt.Errorf("redis-server exited (%v): %s", waitErr, logBuf.String())
+		if strings.Contains(logBuf.String(), "Address already in use") {
+			err = fmt.Errorf("%w: %v", errAddrInUse, err)
 		}
-		select {
-		case <-exited:
-			err := fmt.Errorf("redis-server exited (%v): %s", waitErr, logBuf.String())
-			if strings.Contains(logBuf.String(), "Address already in use") {
-				err = fmt.Errorf("%w: %v", errAddrInUse, err)
-			}
-			return err
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server did not answer PING within 10s: %v", err)
-		}
+		return err
+	case err != nil:
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("redis-server did not answer PING within 10s: %v", err)
 	}
 	s.mu.Lock()
 	s.cmd, s.exited, s.log = cmd, exited, logBuf
@@ -255,4 +244,30 @@ func freePort() (int, error) {
 		}
 	}
 	return 0, errors.New("no unused free port found")
+}
+
+// errExited is awaitPing's error when the process exited.
+var errExited = errors.New("exited")
+
+// awaitPing calls ping, a second at the most each time, every 10 ms until
+// it succeeds (nil), the process it asks exits (exited is closed:
+// errExited) or 10 s have passed (the last ping's error).
+func awaitPing[C interface{ Err() error }](ping func(context.Context) C, exited <-chan struct{}) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errExited
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
 }

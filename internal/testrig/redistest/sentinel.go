@@ -297,24 +297,14 @@ func startSentinelProcess(t testing.TB, bin string, masterPort int) (*sentinelPr
 
 	sc := redis.NewSentinelClient(&redis.Options{Addr: p.addr(), MaxRetries: -1, DialTimeout: time.Second})
 	defer sc.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := sc.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return p, nil
-		}
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("sentinel exited (%v): %s", waitErr, p.log.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, errors.New("sentinel did not answer PING within 10s: " + err.Error())
-		}
+	switch err := awaitPing(sc.Ping, p.exited); {
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("sentinel exited (%v): %s", waitErr, p.log.String())
+	case err != nil:
+		p.stop()
+		return nil, errors.New("sentinel did not answer PING within 10s: " + err.Error())
 	}
+	return p, nil
 }
 
 // memoryDir returns a new directory, removed at test cleanup, in memory
