@@ -11,6 +11,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/followpush/followpush/delivery"
 	"github.com/followpush/followpush/devices"
@@ -239,10 +240,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	pipe := rdb.Pipeline()
 	lq := h.store.QueueLoad(ctx, pipe, f)
 	dq := h.devices.QueueList(ctx, pipe, f.To)
-	var pq *preferences.Query
-	if h.opts.Preferences != nil {
-		pq = h.opts.Preferences.QueueGet(ctx, pipe, f.To)
-	}
+	pq := h.queuePreferences(ctx, pipe, f.To)
 	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
 	rec, err := lq.Result()
 	if err != nil {
@@ -259,11 +257,9 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 		log.Info("unfollowed before the push: nothing sent")
 		return h.end(ctx, f, now)
 	}
-	var prefs preferences.Preferences
-	if pq != nil {
-		if prefs, err = pq.Result(); err != nil {
-			return err // retried: a failed read is not "the defaults"
-		}
+	prefs, err := pq.Result()
+	if err != nil {
+		return err // retried: a failed read is not "the defaults"
 	}
 	if prefs.Mode() == preferences.ModeOff {
 		h.count(ctx, h.metrics.tasks, resultPreferenceOff)
@@ -339,6 +335,16 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	}
 	h.at(ctx, "settled")
 	return h.ended(ctx, log, h.metrics.tasks, rec.Reached || a.Accepted, len(a.Finished), "follow", firstErr(err, asRetry(retry)))
+}
+
+// queuePreferences queues the read of user's preferences on pipe when the
+// handler keeps them (HandlerOptions.Preferences); without a store it
+// queues nothing, and the nil Query answers the defaults.
+func (h *Handler) queuePreferences(ctx context.Context, pipe redis.Pipeliner, user string) *preferences.Query {
+	if h.opts.Preferences == nil {
+		return nil
+	}
+	return h.opts.Preferences.QueueGet(ctx, pipe, user)
 }
 
 // verdictResult names the result (followpush_tasks_total) and the log

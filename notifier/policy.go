@@ -90,10 +90,7 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 	// The record and the followee's preferences, in one round trip.
 	pipe := h.store.Redis().Pipeline()
 	lq := h.store.QueueLoadSummary(ctx, pipe, d)
-	var pq *preferences.Query
-	if h.opts.Preferences != nil {
-		pq = h.opts.Preferences.QueueGet(ctx, pipe, d.To)
-	}
+	pq := h.queuePreferences(ctx, pipe, d.To)
 	_, _ = pipe.Exec(ctx) // errors are in the queries' commands
 	rec, err := lq.Result()
 	if err != nil {
@@ -106,11 +103,9 @@ func (h *Handler) processSummary(ctx context.Context, log *slog.Logger, d tasks.
 		return nil
 	}
 	now := h.opts.Now()
-	var prefs preferences.Preferences
-	if pq != nil {
-		if prefs, err = pq.Result(); err != nil {
-			return err // retried: a failed read is not "the defaults"
-		}
+	prefs, err := pq.Result()
+	if err != nil {
+		return err // retried: a failed read is not "the defaults"
 	}
 	pol := h.opts.Policy
 	pol.Hold = h.holdFor(prefs)

@@ -98,3 +98,14 @@ func TestQuietHoursAt(t *testing.T) {
 		t.Errorf("Length = %v, want 9h30m", got)
 	}
 }
+
+// A Query that was never queued (a worker without a preference store)
+// answers the defaults, as a user who set nothing has.
+func TestNilQueryIsTheDefaults(t *testing.T) {
+	t.Parallel()
+	var q *preferences.Query
+	p, err := q.Result()
+	if err != nil || !p.IsDefault() {
+		t.Fatalf("nil Query: %+v, %v; want the defaults", p, err)
+	}
+}

@@ -80,7 +80,13 @@ func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, user string)
 }
 
 // Result returns the preferences read: the defaults when none are stored.
-func (q *Query) Result() (Preferences, error) { return decode(q.cmd) }
+// A nil Query (nothing was queued: no store) answers the defaults.
+func (q *Query) Result() (Preferences, error) {
+	if q == nil {
+		return Preferences{}, nil
+	}
+	return decode(q.cmd)
+}
 
 // decode reads a stored value. One that does not decode or validate (a
 // hand-edited key) is an error, not the defaults: a user who turned
