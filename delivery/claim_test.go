@@ -190,3 +190,24 @@ func TestSettledSummaryConfirmsOnlyNamedFollowers(t *testing.T) {
 	c.want("bob", 12*time.Minute, 12*time.Minute, delivery.VerdictCooldown)
 	c.want("alice", 12*time.Minute, 12*time.Minute, delivery.VerdictAggregated)
 }
+
+// A follow admitted under policies holds its pair's claim; when a retry
+// of it is admitted with no policy active (the followee's preferences or
+// the configuration changed in between), the rules still decide it: while
+// its summary is pending it stays folded, once the summary named it
+// nothing more is sent. Other follows with no policy active are sent.
+func TestRetryOfAFoldedFollowUnderNoPolicyIsDecidedByItsClaim(t *testing.T) {
+	t.Parallel()
+	c := newClaimFixture(t, delivery.Policy{Window: 10 * time.Minute})
+	c.want("alice", 0, 0, delivery.VerdictAggregated)
+	c.p = delivery.Policy{}
+	if a := c.admit("alice", 0, time.Minute); a.Verdict != delivery.VerdictAggregated || a.Due != t0.Add(10*time.Minute).UnixMilli() {
+		t.Fatalf("retry while the summary is pending: %+v, want folded into the summary due at 10m", a)
+	}
+	c.p = delivery.Policy{Window: 10 * time.Minute}
+	c.take(10*time.Minute, 10*time.Minute, lease)
+	c.settleDigest(10*time.Minute, 0, 10*time.Minute, delivery.Attempt{Accepted: true, Final: true})
+	c.p = delivery.Policy{}
+	c.want("alice", 0, 11*time.Minute, delivery.VerdictSummarized)
+	c.want("bob", 11*time.Minute, 11*time.Minute, delivery.VerdictSend)
+}

@@ -457,6 +457,7 @@ type AdmitQuery struct {
 	lease time.Duration
 	cmd   *redis.Cmd      // the script (policies on)
 	ux    *redis.FloatCmd // the pair's latest unfollow (policies off)
+	claim *redis.FloatCmd // the pair's claim (policies off)
 }
 
 // QueueAdmit queues, on pipe (on the Store's Redis), the decision about
@@ -502,11 +503,16 @@ type AdmitQuery struct {
 // Folding f, or sending it, gives f the pair's claim; a push takes a cap
 // slot. The claim of a push to be sent is in flight until now + lease:
 // another follow of the pair meanwhile waits for its outcome. With no
-// policy active only rule 1 applies (and no policy key is written).
+// policy active only rule 1 applies (and no policy key is written),
+// unless f holds its pair's claim: an earlier attempt of f was admitted
+// under policies (the followee's preferences, or the configuration,
+// changed since), and rule 2 decides it as a retry of f, so that a follow
+// folded into a summary that named it is not pushed again on its own.
 func (s *Store) QueueAdmit(ctx context.Context, pipe redis.Pipeliner, f tasks.Follow, p Policy, now time.Time, lease time.Duration) *AdmitQuery {
 	q := &AdmitQuery{s: s, f: f, p: p, now: now, lease: lease}
 	if !p.Active() {
 		q.ux = pipe.ZScore(ctx, s.unfollowsKey(f.To), f.From)
+		q.claim = pipe.ZScore(ctx, s.cooldownKey(f.To), f.From)
 		return q
 	}
 	keys, args := s.admitArgs(f, p, now, lease)
@@ -522,20 +528,33 @@ func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
 		at, err := q.ux.Result()
 		switch {
 		case err == redis.Nil:
-			return Admission{Verdict: VerdictSend}, nil
 		case err != nil:
 			return Admission{}, fmt.Errorf("apply notification policies: %w", err)
 		case int64(at) > q.f.EventTime:
 			return Admission{Verdict: VerdictCancelled}, nil
 		}
-		return Admission{Verdict: VerdictSend}, nil
+		c, err := q.claim.Result()
+		switch {
+		case err == redis.Nil || err == nil && int64(c) != q.f.EventTime:
+			return Admission{Verdict: VerdictSend}, nil
+		case err != nil:
+			return Admission{}, fmt.Errorf("apply notification policies: %w", err)
+		}
+		// f holds the pair's claim: an attempt of f was admitted under
+		// policies; the script decides this retry of it.
+		return parseAdmission(q.run(ctx))
 	}
 	cmd := q.cmd
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		keys, args := q.s.admitArgs(q.f, q.p, q.now, q.lease)
-		cmd = admitScript.Run(ctx, q.s.rdb, keys, args...)
+		cmd = q.run(ctx)
 	}
 	return parseAdmission(cmd)
+}
+
+// run runs the admission script in a round trip of its own.
+func (q *AdmitQuery) run(ctx context.Context) *redis.Cmd {
+	keys, args := q.s.admitArgs(q.f, q.p, q.now, q.lease)
+	return admitScript.Run(ctx, q.s.rdb, keys, args...)
 }
 
 func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Duration) ([]string, []any) {

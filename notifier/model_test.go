@@ -217,7 +217,11 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 		return mAdmission{verdict: delivery.VerdictCancelled}
 	}
 	if !p.Active() {
-		return mAdmission{verdict: delivery.VerdictSend}
+		// Only a retry of a follow holding its pair's claim (admitted
+		// under policies before they changed) is decided by the rules.
+		if c := u.claims[f.From]; c == nil || c.et != f.ET {
+			return mAdmission{verdict: delivery.VerdictSend}
+		}
 	}
 	// A pending summary holding follows longer than p.Hold keeps their
 	// claims that much longer.
