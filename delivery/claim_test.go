@@ -74,6 +74,15 @@ func (c *claimFixture) settleDigest(due, cutoff, now time.Duration, a delivery.A
 	}
 }
 
+// takeAlone takes the summary due at due at now and fails unless it names
+// exactly follower.
+func (c *claimFixture) takeAlone(due, now, lease time.Duration, follower string) {
+	c.t.Helper()
+	if b := c.take(due, now, lease); len(b.Followers) != 1 || b.Followers[0].ID != follower {
+		c.t.Fatalf("summary due at %s, taken at %s = %v, want %s alone", due, now, names(b), follower)
+	}
+}
+
 func names(b delivery.Take) []string {
 	var out []string
 	for _, f := range b.Followers {
@@ -137,9 +146,7 @@ func TestFoldHappensOnce(t *testing.T) {
 	}
 	c.want("bob", 11*time.Minute, 11*time.Minute, delivery.VerdictAggregated)
 	c.want("alice", 0, 12*time.Minute, delivery.VerdictSummarized)
-	if b := c.take(20*time.Minute, 20*time.Minute, 0); len(b.Followers) != 1 || b.Followers[0].ID != "bob" {
-		t.Fatalf("next summary = %v, want bob alone", names(b))
-	}
+	c.takeAlone(20*time.Minute, 20*time.Minute, 0, "bob")
 }
 
 // A follower who unfollows and follows again while the summary naming
@@ -154,13 +161,9 @@ func TestRefollowDuringSummaryRetryMovesToTheNextSummary(t *testing.T) {
 	c.settleDigest(10*time.Minute, 0, 10*time.Minute, delivery.Attempt{}) // FCM 503
 	c.unfollow("alice", 10*time.Minute+time.Second)
 	c.want("alice", 10*time.Minute+2*time.Second, 10*time.Minute+2*time.Second, delivery.VerdictAggregated)
-	if b := c.take(10*time.Minute, 11*time.Minute, time.Second); len(b.Followers) != 1 || b.Followers[0].ID != "carol" {
-		t.Fatalf("retried summary = %v, want carol alone", names(b))
-	}
+	c.takeAlone(10*time.Minute, 11*time.Minute, time.Second, "carol")
 	c.settleDigest(10*time.Minute, 0, 11*time.Minute, delivery.Attempt{Accepted: true, Final: true})
-	if b := c.take(20*time.Minute, 20*time.Minute, 0); len(b.Followers) != 1 || b.Followers[0].ID != "alice" {
-		t.Fatalf("next summary = %v, want alice alone", names(b))
-	}
+	c.takeAlone(20*time.Minute, 20*time.Minute, 0, "alice")
 }
 
 // While a summary naming a follower is in flight, their new follow waits

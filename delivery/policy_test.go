@@ -76,8 +76,10 @@ func runSteps(t *testing.T, st *delivery.Store, p delivery.Policy, to string, st
 	}
 }
 
-// An inactive policy only checks for a later unfollow: one read, no
-// policy key written.
+// An inactive policy only checks for a later unfollow (and whether the
+// follow holds its pair's claim from an attempt admitted under policies,
+// see TestRetryOfAFoldedFollowUnderNoPolicyIsDecidedByItsClaim): two
+// reads on the caller's pipeline, no policy key written.
 func TestAdmitInactivePolicyOnlyChecksUnfollows(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Start(t).Client(t)
@@ -85,8 +87,8 @@ func TestAdmitInactivePolicyOnlyChecksUnfollows(t *testing.T) {
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
 	q := st.QueueAdmit(ctx, pipe, follow("a", "b", t0), delivery.Policy{}, t0, lease)
-	if n := pipe.Len(); n != 1 {
-		t.Fatalf("inactive policy queued %d commands, want the unfollow read alone", n)
+	if n := pipe.Len(); n != 2 {
+		t.Fatalf("inactive policy queued %d commands, want the unfollow and claim reads alone", n)
 	}
 	_, _ = pipe.Exec(ctx)
 	if a, err := q.Result(ctx); err != nil || a.Verdict != delivery.VerdictSend {
