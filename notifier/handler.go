@@ -297,7 +297,10 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, f tasks.Follow)
 	switch adm.Verdict {
 	case delivery.VerdictSend:
 	case delivery.VerdictWait:
-		wait := max(adm.Until.Sub(now), 100*time.Millisecond)
+		// The wait counts from the clock now, not from the start of the
+		// attempt: an attempt stalled between its reads and its commitment
+		// must not wait that much longer (its follow could go stale).
+		wait := max(adm.Until.Sub(h.opts.Now()), 100*time.Millisecond)
 		log.Info("another push for this pair is in flight: waiting for its outcome", "wait", wait.String())
 		return &RetryError{Reason: "another push for the same pair is in flight", After: wait, Throttled: true}
 	case delivery.VerdictAggregated, delivery.VerdictCapped, delivery.VerdictQuiet:
