@@ -214,3 +214,19 @@ func TestRetryOfAFoldedFollowUnderNoPolicyIsDecidedByItsClaim(t *testing.T) {
 	c.want("alice", 0, 11*time.Minute, delivery.VerdictSummarized)
 	c.want("bob", 11*time.Minute, 11*time.Minute, delivery.VerdictSend)
 }
+
+// With no policy active, a follow whose pair's claim a newer follow
+// holds (admitted under policies) is superseded, not sent: the newer
+// follow notifies, and an older one already named by a summary is not
+// named again on its own.
+func TestFollowSupersededUnderNoPolicyIsNotSent(t *testing.T) {
+	t.Parallel()
+	c := newClaimFixture(t, delivery.Policy{Window: 10 * time.Minute})
+	c.want("alice", 0, 0, delivery.VerdictAggregated)
+	c.takeAlone(10*time.Minute, 10*time.Minute, lease, "alice")
+	c.settleDigest(10*time.Minute, 0, 10*time.Minute, delivery.Attempt{Accepted: true, Final: true})
+	c.want("alice", 12*time.Minute, 12*time.Minute, delivery.VerdictAggregated) // a refollow takes the claim
+	c.p = delivery.Policy{}
+	c.want("alice", 0, 13*time.Minute, delivery.VerdictSuperseded)
+	c.want("bob", 13*time.Minute, 13*time.Minute, delivery.VerdictSend)
+}

@@ -504,10 +504,12 @@ type AdmitQuery struct {
 // slot. The claim of a push to be sent is in flight until now + lease:
 // another follow of the pair meanwhile waits for its outcome. With no
 // policy active only rule 1 applies (and no policy key is written),
-// unless f holds its pair's claim: an earlier attempt of f was admitted
-// under policies (the followee's preferences, or the configuration,
-// changed since), and rule 2 decides it as a retry of f, so that a follow
-// folded into a summary that named it is not pushed again on its own.
+// unless the pair's claim is held by f or a newer follow: a follow of the
+// pair was admitted under policies (the followee's preferences, or the
+// configuration, changed since), and the rules decide f (in a round trip
+// of its own, from [AdmitQuery.Result]), so that a follow folded into a
+// summary that named it, or superseded by a newer one, is not pushed
+// again on its own.
 func (s *Store) QueueAdmit(ctx context.Context, pipe redis.Pipeliner, f tasks.Follow, p Policy, now time.Time, lease time.Duration) *AdmitQuery {
 	q := &AdmitQuery{s: s, f: f, p: p, now: now, lease: lease}
 	if !p.Active() {
@@ -522,7 +524,8 @@ func (s *Store) QueueAdmit(ctx context.Context, pipe redis.Pipeliner, f tasks.Fo
 
 // Result returns the admission, once the pipeline holding q ran. When
 // Redis did not have the script cached (it restarted), the script did not
-// run: Result runs it itself.
+// run: Result runs it itself; so it does with no policy active when the
+// pair's claim is held by f or a newer follow (see [Store.QueueAdmit]).
 func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
 	if q.ux != nil {
 		at, err := q.ux.Result()
@@ -535,13 +538,13 @@ func (q *AdmitQuery) Result(ctx context.Context) (Admission, error) {
 		}
 		c, err := q.claim.Result()
 		switch {
-		case err == redis.Nil || err == nil && int64(c) != q.f.EventTime:
+		case err == redis.Nil || err == nil && int64(c) < q.f.EventTime:
 			return Admission{Verdict: VerdictSend}, nil
 		case err != nil:
 			return Admission{}, fmt.Errorf("apply notification policies: %w", err)
 		}
-		// f holds the pair's claim: an attempt of f was admitted under
-		// policies; the script decides this retry of it.
+		// f, or a newer follow of the pair, holds the claim: an attempt
+		// was admitted under policies; the script decides this one.
 		return parseAdmission(q.run(ctx))
 	}
 	cmd := q.cmd

@@ -404,8 +404,8 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, a delivery.Attem
 	switch {
 	case err != nil: // nothing sent: a render failure (permanent) or the limiter's error
 		if !errors.Is(err, asynq.SkipRetry) {
-			if !h.opts.Policy.Active() {
-				return nil
+			if !h.opts.Policy.Active() && h.opts.Preferences == nil {
+				return nil // no claim was taken
 			}
 			// Let the claim go out of flight.
 		} else {

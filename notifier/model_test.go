@@ -217,9 +217,10 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 		return mAdmission{verdict: delivery.VerdictCancelled}
 	}
 	if !p.Active() {
-		// Only a retry of a follow holding its pair's claim (admitted
-		// under policies before they changed) is decided by the rules.
-		if c := u.claims[f.From]; c == nil || c.et != f.ET {
+		// Only a follow whose pair's claim it or a newer follow holds
+		// (admitted under policies before they changed) is decided by
+		// the rules.
+		if c := u.claims[f.From]; c == nil || c.et < f.ET {
 			return mAdmission{verdict: delivery.VerdictSend}
 		}
 	}
