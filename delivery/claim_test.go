@@ -230,3 +230,19 @@ func TestFollowSupersededUnderNoPolicyIsNotSent(t *testing.T) {
 	c.want("alice", 0, 13*time.Minute, delivery.VerdictSuperseded)
 	c.want("bob", 13*time.Minute, 13*time.Minute, delivery.VerdictSend)
 }
+
+// An admission with no policy active, run because the pair holds a claim
+// from an admission under policies, prunes no other pair's claim: how
+// long those are kept is the policies' business (a deploy may still run
+// them on other workers).
+func TestAdmissionUnderNoPolicyPrunesNoClaim(t *testing.T) {
+	t.Parallel()
+	c := newClaimFixture(t, delivery.Policy{Window: 10 * time.Minute, Cooldown: 6 * time.Hour})
+	c.want("bob", 0, 0, delivery.VerdictAggregated)
+	c.want("alice", time.Second, time.Second, delivery.VerdictAggregated)
+	c.p = delivery.Policy{}
+	c.want("alice", time.Second, 3*time.Hour, delivery.VerdictAggregated)
+	if _, err := c.st.Redis().ZScore(context.Background(), "followpush:{ag:star}:cd", "bob").Result(); err != nil {
+		t.Fatalf("bob's claim after an admission under no policy: %v, want it kept", err)
+	}
+}

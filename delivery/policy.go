@@ -565,9 +565,16 @@ func (s *Store) admitArgs(f tasks.Follow, p Policy, now time.Time, lease time.Du
 	keys := []string{s.pendingKey(f.To), s.windowKey(f.To), s.capKey(f.To), s.cooldownKey(f.To),
 		s.claimKey(f.To), s.unfollowsKey(f.To), s.inflightKey(f.To), s.eventKey(f), s.lastDueKey(f.To)}
 	keep := s.claimKeep(p)
+	prune := n - keep.Milliseconds()
+	if !p.Active() {
+		// Run for a follow whose pair holds a claim from an admission
+		// under policies: how long claims are kept is those policies'
+		// business, not this admission's (it prunes none).
+		prune = 0
+	}
 	args := []any{
 		f.From, itoa(f.EventTime), f.ID(), itoa(n),
-		ms(p.Cooldown), itoa(n - keep.Milliseconds()),
+		ms(p.Cooldown), itoa(prune),
 		p.MaxPerHour, ms(CapWindow), itoa(n - CapWindow.Milliseconds()),
 		ms(p.Window), boolArg(p.FirstImmediate), itoa(n + p.Window.Milliseconds()),
 		ms(s.stateTTL(p)), itoa(n + lease.Milliseconds()), ms(keep + ClockSkewMargin),

@@ -232,7 +232,7 @@ func (m *model) admit(f mFollow, now int64, p delivery.Policy) mAdmission {
 	}
 	bound := now - m.claimKeep(p) - more
 	for from, c := range u.claims {
-		if c.et <= bound {
+		if c.et <= bound && p.Active() { // with no policy active, none is pruned
 			delete(u.claims, from)
 		}
 	}
