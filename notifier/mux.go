@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,9 @@ func (h *Handler) NewServeMux() *asynq.ServeMux {
 type taskReport struct {
 	log   *slog.Logger
 	story *story
+	// taskID: the logger has the task_id attribute already (the
+	// middleware's, from asynq); a handler's own is not added again.
+	taskID bool
 }
 
 type reportKey struct{}
@@ -45,10 +49,16 @@ func reported(ctx context.Context, attrs ...any) *slog.Logger {
 	if r == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	r.log = r.log.With(attrs...)
 	if r.story != nil {
 		r.story.noteAttrs(attrs)
 	}
+	if r.taskID {
+		attrs = slices.DeleteFunc(slices.Clone(attrs), func(a any) bool {
+			attr, ok := a.(slog.Attr)
+			return ok && attr.Key == "task_id"
+		})
+	}
+	r.log = r.log.With(attrs...)
 	return r.log
 }
 
@@ -68,7 +78,7 @@ func (h *Handler) Report(next asynq.Handler) asynq.Handler {
 			r.story = &story{}
 		}
 		if id := taskID(ctx); id != "" {
-			r.log = r.log.With(slog.String("task_id", id))
+			r.log, r.taskID = r.log.With(slog.String("task_id", id)), true
 		}
 		err := next.ProcessTask(context.WithValue(ctx, reportKey{}, r), t)
 		counter, kind := h.metrics.tasks, "follow"

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
 
 	"github.com/followpush/followpush/history"
 	"github.com/followpush/followpush/internal/testrig/fcmtest"
+	"github.com/followpush/followpush/tasks"
 	"github.com/followpush/followpush/tencent"
 )
 
@@ -176,5 +178,68 @@ func TestFollowFatesEndToEnd(t *testing.T) {
 	}
 	if n := len(s.fcm.Requests()); n != 1 {
 		t.Errorf("FCM requests = %d, want alice's first follow's only", n)
+	}
+}
+
+// A follow whose retry budget runs out ends as "exhausted" with the real
+// programs: its task is archived (an operator may run it again from
+// asynqmon), the worker counts followpush_tasks_total{result="exhausted"},
+// and the followee's history tells the fate. The budget is set to 0 on a
+// task stored directly (the receiver's tasks get 25 retries, hours of
+// backoff); FCM answers 503 with a Retry-After over two minutes, which
+// firebase-admin-go does not retry itself and the worker counts against
+// the budget.
+func TestExhaustedFollowEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the programs")
+	}
+	s := startStack(t, 1, nil)
+	s.registerDevice("zoe", "tok-zoe", "android")
+	s.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(3 * time.Minute) })
+	f := tasks.Follow{AppID: appID, From: "yan", To: "zoe", EventTime: nowMillis()}
+	spec, err := tasks.FollowSpec(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+	defer client.Close()
+	if _, err := client.Enqueue(spec.Task(asynq.MaxRetry(0))); err != nil {
+		t.Fatal(err)
+	}
+
+	var fate string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		status, b := s.do(http.MethodGet, "/v1/users/zoe/notifications", nil, map[string]string{"Authorization": "Bearer " + apiToken})
+		var ans history.Answer
+		if status != http.StatusOK || json.Unmarshal(b, &ans) != nil {
+			t.Fatalf("history: %d %s", status, b)
+		}
+		for _, it := range ans.Notifications {
+			if it.Kind == history.KindFollow && it.From == "yan" {
+				fate = it.Fate
+			}
+		}
+		if fate == "exhausted" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("yan's fate = %q, want exhausted; history: %s", fate, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if info, err := s.insp.GetTaskInfo(spec.Queue, spec.ID); err != nil || info.State != asynq.TaskStateArchived {
+		t.Errorf("the task after its last attempt: %+v, %v; want archived", info, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addr, err := s.workers[0].Addr(ctx, "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := sample(scrape(t, "http://"+addr+"/metrics"), "followpush_tasks_total", map[string]string{"result": "exhausted"}); !ok || v != 1 {
+		t.Errorf(`followpush_tasks_total{result="exhausted"} = %v (found %v), want 1`, v, ok)
+	}
+	if n := len(s.fcm.Requests()); n != 1 {
+		t.Errorf("FCM requests = %d, want the one attempt", n)
 	}
 }

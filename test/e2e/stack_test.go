@@ -108,7 +108,71 @@ func startStack(t *testing.T, workers int, extra map[string]string) *stack {
 	}
 	s.insp = asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
 	t.Cleanup(func() { s.insp.Close() })
+	t.Cleanup(func() { s.checkLogLines(t) })
 	return s
+}
+
+// checkLogLines fails t for every JSON log line of the stack's processes
+// that names a key twice in one object: log pipelines keep one of the two
+// values, or refuse the line.
+func (s *stack) checkLogLines(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	procs := append([]*proc.Process(nil), s.procs...)
+	s.mu.Unlock()
+	for _, p := range procs {
+		for line := range strings.Lines(p.Output()) {
+			if !strings.HasPrefix(line, "{") {
+				continue
+			}
+			if k := duplicateKey(line); k != "" {
+				t.Errorf("%s logged the key %q twice in one line: %s", p.Name, k, strings.TrimSpace(line))
+			}
+		}
+	}
+}
+
+// duplicateKey returns the first key named twice in one object of the JSON
+// value in line ("" when there is none, or line is not JSON).
+func duplicateKey(line string) string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	var walk func() (string, error)
+	walk = func() (string, error) {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return "", err
+				}
+				k, _ := kt.(string)
+				if seen[k] {
+					return k, nil
+				}
+				seen[k] = true
+				if d, err := walk(); d != "" || err != nil {
+					return d, err
+				}
+			}
+		case json.Delim('['):
+			for dec.More() {
+				if d, err := walk(); d != "" || err != nil {
+					return d, err
+				}
+			}
+		default:
+			return "", nil
+		}
+		_, err = dec.Token() // the closing delimiter
+		return "", err
+	}
+	d, _ := walk()
+	return d
 }
 
 func (s *stack) start(name string) *proc.Process {
