@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/followpush/followpush/internal/testrig/asynqlog"
 	"github.com/followpush/followpush/tasks"
 )
 
@@ -110,7 +111,7 @@ func bareProcess(ctx context.Context, r *redisTarget, n, concurrency int, poll t
 		TaskCheckInterval:        poll,
 		DelayedTaskCheckInterval: time.Second,
 		ShutdownTimeout:          5 * time.Second,
-		Logger:                   nopAsynqLogger{},
+		Logger:                   asynqlog.Discard{}, // its errors reach the harness as returned errors or a stalled count
 		LogLevel:                 asynq.ErrorLevel,
 	})
 	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
@@ -144,12 +145,3 @@ func bareProcess(ctx context.Context, r *redisTarget, n, concurrency int, poll t
 	return float64(n) / last.Sub(start).Seconds(), nil
 }
 
-// nopAsynqLogger drops asynq's own log lines (its errors reach the harness
-// as returned errors or as a stalled count).
-type nopAsynqLogger struct{}
-
-func (nopAsynqLogger) Debug(...any) {}
-func (nopAsynqLogger) Info(...any)  {}
-func (nopAsynqLogger) Warn(...any)  {}
-func (nopAsynqLogger) Error(...any) {}
-func (nopAsynqLogger) Fatal(...any) {}
