@@ -144,4 +144,3 @@ func bareProcess(ctx context.Context, r *redisTarget, n, concurrency int, poll t
 	defer mu.Unlock()
 	return float64(n) / last.Sub(start).Seconds(), nil
 }
-
