@@ -206,8 +206,9 @@ func (h *Handler) holdForQuietHours(ctx context.Context, log *slog.Logger, d tas
 	if err := h.store.Hold(ctx, d, pol, end, now); err != nil {
 		return err
 	}
-	wait := max(end.Sub(h.opts.Now()), time.Second) // from the clock now: the retry comes at the end, not later by a stall
-
+	// The wait counts from the clock now: after a stall, the retry still
+	// comes at the end of the quiet hours, not that much later.
+	wait := max(end.Sub(h.opts.Now()), time.Second)
 	log.Info("the followee is in quiet hours: the summary push waits for their end", "wait", wait.String())
 	return &RetryError{Reason: "the followee is in quiet hours", After: wait, Throttled: true, Exact: true}
 }
