@@ -39,14 +39,16 @@ func TestSentinelEndToEnd(t *testing.T) {
 // sentinel turns the old master into a replica about 8 s later) in the
 // middle of 500 follows, one per webhook, paced.
 //
-// With min-replicas-to-write 1 (one replica) every webhook answered 200
-// leads to a push: the old master refuses writes as soon as its replica
-// leaves, and the new master until the old one has joined it as a replica,
-// so webhooks in that time get a 5xx (Tencent retries those). With Redis's
-// default asynchronous replication there is no such outage, but a follow
-// stored on the old master after the promotion and before the programs
-// switched is lost when the old master is demoted: the test allows loss
-// only among follows answered before the switch (plus 1 s).
+// With min-replicas-to-write 1 (one replica) the old master refuses writes
+// as soon as its replica leaves, and the new master until the old one has
+// joined it as a replica, so webhooks in that time get a 5xx (Tencent
+// retries those); what the old master acknowledged while it was still on
+// its way to the replica at the promotion is lost (rare: one follow in 7
+// runs). With Redis's default asynchronous replication there is no such
+// outage, but a follow stored on the old master after the promotion and
+// before the programs switched is lost when the old master is demoted.
+// Either way the test allows loss only among follows answered before the
+// switch (plus 1 s); the FAULT line gives the count.
 //
 // Each case logs a FAULT line with its figures.
 func TestSentinelFailoverMidStream(t *testing.T) {
@@ -55,14 +57,13 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 	}
 	t.Parallel()
 	for _, tc := range []struct {
-		name     string
-		fault    string
-		opts     []redistest.Option
-		pace     time.Duration // between webhooks; the stream must outlast the write outage
-		zeroLoss bool
+		name  string
+		fault string
+		opts  []redistest.Option
+		pace  time.Duration // between webhooks; the stream must outlast the write outage
 	}{
-		{"min-replicas-to-write 1", "sentinel-failover", []redistest.Option{redistest.Arg("--min-replicas-to-write", "1")}, 30 * time.Millisecond, true},
-		{"asynchronous replication", "sentinel-failover-async", nil, 10 * time.Millisecond, false},
+		{"min-replicas-to-write 1", "sentinel-failover", []redistest.Option{redistest.Arg("--min-replicas-to-write", "1")}, 30 * time.Millisecond},
+		{"asynchronous replication", "sentinel-failover-async", nil, 10 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -91,10 +92,9 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 			time.AfterFunc(time.Second, func() { window <- run.acceptedSet() })
 			<-posted
 			beforeSwitch := <-window
-			mayLose := map[string]bool{}
-			if !tc.zeroLoss {
-				mayLose = beforeSwitch
-			}
+			// Both settings may lose what the old master acknowledged just
+			// before the switch, nothing answered after it.
+			mayLose := beforeSwitch
 			// Up to 3 min: a task that failed in the write outage may be
 			// stuck active until asynq's lease recovery (lease 30 s, then
 			// 30 s grace, recoverer every minute) retries it.
@@ -106,9 +106,6 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 			t.Logf("FAULT %s: follows=%d accepted=%d lost=%d duplicated=%d webhooks-5xx=%d sentinel-switch=%s settled-after-failover=%s accepted-before-switch=%d statuses=%v",
 				tc.fault, len(followees), accepted, lost, dup, fivexx, switched.Round(time.Millisecond), settled.Round(100*time.Millisecond), len(beforeSwitch), run.statuses)
 			lostList := run.lost(sc)
-			if tc.zeroLoss && lost != 0 {
-				t.Errorf("lost %d follows answered 200: %v", lost, lostList)
-			}
 			for _, f := range lostList {
 				if !beforeSwitch[f] {
 					t.Errorf("lost %s, answered 200 more than 1 s after the sentinel switched", f)
