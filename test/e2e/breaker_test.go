@@ -17,9 +17,7 @@ import (
 // followpush_sender_id_mismatch_breaker_open is 1. A successful send (on
 // any worker) closes it for all, and deleting resumes.
 func TestSenderIDMismatchBreakerAcrossWorkers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	const (
 		limit    = 20
 		users    = 15

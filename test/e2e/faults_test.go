@@ -250,9 +250,7 @@ func (s *stack) watchHeld(t *testing.T, held map[string]*heldTask, timeout time.
 // gives them back, the surviving worker delivers them; every followee is
 // pushed, and a duplicate can only be a follow the dead worker held.
 func TestFaultWorkerKilledMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection: takes about two minutes")
-	}
+	skipIfShort(t, "fault injection: takes about two minutes")
 	t.Parallel()
 	s := startStack(t, 2, map[string]string{"LOG_LEVEL": "info"})
 	sc := newScript(nil)
@@ -330,9 +328,7 @@ func TestFaultWorkerKilledMidStream(t *testing.T) {
 // webhook answered 200 leads to a push, and the webhooks that arrived while
 // Redis was down were answered 503.
 func TestFaultRedisRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection")
-	}
+	skipIfShort(t, "fault injection")
 	t.Parallel()
 	s := startStack(t, 2, map[string]string{"LOG_LEVEL": "info"})
 	sc := newScript(nil)
@@ -392,9 +388,7 @@ func TestFaultRedisRestart(t *testing.T) {
 // (3) FCM answers 503 to everything for 10 s: after it recovers, every
 // follow is delivered.
 func TestFaultFCMOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection")
-	}
+	skipIfShort(t, "fault injection")
 	t.Parallel()
 	// A short send deadline, as RELIABILITY.md's figures were taken with:
 	// each attempt during the outage ends within 1.5 s, and asynq's retries
@@ -446,9 +440,7 @@ type fcmAttempt struct {
 // sooner than Retry-After, retries are spread by jitter, and a follow is
 // tried at most once per Retry-After during the outage (no retry storm).
 func TestFaultFCMQuota(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection: takes about 90 s")
-	}
+	skipIfShort(t, "fault injection: takes about 90 s")
 	t.Parallel()
 	const (
 		outage     = 10 * time.Second
@@ -566,9 +558,7 @@ const maxBodyBytes = 1 << 20
 // answered 200 legitimately carry: each named followee has a device, so a
 // mutation that slipped in a follow it should not have, or lost one, shows.
 func TestFaultMalformedBarrage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection")
-	}
+	skipIfShort(t, "fault injection")
 	t.Parallel()
 	// No cooldown: every distinct follow event is pushed once, so the
 	// pushes expected are exactly the events accepted.
@@ -986,9 +976,7 @@ func repeat(s string, n int) string {
 // have completed meanwhile, pushes nothing again: nothing lost, nothing
 // twice.
 func TestFaultReceiverKilledWhileSpoolDrains(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection")
-	}
+	skipIfShort(t, "fault injection")
 	t.Parallel()
 	const (
 		webhooks = 160

@@ -67,9 +67,7 @@ func (l *pushLog) refusedAll(pairs [][2]string) bool {
 // (I2: no worker dies, no FCM answer is lost). FOLLOWPUSH_E2E_SEED replays
 // a seed.
 func TestFaultFollowHistories(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection")
-	}
+	skipIfShort(t, "fault injection")
 	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("FOLLOWPUSH_E2E_SEED"); v != "" {

@@ -125,9 +125,7 @@ func TestFollowStoryEndToEnd(t *testing.T) {
 // before the push (cancelled), older than MAX_EVENT_AGE (stale), and
 // follow → unfollow → follow again within the cooldown (cooldown).
 func TestFollowFatesEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	s := startStack(t, 1, map[string]string{"MAX_PUSHES_PER_USER_PER_HOUR": "1", "FOLLOW_COOLDOWN": "1h"})
 	s.registerDevice("bob", "tok-bob", "android")
 	ev := nowMillis()
@@ -190,9 +188,7 @@ func TestFollowFatesEndToEnd(t *testing.T) {
 // firebase-admin-go does not retry itself and the worker counts against
 // the budget.
 func TestExhaustedFollowEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	s := startStack(t, 1, nil)
 	s.registerDevice("zoe", "tok-zoe", "android")
 	s.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(3 * time.Minute) })

@@ -137,9 +137,7 @@ func checkSeries(t *testing.T, where string, mfs map[string]*dto.MetricFamily, s
 // matches (a series born at 1 has no earlier sample for increase() to
 // compare with). Both scrapes pass the lint `promtool check metrics` runs.
 func TestMetricsScrape(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	// SENDER_ID_MISMATCH answers: the first 100 tokens are deleted
 	// (SENDER_ID_MISMATCH_LIMIT), the rest kept.
 	const spike, mismatchLimit = 130, 100
@@ -401,9 +399,7 @@ func TestMetricsScrape(t *testing.T) {
 // MONITORING_USER and MONITORING_PASSWORD, and then only for requests with
 // those credentials.
 func TestReceiverMonitoringAuth(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	s := startStack(t, 0, nil) // a receiver without MONITORING_*
 	const user, password = "ops", "monitoring-password-0123"
 	s.env["MONITORING_USER"], s.env["MONITORING_PASSWORD"] = user, password
@@ -452,9 +448,7 @@ func TestReceiverMonitoringAuth(t *testing.T) {
 // as before the setting existed. Either way the router's own answers there
 // are JSON (a bad % escape, GET /webhook).
 func TestReceiverMetricsAddr(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	s := startStack(t, 0, nil) // its receiver has METRICS_ADDR=127.0.0.1:0
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -16,9 +16,7 @@ import (
 // summary, without the follower who unfollowed before it went out; and
 // follow → unfollow → follow again pushes once (cooldown).
 func TestPoliciesEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	s := startStack(t, 2, map[string]string{
 		"AGGREGATION_WINDOW":          "4s",
 		"AGGREGATION_FIRST_IMMEDIATE": "true",

@@ -20,9 +20,7 @@ import (
 // quiet hours (held for one summary when they end), dave has the defaults
 // (pushed).
 func TestPreferencesEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	s := startStack(t, 1, nil)
 	s.registerDevice("bob", "tok-bob", "android")
 	s.registerDevice("carol", "tok-carol", "android")

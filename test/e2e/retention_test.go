@@ -18,9 +18,7 @@ import (
 // the receiver at /monitoring/, lists them. (Without it nothing is kept:
 // TestMetricsScrape checks asynq_queue_tasks{state="completed"} is 0.)
 func TestCompletedTaskRetention(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the programs")
-	}
+	skipIfShort(t, "runs the programs")
 	const user, password = "ops", "monitoring-password-0123"
 	s := startStack(t, 1, map[string]string{
 		"COMPLETED_TASK_RETENTION": "1h",

@@ -52,9 +52,7 @@ func TestSentinelEndToEnd(t *testing.T) {
 //
 // Each case logs a FAULT line with its figures.
 func TestSentinelFailoverMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault injection: 30 s, up to 3 min when a task waits for asynq's lease recovery")
-	}
+	skipIfShort(t, "fault injection: 30 s, up to 3 min when a task waits for asynq's lease recovery")
 	t.Parallel()
 	for _, tc := range []struct {
 		name  string

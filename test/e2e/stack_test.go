@@ -49,6 +49,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// skipIfShort skips t under -short: it runs several programs for a while
+// or injects faults, and why says which (and how long, when that is long).
+// The quick end-to-end tests run under -short too.
+func skipIfShort(t *testing.T, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why)
+	}
+}
+
 const (
 	appID         = "1400000001"
 	callbackToken = "e2e-callback-token"
