@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 )
@@ -37,10 +36,9 @@ type Store interface {
 // errors are JSON ({"error": "..."}): invalid input is 400, a failing
 // store 503.
 type API struct {
-	store    Store
-	log      *slog.Logger
-	token    string
-	requests *prometheus.CounterVec
+	store Store
+	log   *slog.Logger
+	gate  restapi.Gate
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -51,18 +49,15 @@ type API struct {
 // with every method and the statuses the API gives itself at 0 from the
 // start (an alert on the first error of a new receiver must see a change).
 func NewAPI(store Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-		Name: "followpush_device_api_requests_total",
-		Help: "Device API requests, by method and HTTP status.",
-	}, []string{"method", "code"})
-	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
-	return &API{store: store, log: log, token: token, requests: requests}
+	gate := restapi.NewGate(reg, "followpush_device_api_requests_total", "Device API requests, by method and HTTP status.", token,
+		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
+	return &API{store: store, log: log, gate: gate}
 }
 
 // Guard wraps h as every route of the API is served: counted, and behind
 // the API token.
 func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return restapi.Guard(a.requests, a.token, h)
+	return a.gate.Guard(h)
 }
 
 // body is the optional JSON body of PUT .../devices/{token}; a nil field

@@ -23,23 +23,26 @@ import (
 // ({"error": "..."}): a bad userID, from or limit 400, Redis failing 503,
 // and 503 when the history is off (FOLLOW_HISTORY=off).
 type API struct {
-	store    *Store
-	token    string
-	log      *slog.Logger
-	requests *prometheus.CounterVec
+	store *Store
+	log   *slog.Logger
+	gate  restapi.Gate
 }
 
 // NewAPI returns the API over store (nil: the history is off, every
 // request that passes the token is answered 503), guarded by token. It
-// registers followpush_history_api_requests_total{method,code} with reg
-// (nil: not exported).
+// registers with reg (nil: not exported), with the statuses the API gives
+// itself at 0:
+//
+//	followpush_history_api_requests_total{method,code}   history API requests, by method and HTTP status
 func NewAPI(store *Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	return &API{store: store, token: token, log: log, requests: newRequests(reg)}
+	gate := restapi.NewGate(reg, "followpush_history_api_requests_total", "Follow history API requests, by method and HTTP status.", token,
+		map[string]int{http.MethodGet: http.StatusOK})
+	return &API{store: store, log: log, gate: gate}
 }
 
 // Handler is the route's handler: counted, behind the API token.
 func (a *API) Handler() http.Handler {
-	return restapi.Counted(a.requests, restapi.Bearer(a.token, http.HandlerFunc(a.serve)))
+	return a.gate.Guard(http.HandlerFunc(a.serve))
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {

@@ -2,8 +2,6 @@ package history
 
 import (
 	"errors"
-	"net/http"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -29,24 +27,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "followpush_history_write_failures_total",
 		Help: "Follow history entries that could not be written (dropped, not retried).",
 	}))}
-}
-
-// newRequests registers the history API's request counter with reg (nil:
-// not exported), with the statuses the API gives itself at 0:
-//
-//	followpush_history_api_requests_total{method,code}   history API requests, by method and HTTP status
-func newRequests(reg prometheus.Registerer) *prometheus.CounterVec {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	c := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "followpush_history_api_requests_total",
-		Help: "Follow history API requests, by method and HTTP status.",
-	}, []string{"method", "code"}))
-	for _, code := range []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable} {
-		c.WithLabelValues(http.MethodGet, strconv.Itoa(code))
-	}
-	return c
 }
 
 // register registers c with reg, or returns the collector reg has

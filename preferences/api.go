@@ -10,7 +10,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 	"github.com/followpush/followpush/tencent"
@@ -38,10 +37,9 @@ type Keeper interface {
 //	GET    /v1/users/{userID}/preferences   200 with them (the defaults when none are set)
 //	DELETE /v1/users/{userID}/preferences   back to the defaults; 204
 type API struct {
-	store    Keeper
-	log      *slog.Logger
-	token    string
-	requests *prometheus.CounterVec
+	store Keeper
+	log   *slog.Logger
+	gate  restapi.Gate
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -51,18 +49,15 @@ type API struct {
 //
 // with every method and the statuses the API gives itself at 0.
 func NewAPI(store Keeper, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-		Name: "followpush_preference_api_requests_total",
-		Help: "Preference API requests, by method and HTTP status.",
-	}, []string{"method", "code"})
-	restapi.ZeroCounts(requests, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
-	return &API{store: store, log: log, token: token, requests: requests}
+	gate := restapi.NewGate(reg, "followpush_preference_api_requests_total", "Preference API requests, by method and HTTP status.", token,
+		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
+	return &API{store: store, log: log, gate: gate}
 }
 
 // Guard wraps h as every route of the API is served: counted, and behind
 // the API token.
 func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return restapi.Guard(a.requests, a.token, h)
+	return a.gate.Guard(h)
 }
 
 // body is PUT's body; a nil field was absent (or null). Unknown fields

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/strictjson"
 )
@@ -87,10 +88,27 @@ func ZeroCounts(requests *prometheus.CounterVec, success map[string]int) {
 	}
 }
 
-// Guard wraps h as every route of an API is served: counted in requests
-// ([Counted]), and behind the API token ([Bearer]).
-func Guard(requests *prometheus.CounterVec, token string, h http.Handler) http.Handler {
-	return Counted(requests, Bearer(token, h))
+// Gate is how every route of one API is served: counted in the API's
+// request counter ([Counted]) and behind the API token ([Bearer]).
+type Gate struct {
+	token    string
+	requests *prometheus.CounterVec
+}
+
+// NewGate guards an API with token and registers its request counter,
+// labelled method and code, with reg (nil: not exported): name is the
+// counter's name (followpush_<api>_api_requests_total), help its help
+// text, and success each method's status when all is well, shown at 0
+// from the start ([ZeroCounts]).
+func NewGate(reg prometheus.Registerer, name, help, token string, success map[string]int) Gate {
+	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"method", "code"})
+	ZeroCounts(requests, success)
+	return Gate{token: token, requests: requests}
+}
+
+// Guard wraps h: counted, and behind the API token.
+func (g Gate) Guard(h http.Handler) http.Handler {
+	return Counted(g.requests, Bearer(g.token, h))
 }
 
 // Fail answers err of the API named api ("device", ...): 400 with err's
