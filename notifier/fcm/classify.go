@@ -113,19 +113,10 @@ func Classify(err error) Outcome {
 		}
 		return OutcomeUnknown
 	}
+	if o, ok := firstMatch(fcmCodes, fe); ok {
+		return o
+	}
 	switch {
-	case messaging.IsUnregistered(fe):
-		return OutcomeUnregistered
-	case messaging.IsSenderIDMismatch(fe):
-		return OutcomeSenderIDMismatch
-	case messaging.IsThirdPartyAuthError(fe):
-		return OutcomeThirdPartyAuth
-	case messaging.IsQuotaExceeded(fe):
-		return OutcomeQuota
-	case messaging.IsUnavailable(fe):
-		return OutcomeUnavailable
-	case messaging.IsInternal(fe):
-		return OutcomeInternal
 	case messaging.IsInvalidArgument(fe):
 		return invalidArgumentOutcome(fe)
 	case errorutils.HTTPResponse(fe) == nil:
@@ -140,14 +131,48 @@ func Classify(err error) Outcome {
 		return OutcomeUnknown
 	case errorutils.IsInvalidArgument(fe):
 		return invalidArgumentOutcome(fe)
-	case errorutils.IsResourceExhausted(fe):
-		return OutcomeQuota
-	case errorutils.IsUnavailable(fe):
-		return OutcomeUnavailable
-	case errorutils.IsInternal(fe):
-		return OutcomeInternal
+	}
+	if o, ok := firstMatch(platformCodes, fe); ok {
+		return o
 	}
 	return OutcomeUnknown
+}
+
+// match pairs a predicate of firebase-admin-go's on an error with the
+// outcome it means.
+type match struct {
+	is      func(error) bool
+	outcome Outcome
+}
+
+// fcmCodes are FCM's own error codes (the errorCode of the answer's
+// details) that decide an outcome by themselves, in the order Classify
+// tries them. INVALID_ARGUMENT is not here: it needs the answer's text.
+var fcmCodes = []match{
+	{messaging.IsUnregistered, OutcomeUnregistered},
+	{messaging.IsSenderIDMismatch, OutcomeSenderIDMismatch},
+	{messaging.IsThirdPartyAuthError, OutcomeThirdPartyAuth},
+	{messaging.IsQuotaExceeded, OutcomeQuota},
+	{messaging.IsUnavailable, OutcomeUnavailable},
+	{messaging.IsInternal, OutcomeInternal},
+}
+
+// platformCodes are the Google API platform's status codes that decide an
+// outcome when the answer names no FCM code.
+var platformCodes = []match{
+	{errorutils.IsResourceExhausted, OutcomeQuota},
+	{errorutils.IsUnavailable, OutcomeUnavailable},
+	{errorutils.IsInternal, OutcomeInternal},
+}
+
+// firstMatch returns the outcome of the first of ms that err matches.
+func firstMatch(ms []match, err error) (Outcome, bool) {
+	for _, m := range ms {
+		if m.is(err) {
+			return m.outcome, true
+		}
+	}
+	return "", false
 }
 
 func invalidArgumentOutcome(err error) Outcome {

@@ -58,11 +58,12 @@ func TestClassifyFCMErrors(t *testing.T) {
 		{"unavailable without FCM code", withHeader(fcmtest.ErrorResponse(503, "UNAVAILABLE", "The service is currently unavailable."), "Retry-After", "600"),
 			OutcomeUnavailable, true, false, 10 * time.Minute},
 		{"internal", fcmtest.Internal(), OutcomeInternal, true, false, 0},
+		{"internal without FCM code", fcmtest.ErrorResponse(500, "INTERNAL", "Internal error encountered."), OutcomeInternal, true, false, 0},
 		{"unspecified", fcmtest.Unspecified(), OutcomeUnknown, true, false, 0},
 		{"our credentials rejected", fcmtest.Unauthenticated(), OutcomeUnknown, true, false, 0},
 		{"404 without FCM code", fcmtest.ErrorResponse(404, "NOT_FOUND", "Not found."), OutcomeUnknown, true, false, 0},
 		{"unknown FCM code", fcmtest.ErrorResponse(400, "FAILED_PRECONDITION", "New.", fcmtest.FCMErrorDetail("SOMETHING_NEW")), OutcomeUnknown, true, false, 0},
-		{"not JSON", fcmtest.Response{Status: 502, Header: http.Header{"pushtext.Content-Type": {"text/html"}}, Body: []byte("<html>Bad Gateway</html>")}, OutcomeUnknown, true, false, 0},
+		{"not JSON", fcmtest.Response{Status: 502, Header: http.Header{"Content-Type": {"text/html"}}, Body: []byte("<html>Bad Gateway</html>")}, OutcomeUnknown, true, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
