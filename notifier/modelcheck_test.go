@@ -213,31 +213,25 @@ type action struct {
 	pref string
 }
 
+// actNames are the actions' names in the format of histories.
+var actNames = [...]string{aToggle: "toggle", aDeliver: "deliver", aRepeat: "repeat", aStart: "start", aResume: "resume",
+	aCrash: "crash", aAdvance: "advance", aFCM: "fcm", aRestart: "restart", aPref: "pref"}
+
 // String writes a in the format parseHistory reads.
 func (a action) String() string {
 	switch a.kind {
-	case aToggle:
-		return fmt.Sprintf("toggle %d", a.i)
-	case aDeliver:
-		return fmt.Sprintf("deliver %d", a.i)
-	case aRepeat:
-		return fmt.Sprintf("repeat %d", a.i)
 	case aStart:
 		return fmt.Sprintf("start %d throttle=%v timeout=%v outcomes=%d", a.i, a.throttle, a.timeout, a.outcomes)
-	case aResume:
-		return fmt.Sprintf("resume %d", a.i)
-	case aCrash:
-		return fmt.Sprintf("crash %d", a.i)
 	case aAdvance:
-		return fmt.Sprintf("advance %s", a.d)
+		return "advance " + a.d.String()
 	case aFCM:
-		return fmt.Sprintf("fcm %s", a.mode)
+		return "fcm " + a.mode.String()
 	case aRestart:
 		return "restart"
 	case aPref:
 		return fmt.Sprintf("pref %d %s", a.i, a.pref)
 	}
-	return "?"
+	return fmt.Sprintf("%s %d", actNames[a.kind], a.i) // an action on the i-th pair, webhook or attempt
 }
 
 // history is one seed's configuration and actions.
@@ -321,20 +315,12 @@ func parseHistory(text string) (history, error) {
 			if _, e := parsePref(a.pref); e != nil {
 				err = errors.Join(err, e)
 			}
-		case "toggle":
-			a = action{kind: aToggle, i: num(arg(1))}
-		case "deliver":
-			a = action{kind: aDeliver, i: num(arg(1))}
-		case "repeat":
-			a = action{kind: aRepeat, i: num(arg(1))}
+		case "toggle", "deliver", "repeat", "resume", "crash":
+			a = action{kind: actKind(slices.Index(actNames[:], f[0])), i: num(arg(1))}
 		case "start":
 			o, e := strconv.ParseUint(kv["outcomes"], 10, 64)
 			err = errors.Join(err, e)
 			a = action{kind: aStart, i: num(arg(1)), throttle: kv["throttle"] == "true", timeout: kv["timeout"] == "true", outcomes: o}
-		case "resume":
-			a = action{kind: aResume, i: num(arg(1))}
-		case "crash":
-			a = action{kind: aCrash, i: num(arg(1))}
 		case "advance":
 			a = action{kind: aAdvance, d: dur(arg(1))}
 		case "fcm":
