@@ -36,9 +36,10 @@ type Store interface {
 // errors are JSON ({"error": "..."}): invalid input is 400, a failing
 // store 503.
 type API struct {
+	restapi.Gate // Guard serves each route
+
 	store Store
 	log   *slog.Logger
-	gate  restapi.Gate
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -51,13 +52,7 @@ type API struct {
 func NewAPI(store Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
 	gate := restapi.NewGate(reg, "followpush_device_api_requests_total", "Device API requests, by method and HTTP status.", token,
 		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
-	return &API{store: store, log: log, gate: gate}
-}
-
-// Guard wraps h as every route of the API is served: counted, and behind
-// the API token.
-func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return a.gate.Guard(h)
+	return &API{Gate: gate, store: store, log: log}
 }
 
 // body is the optional JSON body of PUT .../devices/{token}; a nil field

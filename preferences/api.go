@@ -37,9 +37,10 @@ type Keeper interface {
 //	GET    /v1/users/{userID}/preferences   200 with them (the defaults when none are set)
 //	DELETE /v1/users/{userID}/preferences   back to the defaults; 204
 type API struct {
+	restapi.Gate // Guard serves each route
+
 	store Keeper
 	log   *slog.Logger
-	gate  restapi.Gate
 }
 
 // NewAPI returns the API over store, guarded by token (empty: every
@@ -51,13 +52,7 @@ type API struct {
 func NewAPI(store Keeper, token string, log *slog.Logger, reg prometheus.Registerer) *API {
 	gate := restapi.NewGate(reg, "followpush_preference_api_requests_total", "Preference API requests, by method and HTTP status.", token,
 		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
-	return &API{store: store, log: log, gate: gate}
-}
-
-// Guard wraps h as every route of the API is served: counted, and behind
-// the API token.
-func (a *API) Guard(h http.HandlerFunc) http.Handler {
-	return a.gate.Guard(h)
+	return &API{Gate: gate, store: store, log: log}
 }
 
 // body is PUT's body; a nil field was absent (or null). Unknown fields

@@ -106,8 +106,9 @@ func NewGate(reg prometheus.Registerer, name, help, token string, success map[st
 	return Gate{token: token, requests: requests}
 }
 
-// Guard wraps h: counted, and behind the API token.
-func (g Gate) Guard(h http.Handler) http.Handler {
+// Guard wraps h as every route of the API is served: counted, and behind
+// the API token.
+func (g Gate) Guard(h http.HandlerFunc) http.Handler {
 	return Counted(g.requests, Bearer(g.token, h))
 }
 
