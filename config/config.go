@@ -226,29 +226,27 @@ func (l *loader) raw(name, def string) string {
 func (l *loader) str(name, def string) string { return l.raw(name, def) }
 
 func (l *loader) intRange(name string, def, lo, hi int) int {
-	v := l.raw(name, "")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		l.fail(name, "%q is not a whole number from %d to %d", v, lo, hi)
-		return def
-	}
-	return n
+	return inRange(l, name, def, lo, hi, strconv.Atoi, "%q is not a whole number from %v to %v")
 }
 
 func (l *loader) duration(name string, def, lo, hi time.Duration) time.Duration {
+	return inRange(l, name, def, lo, hi, time.ParseDuration, "%q is not a duration from %v to %v (e.g. 30s, 5m)")
+}
+
+// inRange is name's value read by parse, def when it is unset; a value
+// parse refuses or outside lo to hi fails name with form (given the value,
+// lo and hi).
+func inRange[T int | time.Duration](l *loader, name string, def, lo, hi T, parse func(string) (T, error), form string) T {
 	v := l.raw(name, "")
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < lo || d > hi {
-		l.fail(name, "%q is not a duration from %s to %s (e.g. 30s, 5m)", v, lo, hi)
+	n, err := parse(v)
+	if err != nil || n < lo || n > hi {
+		l.fail(name, form, v, lo, hi)
 		return def
 	}
-	return d
+	return n
 }
 
 func (l *loader) list(name string) []string {
