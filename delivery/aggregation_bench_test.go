@@ -167,11 +167,7 @@ func BenchmarkAggregationIdle(b *testing.B) {
 			}
 			poll.Stop()
 			server.Shutdown()
-			b.ReportMetric(float64(n), "followees")
-			b.ReportMetric(float64(end.at.Sub(start.at).Milliseconds()), "tick-ms")
-			b.ReportMetric((end.cpu-start.cpu)*1000, "redis-cpu-ms/tick")
-			b.ReportMetric(float64(end.commands-start.commands), "redis-cmds/tick")
-			b.ReportMetric(float64(loaded.memory-before.memory)/float64(n), "redis-bytes/followee")
+			reportIdle(b, n, before, loaded, start, end, "tick-ms")
 		}
 	})
 	b.Run("followpush-digests", func(b *testing.B) {
@@ -208,13 +204,21 @@ func BenchmarkAggregationIdle(b *testing.B) {
 			<-time.After(7 * time.Second) // a measurement window the length of asynq's aggregation tick
 			end := readStats(b, rdb)
 			server.Shutdown()
-			b.ReportMetric(float64(n), "followees")
-			b.ReportMetric(float64(end.at.Sub(start.at).Milliseconds()), "window-ms")
-			b.ReportMetric((end.cpu-start.cpu)*1000, "redis-cpu-ms/tick")
-			b.ReportMetric(float64(end.commands-start.commands), "redis-cmds/tick")
-			b.ReportMetric(float64(loaded.memory-before.memory)/float64(n), "redis-bytes/followee")
+			reportIdle(b, n, before, loaded, start, end, "window-ms")
 		}
 	})
+}
+
+// reportIdle reports what BenchmarkAggregationIdle measured for n
+// followees: Redis's memory per followee (before and after loading them),
+// and over one measurement from start to end, its length (in ms, as
+// lengthUnit), Redis's CPU time and its commands.
+func reportIdle(b *testing.B, n int, before, loaded, start, end redisStats, lengthUnit string) {
+	b.ReportMetric(float64(n), "followees")
+	b.ReportMetric(float64(end.at.Sub(start.at).Milliseconds()), lengthUnit)
+	b.ReportMetric((end.cpu-start.cpu)*1000, "redis-cpu-ms/tick")
+	b.ReportMetric(float64(end.commands-start.commands), "redis-cmds/tick")
+	b.ReportMetric(float64(loaded.memory-before.memory)/float64(n), "redis-bytes/followee")
 }
 
 // BenchmarkAggregationPerFollow is what one follow folded into a pending
