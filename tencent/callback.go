@@ -622,54 +622,21 @@ func (s *scanner) listCheck(name string, sp span, maxLen int) error {
 	return nil
 }
 
-// followList reads FollowList, an array of {"To_Account": "..."} objects.
-func (s *scanner) followList(sp span, maxLen int, c *collector) error {
-	if err := s.listCheck("FollowList", sp, maxLen); err != nil {
+// list reads the array at sp, named name, into c: a non-empty array of
+// at most maxLen entries ([scanner.listCheck]), each read by entry, which
+// starts at the entry and returns the followee it names (found false: it
+// names none).
+func (s *scanner) list(name string, sp span, maxLen int, c *collector, entry func(i int) (to []byte, found bool, err error)) error {
+	if err := s.listCheck(name, sp, maxLen); err != nil {
 		return err
 	}
 	c.init(sp)
 	s.pos = sp.start + 1
 	for i := 0; ; i++ {
 		s.skipSpace()
-		if s.data[s.pos] != '{' {
-			return malformed("FollowList[%d]: got %s, want object", i, s.kind(span{start: s.pos}))
-		}
-		s.pos++
-		var (
-			to    []byte
-			found bool
-		)
-		s.skipSpace()
-		if s.data[s.pos] == '}' {
-			s.pos++
-		} else {
-			for {
-				key, err := s.key()
-				if err != nil {
-					return err
-				}
-				s.skipSpace()
-				if string(key) == "To_Account" {
-					switch k := s.kind(span{start: s.pos}); k {
-					case "string":
-						if to, err = s.strValue(); err != nil {
-							return err
-						}
-						found = true
-					case "null":
-						s.pos += len("null")
-					default:
-						return malformed("FollowList[%d].To_Account: got %s, want string", i, k)
-					}
-				} else if err := s.value(2); err != nil {
-					return err
-				}
-				s.skipSpace()
-				s.pos++ // ',' or '}'
-				if s.data[s.pos-1] == '}' {
-					break
-				}
-			}
+		to, found, err := entry(i)
+		if err != nil {
+			return err
 		}
 		c.add(to, found)
 		s.skipSpace()
@@ -680,29 +647,61 @@ func (s *scanner) followList(sp span, maxLen int, c *collector) error {
 	}
 }
 
+// followList reads FollowList, an array of {"To_Account": "..."} objects.
+func (s *scanner) followList(sp span, maxLen int, c *collector) error {
+	return s.list("FollowList", sp, maxLen, c, s.followEntry)
+}
+
+// followEntry reads FollowList[i], an object whose To_Account (a string,
+// or null or absent: no followee) is the followee.
+func (s *scanner) followEntry(i int) (to []byte, found bool, err error) {
+	if s.data[s.pos] != '{' {
+		return nil, false, malformed("FollowList[%d]: got %s, want object", i, s.kind(span{start: s.pos}))
+	}
+	s.pos++
+	s.skipSpace()
+	if s.data[s.pos] == '}' {
+		s.pos++
+		return nil, false, nil
+	}
+	for {
+		key, err := s.key()
+		if err != nil {
+			return nil, false, err
+		}
+		s.skipSpace()
+		if string(key) == "To_Account" {
+			switch k := s.kind(span{start: s.pos}); k {
+			case "string":
+				if to, err = s.strValue(); err != nil {
+					return nil, false, err
+				}
+				found = true
+			case "null":
+				s.pos += len("null")
+			default:
+				return nil, false, malformed("FollowList[%d].To_Account: got %s, want string", i, k)
+			}
+		} else if err := s.value(2); err != nil {
+			return nil, false, err
+		}
+		s.skipSpace()
+		s.pos++ // ',' or '}'
+		if s.data[s.pos-1] == '}' {
+			return to, found, nil
+		}
+	}
+}
+
 // toAccounts reads To_Account, an array of strings.
 func (s *scanner) toAccounts(sp span, maxLen int, c *collector) error {
-	if err := s.listCheck("To_Account", sp, maxLen); err != nil {
-		return err
-	}
-	c.init(sp)
-	s.pos = sp.start + 1
-	for i := 0; ; i++ {
-		s.skipSpace()
+	return s.list("To_Account", sp, maxLen, c, func(i int) ([]byte, bool, error) {
 		if k := s.kind(span{start: s.pos}); k != "string" {
-			return malformed("To_Account[%d]: got %s, want string", i, k)
+			return nil, false, malformed("To_Account[%d]: got %s, want string", i, k)
 		}
 		to, err := s.strValue()
-		if err != nil {
-			return err
-		}
-		c.add(to, true)
-		s.skipSpace()
-		s.pos++ // ',' or ']'
-		if s.data[s.pos-1] == ']' {
-			return nil
-		}
-	}
+		return to, err == nil, err
+	})
 }
 
 // smallList is how many followees are compared one by one for repeats
