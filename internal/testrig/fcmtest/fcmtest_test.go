@@ -54,13 +54,10 @@ func parseError(t *testing.T, body []byte) apiError {
 	t.Helper()
 	var b struct {
 		Error struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-			Status  string `json:"status"`
-			Details []struct {
-				Type      string `json:"@type"`
-				ErrorCode string `json:"errorCode"`
-			} `json:"details"`
+			Code    int              `json:"code"`
+			Message string           `json:"message"`
+			Status  string           `json:"status"`
+			Details []fcmtest.Detail `json:"details"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil {
