@@ -213,7 +213,7 @@ func (f *policyFixture) follow(t *testing.T, from, to string) error {
 func (f *policyFixture) failedFirstAttempt(t *testing.T, what string) *asynq.Task {
 	t.Helper()
 	f.register(t, "bob", "tok-bob", "android", "")
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Internal() })
+	f.fcm.SetResponder(fcmtest.Always(fcmtest.Internal()))
 	task, err := tasks.NewFollowTask(tasks.Follow{AppID: "1400000000", From: "alice", To: "bob", EventTime: f.at(0).UnixMilli()})
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +222,6 @@ func (f *policyFixture) failedFirstAttempt(t *testing.T, what string) *asynq.Tas
 	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
 		t.Fatalf("%s: %v, want a retry", what, err)
 	}
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	f.fcm.SetResponder(fcmtest.Always(fcmtest.Response{}))
 	return task
 }

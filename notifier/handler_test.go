@@ -56,7 +56,7 @@ func TestHandlerFCMErrorTable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newHandlerFixture(t, notifier.HandlerOptions{})
-			f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return tt.resp })
+			f.fcm.SetResponder(fcmtest.Always(tt.resp))
 			f.register(t, "bob", "tok-bob")
 			err := f.run(t, f.follow("bob"))
 

@@ -74,7 +74,7 @@ func TestLastErrorSaysWhenTheRetryIs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newHandlerFixture(t, notifier.HandlerOptions{})
-			f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return tt.resp })
+			f.fcm.SetResponder(fcmtest.Always(tt.resp))
 			f.register(t, "bob", "tok-bob")
 			serveHandler(t, f, f.h)
 			task, err := tasks.NewFollowTask(f.follow("bob"))

@@ -27,7 +27,7 @@ import (
 func sendErr(t *testing.T, resp fcmtest.Response) error {
 	t.Helper()
 	s := fcmtest.NewServer(t)
-	s.SetResponder(func(fcmtest.Request) fcmtest.Response { return resp })
+	s.SetResponder(fcmtest.Always(resp))
 	return newTestFCMSender(t, s).Send(t.Context(), tokenMessages("device"))[0]
 }
 

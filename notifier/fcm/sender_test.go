@@ -353,7 +353,7 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 	t.Run("retry-after kept", func(t *testing.T) {
 		t.Parallel()
 		s := fcmtest.NewServer(t)
-		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(retryAfter) })
+		s.SetResponder(fcmtest.Always(fcmtest.Unavailable(retryAfter)))
 		errs, took := send(t, s, inRetryAfter, "t")
 		err := errs[0]
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -374,7 +374,7 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		// OAuth one; the 503 is still seen.
 		s := fcmtest.NewServer(t)
 		s.SetRequireAuth(true)
-		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(retryAfter) })
+		s.SetResponder(fcmtest.Always(fcmtest.Unavailable(retryAfter)))
 		snd, err := NewSender(t.Context(), Config{Endpoint: s.URL(), CredentialsFile: s.WriteServiceAccount(t, t.TempDir())})
 		if err != nil {
 			t.Fatal(err)
@@ -397,7 +397,7 @@ func TestFCMSenderDeadlineDuringSDKBackoff(t *testing.T) {
 		t.Parallel()
 		// The SDK retries at once, then waits 1 s: the deadline ends that.
 		s := fcmtest.NewServer(t)
-		s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(0) })
+		s.SetResponder(fcmtest.Always(fcmtest.Unavailable(0)))
 		errs, _ := send(t, s, inBackoff, "t")
 		err := errs[0]
 		if got := Classify(err); got != OutcomeUnavailable {

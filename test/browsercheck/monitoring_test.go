@@ -52,7 +52,7 @@ func TestMonitoringShowsQueues(t *testing.T) {
 	chromium := findChromium(t)
 
 	fcm := fcmtest.NewServer(t)
-	fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(fcmRetryAfter) })
+	fcm.SetResponder(fcmtest.Always(fcmtest.Unavailable(fcmRetryAfter)))
 
 	// ctx bounds everything after the build; it is cancelled after the
 	// browser closed (cleanups run last-in first-out).

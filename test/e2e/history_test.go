@@ -191,7 +191,7 @@ func TestExhaustedFollowEndToEnd(t *testing.T) {
 	skipIfShort(t, "runs the programs")
 	s := startStack(t, 1, nil)
 	s.registerDevice("zoe", "tok-zoe", "android")
-	s.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Unavailable(3 * time.Minute) })
+	s.fcm.SetResponder(fcmtest.Always(fcmtest.Unavailable(3 * time.Minute)))
 	f := tasks.Follow{AppID: appID, From: "yan", To: "zoe", EventTime: nowMillis()}
 	spec, err := tasks.FollowSpec(f)
 	if err != nil {

@@ -161,6 +161,11 @@ func (s *Server) SetResponder(r Responder) {
 	s.responder = r
 }
 
+// Always is the responder that answers every send request with resp.
+func Always(resp Response) Responder {
+	return func(Request) Response { return resp }
+}
+
 // SetLatency delays every later send answer by d (0, the default, for none).
 // The delay ends early if the client gives up on the request.
 func (s *Server) SetLatency(d time.Duration) {

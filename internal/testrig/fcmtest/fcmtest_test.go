@@ -239,7 +239,7 @@ func TestInvalidTokenNamesTheTokenField(t *testing.T) {
 func TestSetResponderNilRestoresDefault(t *testing.T) {
 	t.Parallel()
 	s := fcmtest.NewServer(t)
-	s.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Internal() })
+	s.SetResponder(fcmtest.Always(fcmtest.Internal()))
 	if got := send(t, s, "p", `{"message":{"token":"t"}}`); got.Status != 500 {
 		t.Fatalf("with responder: status %d, want 500", got.Status)
 	}
