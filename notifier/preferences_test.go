@@ -357,7 +357,7 @@ func TestQuietHoursLetAPartlyDeliveredSummaryFinish(t *testing.T) {
 	if err := f.h.ProcessTask(context.Background(), task); !errors.As(err, &re) {
 		t.Fatalf("summary with one device failing: %v, want a retry", err)
 	}
-	f.fcm.SetResponder(func(fcmtest.Request) fcmtest.Response { return fcmtest.Response{} })
+	f.fcm.SetResponder(fcmtest.Always(fcmtest.Response{}))
 	f.at(15 * time.Minute) // 22:05
 	if err := f.h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatalf("retry inside quiet hours: %v, want the rest sent", err)
