@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,101 +20,12 @@ import (
 	"github.com/followpush/followpush/notifier"
 )
 
-// tencentProfiles is a local server speaking Tencent Cloud Chat's REST API
-// v4/profile/portrait_get: accounts it knows (nickname "" = none), admin
-// authentication by identifier and UserSig, and the whole-call error 40003
-// when any account asked for was never imported.
-type tencentProfiles struct {
-	nicks map[string]string
-	sig   string
-	// With secretKey set, a UserSig is accepted when it verifies with it
-	// (as Tencent verifies one) at now, instead of being sig.
-	secretKey string
-	now       func() time.Time
-
-	mu    sync.Mutex
-	hits  int        // requests, authenticated or not
-	calls [][]string // To_Account of each authenticated call
-	sigs  []string   // the UserSig of each authenticated call
-	fail  int        // answer HTTP 500 to this many calls
-}
-
-func (s *tencentProfiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.hits++
-	s.mu.Unlock()
-	q := r.URL.Query()
-	answer := func(v any) { w.Header().Set("Content-Type", "application/json"); _ = json.NewEncoder(w).Encode(v) }
-	fail := func(code int, info string) {
-		answer(map[string]any{"ActionStatus": "FAIL", "ErrorCode": code, "ErrorInfo": info})
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/v4/profile/portrait_get" {
-		http.NotFound(w, r)
-		return
-	}
-	if _, err := strconv.ParseUint(q.Get("random"), 10, 32); err != nil || q.Get("contenttype") != "json" || q.Get("sdkappid") != "1400000000" {
-		fail(60002, "bad query: "+r.URL.RawQuery)
-		return
-	}
-	authentic := q.Get("usersig") == s.sig
-	if s.secretKey != "" {
-		authentic = tencenttest.VerifyUserSig(1400000000, s.secretKey, "administrator", q.Get("usersig"), s.now()) == nil
-	}
-	if q.Get("identifier") != "administrator" || !authentic {
-		fail(70001, "UserSig expired or invalid")
-		return
-	}
-	s.mu.Lock()
-	s.sigs = append(s.sigs, q.Get("usersig"))
-	s.mu.Unlock()
-	var req struct {
-		ToAccount []string `json:"To_Account"`
-		TagList   []string
-	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.TagList) != 1 || req.TagList[0] != "Tag_Profile_IM_Nick" {
-		fail(40001, "bad body")
-		return
-	}
-	s.mu.Lock()
-	s.calls = append(s.calls, req.ToAccount)
-	failNow := s.fail > 0
-	s.fail--
-	s.mu.Unlock()
-	if failNow {
-		http.Error(w, "internal", http.StatusInternalServerError)
-		return
-	}
-	var items []map[string]any
-	for _, id := range req.ToAccount {
-		nick, ok := s.nicks[id]
-		if !ok {
-			fail(40003, "Account not found: "+id)
-			return
-		}
-		items = append(items, map[string]any{"To_Account": id, "ResultCode": 0, "ResultInfo": "",
-			"ProfileItem": []map[string]any{{"Tag": "Tag_Profile_IM_Nick", "Value": nick}}})
-	}
-	answer(map[string]any{"UserProfileItem": items, "ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "", "ErrorDisplay": ""})
-}
-
-func (s *tencentProfiles) callCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls)
-}
-
-func (s *tencentProfiles) hitCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hits
-}
-
-func newTencentProfiles(t *testing.T, fake *tencentProfiles) *notifier.TencentProfiles {
+func newTencentProfiles(t *testing.T, fake *tencenttest.Profiles) *notifier.TencentProfiles {
 	t.Helper()
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	p, err := notifier.NewTencentProfiles(notifier.TencentConfig{
-		BaseURL: srv.URL, UserSigs: map[string]string{"1400000000": fake.sig}, CacheTTL: time.Hour,
+		BaseURL: srv.URL, UserSigs: map[string]string{"1400000000": fake.UserSig}, CacheTTL: time.Hour,
 	}, redistest.Start(t).Client(t), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +35,7 @@ func newTencentProfiles(t *testing.T, fake *tencentProfiles) *notifier.TencentPr
 
 func TestTencentProfilesResolvesAndCaches(t *testing.T) {
 	t.Parallel()
-	fake := &tencentProfiles{sig: "eJyrVgrxCdYrSy1SslIyUtIBUVA", nicks: map[string]string{"alice": "Alice Liddell", "carol": ""}}
+	fake := &tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "eJyrVgrxCdYrSy1SslIyUtIBUVA", Nicks: map[string]string{"alice": "Alice Liddell", "carol": ""}}
 	p := newTencentProfiles(t, fake)
 	ctx := context.Background()
 	want := map[string]string{"alice": "Alice Liddell", "carol": "carol", "mallory": "mallory"}
@@ -138,24 +47,30 @@ func TestTencentProfilesResolvesAndCaches(t *testing.T) {
 	}
 	// One call for the three (failing: mallory is unknown), then one per
 	// user; the second round comes from the cache.
-	if n := fake.callCount(); n != 4 {
-		t.Errorf("portrait_get calls = %d (%v), want 4", n, fake.calls)
+	if calls := fake.Calls(); len(calls) != 4 {
+		t.Errorf("portrait_get calls = %d (%v), want 4", len(calls), calls)
 	}
+}
+
+// failingOnce is p answering its first call with HTTP 500.
+func failingOnce(p *tencenttest.Profiles) *tencenttest.Profiles {
+	p.FailNext(1)
+	return p
 }
 
 func TestTencentProfilesFallsBackToUserIDs(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
-		fake      *tencentProfiles
+		fake      *tencenttest.Profiles
 		sig       string
 		after     string // the name once the pause after the failure is over
 		wantCalls int    // calls after two pauses: a failure is never cached
 	}{
 		// The second call succeeds and is cached: no third call.
-		{"HTTP 500 once", &tencentProfiles{sig: "good", nicks: map[string]string{"alice": "Alice"}, fail: 1}, "good", "Alice", 2},
+		{"HTTP 500 once", failingOnce(&tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "good", Nicks: map[string]string{"alice": "Alice"}}), "good", "Alice", 2},
 		// Every call fails and none is cached: one call per pause.
-		{"expired UserSig", &tencentProfiles{sig: "good", nicks: map[string]string{"alice": "Alice"}}, "expired", "alice", 3},
+		{"expired UserSig", &tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "good", Nicks: map[string]string{"alice": "Alice"}}, "expired", "alice", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +89,7 @@ func TestTencentProfilesFallsBackToUserIDs(t *testing.T) {
 				if d := cmp.Diff(map[string]string{"alice": want}, got); d != "" {
 					t.Errorf("%s (-want +got):\n%s", step, d)
 				}
-				if n := tt.fake.hitCount(); n != calls {
+				if n := tt.fake.Hits(); n != calls {
 					t.Errorf("%s: portrait_get calls = %d, want %d", step, n, calls)
 				}
 			}
@@ -195,7 +110,7 @@ type slowProfiles struct {
 	fast    atomic.Bool
 	arrived chan string
 	release chan struct{}
-	inner   *tencentProfiles
+	inner   *tencenttest.Profiles
 }
 
 func (s *slowProfiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +134,7 @@ func (s *slowProfiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestTencentProfilesPausesCallsAfterAFailure(t *testing.T) {
 	t.Parallel()
 	fake := &slowProfiles{arrived: make(chan string, 10), release: make(chan struct{}),
-		inner: &tencentProfiles{sig: "sig", nicks: map[string]string{"alice": "Alice", "carol": "Carol"}}}
+		inner: &tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "sig", Nicks: map[string]string{"alice": "Alice", "carol": "Carol"}}}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(fake.release) }) // runs first
@@ -256,7 +171,7 @@ func TestTencentProfilesPausesCallsAfterAFailure(t *testing.T) {
 // The push names the follower by display name; the data keeps the UserID.
 func TestHandlerUsesDisplayNames(t *testing.T) {
 	t.Parallel()
-	fake := &tencentProfiles{sig: "sig", nicks: map[string]string{"alice": "Alice Liddell", "carol": "Carol"}}
+	fake := &tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "sig", Nicks: map[string]string{"alice": "Alice Liddell", "carol": "Carol"}}
 	names := newTencentProfiles(t, fake)
 	f := newPolicyFixture(t, notifier.HandlerOptions{Names: names})
 	f.register(t, "bob", "tok-bob", "android", "ja-JP")
@@ -282,7 +197,7 @@ func TestTencentProfilesMakesAndRenewsUserSig(t *testing.T) {
 	t.Parallel()
 	const key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 	clk := &clock{t: time.Unix(1_790_000_000, 0)}
-	fake := &tencentProfiles{secretKey: key, now: clk.Now, nicks: map[string]string{"alice": "Alice", "carol": "Carol", "dave": "Dave"}}
+	fake := &tencenttest.Profiles{SDKAppID: 1400000000, SecretKey: key, Now: clk.Now, Nicks: map[string]string{"alice": "Alice", "carol": "Carol", "dave": "Dave"}}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	var logs syncbuf.Buffer
@@ -294,9 +209,8 @@ func TestTencentProfilesMakesAndRenewsUserSig(t *testing.T) {
 	}
 	issuedAt := func() time.Time {
 		t.Helper()
-		fake.mu.Lock()
-		sig := fake.sigs[len(fake.sigs)-1]
-		fake.mu.Unlock()
+		sigs := fake.UserSigs()
+		sig := sigs[len(sigs)-1]
 		doc, err := tencenttest.DecodeUserSig(sig)
 		if err != nil {
 			t.Fatal(err)

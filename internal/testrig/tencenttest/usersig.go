@@ -1,6 +1,7 @@
-// Package tencenttest checks UserSigs as Tencent Cloud Chat checks them,
-// for tests of code that makes them (package tencent) or sends them (the
-// REST API client, the programs).
+// Package tencenttest is Tencent Cloud Chat's side for tests: it checks
+// UserSigs as Tencent checks them, for tests of code that makes them
+// (package tencent) or sends them (the REST API client, the programs), and
+// [Profiles] serves the REST API call the worker makes (portrait_get).
 package tencenttest
 
 import (
