@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 )
@@ -50,8 +51,11 @@ type API struct {
 // with every method and the statuses the API gives itself at 0 from the
 // start (an alert on the first error of a new receiver must see a change).
 func NewAPI(store Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	gate := restapi.NewGate(reg, "followpush_device_api_requests_total", "Device API requests, by method and HTTP status.", token,
-		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
+	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "followpush_device_api_requests_total",
+		Help: "Device API requests, by method and HTTP status.",
+	}, []string{"method", "code"})
+	gate := restapi.NewGate(requests, token, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusNoContent, http.MethodDelete: http.StatusNoContent})
 	return &API{Gate: gate, store: store, log: log}
 }
 

@@ -35,14 +35,12 @@ type API struct {
 //
 //	followpush_history_api_requests_total{method,code}   history API requests, by method and HTTP status
 func NewAPI(store *Store, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	gate := restapi.NewGate(reg, "followpush_history_api_requests_total", "Follow history API requests, by method and HTTP status.", token,
-		map[string]int{http.MethodGet: http.StatusOK})
-	return &API{store: store, log: log, gate: gate}
+	return &API{store: store, log: log, gate: restapi.NewGate(newRequests(reg), token, map[string]int{http.MethodGet: http.StatusOK})}
 }
 
 // Handler is the route's handler: counted, behind the API token.
 func (a *API) Handler() http.Handler {
-	return a.gate.Guard(http.HandlerFunc(a.serve))
+	return a.gate.Guard(a.serve)
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {

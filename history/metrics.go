@@ -29,6 +29,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}))}
 }
 
+// newRequests registers the history API's request counter with reg (nil:
+// not exported); [restapi.NewGate] shows its statuses at 0.
+func newRequests(reg prometheus.Registerer) *prometheus.CounterVec {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "followpush_history_api_requests_total",
+		Help: "Follow history API requests, by method and HTTP status.",
+	}, []string{"method", "code"}))
+}
+
 // register registers c with reg, or returns the collector reg has
 // already under its name.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {

@@ -66,11 +66,13 @@ func TestTencentProfilesFallsBackToUserIDs(t *testing.T) {
 		sig       string
 		after     string // the name once the pause after the failure is over
 		wantCalls int    // calls after two pauses: a failure is never cached
+		// refusedWith is Tencent's error code for the calls it refuses.
+		refusedWith string
 	}{
 		// The second call succeeds and is cached: no third call.
-		{"HTTP 500 once", failingOnce(&tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "good", Nicks: map[string]string{"alice": "Alice"}}), "good", "Alice", 2},
+		{"HTTP 500 once", failingOnce(&tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "good", Nicks: map[string]string{"alice": "Alice"}}), "good", "Alice", 2, ""},
 		// Every call fails and none is cached: one call per pause.
-		{"expired UserSig", &tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "good", Nicks: map[string]string{"alice": "Alice"}}, "expired", "alice", 3},
+		{"expired UserSig", &tencenttest.Profiles{SDKAppID: 1400000000, UserSig: "good", Nicks: map[string]string{"alice": "Alice"}}, "expired", "alice", 3, "70001"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +93,11 @@ func TestTencentProfilesFallsBackToUserIDs(t *testing.T) {
 				}
 				if n := tt.fake.Hits(); n != calls {
 					t.Errorf("%s: portrait_get calls = %d, want %d", step, n, calls)
+				}
+				for _, r := range tt.fake.Refusals() {
+					if !strings.HasPrefix(r, tt.refusedWith+" ") {
+						t.Errorf("%s: Tencent refused a call (%s), want only %q refusals", step, r, tt.refusedWith)
+					}
 				}
 			}
 			resolve("first", "alice", 1)

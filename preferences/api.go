@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/restapi"
 	"github.com/followpush/followpush/tencent"
@@ -50,8 +51,11 @@ type API struct {
 //
 // with every method and the statuses the API gives itself at 0.
 func NewAPI(store Keeper, token string, log *slog.Logger, reg prometheus.Registerer) *API {
-	gate := restapi.NewGate(reg, "followpush_preference_api_requests_total", "Preference API requests, by method and HTTP status.", token,
-		map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
+	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "followpush_preference_api_requests_total",
+		Help: "Preference API requests, by method and HTTP status.",
+	}, []string{"method", "code"})
+	gate := restapi.NewGate(requests, token, map[string]int{http.MethodGet: http.StatusOK, http.MethodPut: http.StatusOK, http.MethodDelete: http.StatusNoContent})
 	return &API{Gate: gate, store: store, log: log}
 }
 

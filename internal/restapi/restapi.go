@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/followpush/followpush/internal/strictjson"
 )
@@ -95,13 +94,12 @@ type Gate struct {
 	requests *prometheus.CounterVec
 }
 
-// NewGate guards an API with token and registers its request counter,
-// labelled method and code, with reg (nil: not exported): name is the
-// counter's name (followpush_<api>_api_requests_total), help its help
-// text, and success each method's status when all is well, shown at 0
-// from the start ([ZeroCounts]).
-func NewGate(reg prometheus.Registerer, name, help, token string, success map[string]int) Gate {
-	requests := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"method", "code"})
+// NewGate guards an API with token and counts its answers in requests,
+// the API's counter labelled method and code
+// (followpush_<api>_api_requests_total, defined where the API is, so that
+// the metric's definition is read there), with success's statuses shown
+// at 0 from the start ([ZeroCounts]).
+func NewGate(requests *prometheus.CounterVec, token string, success map[string]int) Gate {
 	ZeroCounts(requests, success)
 	return Gate{token: token, requests: requests}
 }

@@ -15,8 +15,9 @@ import (
 // a 32-bit random and contenttype=json; the body asks for Tag_Profile_IM_Nick
 // of the accounts in To_Account. It answers each account's nickname, or
 // fails the whole call with 40003 when any account asked for was never
-// imported, as Tencent does. Every refusal is an answer with ActionStatus
-// FAIL and Tencent's error code, at HTTP 200.
+// imported, as Tencent does. Every refusal of a portrait_get call is an
+// answer with ActionStatus FAIL and Tencent's error code, at HTTP 200;
+// any other method or path is 404.
 //
 // Set the fields before serving; the methods may be called at any time.
 type Profiles struct {

@@ -73,16 +73,21 @@ func TestProfilesAnswersAndRefusesAsTencent(t *testing.T) {
 			}
 		}
 	}
+	if resp, err := http.Get(srv.URL + "/v4/profile/portrait_get?" + good); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET: %v, %v; want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	// The good call, the unknown account's and the 500's were authenticated.
 	want := [][]string{{"alice", "carol"}, {"alice", "mallory"}, {"alice", "carol"}}
 	if d := cmp.Diff(want, p.Calls()); d != "" {
 		t.Errorf("Calls (-want +got):\n%s", d)
 	}
-	if n := len(p.Refusals()); n != 6 {
-		t.Errorf("%d refusals, want 6: %q", n, p.Refusals())
+	if n := len(p.Refusals()); n != 7 {
+		t.Errorf("%d refusals, want 7: %q", n, p.Refusals())
 	}
-	if n := p.Hits(); n != len(tests) {
-		t.Errorf("Hits = %d, want %d", n, len(tests))
+	if n := p.Hits(); n != len(tests)+1 {
+		t.Errorf("Hits = %d, want %d", n, len(tests)+1)
 	}
 }
 
